@@ -1,0 +1,141 @@
+"""``create_app(settings)``: the FastAPI application. Its lifespan opens the database,
+storage, HTTP client, providers and the worker, and hands them to routes as state."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from soragate.core.catalogue import Catalogue
+from soragate.dialects import files as files_routes
+from soragate.dialects import openai as openai_dialect
+from soragate.dialects.common import DIALECT_SCOPE_KEY
+from soragate.errors import InvalidRequest, NotFound, SoragateError
+from soragate.gateway import Gateway
+from soragate.providers.registry import ProviderRegistry
+from soragate.providers.sandbox import SandboxProvider
+from soragate.settings import Settings
+from soragate.storage import LocalStorage
+from soragate.storage.signing import UrlSigner
+from soragate.store import keys as key_store
+from soragate.store.db import create_engine, migrate
+from soragate.worker import TaskEvents, Worker
+
+log = logging.getLogger("soragate")
+
+ERROR_FORMATTERS: dict[str, Callable[[SoragateError], Response]] = {
+    "openai": openai_dialect.error_response,
+}
+
+
+def _secret_file(path: os.PathLike[str] | str, *, nbytes: int = 32) -> bytes:
+    """Read a server secret, creating it (mode 0600) on first start."""
+    try:
+        return bytes.fromhex(open(path).read().strip())  # noqa: PTH123, SIM115
+    except FileNotFoundError:
+        value = secrets.token_bytes(nbytes)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value.hex())
+        return value
+
+
+async def ensure_admin_key(settings: Settings, engine: Any) -> str | None:
+    """No default credentials: the first start makes an admin key, shows it once and leaves
+    it in ``<data dir>/admin.key`` (0600). Returns the key when one was made."""
+    if await key_store.count_admin_keys(engine):
+        return None
+    _, secret = await key_store.create_key(engine, name="admin", admin=True)
+    path = settings.data_dir / "admin.key"
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    return secret
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await migrate(settings.db_url)
+        engine = create_engine(settings.db_url)
+        admin_secret = await ensure_admin_key(settings, engine)
+        if admin_secret:
+            # Shown once, on purpose: this is the only place the plaintext key is printed.
+            log.warning(
+                "created the first admin key (also saved to %s): %s", settings.data_dir / "admin.key", admin_secret
+            )
+        storage = LocalStorage(settings.files_dir)
+        signer = UrlSigner(_secret_file(settings.data_dir / "signing.key"), base_url=settings.base_url)
+        events = TaskEvents()
+        http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+        sandbox = SandboxProvider(
+            root=settings.data_dir / "sandbox",
+            delay=settings.sandbox_delay,
+            fps=settings.sandbox_fps,
+            review_rules=settings.sandbox_review_rules,
+            render_workers=settings.sandbox_render_workers,
+        )
+        providers = ProviderRegistry({"sandbox": sandbox}, default="sandbox")
+        gateway = Gateway(
+            settings=settings, engine=engine, storage=storage, events=events, catalogue=Catalogue(),
+            signer=signer, http=http,
+        )
+        worker = Worker(engine=engine, storage=storage, providers=providers, events=events, settings=settings)
+        if settings.worker_enabled:
+            await worker.start()
+        log.info("soragate ready on %s (data in %s)", settings.base_url, settings.data_dir.resolve())
+        try:
+            yield {"gateway": gateway, "worker": worker, "providers": providers}
+        finally:
+            if settings.worker_enabled:
+                await worker.stop()
+            await providers.aclose()
+            await http.aclose()
+            await engine.dispose()
+
+    app = FastAPI(title="soragate", version="0.1.0", lifespan=lifespan)
+
+    def formatter(request: Request) -> Callable[[SoragateError], Response]:
+        return ERROR_FORMATTERS.get(request.scope.get(DIALECT_SCOPE_KEY, "openai"), openai_dialect.error_response)
+
+    @app.exception_handler(SoragateError)
+    async def soragate_error(request: Request, exc: SoragateError) -> Response:
+        return formatter(request)(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        message = f"Invalid request: {first.get('msg', 'malformed input')}"
+        return formatter(request)(InvalidRequest(message, param=".".join(loc) or None))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return formatter(request)(NotFound(f"Unknown route: {request.method} {request.url.path}"))
+        error = SoragateError(str(exc.detail), code="http_error")
+        error.status_code = exc.status_code
+        error.error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return formatter(request)(error)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.include_router(openai_dialect.router)
+    app.include_router(files_routes.router)
+    return app

@@ -1,0 +1,258 @@
+"""The ``soragate`` command: run the server, manage keys and tasks, generate a video."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from soragate.settings import Settings
+
+app = typer.Typer(help="soragate: a self-hosted gateway for Sora-style video APIs.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+tasks_app = typer.Typer(help="Inspect and cancel tasks.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(tasks_app, name="tasks")
+
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default $SORAGATE_DATA_DIR or ./data).")]
+
+
+def _settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    return Settings(**overrides)
+
+
+def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    from soragate.store.db import create_engine, migrate
+
+    async def run() -> T:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await migrate(settings.db_url)
+        engine = create_engine(settings.db_url)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the API server (with its worker)."""
+    import uvicorn
+
+    from soragate.app import create_app
+
+    overrides: dict[str, Any] = {}
+    if host:
+        overrides["host"] = host
+    if port:
+        overrides["port"] = port
+    settings = _settings(data_dir, **overrides)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    first_start = not (settings.data_dir / "admin.key").exists()
+    console.print(f"[bold]soragate[/] on {settings.base_url}  (API base URL: {settings.base_url}/v1)")
+    console.print(f"  data: {settings.data_dir.resolve()}   database: {settings.db_url.split('://')[0]}")
+    if not first_start:
+        console.print(f"  admin key: in {settings.data_dir / 'admin.key'}")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
+                loop="auto", http="auto")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str,
+    admin: Annotated[bool, typer.Option("--admin", help="Give the key admin rights.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API key; the key is printed alone on the last line, once."""
+    from soragate.store import keys as key_store
+
+    key, secret = _with_engine(_settings(data_dir), lambda e: key_store.create_key(e, name=name, admin=admin))
+    err.print(f"created {key.role} key {key.id} ({key.name}); it is shown only now:")
+    print(secret)  # noqa: T201 - the key alone on stdout, for scripts
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = None) -> None:
+    """List API keys (prefixes only; keys are stored hashed)."""
+    from soragate.store import keys as key_store
+
+    keys = _with_engine(_settings(data_dir), lambda e: key_store.list_keys(e))
+    table = Table("id", "name", "role", "prefix", "created", "revoked")
+    for key in keys:
+        table.add_row(key.id, key.name, key.role, key.prefix + "…", _when(key.created_at), _when(key.revoked_at))
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(ident: Annotated[str, typer.Argument(help="Key id, name or prefix.")], data_dir: DataDir = None) -> None:
+    """Revoke a key: it is refused from the next request on."""
+    from soragate.store import keys as key_store
+
+    if not _with_engine(_settings(data_dir), lambda e: key_store.revoke_key(e, ident=ident)):
+        err.print(f"no active key matches '{ident}'")
+        raise typer.Exit(1)
+    console.print(f"revoked {ident}")
+
+
+@tasks_app.command("list")
+def tasks_list(
+    status: Annotated[str | None, typer.Option(help="Only tasks in this status.")] = None,
+    limit: Annotated[int, typer.Option(help="How many.")] = 20,
+    data_dir: DataDir = None,
+) -> None:
+    """List the newest tasks of every key."""
+    from soragate.core.task import TaskStatus
+    from soragate.store import tasks as task_store
+
+    statuses = [TaskStatus(status)] if status else None
+    tasks, _ = _with_engine(
+        _settings(data_dir), lambda e: task_store.list_tasks(e, owner_id=None, limit=limit, statuses=statuses)
+    )
+    table = Table("id", "kind", "model", "status", "progress", "created", "error")
+    for t in tasks:
+        table.add_row(t.id, t.kind.value, t.params.model, t.status.value, f"{t.progress}%", _when(t.created_at),
+                      t.error.code if t.error else "")
+    console.print(table)
+
+
+@tasks_app.command("show")
+def tasks_show(task_id: str, data_dir: DataDir = None) -> None:
+    """Show one task in full."""
+    from soragate.store import tasks as task_store
+
+    task = _with_engine(_settings(data_dir), lambda e: task_store.get_task(e, task_id=task_id))
+    if task is None:
+        err.print(f"no task {task_id}")
+        raise typer.Exit(1)
+    table = Table(show_header=False)
+    rows = {
+        "id": task.id, "kind": task.kind.value, "dialect": task.dialect, "owner": task.owner_id,
+        "status": task.status.value, "progress": f"{task.progress}%", "model": task.params.model,
+        "prompt": task.params.prompt, "size": task.params.size, "seconds": str(task.params.seconds),
+        "provider": task.provider or "-", "upstream id": task.upstream_id or "-",
+        "created": _when(task.created_at), "completed": _when(task.completed_at),
+        "error": f"{task.error.code}: {task.error.message}" if task.error else "-",
+        "assets": ", ".join(f"{a.variant} ({a.bytes} B)" for a in task.assets) or "-",
+    }
+    for name, value in rows.items():
+        table.add_row(name, value)
+    console.print(table)
+
+
+@tasks_app.command("cancel")
+def tasks_cancel(task_id: str, data_dir: DataDir = None) -> None:
+    """Cancel a queued or running task."""
+    from soragate.store import tasks as task_store
+
+    if not _with_engine(_settings(data_dir), lambda e: task_store.cancel_task(e, task_id=task_id)):
+        err.print(f"task {task_id} is not queued or running")
+        raise typer.Exit(1)
+    console.print(f"cancelled {task_id}")
+
+
+def _api_key(explicit: str | None, data_dir: Path | None) -> str:
+    if explicit:
+        return explicit
+    if os.environ.get("SORAGATE_API_KEY"):
+        return os.environ["SORAGATE_API_KEY"]
+    path = _settings(data_dir).data_dir / "admin.key"
+    if path.exists():
+        return path.read_text().strip()
+    err.print("No API key: pass --api-key, set SORAGATE_API_KEY, or run next to a data dir with admin.key.")
+    raise typer.Exit(2)
+
+
+@app.command()
+def generate(
+    prompt: str,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the result.")] = Path("video.mp4"),
+    model: Annotated[str, typer.Option(help="Model name.")] = "sora-2",
+    seconds: Annotated[str | None, typer.Option(help="Length in seconds.")] = None,
+    size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, e.g. 1280x720.")] = None,
+    image: Annotated[Path | None, typer.Option(help="Reference image for image-to-video.")] = None,
+    base_url: Annotated[str, typer.Option(envvar="SORAGATE_URL", help="Server URL.")] = "http://127.0.0.1:8000",
+    api_key: Annotated[str | None, typer.Option(help="API key (default $SORAGATE_API_KEY or data/admin.key).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Generate a video on a running server, with a live progress bar, and save it."""
+    key = _api_key(api_key, data_dir)
+    fields = {"prompt": prompt, "model": model}
+    if seconds:
+        fields["seconds"] = seconds
+    if size:
+        fields["size"] = size
+    files = {"input_reference": (image.name, image.read_bytes())} if image else None
+    with httpx.Client(base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+        try:
+            response = client.post("/v1/videos", data=fields, files=files)
+        except httpx.HTTPError as exc:
+            err.print(f"cannot reach {base_url}: {exc}")
+            raise typer.Exit(1) from None
+        video = _checked(response)
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                      TimeElapsedColumn(), console=err) as progress:
+            bar = progress.add_task(f"{video['id']} {video['status']}", total=100)
+            while video["status"] in ("queued", "in_progress"):
+                progress.update(bar, completed=video["progress"], description=f"{video['id']} {video['status']}")
+                time.sleep(1.0)
+                video = _checked(client.get(f"/v1/videos/{video['id']}"))
+            progress.update(bar, completed=100 if video["status"] == "completed" else video["progress"],
+                            description=f"{video['id']} {video['status']}")
+        if video["status"] != "completed":
+            error = video.get("error") or {}
+            err.print(f"[red]failed[/]: {error.get('code')}: {error.get('message')}")
+            raise typer.Exit(1)
+        with client.stream("GET", f"/v1/videos/{video['id']}/content") as download:
+            if download.status_code != 200:
+                _checked(download)
+            with out.open("wb") as handle:
+                for chunk in download.iter_bytes():
+                    handle.write(chunk)
+    console.print(f"saved {out} ({out.stat().st_size} bytes, {video['size']}, {video['seconds']} s)")
+
+
+def _checked(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code >= 400:
+        response.read()
+        try:
+            message = response.json()["error"]["message"]
+        except Exception:  # noqa: BLE001 - any non-JSON error body is shown as text
+            message = response.text[:300]
+        err.print(f"[red]HTTP {response.status_code}[/]: {message}")
+        raise typer.Exit(1)
+    return response.json()  # type: ignore[no-any-return]
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

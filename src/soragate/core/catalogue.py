@@ -1,0 +1,170 @@
+"""Public model names → canonical parameters and limits.
+
+A dialect resolves what the caller asked for through ``Catalogue.resolve_video`` or
+``resolve_image``; anything a model cannot do is refused here with a 400 that names
+the parameter, before a task exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from soragate.errors import InvalidRequest
+
+PORTRAIT = "720x1280"
+LANDSCAPE = "1280x720"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    kind: str  # "video" | "image"
+    base_model: str
+    description: str
+    seconds: tuple[int, ...] = ()
+    sizes: tuple[str, ...] = ()
+    default_seconds: int | None = None
+    default_size: str = ""
+    hd: bool = False
+    image_input: bool = True
+    remix: bool = True
+    # Price in credits per second (video) or per image.
+    price: float = 0.0
+    aliases: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class ResolvedVideo:
+    spec: ModelSpec
+    seconds: int
+    width: int
+    height: int
+
+
+SORA_SIZES = ("720x1280", "1280x720")
+SORA_PRO_SIZES = SORA_SIZES + ("1024x1792", "1792x1024", "1080x1920", "1920x1080")
+
+DEFAULT_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        name="sora-2",
+        kind="video",
+        base_model="sora-2",
+        description="Sora 2: 4-15 s, 720p portrait or landscape",
+        seconds=(4, 8, 10, 12, 15),
+        sizes=SORA_SIZES,
+        default_seconds=4,
+        default_size=PORTRAIT,
+        price=0.10,
+        aliases=("sora-2-2025-10-06", "sora-2-2025-12-08"),
+    ),
+    ModelSpec(
+        name="sora-2-pro",
+        kind="video",
+        base_model="sora-2-pro",
+        description="Sora 2 Pro: 4-25 s, up to 1080p",
+        seconds=(4, 8, 10, 12, 15, 25),
+        sizes=SORA_PRO_SIZES,
+        default_seconds=4,
+        default_size=PORTRAIT,
+        hd=True,
+        price=0.30,
+        aliases=("sora-2-pro-2025-10-06",),
+    ),
+    ModelSpec(
+        name="gpt-image-1",
+        kind="image",
+        base_model="gpt-image-1",
+        description="Image generation, square or 3:2",
+        sizes=("1024x1024", "1536x1024", "1024x1536"),
+        default_size="1024x1024",
+        price=0.04,
+        aliases=("gpt-image-1.5", "gpt-image-1-mini", "gpt-image-2"),
+    ),
+    ModelSpec(
+        name="dall-e-3",
+        kind="image",
+        base_model="gpt-image-1",
+        description="Image generation (DALL·E 3 sizes)",
+        sizes=("1024x1024", "1792x1024", "1024x1792"),
+        default_size="1024x1024",
+        price=0.04,
+    ),
+)
+
+EXTENSION_SECONDS = (4, 8, 12, 16, 20)
+
+
+def parse_size(value: str, *, param: str = "size") -> tuple[int, int]:
+    try:
+        w, h = (int(part) for part in value.lower().split("x"))
+    except ValueError:
+        raise InvalidRequest(f"Invalid size '{value}': expected WIDTHxHEIGHT.", param=param) from None
+    return w, h
+
+
+def parse_seconds(value: object, *, param: str = "seconds") -> int:
+    text = str(value).strip().removesuffix("s")
+    try:
+        number = float(text)
+    except ValueError:
+        raise InvalidRequest(f"Invalid seconds '{value}': expected a whole number.", param=param) from None
+    if not number.is_integer():
+        raise InvalidRequest(f"Invalid seconds '{value}': expected a whole number.", param=param)
+    return int(number)
+
+
+class Catalogue:
+    def __init__(self, models: tuple[ModelSpec, ...] = DEFAULT_MODELS) -> None:
+        self._models: dict[str, ModelSpec] = {}
+        self._public: list[ModelSpec] = list(models)
+        for spec in models:
+            self._models[spec.name] = spec
+            for alias in spec.aliases:
+                self._models[alias] = spec
+
+    def public_models(self) -> list[ModelSpec]:
+        return list(self._public)
+
+    def get(self, name: str, *, kind: str, param: str = "model") -> ModelSpec:
+        spec = self._models.get(name)
+        if spec is None or spec.kind != kind:
+            choices = ", ".join(s.name for s in self._public if s.kind == kind)
+            raise InvalidRequest(
+                f"Unknown {kind} model '{name}'. Available: {choices}.", param=param, code="invalid_model"
+            )
+        return spec
+
+    def resolve_video(
+        self, model: str, *, seconds: object | None, size: str | None, image_input: bool = False
+    ) -> ResolvedVideo:
+        spec = self.get(model, kind="video")
+        secs = spec.default_seconds if seconds in (None, "") else parse_seconds(seconds)
+        if secs not in spec.seconds:
+            allowed = ", ".join(str(s) for s in spec.seconds)
+            raise InvalidRequest(
+                f"Invalid seconds '{seconds}' for model {spec.name}: allowed values are {allowed}.",
+                param="seconds",
+            )
+        chosen = size or spec.default_size
+        if chosen not in spec.sizes:
+            raise InvalidRequest(
+                f"Invalid size '{chosen}' for model {spec.name}: allowed values are {', '.join(spec.sizes)}.",
+                param="size",
+            )
+        if image_input and not spec.image_input:
+            raise InvalidRequest(f"Model {spec.name} does not take an input image.", param="input_reference")
+        width, height = parse_size(chosen)
+        assert secs is not None
+        return ResolvedVideo(spec=spec, seconds=secs, width=width, height=height)
+
+    def resolve_image(self, model: str, *, size: str | None) -> tuple[ModelSpec, int, int]:
+        spec = self.get(model, kind="image")
+        chosen = spec.default_size if size in (None, "", "auto") else size
+        assert chosen is not None
+        if chosen not in spec.sizes:
+            raise InvalidRequest(
+                f"Invalid size '{chosen}' for model {spec.name}: allowed values are {', '.join(spec.sizes)}.",
+                param="size",
+            )
+        width, height = parse_size(chosen)
+        return spec, width, height

@@ -1,0 +1,170 @@
+"""The canonical task every dialect maps onto (SPEC §1)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+ACTIVE_STATUSES = frozenset({TaskStatus.QUEUED, TaskStatus.IN_PROGRESS})
+
+# Allowed moves; the store enforces them with compare-and-set updates.
+TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.QUEUED: frozenset({TaskStatus.IN_PROGRESS, TaskStatus.FAILED, TaskStatus.CANCELLED}),
+    TaskStatus.IN_PROGRESS: frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED}),
+    TaskStatus.COMPLETED: frozenset(),
+    TaskStatus.FAILED: frozenset(),
+    TaskStatus.CANCELLED: frozenset(),
+}
+
+
+class TaskKind(StrEnum):
+    TEXT_TO_VIDEO = "text_to_video"
+    IMAGE_TO_VIDEO = "image_to_video"
+    REMIX = "remix"
+    STORYBOARD = "storyboard"
+    EXTEND = "extend"
+    EDIT = "edit"
+    CHARACTER = "character"
+    TEXT_TO_IMAGE = "text_to_image"
+    IMAGE_TO_IMAGE = "image_to_image"
+
+    @property
+    def is_image(self) -> bool:
+        return self in (TaskKind.TEXT_TO_IMAGE, TaskKind.IMAGE_TO_IMAGE)
+
+
+class ErrorCode(StrEnum):
+    """Canonical task failure codes; each dialect maps them onto its own vocabulary."""
+
+    PROMPT_REVIEW = "prompt_review_failed"
+    IMAGE_REVIEW = "image_review_failed"
+    RESULT_REVIEW = "result_review_failed"
+    INVALID_INPUT = "invalid_input"
+    UPSTREAM_ERROR = "upstream_error"
+    UPSTREAM_UNCERTAIN = "upstream_submission_uncertain"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    RESULT_UNAVAILABLE = "result_unavailable"
+
+
+ID_PREFIX = {"video": "video_", "image": "img_", "character": "char_", "file": "file-"}
+
+
+def new_id(what: str) -> str:
+    return ID_PREFIX[what] + secrets.token_hex(16)
+
+
+def task_id_for(kind: TaskKind) -> str:
+    return new_id("image" if kind.is_image else "video")
+
+
+@dataclass(frozen=True)
+class Shot:
+    seconds: float
+    prompt: str
+
+
+@dataclass
+class TaskParams:
+    """What was asked for, after the catalogue resolved the model."""
+
+    prompt: str
+    model: str
+    base_model: str
+    seconds: float | None = None
+    width: int = 0
+    height: int = 0
+    hd: bool = False
+    style: str | None = None
+    n: int = 1
+    # Stored upload ids (see storage) of reference images, in order.
+    reference_images: list[str] = field(default_factory=list)
+    shots: list[Shot] = field(default_factory=list)
+    characters: list[str] = field(default_factory=list)
+    source_task_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    @property
+    def orientation(self) -> str:
+        return "portrait" if self.height > self.width else "landscape"
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["shots"] = [{"seconds": s.seconds, "prompt": s.prompt} for s in self.shots]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TaskParams:
+        data = dict(data)
+        data["shots"] = [Shot(float(s["seconds"]), str(s["prompt"])) for s in data.get("shots", [])]
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A stored result file."""
+
+    variant: str  # video | thumbnail | spritesheet | image
+    path: str  # relative to the storage root
+    mime: str
+    bytes: int
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskError:
+    code: str
+    message: str
+
+
+@dataclass
+class Task:
+    id: str
+    owner_id: str
+    dialect: str
+    kind: TaskKind
+    params: TaskParams
+    status: TaskStatus = TaskStatus.QUEUED
+    progress: int = 0
+    provider: str | None = None
+    upstream_id: str | None = None
+    submit_state: str | None = None
+    submit_attempts: int = 0
+    assets: list[Asset] = field(default_factory=list)
+    error: TaskError | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    completed_at: float | None = None
+    expires_at: float | None = None
+
+    def asset(self, variant: str) -> Asset | None:
+        return next((a for a in self.assets if a.variant == variant), None)
+
+    @property
+    def actual_seconds(self) -> float | None:
+        video = self.asset("video")
+        if video is not None and video.duration is not None:
+            return video.duration
+        return self.params.seconds

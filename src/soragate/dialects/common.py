@@ -1,0 +1,140 @@
+"""What every dialect's routes share: the gateway, the caller's key, bounded body
+reading, and the marker that picks the dialect's error shape."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException
+
+from soragate.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge, PermissionDenied
+from soragate.gateway import Gateway
+from soragate.store.keys import ApiKey
+
+DIALECT_SCOPE_KEY = "soragate.dialect"
+
+
+def get_gateway(request: Request) -> Gateway:
+    return request.state.gateway  # type: ignore[no-any-return]
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+def dialect(name: str) -> Callable[[Request], None]:
+    """A router dependency that makes errors on its routes come out in ``name``'s shape."""
+
+    def mark(request: Request) -> None:
+        request.scope[DIALECT_SCOPE_KEY] = name
+
+    return mark
+
+
+def bearer_secret(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("x-api-key") or request.headers.get("api-key")
+
+
+async def current_key(request: Request, gateway: GatewayDep) -> ApiKey:
+    secret = bearer_secret(request)
+    if not secret:
+        raise AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.")
+    key = await gateway.authenticate(secret)
+    if key is None:
+        raise AuthenticationFailed("Incorrect API key provided.")
+    request.state.api_key = key
+    return key
+
+
+async def admin_key(key: Annotated[ApiKey, Depends(current_key)]) -> ApiKey:
+    if not key.is_admin:
+        raise PermissionDenied("This route needs an admin key.")
+    return key
+
+
+KeyDep = Annotated[ApiKey, Depends(current_key)]
+AdminDep = Annotated[ApiKey, Depends(admin_key)]
+
+_MULTIPART_OVERHEAD = 64 * 1024
+
+
+async def read_body(request: Request, *, limit: int) -> bytes:
+    """The request body, refused with 413 past ``limit`` whether or not a length was sent."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+        except ValueError:
+            raise InvalidRequest("Invalid Content-Length header.") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    # Starlette's form parser reads the cached body instead of the spent stream.
+    request._body = body
+    return body
+
+
+def content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_json(request: Request, *, limit: int) -> dict[str, Any]:
+    body = await read_body(request, limit=limit)
+    try:
+        data = json.loads(body or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidRequest("The request body is not valid JSON.", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    return data
+
+
+async def read_form(request: Request, *, limit: int) -> FormData:
+    await read_body(request, limit=limit + _MULTIPART_OVERHEAD)
+    try:
+        return await request.form(max_files=16, max_fields=100, max_part_size=limit)
+    except MultiPartException as exc:
+        raise InvalidRequest(f"Malformed multipart body: {exc.message}", code="invalid_multipart") from None
+
+
+async def read_fields(request: Request, *, limit: int) -> dict[str, Any]:
+    """JSON or form fields as one dict; uploaded files stay UploadFile values, and bracketed
+    form names (``input_reference[image_url]``) become nested dicts."""
+    kind = content_type(request)
+    if kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        form = await read_form(request, limit=limit)
+        fields: dict[str, Any] = {}
+        for name, value in form.multi_items():
+            if "[" in name and name.endswith("]"):
+                outer, inner = name[:-1].split("[", 1)
+                nested = fields.setdefault(outer, {})
+                if isinstance(nested, dict):
+                    nested[inner] = value
+            else:
+                fields[name] = value
+        return fields
+    if kind in ("application/json", "") or kind.endswith("+json"):
+        return await read_json(request, limit=limit)
+    raise InvalidRequest(f"Unsupported content type '{kind}': send JSON or multipart/form-data.")
+
+
+async def file_bytes(value: Any, *, limit: int, param: str) -> bytes | None:
+    if isinstance(value, UploadFile):
+        data = await value.read(limit + 1)
+        if len(data) > limit:
+            raise PayloadTooLarge(f"'{param}' is larger than the limit of {limit} bytes.", param=param)
+        return data
+    return None

@@ -1,0 +1,225 @@
+"""/v1/videos: create, retrieve, list, delete, content, remix, edits, extensions, characters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.datastructures import UploadFile
+
+from soragate.core.catalogue import EXTENSION_SECONDS, parse_seconds
+from soragate.core.inputs import int_in_range, optional_str, require_prompt
+from soragate.core.task import ACTIVE_STATUSES, Task, TaskKind, TaskParams, TaskStatus
+from soragate.dialects.common import GatewayDep, KeyDep, file_bytes, read_fields, read_json
+from soragate.dialects.openai.translate import video_object
+from soragate.errors import InvalidRequest, NotFound
+from soragate.gateway import Gateway
+from soragate.store.keys import ApiKey
+
+router = APIRouter(prefix="/v1/videos", tags=["openai videos"])
+
+VIDEO_KINDS = [k for k in TaskKind if not k.is_image]
+VARIANTS = ("video", "thumbnail", "spritesheet")
+
+
+def _video(task: Task, gateway: Gateway) -> JSONResponse:
+    headers = None
+    if task.status in ACTIVE_STATUSES:
+        headers = {"openai-poll-after-ms": str(gateway.settings.poll_after_ms)}
+    return JSONResponse(video_object(task), headers=headers)
+
+
+async def _reference_image(gateway: Gateway, key: ApiKey, value: Any) -> str | None:
+    """The three ``input_reference`` forms: an uploaded file, ``{image_url}``, ``{file_id}``."""
+    param = "input_reference"
+    if value is None or value == "":
+        return None
+    if isinstance(value, UploadFile):
+        data = await file_bytes(value, limit=gateway.settings.max_upload_bytes, param=param)
+        assert data is not None
+        return (await gateway.save_image(owner=key, data=data, param=param)).id
+    if isinstance(value, str):
+        return (await gateway.image_from_reference(owner=key, value=value, param=param)).id
+    if isinstance(value, dict):
+        if value.get("image_url"):
+            url = value["image_url"]
+            if isinstance(url, dict):  # {"image_url": {"url": ...}} as chat clients send it
+                url = url.get("url")
+            if not isinstance(url, str):
+                raise InvalidRequest("'input_reference.image_url' must be a string.", param=param)
+            upload = await gateway.image_from_reference(owner=key, value=url, param=f"{param}[image_url]")
+            return upload.id
+        if value.get("file_id"):
+            file_id = optional_str(value["file_id"], param=f"{param}[file_id]") or ""
+            return (await gateway.image_from_file_id(owner=key, file_id=file_id, param=f"{param}[file_id]")).id
+    raise InvalidRequest("'input_reference' must be a file, {image_url} or {file_id}.", param=param)
+
+
+async def _source_video(gateway: Gateway, key: ApiKey, value: Any, param: str) -> Task:
+    if isinstance(value, dict):
+        value = value.get("id")
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"'{param}' must reference a video: {{\"id\": \"video_...\"}}.", param=param)
+    task = await gateway.get_task(owner=key, task_id=value)
+    if task.kind.is_image:
+        raise NotFound(f"No video found with id '{value}'.", param=param)
+    if task.status is not TaskStatus.COMPLETED:
+        raise InvalidRequest(f"Video {value} is {task.status.value}; only completed videos can be used.",
+                             param=param, code="video_not_ready")
+    return task
+
+
+@router.post("")
+async def create_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JSONResponse:
+    settings = gateway.settings
+    fields = await read_fields(request, limit=settings.max_upload_bytes)
+    prompt = require_prompt(fields.get("prompt"), max_chars=settings.max_prompt_chars)
+    model = optional_str(fields.get("model"), param="model") or "sora-2"
+    has_image = fields.get("input_reference") not in (None, "")
+    resolved = gateway.catalogue.resolve_video(
+        model,
+        seconds=optional_str(fields.get("seconds"), param="seconds"),
+        size=optional_str(fields.get("size"), param="size"),
+        image_input=has_image,
+    )
+    reference = await _reference_image(gateway, key, fields.get("input_reference"))
+    params = TaskParams(
+        prompt=prompt,
+        model=model,
+        base_model=resolved.spec.base_model,
+        seconds=resolved.seconds,
+        width=resolved.width,
+        height=resolved.height,
+        reference_images=[reference] if reference else [],
+    )
+    kind = TaskKind.IMAGE_TO_VIDEO if reference else TaskKind.TEXT_TO_VIDEO
+    task = await gateway.create_task(owner=key, dialect="openai", kind=kind, params=params)
+    return _video(task, gateway)
+
+
+@router.get("")
+async def list_videos(
+    gateway: GatewayDep, key: KeyDep, after: str | None = None, limit: str | None = None, order: str = "desc"
+) -> dict[str, Any]:
+    count = int_in_range(limit, param="limit", low=0, high=100, default=20)
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("'order' must be 'asc' or 'desc'.", param="order")
+    tasks, has_more = await gateway.list_tasks(owner=key, limit=count, after=after, order=order, kinds=VIDEO_KINDS)
+    data = [video_object(t) for t in tasks]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
+
+
+@router.post("/edits")
+async def edit_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JSONResponse:
+    settings = gateway.settings
+    fields = await read_fields(request, limit=settings.max_upload_bytes)
+    prompt = require_prompt(fields.get("prompt"), max_chars=settings.max_prompt_chars)
+    video = fields.get("video")
+    if isinstance(video, UploadFile):
+        data = await file_bytes(video, limit=settings.max_upload_bytes, param="video")
+        assert data is not None
+        upload, info = await gateway.save_video(owner=key, data=data, param="video")
+        width, height = info.width - info.width % 2, info.height - info.height % 2
+        params = TaskParams(
+            prompt=prompt, model="sora-2", base_model="sora-2", seconds=max(1, round(info.duration)),
+            width=width, height=height, extra={"source_upload_id": upload.id},
+        )
+    else:
+        source = await _source_video(gateway, key, video, "video")
+        p = source.params
+        params = TaskParams(
+            prompt=prompt, model=p.model, base_model=p.base_model, seconds=p.seconds, width=p.width,
+            height=p.height, source_task_id=source.id,
+        )
+    task = await gateway.create_task(owner=key, dialect="openai", kind=TaskKind.EDIT, params=params)
+    return _video(task, gateway)
+
+
+@router.post("/extensions")
+async def extend_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JSONResponse:
+    settings = gateway.settings
+    fields = await read_fields(request, limit=settings.max_upload_bytes)
+    prompt = require_prompt(fields.get("prompt"), max_chars=settings.max_prompt_chars)
+    if fields.get("seconds") in (None, ""):
+        raise InvalidRequest("'seconds' is required.", param="seconds")
+    seconds = parse_seconds(fields["seconds"])
+    if seconds not in EXTENSION_SECONDS:
+        allowed = ", ".join(map(str, EXTENSION_SECONDS))
+        raise InvalidRequest(f"Invalid seconds '{seconds}': allowed values are {allowed}.", param="seconds")
+    source = await _source_video(gateway, key, fields.get("video"), "video")
+    p = source.params
+    params = TaskParams(
+        prompt=prompt, model=p.model, base_model=p.base_model, seconds=(source.actual_seconds or 0) + seconds,
+        width=p.width, height=p.height, source_task_id=source.id, extra={"extension_seconds": seconds},
+    )
+    task = await gateway.create_task(owner=key, dialect="openai", kind=TaskKind.EXTEND, params=params)
+    return _video(task, gateway)
+
+
+@router.post("/characters")
+async def create_character(request: Request, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
+    fields = await read_fields(request, limit=gateway.settings.max_upload_bytes)
+    data = await file_bytes(fields.get("video"), limit=gateway.settings.max_upload_bytes, param="video")
+    if data is None:
+        raise InvalidRequest("'video' must be an uploaded video file.", param="video")
+    name = optional_str(fields.get("name"), param="name") or ""
+    character = await gateway.create_character(owner=key, name=name, video=data, param="video")
+    return {"id": character.id, "object": "character", "created_at": int(character.created_at),
+            "name": character.name, "username": character.username}
+
+
+@router.get("/characters/{character_id}")
+async def get_character(character_id: str, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
+    character = await gateway.get_character(owner=key, character_id=character_id)
+    return {"id": character.id, "object": "character", "created_at": int(character.created_at),
+            "name": character.name, "username": character.username}
+
+
+async def _own_video(gateway: Gateway, key: ApiKey, video_id: str) -> Task:
+    task = await gateway.get_task(owner=key, task_id=video_id)
+    if task.kind.is_image:
+        raise NotFound(f"No video found with id '{video_id}'.", param="video_id")
+    return task
+
+
+@router.get("/{video_id}")
+async def retrieve_video(video_id: str, gateway: GatewayDep, key: KeyDep) -> JSONResponse:
+    return _video(await _own_video(gateway, key, video_id), gateway)
+
+
+@router.delete("/{video_id}")
+async def delete_video(video_id: str, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
+    task = await _own_video(gateway, key, video_id)
+    await gateway.delete_task(owner=key, task_id=task.id)
+    return {"id": task.id, "object": "video.deleted", "deleted": True}
+
+
+@router.api_route("/{video_id}/content", methods=["GET", "HEAD"])
+async def video_content(video_id: str, gateway: GatewayDep, key: KeyDep, variant: str = "video") -> Response:
+    if variant not in VARIANTS:
+        raise InvalidRequest(f"'variant' must be one of {', '.join(VARIANTS)}.", param="variant")
+    task = await _own_video(gateway, key, video_id)
+    path, mime = gateway.asset_file(task, variant)
+    return FileResponse(path, media_type=mime, filename=f"{task.id}.{path.suffix.lstrip('.')}",
+                        content_disposition_type="inline")
+
+
+@router.post("/{video_id}/remix")
+async def remix_video(video_id: str, request: Request, gateway: GatewayDep, key: KeyDep) -> JSONResponse:
+    body = await read_json(request, limit=gateway.settings.max_upload_bytes)
+    prompt = require_prompt(body.get("prompt"), max_chars=gateway.settings.max_prompt_chars)
+    source = await _source_video(gateway, key, video_id, "video_id")
+    p = source.params
+    params = TaskParams(
+        prompt=prompt, model=p.model, base_model=p.base_model, seconds=p.seconds, width=p.width,
+        height=p.height, source_task_id=source.id,
+    )
+    task = await gateway.create_task(owner=key, dialect="openai", kind=TaskKind.REMIX, params=params)
+    return _video(task, gateway)

@@ -1,0 +1,96 @@
+"""The exception tree. Lower layers raise these; each dialect turns them into its own
+error body in one handler.
+
+    SoragateError                  status  code
+    ├── InvalidRequest              400     invalid_request / invalid_value / ...
+    │   └── ContentPolicyViolation  400     moderation_blocked
+    ├── AuthenticationFailed        401     invalid_api_key
+    ├── InsufficientCredits         402     insufficient_quota
+    ├── PermissionDenied            403     permission_denied
+    ├── NotFound                    404     not_found
+    ├── Conflict                    409     conflict
+    ├── PayloadTooLarge             413     payload_too_large
+    ├── RateLimited                 429     rate_limit_exceeded
+    └── UpstreamError               502     upstream_error
+        └── UpstreamUnavailable     503     no_available_upstream
+
+Task failures carry a code and message too, but they are data on the task (see
+``core.task.TaskError``), not exceptions raised to the caller.
+"""
+
+from __future__ import annotations
+
+
+class SoragateError(Exception):
+    status_code = 500
+    error_type = "server_error"
+    default_code = "server_error"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.param = param
+
+
+class InvalidRequest(SoragateError):
+    status_code = 400
+    error_type = "invalid_request_error"
+    default_code = "invalid_value"
+
+
+class ContentPolicyViolation(InvalidRequest):
+    default_code = "moderation_blocked"
+
+
+class AuthenticationFailed(SoragateError):
+    status_code = 401
+    error_type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class InsufficientCredits(SoragateError):
+    status_code = 402
+    error_type = "insufficient_quota"
+    default_code = "insufficient_quota"
+
+
+class PermissionDenied(SoragateError):
+    status_code = 403
+    error_type = "permission_error"
+    default_code = "permission_denied"
+
+
+class NotFound(SoragateError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class Conflict(SoragateError):
+    status_code = 409
+    error_type = "invalid_request_error"
+    default_code = "conflict"
+
+
+class PayloadTooLarge(SoragateError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "payload_too_large"
+
+
+class RateLimited(SoragateError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class UpstreamError(SoragateError):
+    status_code = 502
+    error_type = "server_error"
+    default_code = "upstream_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    status_code = 503
+    default_code = "no_available_upstream"

@@ -1,0 +1,242 @@
+"""The operations every dialect shares: create, read, list, delete and wait for tasks;
+store and resolve uploads. Dialects translate their wire shapes and call these; they
+never touch the database or the disk themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from soragate import media
+from soragate.core.catalogue import Catalogue
+from soragate.core.task import ACTIVE_STATUSES, Task, TaskKind, TaskParams, TaskStatus, new_id, task_id_for
+from soragate.errors import InvalidRequest, NotFound, PayloadTooLarge
+from soragate.netguard import fetch_capped
+from soragate.settings import Settings
+from soragate.storage import LocalStorage
+from soragate.storage.signing import UrlSigner
+from soragate.store import keys as key_store
+from soragate.store import tasks as task_store
+from soragate.store import uploads as upload_store
+from soragate.store.keys import ApiKey
+from soragate.store.uploads import Character, Upload
+from soragate.worker.events import TaskEvents
+
+log = logging.getLogger("soragate.tasks")
+
+_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I)
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    engine: AsyncEngine
+    storage: LocalStorage
+    events: TaskEvents
+    catalogue: Catalogue
+    signer: UrlSigner
+    http: httpx.AsyncClient
+
+    # --- keys ---------------------------------------------------------------------------
+
+    async def authenticate(self, secret: str) -> ApiKey | None:
+        return await key_store.authenticate(self.engine, secret=secret)
+
+    # --- tasks --------------------------------------------------------------------------
+
+    async def create_task(self, *, owner: ApiKey, dialect: str, kind: TaskKind, params: TaskParams) -> Task:
+        task = Task(
+            id=task_id_for(kind),
+            owner_id=owner.id,
+            dialect=dialect,
+            kind=kind,
+            params=params,
+            created_at=time.time(),
+        )
+        await task_store.insert_task(self.engine, task=task)
+        log.info(
+            "task %s created: %s %s via %s by %s", task.id, kind.value, params.model, dialect, owner.prefix
+        )
+        self.events.task_created(task.id)
+        return task
+
+    async def get_task(self, *, owner: ApiKey, task_id: str) -> Task:
+        task = await task_store.get_task(self.engine, task_id=task_id, owner_id=owner.id)
+        if task is None:
+            raise NotFound(f"No task found with id '{task_id}'.", param="id")
+        return task
+
+    async def find_task(self, task_id: str) -> Task:
+        """A task by id whoever owns it: only for callers that proved access another way
+        (a signed link, an admin key)."""
+        task = await task_store.get_task(self.engine, task_id=task_id)
+        if task is None:
+            raise NotFound(f"No task found with id '{task_id}'.", param="id")
+        return task
+
+    async def list_tasks(
+        self, *, owner: ApiKey, limit: int, after: str | None, order: str, kinds: list[TaskKind] | None
+    ) -> tuple[list[Task], bool]:
+        return await task_store.list_tasks(
+            self.engine, owner_id=owner.id, limit=limit, after=after, order=order, kinds=kinds
+        )
+
+    async def delete_task(self, *, owner: ApiKey, task_id: str) -> None:
+        task = await self.get_task(owner=owner, task_id=task_id)
+        if task.status in ACTIVE_STATUSES:
+            await task_store.cancel_task(self.engine, task_id=task.id, owner_id=owner.id)
+        await task_store.delete_task(self.engine, task_id=task.id, owner_id=owner.id)
+        self.storage.delete_tree(self.storage.task_dir(task.id))
+        log.info("task %s deleted by %s", task.id, owner.prefix)
+        self.events.publish(task.id)
+
+    async def wait_final(self, *, owner: ApiKey, task_id: str, timeout: float) -> Task:
+        """Wait until the task ends (or ``timeout``); the task never depends on the waiter."""
+        deadline = time.monotonic() + timeout
+        while True:
+            task = await self.get_task(owner=owner, task_id=task_id)
+            left = deadline - time.monotonic()
+            if task.status.is_final or left <= 0:
+                return task
+            # Events wake us at once in this process; the timeout covers workers elsewhere.
+            await self.events.wait(task_id, min(left, 2.0))
+
+    def asset_file(self, task: Task, variant: str) -> tuple[Path, str]:
+        if task.status is not TaskStatus.COMPLETED:
+            raise InvalidRequest(
+                f"Task {task.id} is {task.status.value}; its content is not available.", code="not_ready"
+            )
+        asset = task.asset(variant)
+        if asset is None or not self.storage.exists(asset.path):
+            raise NotFound(f"Task {task.id} has no {variant}.", param="variant")
+        return self.storage.path(asset.path), asset.mime
+
+    # --- uploads ------------------------------------------------------------------------
+
+    async def save_image(self, *, owner: ApiKey, data: bytes, param: str) -> Upload:
+        self._check_size(data, param)
+        try:
+            info = await asyncio.to_thread(media.probe_image, data)
+        except media.MediaError as exc:
+            raise InvalidRequest(f"'{param}' is not a supported image ({exc}).", param=param,
+                                 code="invalid_image") from None
+        upload_id = new_id("file")
+        ext = info.format.lower().replace("jpeg", "jpg")
+        upload = Upload(
+            id=upload_id,
+            owner_id=owner.id,
+            path=f"uploads/{upload_id}.{ext}",
+            mime=info.mime,
+            bytes=len(data),
+            width=info.width,
+            height=info.height,
+            purpose="reference",
+            created_at=time.time(),
+        )
+        await asyncio.to_thread(self.storage.write_bytes, upload.path, data)
+        await upload_store.insert_upload(self.engine, upload=upload)
+        return upload
+
+    async def save_video(self, *, owner: ApiKey, data: bytes, param: str) -> tuple[Upload, media.VideoInfo]:
+        self._check_size(data, param)
+        try:
+            info = await asyncio.to_thread(media.probe_video, data)
+        except media.MediaError as exc:
+            raise InvalidRequest(f"'{param}' is not a playable video ({exc}).", param=param,
+                                 code="invalid_video") from None
+        upload_id = new_id("file")
+        upload = Upload(
+            id=upload_id,
+            owner_id=owner.id,
+            path=f"uploads/{upload_id}.mp4",
+            mime="video/mp4",
+            bytes=len(data),
+            width=info.width,
+            height=info.height,
+            purpose="video",
+            created_at=time.time(),
+        )
+        await asyncio.to_thread(self.storage.write_bytes, upload.path, data)
+        await upload_store.insert_upload(self.engine, upload=upload)
+        return upload, info
+
+    async def image_from_reference(self, *, owner: ApiKey, value: str, param: str) -> Upload:
+        """An image given as a data URL, bare base64, or an http(s) URL."""
+        value = value.strip()
+        if value.startswith(("http://", "https://")):
+            data = await fetch_capped(
+                self.http,
+                value,
+                limit=self.settings.max_upload_bytes,
+                allow_private=self.settings.allow_private_urls,
+                param=param,
+            )
+        else:
+            data = decode_base64_input(value, param=param)
+        return await self.save_image(owner=owner, data=data, param=param)
+
+    async def image_from_file_id(self, *, owner: ApiKey, file_id: str, param: str) -> Upload:
+        upload = await upload_store.get_upload(self.engine, upload_id=file_id, owner_id=owner.id)
+        if upload is not None and upload.mime.startswith("image/"):
+            return upload
+        task = await task_store.get_task(self.engine, task_id=file_id, owner_id=owner.id)
+        if task is not None and task.kind.is_image and task.status is TaskStatus.COMPLETED:
+            path, _ = self.asset_file(task, "image")
+            return await self.save_image(owner=owner, data=path.read_bytes(), param=param)
+        raise InvalidRequest(f"No image file found with id '{file_id}'.", param=param, code="invalid_file_id")
+
+    def _check_size(self, data: bytes, param: str) -> None:
+        if len(data) > self.settings.max_upload_bytes:
+            raise PayloadTooLarge(
+                f"'{param}' is {len(data)} bytes; the limit is {self.settings.max_upload_bytes}.", param=param
+            )
+        if not data:
+            raise InvalidRequest(f"'{param}' is empty.", param=param)
+
+    # --- characters ---------------------------------------------------------------------
+
+    async def create_character(self, *, owner: ApiKey, name: str, video: bytes, param: str) -> Character:
+        name = name.strip()
+        if not name or len(name) > 80:
+            raise InvalidRequest("'name' must be 1-80 characters.", param="name")
+        upload, _ = await self.save_video(owner=owner, data=video, param=param)
+        slug = re.sub(r"[^a-z0-9]+", "", name.lower())[:20] or "character"
+        character = Character(
+            id=new_id("character"),
+            owner_id=owner.id,
+            name=name,
+            username=f"{slug}.{secrets.token_hex(3)}",
+            upload_id=upload.id,
+            created_at=time.time(),
+        )
+        await upload_store.insert_character(self.engine, character=character)
+        log.info("character %s created by %s", character.id, owner.prefix)
+        return character
+
+    async def get_character(self, *, owner: ApiKey, character_id: str) -> Character:
+        character = await upload_store.get_character(self.engine, character_id=character_id, owner_id=owner.id)
+        if character is None:
+            raise NotFound(f"No character found with id '{character_id}'.", param="character_id")
+        return character
+
+
+def decode_base64_input(value: str, *, param: str) -> bytes:
+    match = _DATA_URL.match(value)
+    if value.startswith("data:"):
+        if match is None or not match.group("b64"):
+            raise InvalidRequest(f"'{param}' is not a valid base64 data URL.", param=param, code="invalid_data_url")
+        value = value[match.end():]
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(f"'{param}' is not valid base64.", param=param, code="invalid_base64") from None

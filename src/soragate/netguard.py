@@ -1,0 +1,61 @@
+"""Checks on URLs the server is asked to fetch or call back, and capped downloads.
+
+By default only public addresses are allowed, so a caller cannot make soragate reach
+into the network it runs in (SSRF). ``SORAGATE_ALLOW_PRIVATE_URLS=1`` lifts that for
+tests and LAN deployments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+import httpx
+
+from soragate.errors import InvalidRequest, PayloadTooLarge
+
+
+async def check_url(url: str, *, allow_private: bool, param: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest(f"'{param}' must be an http(s) URL.", param=param, code="invalid_url")
+    if allow_private:
+        return
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443)
+    except socket.gaierror:
+        raise InvalidRequest(f"The host in '{param}' cannot be resolved.", param=param, code="invalid_url") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise InvalidRequest(
+                f"'{param}' points to a private or loopback address, which this server does not fetch.",
+                param=param,
+                code="private_url_refused",
+            )
+
+
+async def fetch_capped(
+    client: httpx.AsyncClient, url: str, *, limit: int, allow_private: bool, param: str
+) -> bytes:
+    await check_url(url, allow_private=allow_private, param=param)
+    try:
+        async with client.stream("GET", url, follow_redirects=False) as response:
+            if response.status_code != 200:
+                raise InvalidRequest(
+                    f"Fetching '{param}' failed with HTTP {response.status_code}.", param=param, code="fetch_failed"
+                )
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"'{param}' is larger than {limit} bytes.", param=param)
+                chunks.append(chunk)
+    except httpx.HTTPError as exc:
+        raise InvalidRequest(
+            f"Fetching '{param}' failed: {type(exc).__name__}.", param=param, code="fetch_failed"
+        ) from None
+    return b"".join(chunks)

@@ -1,0 +1,28 @@
+"""Signed, expiring links to result files, for clients that download without a key
+(relay and Kie clients fetch ``video_url`` with a plain GET)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+
+class UrlSigner:
+    def __init__(self, secret: bytes, *, base_url: str, ttl: float = 7 * 24 * 3600) -> None:
+        self._secret = secret
+        self.base_url = base_url.rstrip("/")
+        self.ttl = ttl
+
+    def _mac(self, task_id: str, variant: str, expires: int) -> str:
+        message = f"{task_id}:{variant}:{expires}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
+
+    def url(self, task_id: str, variant: str, *, now: float | None = None) -> str:
+        expires = int((now or time.time()) + self.ttl)
+        return f"{self.base_url}/files/{task_id}/{variant}?exp={expires}&sig={self._mac(task_id, variant, expires)}"
+
+    def verify(self, task_id: str, variant: str, expires: int, signature: str) -> bool:
+        if expires < time.time():
+            return False
+        return hmac.compare_digest(self._mac(task_id, variant, expires), signature)

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables, keyword-only repository functions, Alembic migrations."""

@@ -1,0 +1,106 @@
+"""API keys. Only a SHA-256 of each key is stored: keys are 256-bit random tokens, so a
+slow password hash would buy nothing and cost every request."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from soragate.store.tables import api_keys
+
+KEY_PREFIX = "sk-sg-"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    prefix: str
+    role: str
+    created_at: float
+    revoked_at: float | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _to_key(row: object) -> ApiKey:
+    m = row._mapping  # type: ignore[attr-defined]
+    return ApiKey(m["id"], m["name"], m["prefix"], m["role"], m["created_at"], m["revoked_at"])
+
+
+async def create_key(engine: AsyncEngine, *, name: str, admin: bool = False) -> tuple[ApiKey, str]:
+    """Returns the record and the plaintext key, which is never stored or shown again."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(
+        id="key_" + secrets.token_hex(8),
+        name=name,
+        prefix=secret[: len(KEY_PREFIX) + 6],
+        role="admin" if admin else "user",
+        created_at=time.time(),
+        revoked_at=None,
+    )
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(api_keys).values(
+                id=key.id,
+                name=key.name,
+                prefix=key.prefix,
+                key_hash=hash_key(secret),
+                role=key.role,
+                created_at=key.created_at,
+            )
+        )
+    return key, secret
+
+
+async def authenticate(engine: AsyncEngine, *, secret: str) -> ApiKey | None:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(api_keys).where(api_keys.c.key_hash == hash_key(secret), api_keys.c.revoked_at.is_(None))
+            )
+        ).first()
+    return _to_key(row) if row else None
+
+
+async def list_keys(engine: AsyncEngine) -> list[ApiKey]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(api_keys).order_by(api_keys.c.created_at))).all()
+    return [_to_key(r) for r in rows]
+
+
+async def revoke_key(engine: AsyncEngine, *, ident: str) -> bool:
+    """Revoke by id, name or displayed prefix."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(api_keys)
+            .where(
+                or_(api_keys.c.id == ident, api_keys.c.name == ident, api_keys.c.prefix == ident),
+                api_keys.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=time.time())
+        )
+    return result.rowcount > 0
+
+
+async def count_admin_keys(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int(
+            (
+                await conn.execute(
+                    select(func.count()).where(api_keys.c.role == "admin", api_keys.c.revoked_at.is_(None))
+                )
+            ).scalar()
+            or 0
+        )

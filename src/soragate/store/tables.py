@@ -1,0 +1,77 @@
+"""The schema. Timestamps are UNIX seconds (float) so SQLite and Postgres agree."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Column, Float, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(20), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("role", String(10), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    Column("last_used_at", Float),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("owner_id", String(40), nullable=False),
+    Column("dialect", String(20), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("model", String(100), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("progress", Integer, nullable=False, default=0),
+    Column("params", JSON, nullable=False),
+    Column("provider", String(100)),
+    Column("upstream_id", String(200)),
+    # None → never sent; "submitting" → a submit call may be in flight (uncertain after a
+    # crash); "submitted" → the upstream accepted it and upstream_id is set.
+    Column("submit_state", String(20)),
+    Column("submit_attempts", Integer, nullable=False, default=0),
+    Column("lease_owner", String(64)),
+    Column("lease_until", Float),
+    Column("next_check_at", Float, nullable=False),
+    Column("assets", JSON, nullable=False),
+    Column("error_code", String(64)),
+    Column("error_message", Text),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("completed_at", Float),
+    Column("expires_at", Float),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_tasks_owner_created", tasks.c.owner_id, tasks.c.created_at)
+Index("ix_tasks_status_check", tasks.c.status, tasks.c.next_check_at)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("owner_id", String(40), nullable=False, index=True),
+    Column("path", String(300), nullable=False),
+    Column("mime", String(100), nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("purpose", String(40), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+characters = Table(
+    "characters",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("owner_id", String(40), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("username", String(100), nullable=False, unique=True),
+    Column("upload_id", String(40)),
+    Column("created_at", Float, nullable=False),
+)

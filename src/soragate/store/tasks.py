@@ -1,0 +1,323 @@
+"""Task persistence. Every state change is a compare-and-set UPDATE: it names the state it
+expects, and a rowcount of 0 means someone else (a cancel, a delete, another worker)
+got there first."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from soragate.core.task import (
+    ACTIVE_STATUSES,
+    Asset,
+    Task,
+    TaskError,
+    TaskKind,
+    TaskParams,
+    TaskStatus,
+)
+from soragate.store.tables import tasks
+
+_ACTIVE = [s.value for s in ACTIVE_STATUSES]
+
+
+def row_to_task(row: Row[Any] | Any) -> Task:
+    m = row._mapping
+    error = TaskError(m["error_code"], m["error_message"] or "") if m["error_code"] else None
+    return Task(
+        id=m["id"],
+        owner_id=m["owner_id"],
+        dialect=m["dialect"],
+        kind=TaskKind(m["kind"]),
+        params=TaskParams.from_json(m["params"]),
+        status=TaskStatus(m["status"]),
+        progress=m["progress"],
+        provider=m["provider"],
+        upstream_id=m["upstream_id"],
+        submit_state=m["submit_state"],
+        submit_attempts=m["submit_attempts"],
+        assets=[Asset(**a) for a in m["assets"] or []],
+        error=error,
+        created_at=m["created_at"],
+        started_at=m["started_at"],
+        completed_at=m["completed_at"],
+        expires_at=m["expires_at"],
+    )
+
+
+async def insert_task(engine: AsyncEngine, *, task: Task) -> None:
+    now = task.created_at or time.time()
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(tasks).values(
+                id=task.id,
+                owner_id=task.owner_id,
+                dialect=task.dialect,
+                kind=task.kind.value,
+                model=task.params.model,
+                status=task.status.value,
+                progress=task.progress,
+                params=task.params.to_json(),
+                submit_attempts=0,
+                next_check_at=now,
+                assets=[],
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+
+async def get_task(engine: AsyncEngine, *, task_id: str, owner_id: str | None = None) -> Task | None:
+    query = select(tasks).where(tasks.c.id == task_id)
+    if owner_id is not None:
+        query = query.where(tasks.c.owner_id == owner_id)
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).first()
+    return row_to_task(row) if row else None
+
+
+async def list_tasks(
+    engine: AsyncEngine,
+    *,
+    owner_id: str | None,
+    limit: int,
+    after: str | None = None,
+    order: str = "desc",
+    kinds: Sequence[TaskKind] | None = None,
+    statuses: Sequence[TaskStatus] | None = None,
+) -> tuple[list[Task], bool]:
+    """A page of tasks, newest first by default; returns (tasks, has_more)."""
+    query = select(tasks)
+    if owner_id is not None:
+        query = query.where(tasks.c.owner_id == owner_id)
+    if kinds:
+        query = query.where(tasks.c.kind.in_([k.value for k in kinds]))
+    if statuses:
+        query = query.where(tasks.c.status.in_([s.value for s in statuses]))
+    desc = order != "asc"
+    if after:
+        async with engine.connect() as conn:
+            anchor = (
+                await conn.execute(select(tasks.c.created_at, tasks.c.id).where(tasks.c.id == after))
+            ).first()
+        if anchor is not None:
+            created, ident = anchor
+            if desc:
+                query = query.where(
+                    or_(tasks.c.created_at < created, and_(tasks.c.created_at == created, tasks.c.id < ident))
+                )
+            else:
+                query = query.where(
+                    or_(tasks.c.created_at > created, and_(tasks.c.created_at == created, tasks.c.id > ident))
+                )
+    if desc:
+        query = query.order_by(tasks.c.created_at.desc(), tasks.c.id.desc())
+    else:
+        query = query.order_by(tasks.c.created_at.asc(), tasks.c.id.asc())
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query.limit(limit + 1))).all()
+    return [row_to_task(r) for r in rows[:limit]], len(rows) > limit
+
+
+async def delete_task(engine: AsyncEngine, *, task_id: str, owner_id: str) -> bool:
+    async with engine.begin() as conn:
+        result = await conn.execute(delete(tasks).where(tasks.c.id == task_id, tasks.c.owner_id == owner_id))
+    return result.rowcount > 0
+
+
+async def cancel_task(engine: AsyncEngine, *, task_id: str, owner_id: str | None = None) -> bool:
+    now = time.time()
+    query = update(tasks).where(tasks.c.id == task_id, tasks.c.status.in_(_ACTIVE))
+    if owner_id is not None:
+        query = query.where(tasks.c.owner_id == owner_id)
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            query.values(
+                status=TaskStatus.CANCELLED.value,
+                error_code="cancelled",
+                error_message="Cancelled by request.",
+                completed_at=now,
+                updated_at=now,
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
+    return result.rowcount > 0
+
+
+# --- worker side -------------------------------------------------------------------------
+
+
+async def claim_tasks(
+    engine: AsyncEngine, *, worker_id: str, limit: int, lease_seconds: float, now: float | None = None
+) -> list[Task]:
+    """Lease up to ``limit`` active tasks that nobody holds (or whose holder's lease ran out)."""
+    now = now or time.time()
+    free = or_(tasks.c.lease_owner.is_(None), tasks.c.lease_until < now)
+    async with engine.connect() as conn:
+        candidates = (
+            await conn.execute(
+                select(tasks.c.id)
+                .where(tasks.c.status.in_(_ACTIVE), tasks.c.next_check_at <= now, free)
+                .order_by(tasks.c.next_check_at)
+                .limit(limit)
+            )
+        ).scalars().all()
+    if not candidates:
+        return []
+    claimed: list[Task] = []
+    async with engine.begin() as conn:
+        for task_id in candidates:
+            result = await conn.execute(
+                update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.status.in_(_ACTIVE), free)
+                .values(lease_owner=worker_id, lease_until=now + lease_seconds)
+            )
+            if result.rowcount:
+                row = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).first()
+                if row is not None:
+                    claimed.append(row_to_task(row))
+    return claimed
+
+
+async def submit_state(engine: AsyncEngine, *, task_id: str) -> str | None:
+    async with engine.connect() as conn:
+        return (await conn.execute(select(tasks.c.submit_state).where(tasks.c.id == task_id))).scalar()
+
+
+async def renew_leases(engine: AsyncEngine, *, worker_id: str, task_ids: Sequence[str], until: float) -> None:
+    if not task_ids:
+        return
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(tasks)
+            .where(tasks.c.id.in_(list(task_ids)), tasks.c.lease_owner == worker_id)
+            .values(lease_until=until)
+        )
+
+
+async def release_lease(engine: AsyncEngine, *, task_id: str, worker_id: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.lease_owner == worker_id)
+            .values(lease_owner=None, lease_until=None)
+        )
+
+
+def _held(task_id: str, worker_id: str) -> Any:
+    return and_(tasks.c.id == task_id, tasks.c.lease_owner == worker_id, tasks.c.status.in_(_ACTIVE))
+
+
+async def mark_submitting(engine: AsyncEngine, *, task_id: str, worker_id: str, provider: str) -> bool:
+    """Record the intent to submit before the upstream call, so a crash mid-call is seen
+    as an uncertain submission rather than a task that was never sent."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(tasks)
+            .where(_held(task_id, worker_id), tasks.c.submit_state.is_(None))
+            .values(
+                submit_state="submitting",
+                provider=provider,
+                submit_attempts=tasks.c.submit_attempts + 1,
+                updated_at=time.time(),
+            )
+        )
+    return result.rowcount > 0
+
+
+async def mark_submitted(engine: AsyncEngine, *, task_id: str, worker_id: str, upstream_id: str) -> bool:
+    now = time.time()
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(tasks)
+            .where(_held(task_id, worker_id))
+            .values(
+                submit_state="submitted",
+                upstream_id=upstream_id,
+                status=TaskStatus.IN_PROGRESS.value,
+                started_at=now,
+                updated_at=now,
+            )
+        )
+    return result.rowcount > 0
+
+
+async def reset_submission(engine: AsyncEngine, *, task_id: str, worker_id: str) -> bool:
+    """The upstream certainly refused the submission: it may be sent again."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(tasks).where(_held(task_id, worker_id)).values(submit_state=None, updated_at=time.time())
+        )
+    return result.rowcount > 0
+
+
+async def set_progress(engine: AsyncEngine, *, task_id: str, worker_id: str, progress: int) -> bool:
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(tasks)
+            .where(_held(task_id, worker_id), tasks.c.progress < progress)
+            .values(progress=progress, updated_at=time.time())
+        )
+    return result.rowcount > 0
+
+
+async def complete_task(
+    engine: AsyncEngine,
+    *,
+    task_id: str,
+    worker_id: str,
+    assets: Sequence[Asset],
+    expires_at: float | None,
+) -> bool:
+    now = time.time()
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(tasks)
+            .where(_held(task_id, worker_id), tasks.c.status == TaskStatus.IN_PROGRESS.value)
+            .values(
+                status=TaskStatus.COMPLETED.value,
+                progress=100,
+                assets=[asdict(a) for a in assets],
+                completed_at=now,
+                expires_at=expires_at,
+                updated_at=now,
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
+    return result.rowcount > 0
+
+
+async def fail_task(engine: AsyncEngine, *, task_id: str, worker_id: str | None, error: TaskError) -> bool:
+    now = time.time()
+    query = update(tasks).where(tasks.c.id == task_id, tasks.c.status.in_(_ACTIVE))
+    if worker_id is not None:
+        query = query.where(tasks.c.lease_owner == worker_id)
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            query.values(
+                status=TaskStatus.FAILED.value,
+                error_code=error.code,
+                error_message=error.message,
+                completed_at=now,
+                updated_at=now,
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
+    return result.rowcount > 0
+
+
+async def count_active(engine: AsyncEngine) -> int:
+    from sqlalchemy import func
+
+    async with engine.connect() as conn:
+        return int(
+            (await conn.execute(select(func.count()).where(tasks.c.status.in_(_ACTIVE)))).scalar() or 0
+        )

@@ -1,0 +1,69 @@
+"""Uploaded inputs (reference images, character clips) and characters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from soragate.store.tables import characters, uploads
+
+
+@dataclass(frozen=True)
+class Upload:
+    id: str
+    owner_id: str
+    path: str
+    mime: str
+    bytes: int
+    width: int | None
+    height: int | None
+    purpose: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Character:
+    id: str
+    owner_id: str
+    name: str
+    username: str
+    upload_id: str | None
+    created_at: float
+
+
+async def insert_upload(engine: AsyncEngine, *, upload: Upload) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(insert(uploads).values(**upload.__dict__))
+
+
+async def get_upload(engine: AsyncEngine, *, upload_id: str, owner_id: str | None = None) -> Upload | None:
+    query = select(uploads).where(uploads.c.id == upload_id)
+    if owner_id is not None:
+        query = query.where(uploads.c.owner_id == owner_id)
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).first()
+    return Upload(**row._mapping) if row else None
+
+
+async def insert_character(engine: AsyncEngine, *, character: Character) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(insert(characters).values(**character.__dict__))
+
+
+async def get_character(engine: AsyncEngine, *, character_id: str, owner_id: str) -> Character | None:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(characters).where(characters.c.id == character_id, characters.c.owner_id == owner_id)
+            )
+        ).first()
+    return Character(**row._mapping) if row else None
+
+
+async def find_character_by_username(engine: AsyncEngine, *, username: str) -> Character | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(characters).where(characters.c.username == username))).first()
+    return Character(**row._mapping) if row else None
+

@@ -1,0 +1,50 @@
+"""In-process notifications: the worker announces task changes, and request handlers
+that wait (image generation, streams, SSE) wake up at once instead of polling the
+database in a tight loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+
+class TaskEvents:
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._everyone: set[asyncio.Queue[str]] = set()
+        self.new_task = asyncio.Event()
+
+    def publish(self, task_id: str) -> None:
+        for event in self._waiters.get(task_id, ()):
+            event.set()
+        for queue in self._everyone:
+            if queue.qsize() < 1000:
+                queue.put_nowait(task_id)
+
+    def task_created(self, task_id: str) -> None:
+        self.new_task.set()
+        self.publish(task_id)
+
+    async def wait(self, task_id: str, timeout: float) -> None:
+        """Return on the next change of ``task_id`` or after ``timeout`` seconds."""
+        event = asyncio.Event()
+        self._waiters[task_id].add(event)
+        try:
+            async with asyncio.timeout(timeout):
+                await event.wait()
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._waiters.get(task_id)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[task_id]
+
+    def subscribe(self) -> asyncio.Queue[str]:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._everyone.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[str]) -> None:
+        self._everyone.discard(queue)
