@@ -4,6 +4,7 @@ reading, and the marker that picks the dialect's error shape."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -102,39 +103,46 @@ async def read_json(request: Request, *, limit: int) -> dict[str, Any]:
     return data
 
 
-async def read_form(request: Request, *, limit: int) -> FormData:
-    await read_body(request, limit=limit + _MULTIPART_OVERHEAD)
-    try:
-        return await request.form(max_files=16, max_fields=100, max_part_size=limit)
-    except MultiPartException as exc:
-        raise InvalidRequest(f"Malformed multipart body: {exc.message}", code="invalid_multipart") from None
+@dataclass(frozen=True)
+class FilePart:
+    """An uploaded file, read into memory (uploads are capped well below memory sizes)."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+async def _form_fields(form: FormData) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for name, raw in form.multi_items():
+        value: Any = raw
+        if isinstance(raw, UploadFile):
+            value = FilePart(raw.filename or "", raw.content_type or "", await raw.read())
+        if name.endswith("[]"):
+            fields.setdefault(name[:-2], []).append(value)
+        elif "[" in name and name.endswith("]"):
+            outer, inner = name[:-1].split("[", 1)
+            nested = fields.setdefault(outer, {})
+            if isinstance(nested, dict):
+                nested[inner] = value
+        else:
+            fields[name] = value
+    return fields
 
 
 async def read_fields(request: Request, *, limit: int) -> dict[str, Any]:
-    """JSON or form fields as one dict; uploaded files stay UploadFile values, and bracketed
-    form names (``input_reference[image_url]``) become nested dicts."""
+    """JSON or form fields as one dict; uploaded files become FileParts, ``name[]`` fields
+    lists, and bracketed names (``input_reference[image_url]``) nested dicts."""
     kind = content_type(request)
     if kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        form = await read_form(request, limit=limit)
-        fields: dict[str, Any] = {}
-        for name, value in form.multi_items():
-            if "[" in name and name.endswith("]"):
-                outer, inner = name[:-1].split("[", 1)
-                nested = fields.setdefault(outer, {})
-                if isinstance(nested, dict):
-                    nested[inner] = value
-            else:
-                fields[name] = value
-        return fields
+        await read_body(request, limit=limit + _MULTIPART_OVERHEAD)
+        try:
+            async with request.form(max_files=16, max_fields=100, max_part_size=limit) as form:
+                return await _form_fields(form)
+        except MultiPartException as exc:
+            raise InvalidRequest(f"Malformed multipart body: {exc.message}", code="invalid_multipart") from None
     if kind in ("application/json", "") or kind.endswith("+json"):
         return await read_json(request, limit=limit)
     raise InvalidRequest(f"Unsupported content type '{kind}': send JSON or multipart/form-data.")
 
 
-async def file_bytes(value: Any, *, limit: int, param: str) -> bytes | None:
-    if isinstance(value, UploadFile):
-        data = await value.read(limit + 1)
-        if len(data) > limit:
-            raise PayloadTooLarge(f"'{param}' is larger than the limit of {limit} bytes.", param=param)
-        return data
-    return None

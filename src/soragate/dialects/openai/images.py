@@ -7,11 +7,10 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.datastructures import UploadFile
 
 from soragate.core.inputs import int_in_range, optional_str, require_prompt
 from soragate.core.task import Task, TaskKind, TaskParams, TaskStatus
-from soragate.dialects.common import GatewayDep, KeyDep, file_bytes, read_fields
+from soragate.dialects.common import FilePart, GatewayDep, KeyDep, read_fields
 from soragate.dialects.openai.translate import error_code
 from soragate.errors import ContentPolicyViolation, InvalidRequest, UpstreamError
 from soragate.gateway import Gateway
@@ -77,19 +76,12 @@ async def generate_images(request: Request, gateway: GatewayDep, key: KeyDep) ->
 
 @router.post("/v1/images/edits")
 async def edit_images(request: Request, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
-    limit = gateway.settings.max_upload_bytes
-    fields = await read_fields(request, limit=limit)
-    images: list[Any] = []
-    for name in ("image", "image[]"):
-        value = fields.get(name)
-        if value is not None:
-            images.extend(value if isinstance(value, list) else [value])
+    fields = await read_fields(request, limit=gateway.settings.max_upload_bytes)
+    images = fields.get("image")
     references = []
-    for value in images:
-        if isinstance(value, UploadFile):
-            data = await file_bytes(value, limit=limit, param="image")
-            assert data is not None
-            references.append((await gateway.save_image(owner=key, data=data, param="image")).id)
+    for value in images if isinstance(images, list) else [images]:
+        if isinstance(value, FilePart):
+            references.append((await gateway.save_image(owner=key, data=value.data, param="image")).id)
         elif isinstance(value, str):
             references.append((await gateway.image_from_reference(owner=key, value=value, param="image")).id)
         elif isinstance(value, dict) and isinstance(value.get("image_url"), str):

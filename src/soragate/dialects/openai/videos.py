@@ -6,12 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
-from starlette.datastructures import UploadFile
 
 from soragate.core.catalogue import EXTENSION_SECONDS, parse_seconds
 from soragate.core.inputs import int_in_range, optional_str, require_prompt
 from soragate.core.task import ACTIVE_STATUSES, Task, TaskKind, TaskParams, TaskStatus
-from soragate.dialects.common import GatewayDep, KeyDep, file_bytes, read_fields, read_json
+from soragate.dialects.common import FilePart, GatewayDep, KeyDep, read_fields, read_json
 from soragate.dialects.openai.translate import video_object
 from soragate.errors import InvalidRequest, NotFound
 from soragate.gateway import Gateway
@@ -35,10 +34,8 @@ async def _reference_image(gateway: Gateway, key: ApiKey, value: Any) -> str | N
     param = "input_reference"
     if value is None or value == "":
         return None
-    if isinstance(value, UploadFile):
-        data = await file_bytes(value, limit=gateway.settings.max_upload_bytes, param=param)
-        assert data is not None
-        return (await gateway.save_image(owner=key, data=data, param=param)).id
+    if isinstance(value, FilePart):
+        return (await gateway.save_image(owner=key, data=value.data, param=param)).id
     if isinstance(value, str):
         return (await gateway.image_from_reference(owner=key, value=value, param=param)).id
     if isinstance(value, dict):
@@ -122,10 +119,8 @@ async def edit_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JSON
     fields = await read_fields(request, limit=settings.max_upload_bytes)
     prompt = require_prompt(fields.get("prompt"), max_chars=settings.max_prompt_chars)
     video = fields.get("video")
-    if isinstance(video, UploadFile):
-        data = await file_bytes(video, limit=settings.max_upload_bytes, param="video")
-        assert data is not None
-        upload, info = await gateway.save_video(owner=key, data=data, param="video")
+    if isinstance(video, FilePart):
+        upload, info = await gateway.save_video(owner=key, data=video.data, param="video")
         width, height = info.width - info.width % 2, info.height - info.height % 2
         params = TaskParams(
             prompt=prompt, model="sora-2", base_model="sora-2", seconds=max(1, round(info.duration)),
@@ -166,11 +161,11 @@ async def extend_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JS
 @router.post("/characters")
 async def create_character(request: Request, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
     fields = await read_fields(request, limit=gateway.settings.max_upload_bytes)
-    data = await file_bytes(fields.get("video"), limit=gateway.settings.max_upload_bytes, param="video")
-    if data is None:
+    video = fields.get("video")
+    if not isinstance(video, FilePart):
         raise InvalidRequest("'video' must be an uploaded video file.", param="video")
     name = optional_str(fields.get("name"), param="name") or ""
-    character = await gateway.create_character(owner=key, name=name, video=data, param="video")
+    character = await gateway.create_character(owner=key, name=name, video=video.data, param="video")
     return {"id": character.id, "object": "character", "created_at": int(character.created_at),
             "name": character.name, "username": character.username}
 
