@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from soragate import media
+from soragate.media import (
+    ImageInfo,
+    MediaError,
+    VideoInfo,
+    make_spritesheet,
+    make_thumbnail,
+    probe_image,
+    probe_video,
+    render_cache_key,
+    render_image,
+    render_video,
+)
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24").astype(np.int16) for f in container.decode(video=0)]
+
+
+def _png(width: int = 64, height: int = 48) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 90)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def hd_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("media") / "hd.mp4"
+    render_video(path, prompt="A red fox running through snow", width=1280, height=720, seconds=2, fps=12)
+    return path
+
+
+def test_render_video_is_faststart_h264(hd_video: Path) -> None:
+    data = hd_video.read_bytes()
+    assert 0 <= data.find(b"moov") < data.find(b"mdat")
+    with av.open(str(hd_video)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert (stream.codec_context.width, stream.codec_context.height) == (1280, 720)
+        assert stream.codec_context.pix_fmt == "yuv420p"
+        assert float(stream.duration * stream.time_base) == pytest.approx(2.0, abs=0.1)
+        assert sum(1 for _ in container.decode(stream)) == 24
+    assert [p.name for p in hd_video.parent.iterdir()] == ["hd.mp4"]  # no temp file left behind
+
+
+def test_render_video_moves(hd_video: Path) -> None:
+    frames = _frames(hd_video)
+    assert np.abs(frames[0] - frames[-1]).mean() > 5
+
+
+def test_probe_video(hd_video: Path) -> None:
+    info = probe_video(hd_video)
+    assert isinstance(info, VideoInfo)
+    assert (info.codec, info.width, info.height, info.fps) == ("h264", 1280, 720, 12.0)
+    assert info.duration == pytest.approx(2.0, abs=0.1)
+    assert probe_video(hd_video.read_bytes()) == info
+
+
+@pytest.mark.parametrize("blob", [b"not a video", _png(), b""])
+def test_probe_video_rejects_non_video(blob: bytes) -> None:
+    with pytest.raises(MediaError):
+        probe_video(blob)
+
+
+def test_different_prompts_differ(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    render_video(a, prompt="a calm blue lake", width=320, height=180, seconds=0.25, fps=4)
+    render_video(b, prompt="a burning orange desert", width=320, height=180, seconds=0.25, fps=4)
+    assert np.abs(_frames(a)[0] - _frames(b)[0]).mean() > 10
+
+
+def test_shots_change_text_over_time(tmp_path: Path) -> None:
+    changing, constant = tmp_path / "changing.mp4", tmp_path / "constant.mp4"
+    kwargs = {"prompt": "storyboard", "width": 320, "height": 180, "seconds": 2, "fps": 4}
+    render_video(changing, shots=[(1.0, "First shot"), (1.0, "Completely different words")], **kwargs)
+    render_video(constant, shots=[(1.0, "First shot"), (1.0, "First shot")], **kwargs)
+    diffs = [np.abs(x - y).mean() for x, y in zip(_frames(changing), _frames(constant), strict=True)]
+    assert max(diffs[:4]) < 0.5  # same text during shot 1
+    assert min(diffs[4:]) > 1.0  # only the shot text differs afterwards
+
+
+def test_portrait_with_reference_image(tmp_path: Path) -> None:
+    out = tmp_path / "portrait.mp4"
+    render_video(
+        out, prompt="vertical", width=720, height=1280, seconds=0.5, fps=4, reference_image=_png(), label="x"
+    )
+    info = probe_video(out)
+    assert (info.width, info.height) == (720, 1280)
+    plain = tmp_path / "plain.mp4"
+    render_video(plain, prompt="vertical", width=720, height=1280, seconds=0.5, fps=4, label="x")
+    assert np.abs(_frames(out)[0] - _frames(plain)[0]).mean() > 10
+
+
+@pytest.mark.parametrize(("width", "height"), [(321, 180), (320, 181), (0, 180), (320, 10_000)])
+def test_invalid_sizes_raise(tmp_path: Path, width: int, height: int) -> None:
+    with pytest.raises(ValueError):
+        render_video(tmp_path / "x.mp4", prompt="p", width=width, height=height, seconds=1, fps=4)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_render_keeps_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "v.mp4"
+    out.write_bytes(b"old")
+
+    class Boom:
+        @staticmethod
+        def from_ndarray(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("encoder exploded")
+
+    monkeypatch.setattr(media.av, "VideoFrame", Boom)
+    with pytest.raises(RuntimeError):
+        render_video(out, prompt="p", width=320, height=180, seconds=1, fps=4)
+    assert out.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]
+
+
+def test_render_image(tmp_path: Path) -> None:
+    out = tmp_path / "img.png"
+    render_image(out, prompt="A tiny house on a hill " * 20, width=333, height=201)
+    with Image.open(out) as img:
+        assert (img.format, img.size) == ("PNG", (333, 201))
+    with_ref = tmp_path / "ref.png"
+    render_image(
+        with_ref, prompt="A tiny house on a hill " * 20, width=333, height=201, reference_image=_png()
+    )
+    assert out.read_bytes() != with_ref.read_bytes()
+
+
+def test_thumbnail_and_spritesheet(hd_video: Path, tmp_path: Path) -> None:
+    thumb = tmp_path / "thumb.webp"
+    make_thumbnail(hd_video, thumb)
+    with Image.open(thumb) as img:
+        assert (img.format, img.size) == ("WEBP", (1280, 720))
+    sheet = tmp_path / "sheet.jpg"
+    make_spritesheet(hd_video, sheet, columns=4, rows=3, tile_width=160)
+    with Image.open(sheet) as img:
+        assert (img.format, img.size) == ("JPEG", (640, 270))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF"])
+def test_probe_image_accepts(fmt: str) -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), "teal").save(buf, format=fmt)
+    info = probe_image(buf.getvalue())
+    assert info == ImageInfo(mime=f"image/{fmt.lower()}", width=40, height=30, format=fmt)
+
+
+def test_probe_image_rejects_garbage_and_truncated() -> None:
+    buf = io.BytesIO()
+    Image.effect_noise((256, 256), 64).save(buf, format="PNG")
+    for blob in (b"not an image", buf.getvalue()[: len(buf.getvalue()) // 2]):
+        with pytest.raises(MediaError):
+            probe_image(blob)
+    bmp = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(bmp, format="BMP")
+    with pytest.raises(MediaError):
+        probe_image(bmp.getvalue())
+
+
+@pytest.mark.parametrize("limit", [1000, 3000])  # over 2x the limit Pillow raises; between it warns
+def test_probe_image_rejects_decompression_bombs(monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    with pytest.raises(MediaError):
+        probe_image(_png(64, 64))
+
+
+def test_render_cache_key() -> None:
+    base = render_cache_key(prompt="p", seconds=4, ref=b"abc", shots=[(1.0, "a")])
+    assert base == render_cache_key(shots=[(1, "a")], ref=b"abc", seconds=4.0, prompt="p")
+    assert len(base) == 64 and int(base, 16) >= 0
+    assert base != render_cache_key(prompt="p", seconds=4, ref=b"abd", shots=[(1.0, "a")])
+    assert base != render_cache_key(prompt="p", seconds=4, ref="abc", shots=[(1.0, "a")])
+    with pytest.raises(TypeError):
+        render_cache_key(obj=object())
