@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,7 +17,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from soragate.admin import AdminService
 from soragate.core.catalogue import Catalogue
+from soragate.core.task import Task
+from soragate.dialects import admin as admin_routes
 from soragate.dialects import files as files_routes
 from soragate.dialects import openai as openai_dialect
 from soragate.dialects.common import DIALECT_SCOPE_KEY
@@ -30,12 +34,28 @@ from soragate.storage.signing import UrlSigner
 from soragate.store import keys as key_store
 from soragate.store.db import create_engine, migrate
 from soragate.worker import TaskEvents, Worker
+from soragate.worker.callbacks import Callbacks, PayloadRenderer, event_name
 
 log = logging.getLogger("soragate")
 
+# Each front door's error shape, callback body and task presentation, by dialect name.
 ERROR_FORMATTERS: dict[str, Callable[[SoragateError], Response]] = {
     "openai": openai_dialect.error_response,
 }
+CALLBACK_RENDERERS: dict[str, PayloadRenderer] = {}
+PRESENTERS: dict[str, Callable[[Task], Response]] = {
+    "openai": openai_dialect.present,
+}
+
+
+def webhook_event(task: Task) -> dict[str, Any]:
+    return {
+        "object": "event",
+        "id": f"evt_{task.id}",
+        "type": event_name(task),
+        "created_at": int(task.completed_at or time.time()),
+        "data": openai_dialect.video_object(task),
+    }
 
 
 def _secret_file(path: os.PathLike[str] | str, *, nbytes: int = 32) -> bytes:
@@ -76,7 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if admin_secret:
             # Shown once, on purpose: this is the only place the plaintext key is printed.
             log.warning(
-                "created the first admin key (also saved to %s): %s", settings.data_dir / "admin.key", admin_secret
+                "created the first admin key (also saved to %s): %s",
+                settings.data_dir / "admin.key",
+                admin_secret,
             )
         storage = LocalStorage(settings.files_dir)
         signer = UrlSigner(_secret_file(settings.data_dir / "signing.key"), base_url=settings.base_url)
@@ -91,18 +113,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         providers = ProviderRegistry({"sandbox": sandbox}, default="sandbox")
         gateway = Gateway(
-            settings=settings, engine=engine, storage=storage, events=events, catalogue=Catalogue(),
-            signer=signer, http=http,
+            settings=settings,
+            engine=engine,
+            storage=storage,
+            events=events,
+            catalogue=Catalogue(),
+            signer=signer,
+            http=http,
         )
-        worker = Worker(engine=engine, storage=storage, providers=providers, events=events, settings=settings)
+        callbacks = Callbacks(
+            engine=engine,
+            http=http,
+            renderers=CALLBACK_RENDERERS,
+            event_renderer=webhook_event,
+            retry_delays=settings.callback_retry_delays,
+            allow_private=settings.allow_private_urls,
+        )
+        worker = Worker(
+            engine=engine,
+            storage=storage,
+            providers=providers,
+            events=events,
+            settings=settings,
+            on_final=callbacks.task_ended,
+        )
         if settings.worker_enabled:
             await worker.start()
+            await callbacks.start()
         log.info("soragate ready on %s (data in %s)", settings.base_url, settings.data_dir.resolve())
         try:
-            yield {"gateway": gateway, "worker": worker, "providers": providers}
+            yield {
+                "gateway": gateway,
+                "admin": AdminService(settings=settings, engine=engine),
+                "worker": worker,
+                "providers": providers,
+                "presenters": PRESENTERS,
+            }
         finally:
             if settings.worker_enabled:
                 await worker.stop()
+                await callbacks.stop()
             await providers.aclose()
             await http.aclose()
             await engine.dispose()
@@ -110,7 +160,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="soragate", version="0.1.0", lifespan=lifespan)
 
     def formatter(request: Request) -> Callable[[SoragateError], Response]:
-        return ERROR_FORMATTERS.get(request.scope.get(DIALECT_SCOPE_KEY, "openai"), openai_dialect.error_response)
+        return ERROR_FORMATTERS.get(
+            request.scope.get(DIALECT_SCOPE_KEY, "openai"), openai_dialect.error_response
+        )
 
     @app.exception_handler(SoragateError)
     async def soragate_error(request: Request, exc: SoragateError) -> Response:
@@ -137,5 +189,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(openai_dialect.router)
+    app.include_router(admin_routes.router)
     app.include_router(files_routes.router)
     return app

@@ -29,7 +29,9 @@ console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
 
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default $SORAGATE_DATA_DIR or ./data).")]
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory (default $SORAGATE_DATA_DIR or ./data).")
+]
 
 
 def _settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
@@ -80,8 +82,14 @@ def serve(
     console.print(f"  data: {settings.data_dir.resolve()}   database: {settings.db_url.split('://')[0]}")
     if not first_start:
         console.print(f"  admin key: in {settings.data_dir / 'admin.key'}")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
-                loop="auto", http="auto")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        loop="auto",
+        http="auto",
+    )
 
 
 @keys_app.command("create")
@@ -106,12 +114,16 @@ def keys_list(data_dir: DataDir = None) -> None:
     keys = _with_engine(_settings(data_dir), lambda e: key_store.list_keys(e))
     table = Table("id", "name", "role", "prefix", "created", "revoked")
     for key in keys:
-        table.add_row(key.id, key.name, key.role, key.prefix + "…", _when(key.created_at), _when(key.revoked_at))
+        table.add_row(
+            key.id, key.name, key.role, key.prefix + "…", _when(key.created_at), _when(key.revoked_at)
+        )
     console.print(table)
 
 
 @keys_app.command("revoke")
-def keys_revoke(ident: Annotated[str, typer.Argument(help="Key id, name or prefix.")], data_dir: DataDir = None) -> None:
+def keys_revoke(
+    ident: Annotated[str, typer.Argument(help="Key id, name or prefix.")], data_dir: DataDir = None
+) -> None:
     """Revoke a key: it is refused from the next request on."""
     from soragate.store import keys as key_store
 
@@ -137,8 +149,15 @@ def tasks_list(
     )
     table = Table("id", "kind", "model", "status", "progress", "created", "error")
     for t in tasks:
-        table.add_row(t.id, t.kind.value, t.params.model, t.status.value, f"{t.progress}%", _when(t.created_at),
-                      t.error.code if t.error else "")
+        table.add_row(
+            t.id,
+            t.kind.value,
+            t.params.model,
+            t.status.value,
+            f"{t.progress}%",
+            _when(t.created_at),
+            t.error.code if t.error else "",
+        )
     console.print(table)
 
 
@@ -153,11 +172,20 @@ def tasks_show(task_id: str, data_dir: DataDir = None) -> None:
         raise typer.Exit(1)
     table = Table(show_header=False)
     rows = {
-        "id": task.id, "kind": task.kind.value, "dialect": task.dialect, "owner": task.owner_id,
-        "status": task.status.value, "progress": f"{task.progress}%", "model": task.params.model,
-        "prompt": task.params.prompt, "size": task.params.size, "seconds": str(task.params.seconds),
-        "provider": task.provider or "-", "upstream id": task.upstream_id or "-",
-        "created": _when(task.created_at), "completed": _when(task.completed_at),
+        "id": task.id,
+        "kind": task.kind.value,
+        "dialect": task.dialect,
+        "owner": task.owner_id,
+        "status": task.status.value,
+        "progress": f"{task.progress}%",
+        "model": task.params.model,
+        "prompt": task.params.prompt,
+        "size": task.params.size,
+        "seconds": str(task.params.seconds),
+        "provider": task.provider or "-",
+        "upstream id": task.upstream_id or "-",
+        "created": _when(task.created_at),
+        "completed": _when(task.completed_at),
         "error": f"{task.error.code}: {task.error.message}" if task.error else "-",
         "assets": ", ".join(f"{a.variant} ({a.bytes} B)" for a in task.assets) or "-",
     }
@@ -197,8 +225,12 @@ def generate(
     seconds: Annotated[str | None, typer.Option(help="Length in seconds.")] = None,
     size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, e.g. 1280x720.")] = None,
     image: Annotated[Path | None, typer.Option(help="Reference image for image-to-video.")] = None,
-    base_url: Annotated[str, typer.Option(envvar="SORAGATE_URL", help="Server URL.")] = "http://127.0.0.1:8000",
-    api_key: Annotated[str | None, typer.Option(help="API key (default $SORAGATE_API_KEY or data/admin.key).")] = None,
+    base_url: Annotated[
+        str, typer.Option(envvar="SORAGATE_URL", help="Server URL.")
+    ] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None, typer.Option(help="API key (default $SORAGATE_API_KEY or data/admin.key).")
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Generate a video on a running server, with a live progress bar, and save it."""
@@ -209,22 +241,34 @@ def generate(
     if size:
         fields["size"] = size
     files = {"input_reference": (image.name, image.read_bytes())} if image else None
-    with httpx.Client(base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+    with httpx.Client(
+        base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=60
+    ) as client:
         try:
             response = client.post("/v1/videos", data=fields, files=files)
         except httpx.HTTPError as exc:
             err.print(f"cannot reach {base_url}: {exc}")
             raise typer.Exit(1) from None
         video = _checked(response)
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                      TimeElapsedColumn(), console=err) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=err,
+        ) as progress:
             bar = progress.add_task(f"{video['id']} {video['status']}", total=100)
             while video["status"] in ("queued", "in_progress"):
-                progress.update(bar, completed=video["progress"], description=f"{video['id']} {video['status']}")
+                progress.update(
+                    bar, completed=video["progress"], description=f"{video['id']} {video['status']}"
+                )
                 time.sleep(1.0)
                 video = _checked(client.get(f"/v1/videos/{video['id']}"))
-            progress.update(bar, completed=100 if video["status"] == "completed" else video["progress"],
-                            description=f"{video['id']} {video['status']}")
+            progress.update(
+                bar,
+                completed=100 if video["status"] == "completed" else video["progress"],
+                description=f"{video['id']} {video['status']}",
+            )
         if video["status"] != "completed":
             error = video.get("error") or {}
             err.print(f"[red]failed[/]: {error.get('code')}: {error.get('message')}")

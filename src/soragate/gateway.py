@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from soragate import media
 from soragate.core.catalogue import Catalogue
 from soragate.core.task import ACTIVE_STATUSES, Task, TaskKind, TaskParams, TaskStatus, new_id, task_id_for
-from soragate.errors import InvalidRequest, NotFound, PayloadTooLarge
-from soragate.netguard import fetch_capped
+from soragate.errors import InsufficientCredits, InvalidRequest, NotFound, PayloadTooLarge
+from soragate.netguard import check_url, fetch_capped
 from soragate.settings import Settings
 from soragate.storage import LocalStorage
 from soragate.storage.signing import UrlSigner
@@ -34,7 +34,9 @@ from soragate.worker.events import TaskEvents
 
 log = logging.getLogger("soragate.tasks")
 
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I)
+_DATA_URL = re.compile(
+    r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I
+)
 
 
 @dataclass
@@ -54,7 +56,21 @@ class Gateway:
 
     # --- tasks --------------------------------------------------------------------------
 
-    async def create_task(self, *, owner: ApiKey, dialect: str, kind: TaskKind, params: TaskParams) -> Task:
+    async def create_task(
+        self,
+        *,
+        owner: ApiKey,
+        dialect: str,
+        kind: TaskKind,
+        params: TaskParams,
+        cost: float = 0.0,
+        callback_url: str | None = None,
+        callback_param: str = "callback_url",
+    ) -> Task:
+        if callback_url:
+            await check_url(
+                callback_url, allow_private=self.settings.allow_private_urls, param=callback_param
+            )
         task = Task(
             id=task_id_for(kind),
             owner_id=owner.id,
@@ -62,8 +78,13 @@ class Gateway:
             kind=kind,
             params=params,
             created_at=time.time(),
+            cost=cost,
+            callback_url=callback_url,
         )
-        await task_store.insert_task(self.engine, task=task)
+        if not await task_store.insert_task(self.engine, task=task):
+            raise InsufficientCredits(
+                f"This key does not have enough credits for this request (it costs {cost:g})."
+            )
         log.info(
             "task %s created: %s %s via %s by %s", task.id, kind.value, params.model, dialect, owner.prefix
         )
@@ -100,9 +121,9 @@ class Gateway:
         log.info("task %s deleted by %s", task.id, owner.prefix)
         self.events.publish(task.id)
 
-    async def wait_final(self, *, owner: ApiKey, task_id: str, timeout: float) -> Task:
-        """Wait until the task ends (or ``timeout``); the task never depends on the waiter."""
-        deadline = time.monotonic() + timeout
+    async def wait_final(self, *, owner: ApiKey, task_id: str, within: float) -> Task:
+        """Wait until the task ends (or ``within`` seconds pass); the task never depends on the waiter."""
+        deadline = time.monotonic() + within
         while True:
             task = await self.get_task(owner=owner, task_id=task_id)
             left = deadline - time.monotonic()
@@ -128,8 +149,9 @@ class Gateway:
         try:
             info = await asyncio.to_thread(media.probe_image, data)
         except media.MediaError as exc:
-            raise InvalidRequest(f"'{param}' is not a supported image ({exc}).", param=param,
-                                 code="invalid_image") from None
+            raise InvalidRequest(
+                f"'{param}' is not a supported image ({exc}).", param=param, code="invalid_image"
+            ) from None
         upload_id = new_id("file")
         ext = info.format.lower().replace("jpeg", "jpg")
         upload = Upload(
@@ -152,8 +174,9 @@ class Gateway:
         try:
             info = await asyncio.to_thread(media.probe_video, data)
         except media.MediaError as exc:
-            raise InvalidRequest(f"'{param}' is not a playable video ({exc}).", param=param,
-                                 code="invalid_video") from None
+            raise InvalidRequest(
+                f"'{param}' is not a playable video ({exc}).", param=param, code="invalid_video"
+            ) from None
         upload_id = new_id("file")
         upload = Upload(
             id=upload_id,
@@ -224,7 +247,9 @@ class Gateway:
         return character
 
     async def get_character(self, *, owner: ApiKey, character_id: str) -> Character:
-        character = await upload_store.get_character(self.engine, character_id=character_id, owner_id=owner.id)
+        character = await upload_store.get_character(
+            self.engine, character_id=character_id, owner_id=owner.id
+        )
         if character is None:
             raise NotFound(f"No character found with id '{character_id}'.", param="character_id")
         return character
@@ -234,8 +259,10 @@ def decode_base64_input(value: str, *, param: str) -> bytes:
     match = _DATA_URL.match(value)
     if value.startswith("data:"):
         if match is None or not match.group("b64"):
-            raise InvalidRequest(f"'{param}' is not a valid base64 data URL.", param=param, code="invalid_data_url")
-        value = value[match.end():]
+            raise InvalidRequest(
+                f"'{param}' is not a valid base64 data URL.", param=param, code="invalid_data_url"
+            )
+        value = value[match.end() :]
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):

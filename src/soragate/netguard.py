@@ -26,7 +26,9 @@ async def check_url(url: str, *, allow_private: bool, param: str) -> None:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443)
     except socket.gaierror:
-        raise InvalidRequest(f"The host in '{param}' cannot be resolved.", param=param, code="invalid_url") from None
+        raise InvalidRequest(
+            f"The host in '{param}' cannot be resolved.", param=param, code="invalid_url"
+        ) from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if not address.is_global:
@@ -45,7 +47,9 @@ async def fetch_capped(
         async with client.stream("GET", url, follow_redirects=False) as response:
             if response.status_code != 200:
                 raise InvalidRequest(
-                    f"Fetching '{param}' failed with HTTP {response.status_code}.", param=param, code="fetch_failed"
+                    f"Fetching '{param}' failed with HTTP {response.status_code}.",
+                    param=param,
+                    code="fetch_failed",
                 )
             chunks: list[bytes] = []
             size = 0

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     poll_after_ms: int = 2000
     retention_hours: float = 0.0
 
+    callback_retry_delays: list[float] = Field(default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 1800.0])
+
     log_level: str = "INFO"
 
     @property

@@ -91,6 +91,208 @@ DEFAULT_MODELS: tuple[ModelSpec, ...] = (
     ),
 )
 
+
+def _fixed_video(
+    name: str, base: str, *, seconds: int, size: str, price: float, hd: bool, note: str
+) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        kind="video",
+        base_model=base,
+        description=note,
+        seconds=(seconds,),
+        sizes=(size,),
+        default_seconds=seconds,
+        default_size=size,
+        hd=hd,
+        price=price,
+    )
+
+
+def _sora2api_models() -> list[ModelSpec]:
+    """Sora2API's names (seed 001): model, orientation and length in one name."""
+    specs = []
+    sizes = {"landscape": ("1280x720", "1792x1024"), "portrait": ("720x1280", "1024x1792")}
+    for orientation, (sd, hd) in sizes.items():
+        for secs in (10, 15, 25):
+            specs.append(
+                _fixed_video(
+                    f"sora2-{orientation}-{secs}s",
+                    "sora-2",
+                    seconds=secs,
+                    size=sd,
+                    price=0.10,
+                    hd=False,
+                    note=f"Sora 2, {orientation}, {secs} s",
+                )
+            )
+            specs.append(
+                _fixed_video(
+                    f"sora2pro-{orientation}-{secs}s",
+                    "sora-2-pro",
+                    seconds=secs,
+                    size=sd,
+                    price=0.30,
+                    hd=False,
+                    note=f"Sora 2 Pro, {orientation}, {secs} s",
+                )
+            )
+        for secs in (10, 15):
+            specs.append(
+                _fixed_video(
+                    f"sora2pro-hd-{orientation}-{secs}s",
+                    "sora-2-pro",
+                    seconds=secs,
+                    size=hd,
+                    price=0.50,
+                    hd=True,
+                    note=f"Sora 2 Pro HD, {orientation}, {secs} s",
+                )
+            )
+    return specs
+
+
+def _chat_models() -> list[ModelSpec]:
+    """The ``sora_video2*`` names chat-completions relays use (seeds 000 and 003)."""
+    return [
+        _fixed_video(
+            "sora_video2",
+            "sora-2",
+            seconds=10,
+            size="1280x720",
+            price=0.10,
+            hd=False,
+            note="Sora 2, landscape, 10 s (chat completions)",
+        ),
+        _fixed_video(
+            "sora_video2-landscape",
+            "sora-2",
+            seconds=10,
+            size="1280x720",
+            price=0.10,
+            hd=False,
+            note="Sora 2, landscape, 10 s (chat completions)",
+        ),
+        _fixed_video(
+            "sora_video2-portrait",
+            "sora-2",
+            seconds=10,
+            size="720x1280",
+            price=0.10,
+            hd=False,
+            note="Sora 2, portrait, 10 s (chat completions)",
+        ),
+        _fixed_video(
+            "sora_video2-landscape-15s",
+            "sora-2-pro",
+            seconds=15,
+            size="1280x720",
+            price=0.30,
+            hd=False,
+            note="Sora 2 Pro, landscape, 15 s (chat completions)",
+        ),
+        _fixed_video(
+            "sora_video2-portrait-15s",
+            "sora-2-pro",
+            seconds=15,
+            size="720x1280",
+            price=0.30,
+            hd=False,
+            note="Sora 2 Pro, portrait, 15 s (chat completions)",
+        ),
+    ]
+
+
+def _kie_models() -> list[ModelSpec]:
+    """Kie.ai's jobs-API names (seed 004)."""
+    sd = ("1280x720", "720x1280")
+    hd = ("1792x1024", "1024x1792")
+    specs = []
+    for mode in ("text-to-video", "image-to-video"):
+        specs.append(
+            ModelSpec(
+                name=f"sora-2-{mode}",
+                kind="video",
+                base_model="sora-2",
+                description=f"Sora 2 {mode.replace('-', ' ')} (Kie jobs API)",
+                seconds=(10, 15),
+                sizes=sd,
+                default_seconds=10,
+                default_size="1280x720",
+                price=0.10,
+            )
+        )
+        specs.append(
+            ModelSpec(
+                name=f"sora-2-pro-{mode}",
+                kind="video",
+                base_model="sora-2-pro",
+                description=f"Sora 2 Pro {mode.replace('-', ' ')} (Kie jobs API)",
+                seconds=(10, 15, 25),
+                sizes=sd + hd,
+                default_seconds=10,
+                default_size="1280x720",
+                hd=True,
+                price=0.30,
+            )
+        )
+    specs.append(
+        ModelSpec(
+            name="sora-2-pro-storyboard",
+            kind="video",
+            base_model="sora-2-pro",
+            description="Sora 2 Pro storyboard (Kie jobs API)",
+            seconds=(10, 15, 25),
+            sizes=sd + hd,
+            default_seconds=15,
+            default_size="1280x720",
+            hd=True,
+            price=0.30,
+        )
+    )
+    return specs
+
+
+def _sora2api_image_models() -> list[ModelSpec]:
+    return [
+        ModelSpec(
+            name=name,
+            kind="image",
+            base_model="gpt-image-1",
+            description=f"Image {size} (Sora2API)",
+            sizes=(size,),
+            default_size=size,
+            price=0.04,
+        )
+        for name, size in (
+            ("gpt-image", "360x360"),
+            ("gpt-image-landscape", "540x360"),
+            ("gpt-image-portrait", "360x540"),
+        )
+    ]
+
+
+ALL_MODELS: tuple[ModelSpec, ...] = (
+    DEFAULT_MODELS
+    + tuple(_sora2api_image_models())
+    + tuple(_sora2api_models())
+    + tuple(_chat_models())
+    + tuple(_kie_models())
+)
+
+STYLES = (
+    "festive",
+    "kakalaka",
+    "news",
+    "selfie",
+    "handheld",
+    "golden",
+    "anime",
+    "retro",
+    "nostalgic",
+    "comic",
+)
+
 EXTENSION_SECONDS = (4, 8, 12, 16, 20)
 
 
@@ -114,7 +316,7 @@ def parse_seconds(value: object, *, param: str = "seconds") -> int:
 
 
 class Catalogue:
-    def __init__(self, models: tuple[ModelSpec, ...] = DEFAULT_MODELS) -> None:
+    def __init__(self, models: tuple[ModelSpec, ...] = ALL_MODELS) -> None:
         self._models: dict[str, ModelSpec] = {}
         self._public: list[ModelSpec] = list(models)
         for spec in models:
@@ -124,6 +326,12 @@ class Catalogue:
 
     def public_models(self) -> list[ModelSpec]:
         return list(self._public)
+
+    def price(self, spec: ModelSpec, *, seconds: float | None, count: int = 1) -> float:
+        """Credits a request costs: per second for video, per image for images."""
+        if spec.kind == "image":
+            return round(spec.price * count, 6)
+        return round(spec.price * float(seconds or 0), 6)
 
     def get(self, name: str, *, kind: str, param: str = "model") -> ModelSpec:
         spec = self._models.get(name)

@@ -154,6 +154,10 @@ class Task:
     submit_attempts: int = 0
     assets: list[Asset] = field(default_factory=list)
     error: TaskError | None = None
+    # Credits reserved for this task; refunded if it fails or is cancelled.
+    cost: float = 0.0
+    # Where to report the end of the task (Kie callBackUrl, relay notify_hook).
+    callback_url: str | None = None
     created_at: float = 0.0
     started_at: float | None = None
     completed_at: float | None = None

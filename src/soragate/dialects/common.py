@@ -4,8 +4,8 @@ reading, and the marker that picks the dialect's error shape."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -140,9 +140,9 @@ async def read_fields(request: Request, *, limit: int) -> dict[str, Any]:
             async with request.form(max_files=16, max_fields=100, max_part_size=limit) as form:
                 return await _form_fields(form)
         except MultiPartException as exc:
-            raise InvalidRequest(f"Malformed multipart body: {exc.message}", code="invalid_multipart") from None
+            raise InvalidRequest(
+                f"Malformed multipart body: {exc.message}", code="invalid_multipart"
+            ) from None
     if kind in ("application/json", "") or kind.endswith("+json"):
         return await read_json(request, limit=limit)
     raise InvalidRequest(f"Unsupported content type '{kind}': send JSON or multipart/form-data.")
-
-

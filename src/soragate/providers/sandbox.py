@@ -152,7 +152,9 @@ class SandboxProvider:
         if job.review_error is not None:
             if elapsed >= self.delay * 0.3:
                 return JobStatus(JobState.FAILED, error=TaskError(**job.review_error))
-            return JobStatus(JobState.RUNNING, progress=int(elapsed / self.delay * 100), poll_after=poll_after)
+            return JobStatus(
+                JobState.RUNNING, progress=int(elapsed / self.delay * 100), poll_after=poll_after
+            )
         renders = [self._ensure_render(job, i) for i in range(job.count)]
         for render in renders:
             if render.done() and render.exception() is not None:
@@ -192,13 +194,26 @@ class SandboxProvider:
         for image in images:
             text = _embedded_text(image)
             if text and any(rule.search(text) for rule in self.rules):
-                return {"code": ErrorCode.IMAGE_REVIEW, "message": "The input image was flagged by content review."}
+                return {
+                    "code": ErrorCode.IMAGE_REVIEW,
+                    "message": "The input image was flagged by content review.",
+                }
         return None
 
     def _render_key(self, job: SandboxJob, index: int, inputs: TaskInputs) -> str:
         digest = hashlib.sha256()
         ref = inputs.reference_images[0] if inputs.reference_images else b""
-        spec = [job.kind, job.prompt, job.width, job.height, job.seconds, job.shots, self.fps, index, job.count]
+        spec = [
+            job.kind,
+            job.prompt,
+            job.width,
+            job.height,
+            job.seconds,
+            job.shots,
+            self.fps,
+            index,
+            job.count,
+        ]
         digest.update(json.dumps(spec).encode())
         digest.update(hashlib.sha256(ref).digest())
         return digest.hexdigest()[:40]

@@ -20,7 +20,8 @@ class UrlSigner:
 
     def url(self, task_id: str, variant: str, *, now: float | None = None) -> str:
         expires = int((now or time.time()) + self.ttl)
-        return f"{self.base_url}/files/{task_id}/{variant}?exp={expires}&sig={self._mac(task_id, variant, expires)}"
+        signature = self._mac(task_id, variant, expires)
+        return f"{self.base_url}/files/{task_id}/{variant}?exp={expires}&sig={signature}"
 
     def verify(self, task_id: str, variant: str, expires: int, signature: str) -> bool:
         if expires < time.time():

@@ -24,6 +24,12 @@ class ApiKey:
     role: str
     created_at: float
     revoked_at: float | None
+    credit_limit: float | None = None
+    credits_used: float = 0.0
+
+    @property
+    def credits_remaining(self) -> float | None:
+        return None if self.credit_limit is None else max(0.0, self.credit_limit - self.credits_used)
 
     @property
     def is_admin(self) -> bool:
@@ -36,10 +42,21 @@ def hash_key(secret: str) -> str:
 
 def _to_key(row: object) -> ApiKey:
     m = row._mapping  # type: ignore[attr-defined]
-    return ApiKey(m["id"], m["name"], m["prefix"], m["role"], m["created_at"], m["revoked_at"])
+    return ApiKey(
+        m["id"],
+        m["name"],
+        m["prefix"],
+        m["role"],
+        m["created_at"],
+        m["revoked_at"],
+        m["credit_limit"],
+        m["credits_used"],
+    )
 
 
-async def create_key(engine: AsyncEngine, *, name: str, admin: bool = False) -> tuple[ApiKey, str]:
+async def create_key(
+    engine: AsyncEngine, *, name: str, admin: bool = False, credit_limit: float | None = None
+) -> tuple[ApiKey, str]:
     """Returns the record and the plaintext key, which is never stored or shown again."""
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
@@ -49,6 +66,7 @@ async def create_key(engine: AsyncEngine, *, name: str, admin: bool = False) -> 
         role="admin" if admin else "user",
         created_at=time.time(),
         revoked_at=None,
+        credit_limit=credit_limit,
     )
     async with engine.begin() as conn:
         await conn.execute(
@@ -59,6 +77,8 @@ async def create_key(engine: AsyncEngine, *, name: str, admin: bool = False) -> 
                 key_hash=hash_key(secret),
                 role=key.role,
                 created_at=key.created_at,
+                credit_limit=credit_limit,
+                credits_used=0.0,
             )
         )
     return key, secret
@@ -68,7 +88,9 @@ async def authenticate(engine: AsyncEngine, *, secret: str) -> ApiKey | None:
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                select(api_keys).where(api_keys.c.key_hash == hash_key(secret), api_keys.c.revoked_at.is_(None))
+                select(api_keys).where(
+                    api_keys.c.key_hash == hash_key(secret), api_keys.c.revoked_at.is_(None)
+                )
             )
         ).first()
     return _to_key(row) if row else None
@@ -104,3 +126,20 @@ async def count_admin_keys(engine: AsyncEngine) -> int:
             ).scalar()
             or 0
         )
+
+
+async def get_key(engine: AsyncEngine, *, key_id: str) -> ApiKey | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
+    return _to_key(row) if row else None
+
+
+async def set_credit_limit(engine: AsyncEngine, *, ident: str, credit_limit: float | None) -> bool:
+    """Set a key's credit limit (None: unlimited), by id, name or prefix."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(api_keys)
+            .where(or_(api_keys.c.id == ident, api_keys.c.name == ident, api_keys.c.prefix == ident))
+            .values(credit_limit=credit_limit)
+        )
+    return result.rowcount > 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -17,6 +17,9 @@ api_keys = Table(
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
     Column("last_used_at", Float),
+    # None: unlimited. Credits are reserved when a task is accepted and refunded if it fails.
+    Column("credit_limit", Float),
+    Column("credits_used", Float, nullable=False, server_default="0"),
 )
 
 tasks = Table(
@@ -47,6 +50,8 @@ tasks = Table(
     Column("completed_at", Float),
     Column("expires_at", Float),
     Column("updated_at", Float, nullable=False),
+    Column("cost", Float, nullable=False, server_default="0"),
+    Column("callback_url", Text),
 )
 Index("ix_tasks_owner_created", tasks.c.owner_id, tasks.c.created_at)
 Index("ix_tasks_status_check", tasks.c.status, tasks.c.next_check_at)
@@ -75,3 +80,35 @@ characters = Table(
     Column("upload_id", String(40)),
     Column("created_at", Float, nullable=False),
 )
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("url", Text, nullable=False),
+    # The signing secret must be usable to sign, so it is stored as is; APIs only show it once.
+    Column("secret", String(100), nullable=False),
+    Column("events", JSON, nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default="1"),
+    Column("created_at", Float, nullable=False),
+)
+
+# One row per outgoing call (a task's own callback URL or an admin webhook endpoint).
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("task_id", String(40), nullable=False, index=True),
+    Column("endpoint_id", String(40)),
+    Column("url", Text, nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("delivered_at", Float),
+)
+Index("ix_deliveries_due", deliveries.c.status, deliveries.c.next_attempt_at)

@@ -21,7 +21,7 @@ from soragate.core.task import (
     TaskParams,
     TaskStatus,
 )
-from soragate.store.tables import tasks
+from soragate.store.tables import api_keys, tasks
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
 
@@ -47,12 +47,30 @@ def row_to_task(row: Row[Any] | Any) -> Task:
         started_at=m["started_at"],
         completed_at=m["completed_at"],
         expires_at=m["expires_at"],
+        cost=m["cost"],
+        callback_url=m["callback_url"],
     )
 
 
-async def insert_task(engine: AsyncEngine, *, task: Task) -> None:
+async def insert_task(engine: AsyncEngine, *, task: Task) -> bool:
+    """Store a new task, reserving its cost from the owner's credits in the same
+    transaction. Returns False (and stores nothing) when the credits do not cover it."""
     now = task.created_at or time.time()
     async with engine.begin() as conn:
+        if task.cost > 0:
+            reserved = await conn.execute(
+                update(api_keys)
+                .where(
+                    api_keys.c.id == task.owner_id,
+                    or_(
+                        api_keys.c.credit_limit.is_(None),
+                        api_keys.c.credits_used + task.cost <= api_keys.c.credit_limit,
+                    ),
+                )
+                .values(credits_used=api_keys.c.credits_used + task.cost)
+            )
+            if reserved.rowcount == 0:
+                return False
         await conn.execute(
             insert(tasks).values(
                 id=task.id,
@@ -68,8 +86,11 @@ async def insert_task(engine: AsyncEngine, *, task: Task) -> None:
                 assets=[],
                 created_at=now,
                 updated_at=now,
+                cost=task.cost,
+                callback_url=task.callback_url,
             )
         )
+    return True
 
 
 async def get_task(engine: AsyncEngine, *, task_id: str, owner_id: str | None = None) -> Task | None:
@@ -130,6 +151,16 @@ async def delete_task(engine: AsyncEngine, *, task_id: str, owner_id: str) -> bo
     return result.rowcount > 0
 
 
+async def _refund(conn: Any, task_id: str) -> None:
+    row = (await conn.execute(select(tasks.c.owner_id, tasks.c.cost).where(tasks.c.id == task_id))).first()
+    if row is not None and row.cost > 0:
+        await conn.execute(
+            update(api_keys)
+            .where(api_keys.c.id == row.owner_id)
+            .values(credits_used=api_keys.c.credits_used - row.cost)
+        )
+
+
 async def cancel_task(engine: AsyncEngine, *, task_id: str, owner_id: str | None = None) -> bool:
     now = time.time()
     query = update(tasks).where(tasks.c.id == task_id, tasks.c.status.in_(_ACTIVE))
@@ -147,6 +178,8 @@ async def cancel_task(engine: AsyncEngine, *, task_id: str, owner_id: str | None
                 lease_until=None,
             )
         )
+        if result.rowcount:
+            await _refund(conn, task_id)
     return result.rowcount > 0
 
 
@@ -161,13 +194,17 @@ async def claim_tasks(
     free = or_(tasks.c.lease_owner.is_(None), tasks.c.lease_until < now)
     async with engine.connect() as conn:
         candidates = (
-            await conn.execute(
-                select(tasks.c.id)
-                .where(tasks.c.status.in_(_ACTIVE), tasks.c.next_check_at <= now, free)
-                .order_by(tasks.c.next_check_at)
-                .limit(limit)
+            (
+                await conn.execute(
+                    select(tasks.c.id)
+                    .where(tasks.c.status.in_(_ACTIVE), tasks.c.next_check_at <= now, free)
+                    .order_by(tasks.c.next_check_at)
+                    .limit(limit)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     if not candidates:
         return []
     claimed: list[Task] = []
@@ -311,6 +348,8 @@ async def fail_task(engine: AsyncEngine, *, task_id: str, worker_id: str | None,
                 lease_until=None,
             )
         )
+        if result.rowcount:
+            await _refund(conn, task_id)
     return result.rowcount > 0
 
 

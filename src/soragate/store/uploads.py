@@ -66,4 +66,3 @@ async def find_character_by_username(engine: AsyncEngine, *, username: str) -> C
     async with engine.connect() as conn:
         row = (await conn.execute(select(characters).where(characters.c.username == username))).first()
     return Character(**row._mapping) if row else None
-

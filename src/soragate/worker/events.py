@@ -25,12 +25,12 @@ class TaskEvents:
         self.new_task.set()
         self.publish(task_id)
 
-    async def wait(self, task_id: str, timeout: float) -> None:
-        """Return on the next change of ``task_id`` or after ``timeout`` seconds."""
+    async def wait(self, task_id: str, within: float) -> None:
+        """Return on the next change of ``task_id`` or after ``within`` seconds."""
         event = asyncio.Event()
         self._waiters[task_id].add(event)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within):
                 await event.wait()
         except TimeoutError:
             pass

@@ -28,8 +28,15 @@ def _store_video(storage: LocalStorage, task_dir: str, files: list[ResultFile]) 
     target = storage.path(f"{task_dir}/video.mp4")
     shutil.move(video.path, target)
     assets.append(
-        Asset("video", f"{task_dir}/video.mp4", "video/mp4", target.stat().st_size, info.width, info.height,
-              round(info.duration, 3))
+        Asset(
+            "video",
+            f"{task_dir}/video.mp4",
+            "video/mp4",
+            target.stat().st_size,
+            info.width,
+            info.height,
+            round(info.duration, 3),
+        )
     )
     given = {f.variant: f for f in files}
     thumb = storage.path(f"{task_dir}/thumbnail.webp")
@@ -58,8 +65,11 @@ def _store_images(storage: LocalStorage, task_dir: str, files: list[ResultFile])
         ext = info.format.lower().replace("jpeg", "jpg")
         relpath = f"{task_dir}/image-{index}.{ext}"
         storage.write_bytes(relpath, data)
-        assets.append(Asset(f"image-{index}" if index else "image", relpath, info.mime, len(data), info.width,
-                            info.height))
+        assets.append(
+            Asset(
+                f"image-{index}" if index else "image", relpath, info.mime, len(data), info.width, info.height
+            )
+        )
     if not assets:
         raise _bad_result("The upstream reported success but returned no image.")
     return assets

@@ -45,6 +45,7 @@ class Worker:
         providers: ProviderRegistry,
         events: TaskEvents,
         settings: Settings,
+        on_final: Callable[[str], Awaitable[None]] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.engine = engine
@@ -53,6 +54,7 @@ class Worker:
         self.events = events
         self.settings = settings
         self.sleep = sleep
+        self.on_final = on_final
         self.id = settings.worker_id or f"worker-{secrets.token_hex(6)}"
         self._running: dict[str, asyncio.Task[None]] = {}
         self._loops: list[asyncio.Task[None]] = []
@@ -83,7 +85,10 @@ class Worker:
             if capacity > 0:
                 try:
                     claimed = await task_store.claim_tasks(
-                        self.engine, worker_id=self.id, limit=capacity, lease_seconds=self.settings.lease_seconds
+                        self.engine,
+                        worker_id=self.id,
+                        limit=capacity,
+                        lease_seconds=self.settings.lease_seconds,
                     )
                 except Exception:
                     log.exception("claiming tasks failed; retrying")
@@ -119,7 +124,9 @@ class Worker:
             raise
         except Exception:
             log.exception("task %s crashed in the worker", task.id)
-            await self._fail(task, TaskError(ErrorCode.UPSTREAM_ERROR, "Internal error while processing the task."))
+            await self._fail(
+                task, TaskError(ErrorCode.UPSTREAM_ERROR, "Internal error while processing the task.")
+            )
         finally:
             self._running.pop(task.id, None)
             self.events.publish(task.id)
@@ -145,7 +152,9 @@ class Worker:
                 await self.sleep(1.0)
                 continue
             if report.state is JobState.FAILED:
-                await self._fail(task, report.error or TaskError(ErrorCode.UPSTREAM_ERROR, "Generation failed."))
+                await self._fail(
+                    task, report.error or TaskError(ErrorCode.UPSTREAM_ERROR, "Generation failed.")
+                )
                 return
             if report.state is JobState.SUCCEEDED:
                 await self._finish(task, provider, upstream_id)
@@ -186,7 +195,9 @@ class Worker:
 
     async def _record_submitted(self, task: Task, upstream_id: str) -> str:
         ok = await asyncio.shield(
-            task_store.mark_submitted(self.engine, task_id=task.id, worker_id=self.id, upstream_id=upstream_id)
+            task_store.mark_submitted(
+                self.engine, task_id=task.id, worker_id=self.id, upstream_id=upstream_id
+            )
         )
         if not ok:
             raise LeaseLost
@@ -231,6 +242,7 @@ class Worker:
         video = next((a for a in assets if a.variant == "video"), None)
         detail = f"{video.width}x{video.height} {video.duration}s" if video else f"{len(assets)} image(s)"
         log.info("task %s completed: %s", task.id, detail)
+        await self._ended(task.id)
 
     async def _fail(self, task: Task, error: TaskError) -> None:
         ok = await asyncio.shield(
@@ -238,9 +250,18 @@ class Worker:
         )
         if ok:
             log.info("task %s failed: %s", task.id, error.code)
+            await self._ended(task.id)
+
+    async def _ended(self, task_id: str) -> None:
+        if self.on_final is None:
+            return
+        try:
+            await self.on_final(task_id)
+        except Exception:
+            # A callback that cannot be queued must not undo or stall the task itself.
+            log.exception("queueing callbacks for task %s failed", task_id)
 
     async def _check_still_ours(self, task: Task) -> None:
         current = await task_store.get_task(self.engine, task_id=task.id)
         if current is None or current.status.is_final:
             raise LeaseLost
-

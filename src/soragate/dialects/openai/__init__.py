@@ -4,10 +4,10 @@ from fastapi import APIRouter, Depends
 
 from soragate.dialects.common import dialect
 from soragate.dialects.openai import images, videos
-from soragate.dialects.openai.translate import error_response
+from soragate.dialects.openai.translate import error_response, present, video_object
 
 router = APIRouter(dependencies=[Depends(dialect("openai"))])
 router.include_router(videos.router)
 router.include_router(images.router)
 
-__all__ = ["router", "error_response"]
+__all__ = ["router", "error_response", "present", "video_object"]

@@ -27,19 +27,27 @@ async def _generate(
     settings = gateway.settings
     prompt = require_prompt(fields.get("prompt"), max_chars=settings.max_prompt_chars)
     model = optional_str(fields.get("model"), param="model") or "gpt-image-1"
-    spec, width, height = gateway.catalogue.resolve_image(model, size=optional_str(fields.get("size"), param="size"))
+    spec, width, height = gateway.catalogue.resolve_image(
+        model, size=optional_str(fields.get("size"), param="size")
+    )
     n = int_in_range(fields.get("n"), param="n", low=1, high=10, default=1)
     response_format = optional_str(fields.get("response_format"), param="response_format") or "b64_json"
     if response_format not in ("b64_json", "url"):
         raise InvalidRequest("'response_format' must be 'b64_json' or 'url'.", param="response_format")
     params = TaskParams(
-        prompt=prompt, model=model, base_model=spec.base_model, width=width, height=height, n=n,
+        prompt=prompt,
+        model=model,
+        base_model=spec.base_model,
+        width=width,
+        height=height,
+        n=n,
         reference_images=references,
     )
-    task = await gateway.create_task(owner=key, dialect="openai", kind=kind, params=params)
+    cost = gateway.catalogue.price(spec, seconds=None, count=n)
+    task = await gateway.create_task(owner=key, dialect="openai", kind=kind, params=params, cost=cost)
     # OpenAI answers image requests synchronously; the task runs in the worker either way, so
     # a client that gives up does not orphan it.
-    task = await gateway.wait_final(owner=key, task_id=task.id, timeout=IMAGE_WAIT_SECONDS)
+    task = await gateway.wait_final(owner=key, task_id=task.id, within=IMAGE_WAIT_SECONDS)
     return _images_response(gateway, task, response_format)
 
 
@@ -54,7 +62,9 @@ def _images_response(gateway: Gateway, task: Task, response_format: str) -> dict
     data = []
     for asset in (a for a in task.assets if a.variant.startswith("image")):
         if response_format == "url":
-            data.append({"url": gateway.signer.url(task.id, asset.variant), "revised_prompt": task.params.prompt})
+            data.append(
+                {"url": gateway.signer.url(task.id, asset.variant), "revised_prompt": task.params.prompt}
+            )
         else:
             raw = gateway.storage.path(asset.path).read_bytes()
             data.append({"b64_json": base64.b64encode(raw).decode(), "revised_prompt": task.params.prompt})
@@ -98,8 +108,14 @@ async def list_models(gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
     return {
         "object": "list",
         "data": [
-            {"id": spec.name, "object": "model", "created": created, "owned_by": "soragate",
-             "type": spec.kind, "description": spec.description}
+            {
+                "id": spec.name,
+                "object": "model",
+                "created": created,
+                "owned_by": "soragate",
+                "type": spec.kind,
+                "description": spec.description,
+            }
             for spec in gateway.catalogue.public_models()
         ],
     }

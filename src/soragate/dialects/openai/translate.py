@@ -7,7 +7,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from soragate.core.task import ErrorCode, Task, TaskStatus
-from soragate.errors import SoragateError
+from soragate.errors import InsufficientCredits, SoragateError
 
 # OpenAI's Video.status knows only these four; the SDK's poll() stops on anything else.
 _STATUS = {
@@ -62,5 +62,16 @@ def error_body(exc: SoragateError) -> dict[str, Any]:
 
 
 def error_response(exc: SoragateError) -> JSONResponse:
-    headers = {"Retry-After": "5"} if exc.status_code in (429, 503) else None
-    return JSONResponse(error_body(exc), status_code=exc.status_code, headers=headers)
+    # OpenAI reports an exhausted balance as 429 insufficient_quota, and its SDK expects that.
+    status = 429 if isinstance(exc, InsufficientCredits) else exc.status_code
+    headers = (
+        {"Retry-After": "5"} if status in (429, 503) and not isinstance(exc, InsufficientCredits) else None
+    )
+    return JSONResponse(error_body(exc), status_code=status, headers=headers)
+
+
+def present(task: Task, *, poll_after_ms: int | None = None) -> JSONResponse:
+    headers = None
+    if poll_after_ms is not None and not task.status.is_final:
+        headers = {"openai-poll-after-ms": str(poll_after_ms)}
+    return JSONResponse(video_object(task), headers=headers)

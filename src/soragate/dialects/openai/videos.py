@@ -9,9 +9,9 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from soragate.core.catalogue import EXTENSION_SECONDS, parse_seconds
 from soragate.core.inputs import int_in_range, optional_str, require_prompt
-from soragate.core.task import ACTIVE_STATUSES, Task, TaskKind, TaskParams, TaskStatus
-from soragate.dialects.common import FilePart, GatewayDep, KeyDep, read_fields, read_json
-from soragate.dialects.openai.translate import video_object
+from soragate.core.task import Task, TaskKind, TaskParams, TaskStatus
+from soragate.dialects.common import DIALECT_SCOPE_KEY, FilePart, GatewayDep, KeyDep, read_fields, read_json
+from soragate.dialects.openai.translate import present, video_object
 from soragate.errors import InvalidRequest, NotFound
 from soragate.gateway import Gateway
 from soragate.store.keys import ApiKey
@@ -23,10 +23,7 @@ VARIANTS = ("video", "thumbnail", "spritesheet")
 
 
 def _video(task: Task, gateway: Gateway) -> JSONResponse:
-    headers = None
-    if task.status in ACTIVE_STATUSES:
-        headers = {"openai-poll-after-ms": str(gateway.settings.poll_after_ms)}
-    return JSONResponse(video_object(task), headers=headers)
+    return present(task, poll_after_ms=gateway.settings.poll_after_ms)
 
 
 async def _reference_image(gateway: Gateway, key: ApiKey, value: Any) -> str | None:
@@ -49,21 +46,31 @@ async def _reference_image(gateway: Gateway, key: ApiKey, value: Any) -> str | N
             return upload.id
         if value.get("file_id"):
             file_id = optional_str(value["file_id"], param=f"{param}[file_id]") or ""
-            return (await gateway.image_from_file_id(owner=key, file_id=file_id, param=f"{param}[file_id]")).id
+            return (
+                await gateway.image_from_file_id(owner=key, file_id=file_id, param=f"{param}[file_id]")
+            ).id
     raise InvalidRequest("'input_reference' must be a file, {image_url} or {file_id}.", param=param)
+
+
+def _price(gateway: Gateway, params: TaskParams) -> float:
+    spec = gateway.catalogue.get(params.model, kind="video")
+    return gateway.catalogue.price(spec, seconds=params.seconds)
 
 
 async def _source_video(gateway: Gateway, key: ApiKey, value: Any, param: str) -> Task:
     if isinstance(value, dict):
         value = value.get("id")
     if not isinstance(value, str) or not value:
-        raise InvalidRequest(f"'{param}' must reference a video: {{\"id\": \"video_...\"}}.", param=param)
+        raise InvalidRequest(f'\'{param}\' must reference a video: {{"id": "video_..."}}.', param=param)
     task = await gateway.get_task(owner=key, task_id=value)
     if task.kind.is_image:
         raise NotFound(f"No video found with id '{value}'.", param=param)
     if task.status is not TaskStatus.COMPLETED:
-        raise InvalidRequest(f"Video {value} is {task.status.value}; only completed videos can be used.",
-                             param=param, code="video_not_ready")
+        raise InvalidRequest(
+            f"Video {value} is {task.status.value}; only completed videos can be used.",
+            param=param,
+            code="video_not_ready",
+        )
     return task
 
 
@@ -91,7 +98,8 @@ async def create_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JS
         reference_images=[reference] if reference else [],
     )
     kind = TaskKind.IMAGE_TO_VIDEO if reference else TaskKind.TEXT_TO_VIDEO
-    task = await gateway.create_task(owner=key, dialect="openai", kind=kind, params=params)
+    cost = gateway.catalogue.price(resolved.spec, seconds=resolved.seconds)
+    task = await gateway.create_task(owner=key, dialect="openai", kind=kind, params=params, cost=cost)
     return _video(task, gateway)
 
 
@@ -102,7 +110,9 @@ async def list_videos(
     count = int_in_range(limit, param="limit", low=0, high=100, default=20)
     if order not in ("asc", "desc"):
         raise InvalidRequest("'order' must be 'asc' or 'desc'.", param="order")
-    tasks, has_more = await gateway.list_tasks(owner=key, limit=count, after=after, order=order, kinds=VIDEO_KINDS)
+    tasks, has_more = await gateway.list_tasks(
+        owner=key, limit=count, after=after, order=order, kinds=VIDEO_KINDS
+    )
     data = [video_object(t) for t in tasks]
     return {
         "object": "list",
@@ -123,17 +133,29 @@ async def edit_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JSON
         upload, info = await gateway.save_video(owner=key, data=video.data, param="video")
         width, height = info.width - info.width % 2, info.height - info.height % 2
         params = TaskParams(
-            prompt=prompt, model="sora-2", base_model="sora-2", seconds=max(1, round(info.duration)),
-            width=width, height=height, extra={"source_upload_id": upload.id},
+            prompt=prompt,
+            model="sora-2",
+            base_model="sora-2",
+            seconds=max(1, round(info.duration)),
+            width=width,
+            height=height,
+            extra={"source_upload_id": upload.id},
         )
     else:
         source = await _source_video(gateway, key, video, "video")
         p = source.params
         params = TaskParams(
-            prompt=prompt, model=p.model, base_model=p.base_model, seconds=p.seconds, width=p.width,
-            height=p.height, source_task_id=source.id,
+            prompt=prompt,
+            model=p.model,
+            base_model=p.base_model,
+            seconds=p.seconds,
+            width=p.width,
+            height=p.height,
+            source_task_id=source.id,
         )
-    task = await gateway.create_task(owner=key, dialect="openai", kind=TaskKind.EDIT, params=params)
+    task = await gateway.create_task(
+        owner=key, dialect="openai", kind=TaskKind.EDIT, params=params, cost=_price(gateway, params)
+    )
     return _video(task, gateway)
 
 
@@ -151,10 +173,18 @@ async def extend_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JS
     source = await _source_video(gateway, key, fields.get("video"), "video")
     p = source.params
     params = TaskParams(
-        prompt=prompt, model=p.model, base_model=p.base_model, seconds=(source.actual_seconds or 0) + seconds,
-        width=p.width, height=p.height, source_task_id=source.id, extra={"extension_seconds": seconds},
+        prompt=prompt,
+        model=p.model,
+        base_model=p.base_model,
+        seconds=(source.actual_seconds or 0) + seconds,
+        width=p.width,
+        height=p.height,
+        source_task_id=source.id,
+        extra={"extension_seconds": seconds},
     )
-    task = await gateway.create_task(owner=key, dialect="openai", kind=TaskKind.EXTEND, params=params)
+    task = await gateway.create_task(
+        owner=key, dialect="openai", kind=TaskKind.EXTEND, params=params, cost=_price(gateway, params)
+    )
     return _video(task, gateway)
 
 
@@ -166,15 +196,25 @@ async def create_character(request: Request, gateway: GatewayDep, key: KeyDep) -
         raise InvalidRequest("'video' must be an uploaded video file.", param="video")
     name = optional_str(fields.get("name"), param="name") or ""
     character = await gateway.create_character(owner=key, name=name, video=video.data, param="video")
-    return {"id": character.id, "object": "character", "created_at": int(character.created_at),
-            "name": character.name, "username": character.username}
+    return {
+        "id": character.id,
+        "object": "character",
+        "created_at": int(character.created_at),
+        "name": character.name,
+        "username": character.username,
+    }
 
 
 @router.get("/characters/{character_id}")
 async def get_character(character_id: str, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
     character = await gateway.get_character(owner=key, character_id=character_id)
-    return {"id": character.id, "object": "character", "created_at": int(character.created_at),
-            "name": character.name, "username": character.username}
+    return {
+        "id": character.id,
+        "object": "character",
+        "created_at": int(character.created_at),
+        "name": character.name,
+        "username": character.username,
+    }
 
 
 async def _own_video(gateway: Gateway, key: ApiKey, video_id: str) -> Task:
@@ -202,19 +242,40 @@ async def video_content(video_id: str, gateway: GatewayDep, key: KeyDep, variant
         raise InvalidRequest(f"'variant' must be one of {', '.join(VARIANTS)}.", param="variant")
     task = await _own_video(gateway, key, video_id)
     path, mime = gateway.asset_file(task, variant)
-    return FileResponse(path, media_type=mime, filename=f"{task.id}.{path.suffix.lstrip('.')}",
-                        content_disposition_type="inline")
+    return FileResponse(
+        path,
+        media_type=mime,
+        filename=f"{task.id}.{path.suffix.lstrip('.')}",
+        content_disposition_type="inline",
+    )
 
 
 @router.post("/{video_id}/remix")
-async def remix_video(video_id: str, request: Request, gateway: GatewayDep, key: KeyDep) -> JSONResponse:
+async def remix_video(video_id: str, request: Request, gateway: GatewayDep, key: KeyDep) -> Response:
+    """OpenAI's remix path, shared with the relay dialect: the answer (and any error after
+    the source is known) takes the shape of the dialect the source task was made in."""
+    source = await _own_video(gateway, key, video_id)
+    presenters = request.state.presenters
+    dialect = source.dialect if source.dialect in presenters else "openai"
+    request.scope[DIALECT_SCOPE_KEY] = dialect
     body = await read_json(request, limit=gateway.settings.max_upload_bytes)
     prompt = require_prompt(body.get("prompt"), max_chars=gateway.settings.max_prompt_chars)
     source = await _source_video(gateway, key, video_id, "video_id")
     p = source.params
     params = TaskParams(
-        prompt=prompt, model=p.model, base_model=p.base_model, seconds=p.seconds, width=p.width,
-        height=p.height, source_task_id=source.id,
+        prompt=prompt,
+        model=p.model,
+        base_model=p.base_model,
+        seconds=p.seconds,
+        width=p.width,
+        height=p.height,
+        hd=p.hd,
+        style=p.style,
+        source_task_id=source.id,
     )
-    task = await gateway.create_task(owner=key, dialect="openai", kind=TaskKind.REMIX, params=params)
-    return _video(task, gateway)
+    task = await gateway.create_task(
+        owner=key, dialect=dialect, kind=TaskKind.REMIX, params=params, cost=_price(gateway, params)
+    )
+    if dialect == "openai":
+        return _video(task, gateway)
+    return presenters[dialect](task)  # type: ignore[no-any-return]

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from soragate.admin import AdminService
+from soragate.core.inputs import int_in_range
+from soragate.dialects.common import AdminDep, dialect, read_json
+from soragate.errors import InvalidRequest
+from soragate.store.deliveries import Delivery, WebhookEndpoint
+from soragate.store.keys import ApiKey
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(dialect("openai"))])
+
+
+def get_admin(request: Request) -> AdminService:
+    return request.state.admin  # type: ignore[no-any-return]
+
+
+AdminServiceDep = Annotated[AdminService, Depends(get_admin)]
+
+
+def key_json(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "object": "api_key",
+        "name": key.name,
+        "role": key.role,
+        "prefix": key.prefix,
+        "created_at": int(key.created_at),
+        "revoked_at": int(key.revoked_at) if key.revoked_at else None,
+        "credit_limit": key.credit_limit,
+        "credits_used": round(key.credits_used, 6),
+        "credits_remaining": key.credits_remaining,
+    }
+
+
+def _credit_limit(body: dict[str, Any]) -> float | None:
+    value = body.get("credit_limit")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequest("'credit_limit' must be a number or null.", param="credit_limit")
+    return float(value)
+
+
+@router.get("/keys")
+async def list_keys(_: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
+    return {"object": "list", "data": [key_json(k) for k in await admin.list_keys()]}
+
+
+@router.post("/keys")
+async def create_key(request: Request, _: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
+    body = await read_json(request, limit=64 * 1024)
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidRequest("'name' is required.", param="name")
+    key, secret = await admin.create_key(
+        name=name.strip(), admin=bool(body.get("admin", False)), credit_limit=_credit_limit(body)
+    )
+    # The only response that ever carries the key itself.
+    return {**key_json(key), "key": secret}
+
+
+@router.post("/keys/{key_id}/revoke")
+async def revoke_key(key_id: str, _: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
+    await admin.revoke_key(key_id=key_id)
+    return {"id": key_id, "revoked": True}
+
+
+@router.patch("/keys/{key_id}")
+async def update_key(key_id: str, request: Request, _: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
+    body = await read_json(request, limit=64 * 1024)
+    if "credit_limit" not in body:
+        raise InvalidRequest("Nothing to change: send 'credit_limit' (a number, or null for unlimited).")
+    return key_json(await admin.set_credit_limit(key_id=key_id, credit_limit=_credit_limit(body)))
+
+
+def webhook_json(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": endpoint.id,
+        "object": "webhook_endpoint",
+        "url": endpoint.url,
+        "events": endpoint.events,
+        "enabled": endpoint.enabled,
+        "created_at": int(endpoint.created_at),
+        "secret": endpoint.secret if with_secret else endpoint.secret[:10] + "…",
+    }
+    return data
+
+
+def delivery_json(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "task_id": delivery.task_id,
+        "endpoint_id": delivery.endpoint_id,
+        "url": delivery.url,
+        "event": delivery.event,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error,
+        "created_at": int(delivery.created_at),
+        "delivered_at": int(delivery.delivered_at) if delivery.delivered_at else None,
+    }
+
+
+@router.get("/webhooks")
+async def list_webhooks(_: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
+    return {"object": "list", "data": [webhook_json(e) for e in await admin.list_webhooks()]}
+
+
+@router.post("/webhooks")
+async def add_webhook(request: Request, _: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
+    body = await read_json(request, limit=64 * 1024)
+    url = body.get("url")
+    if not isinstance(url, str):
+        raise InvalidRequest("'url' is required.", param="url")
+    events = body.get("events", ["video.completed", "video.failed"])
+    if not isinstance(events, list):
+        raise InvalidRequest("'events' must be a list.", param="events")
+    endpoint = await admin.add_webhook(url=url, events=[str(e) for e in events])
+    return webhook_json(endpoint, with_secret=True)
+
+
+@router.delete("/webhooks/{endpoint_id}")
+async def remove_webhook(endpoint_id: str, _: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
+    await admin.remove_webhook(endpoint_id=endpoint_id)
+    return {"id": endpoint_id, "deleted": True}
+
+
+@router.get("/deliveries")
+async def list_deliveries(
+    _: AdminDep,
+    admin: AdminServiceDep,
+    task_id: str | None = None,
+    endpoint_id: str | None = None,
+    limit: str | None = None,
+) -> dict[str, Any]:
+    count = int_in_range(limit, param="limit", low=1, high=500, default=100)
+    found = await admin.deliveries(task_id=task_id, endpoint_id=endpoint_id, limit=count)
+    return {"object": "list", "data": [delivery_json(d) for d in found]}
