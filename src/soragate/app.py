@@ -22,7 +22,11 @@ from soragate.core.catalogue import Catalogue
 from soragate.core.task import Task
 from soragate.dialects import admin as admin_routes
 from soragate.dialects import files as files_routes
+from soragate.dialects import chat as chat_dialect
+from soragate.dialects import kie as kie_dialect
 from soragate.dialects import openai as openai_dialect
+from soragate.dialects import relay as relay_dialect
+from soragate.dialects import sora2api as sora2api_dialect
 from soragate.dialects.common import DIALECT_SCOPE_KEY
 from soragate.errors import InvalidRequest, NotFound, SoragateError
 from soragate.gateway import Gateway
@@ -39,12 +43,21 @@ from soragate.worker.callbacks import Callbacks, PayloadRenderer, event_name
 log = logging.getLogger("soragate")
 
 # Each front door's error shape, callback body and task presentation, by dialect name.
+# Sora2API and chat completions use OpenAI's error shape (SPEC §2.2).
 ERROR_FORMATTERS: dict[str, Callable[[SoragateError], Response]] = {
     "openai": openai_dialect.error_response,
+    "sora2api": openai_dialect.error_response,
+    "chat": openai_dialect.error_response,
+    "relay": relay_dialect.error_response,
+    "kie": kie_dialect.error_response,
 }
-CALLBACK_RENDERERS: dict[str, PayloadRenderer] = {}
+CALLBACK_RENDERERS: dict[str, PayloadRenderer] = {
+    "relay": relay_dialect.callback_payload,
+    "kie": kie_dialect.callback_payload,
+}
 PRESENTERS: dict[str, Callable[[Task], Response]] = {
     "openai": openai_dialect.present,
+    "relay": relay_dialect.present,
 }
 
 
@@ -188,6 +201,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    # Sora2API's fixed paths (/v1/videos/generate, ...) must win over OpenAI's /v1/videos/{id}.
+    app.include_router(sora2api_dialect.router)
+    app.include_router(chat_dialect.router)
+    app.include_router(relay_dialect.router)
+    app.include_router(kie_dialect.router)
     app.include_router(openai_dialect.router)
     app.include_router(admin_routes.router)
     app.include_router(files_routes.router)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from starlette.datastructures import FormData, UploadFile
-from starlette.formparsers import MultiPartException
+from starlette.exceptions import HTTPException
 
 from soragate.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge, PermissionDenied
 from soragate.gateway import Gateway
@@ -134,15 +134,16 @@ async def read_fields(request: Request, *, limit: int) -> dict[str, Any]:
     """JSON or form fields as one dict; uploaded files become FileParts, ``name[]`` fields
     lists, and bracketed names (``input_reference[image_url]``) nested dicts."""
     kind = content_type(request)
+    # ``limit`` caps each upload once decoded (the gateway checks that); the body may carry
+    # one base64-encoded in a data URL, which is a third bigger, beside the other fields.
+    body_limit = limit * 4 // 3 + _MULTIPART_OVERHEAD
     if kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        await read_body(request, limit=limit + _MULTIPART_OVERHEAD)
+        await read_body(request, limit=body_limit)
         try:
-            async with request.form(max_files=16, max_fields=100, max_part_size=limit) as form:
+            async with request.form(max_files=16, max_fields=100, max_part_size=body_limit) as form:
                 return await _form_fields(form)
-        except MultiPartException as exc:
-            raise InvalidRequest(
-                f"Malformed multipart body: {exc.message}", code="invalid_multipart"
-            ) from None
+        except HTTPException as exc:  # how Starlette raises form parser errors inside an app
+            raise InvalidRequest(f"Malformed form body: {exc.detail}", code="invalid_multipart") from None
     if kind in ("application/json", "") or kind.endswith("+json"):
-        return await read_json(request, limit=limit)
+        return await read_json(request, limit=body_limit)
     raise InvalidRequest(f"Unsupported content type '{kind}': send JSON or multipart/form-data.")
