@@ -1,0 +1,68 @@
+"""The same schema and task life on PostgreSQL. CI starts a server (.ci/postgres.sh) and sets
+SORAGATE_TEST_POSTGRES_URL; without it these tests are skipped."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import openai
+import pytest
+from sqlalchemy import text
+
+from soragate.store.db import create_engine
+from tests.conftest import LiveServer, free_port, run_server, test_settings
+
+PG_URL = os.environ.get("SORAGATE_TEST_POSTGRES_URL")
+pytestmark = pytest.mark.skipif(not PG_URL, reason="SORAGATE_TEST_POSTGRES_URL is not set")
+
+
+def _reset_schema(url: str) -> None:
+    async def reset() -> None:
+        engine = create_engine(url)
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+        await engine.dispose()
+
+    asyncio.run(reset())
+
+
+@pytest.fixture
+def pg_server(tmp_path: Path) -> Iterator[LiveServer]:
+    assert PG_URL
+    _reset_schema(PG_URL)
+    port = free_port()
+    settings = test_settings(tmp_path / "data", port=port, database_url=PG_URL)
+    yield from run_server(settings)
+
+
+def test_video_life_on_postgres(pg_server: LiveServer) -> None:
+    sdk = openai.OpenAI(base_url=pg_server.api, api_key=pg_server.admin_key, max_retries=0)
+    video = sdk.videos.create_and_poll(prompt="a fox on postgres", seconds="4", size="1280x720")
+    assert video.status == "completed"
+    with av.open(io.BytesIO(sdk.videos.download_content(video.id).content)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+    other = sdk.videos.create(prompt="second")
+    listed = sdk.videos.list(limit=1)
+    assert [v.id for v in listed.data] == [other.id] and listed.has_more
+    sdk.videos.delete(video.id)
+    with pytest.raises(openai.NotFoundError):
+        sdk.videos.retrieve(video.id)
+
+
+def test_keys_and_credits_on_postgres(pg_server: LiveServer) -> None:
+    user_key = pg_server.create_key("pg-user")
+    with pg_server.client() as admin:
+        keys = admin.get("/v1/admin/keys").json()["data"]
+        key_id = next(k["id"] for k in keys if k["name"] == "pg-user")
+        assert admin.patch(f"/v1/admin/keys/{key_id}", json={"credit_limit": 0.5}).status_code == 200
+    sdk = openai.OpenAI(base_url=pg_server.api, api_key=user_key, max_retries=0)
+    sdk.videos.create(prompt="costs 0.4", seconds="4")  # sora-2 at 0.1 per second
+    with pytest.raises(openai.RateLimitError) as refused:
+        sdk.videos.create(prompt="would cost 0.4 more", seconds="4")
+    assert refused.value.code == "insufficient_quota"
