@@ -509,6 +509,9 @@ def _open_image(data: bytes) -> Image.Image:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise MediaError(f"image too large: {exc}") from exc
+    except Image.UnidentifiedImageError as exc:
+        # Pillow's message names the BytesIO object, which means nothing to a caller.
+        raise MediaError("not a PNG, JPEG, WebP or GIF image") from exc
     except Exception as exc:  # noqa: BLE001 - Pillow plugins raise many unrelated types on malformed input
         raise MediaError(f"not a valid PNG/JPEG/WebP/GIF image: {exc}") from exc
     return img
