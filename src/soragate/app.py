@@ -3,6 +3,7 @@ storage, HTTP client, providers and the worker, and hands them to routes as stat
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -37,6 +38,7 @@ from soragate.storage import LocalStorage
 from soragate.storage.signing import UrlSigner
 from soragate.store import keys as key_store
 from soragate.store.db import create_engine, migrate
+from soragate.store.fastread import FastReader
 from soragate.worker import TaskEvents, Worker
 from soragate.worker.callbacks import Callbacks, PayloadRenderer, event_name
 
@@ -133,11 +135,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             catalogue=Catalogue(),
             signer=signer,
             http=http,
+            reader=FastReader.for_url(settings.db_url),
         )
         callbacks = Callbacks(
             engine=engine,
             http=http,
-            renderers=CALLBACK_RENDERERS,
+            # Relay and Kie bodies carry signed result links, so their renderers get the signer's links.
+            renderers={
+                **CALLBACK_RENDERERS,
+                "relay": functools.partial(relay_dialect.callback_payload, link=signer.url),
+                "kie": functools.partial(kie_dialect.callback_payload, link=signer.url),
+            },
             event_renderer=webhook_event,
             retry_delays=settings.callback_retry_delays,
             allow_private=settings.allow_private_urls,
@@ -168,6 +176,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await callbacks.stop()
             await providers.aclose()
             await http.aclose()
+            if gateway.reader is not None:
+                gateway.reader.close()
             await engine.dispose()
 
     app = FastAPI(title="soragate", version="0.1.0", lifespan=lifespan)

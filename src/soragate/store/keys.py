@@ -7,6 +7,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,7 +42,10 @@ def hash_key(secret: str) -> str:
 
 
 def _to_key(row: object) -> ApiKey:
-    m = row._mapping  # type: ignore[attr-defined]
+    return key_from_mapping(row._mapping)  # type: ignore[attr-defined]
+
+
+def key_from_mapping(m: Any) -> ApiKey:
     return ApiKey(
         m["id"],
         m["name"],

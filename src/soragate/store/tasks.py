@@ -27,7 +27,10 @@ _ACTIVE = [s.value for s in ACTIVE_STATUSES]
 
 
 def row_to_task(row: Row[Any] | Any) -> Task:
-    m = row._mapping
+    return task_from_mapping(row._mapping)
+
+
+def task_from_mapping(m: Any) -> Task:
     error = TaskError(m["error_code"], m["error_message"] or "") if m["error_code"] else None
     return Task(
         id=m["id"],
