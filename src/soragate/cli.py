@@ -15,7 +15,7 @@ import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from soragate.settings import Settings
 
@@ -25,7 +25,8 @@ tasks_app = typer.Typer(help="Inspect and cancel tasks.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(tasks_app, name="tasks")
 
-console = Console()
+# Piped output gets room for whole rows instead of Rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 T = TypeVar("T")
 
@@ -112,7 +113,9 @@ def keys_list(data_dir: DataDir = None) -> None:
     from soragate.store import keys as key_store
 
     keys = _with_engine(_settings(data_dir), lambda e: key_store.list_keys(e))
-    table = Table("id", "name", "role", "prefix", "created", "revoked")
+    table = Table(
+        Column("id", no_wrap=True), "name", "role", Column("prefix", no_wrap=True), "created", "revoked"
+    )
     for key in keys:
         table.add_row(
             key.id, key.name, key.role, key.prefix + "…", _when(key.created_at), _when(key.revoked_at)
@@ -147,7 +150,16 @@ def tasks_list(
     tasks, _ = _with_engine(
         _settings(data_dir), lambda e: task_store.list_tasks(e, owner_id=None, limit=limit, statuses=statuses)
     )
-    table = Table("id", "kind", "model", "status", "progress", "created", "error")
+    # Ids never wrap or shorten: users copy them into `tasks show` and `tasks cancel`.
+    table = Table(
+        Column("id", no_wrap=True),
+        "kind",
+        "model",
+        Column("status", no_wrap=True),
+        "progress",
+        "created",
+        "error",
+    )
     for t in tasks:
         table.add_row(
             t.id,
