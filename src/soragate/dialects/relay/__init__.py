@@ -1,24 +1,13 @@
-"""Dialect package (being written)."""
-
-from typing import Any
+"""Relay V2 task API (SPEC §2.4, seeds 000 and 002): ``/v2/videos/generations``, quota,
+characters, and relay-shaped answers from the shared remix route."""
 
 from fastapi import APIRouter, Depends
-from starlette.responses import Response
 
-from soragate.core.task import Task
 from soragate.dialects.common import dialect
-from soragate.dialects.openai.translate import error_response
-from soragate.dialects.openai.translate import present as _present
+from soragate.dialects.relay import routes
+from soragate.dialects.relay.translate import callback_payload, error_response, present
 
 router = APIRouter(dependencies=[Depends(dialect("relay"))])
-
-
-def callback_payload(task: Task) -> dict[str, Any]:
-    return {"task_id": task.id, "status": task.status.value}
-
-
-def present(task: Task) -> Response:
-    return _present(task)
-
+router.include_router(routes.router)
 
 __all__ = ["router", "error_response", "callback_payload", "present"]
