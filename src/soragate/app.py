@@ -31,7 +31,8 @@ from soragate.dialects import sora2api as sora2api_dialect
 from soragate.dialects.common import DIALECT_SCOPE_KEY
 from soragate.errors import InvalidRequest, NotFound, SoragateError
 from soragate.gateway import Gateway
-from soragate.providers.registry import ProviderRegistry
+from soragate.providers.file import load_providers_file
+from soragate.providers.router import Router, default_factory
 from soragate.providers.sandbox import SandboxProvider
 from soragate.settings import Settings
 from soragate.storage import LocalStorage
@@ -126,7 +127,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             review_rules=settings.sandbox_review_rules,
             render_workers=settings.sandbox_render_workers,
         )
-        providers = ProviderRegistry({"sandbox": sandbox}, default="sandbox")
+        router = Router(engine=engine, factory=default_factory(http), sandbox=sandbox)
+        if settings.providers_file:
+            await load_providers_file(engine, settings.providers_file)
         gateway = Gateway(
             settings=settings,
             engine=engine,
@@ -153,9 +156,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         worker = Worker(
             engine=engine,
             storage=storage,
-            providers=providers,
+            router=router,
             events=events,
             settings=settings,
+            signer=signer,
             on_final=callbacks.task_ended,
         )
         if settings.worker_enabled:
@@ -167,14 +171,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "gateway": gateway,
                 "admin": AdminService(settings=settings, engine=engine),
                 "worker": worker,
-                "providers": providers,
+                "router": router,
                 "presenters": PRESENTERS,
             }
         finally:
             if settings.worker_enabled:
                 await worker.stop()
                 await callbacks.stop()
-            await providers.aclose()
+            await router.aclose()
             await http.aclose()
             if gateway.reader is not None:
                 gateway.reader.close()

@@ -256,6 +256,12 @@ class Gateway:
         """Refuse a callback URL early, before anything is stored (``create_task`` checks again)."""
         await check_url(url, allow_private=self.settings.allow_private_urls, param=param)
 
+    async def upload_file(self, upload_id: str) -> tuple[Path, str]:
+        upload = await upload_store.get_upload(self.engine, upload_id=upload_id)
+        if upload is None or not self.storage.exists(upload.path):
+            raise NotFound("This file no longer exists.")
+        return self.storage.path(upload.path), upload.mime
+
     def _check_size(self, data: bytes, param: str) -> None:
         if len(data) > self.settings.max_upload_bytes:
             raise PayloadTooLarge(

@@ -35,12 +35,17 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 20 * 1024 * 1024
 
     worker_enabled: bool = True
-    worker_concurrency: int = 64
+    worker_concurrency: int = 1000
     worker_id: str | None = None
     lease_seconds: float = 30.0
     claim_interval: float = 0.5
     poll_after_ms: int = 2000
     retention_hours: float = 0.0
+    # Upstream calls: first retry after about this long, doubling up to a minute.
+    retry_base_seconds: float = 1.0
+    # A task not finished upstream this long after creation fails with a timeout.
+    task_deadline_seconds: float = 1800.0
+    providers_file: Path | None = None
 
     callback_retry_delays: list[float] = Field(default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 1800.0])
 

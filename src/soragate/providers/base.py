@@ -1,3 +1,11 @@
+"""The provider protocol: how the worker talks to one upstream account.
+
+A provider is small on purpose — ``submit``, ``find``, ``status``, ``fetch_result`` — so a
+fake upstream for tests stays small too. Upstream failures become ``ProviderError`` with a
+``Failure`` class; the worker decides from the class (never from message text) whether to
+retry, fail over, take the account out of rotation, or fail the task.
+"""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,6 +29,10 @@ class JobStatus:
     error: TaskError | None = None
     # Seconds the upstream suggests waiting before asking again.
     poll_after: float | None = None
+    # Result links the status response already carried (saves a request in fetch_result).
+    result_urls: tuple[str, ...] = ()
+    # What the upstream says the job cost, where it says so.
+    cost: float | None = None
 
 
 @dataclass(frozen=True)
@@ -32,41 +44,68 @@ class ResultFile:
 
 @dataclass
 class TaskInputs:
-    """What a provider needs beyond the task's params: decoded reference images and, for
-    remix/extend, the source task."""
+    """What a provider needs beyond the task's params: reference images as bytes and as
+    links soragate serves (for upstreams that only take URLs), and for remix/extend the
+    source task."""
 
     reference_images: list[bytes] = field(default_factory=list)
+    reference_urls: list[str] = field(default_factory=list)
+    reference_mimes: list[str] = field(default_factory=list)
     source: Task | None = None
 
 
-class ProviderError(Exception):
-    """An upstream call failed. ``final`` errors end the task with ``error``; others may be
-    retried. ``not_created`` says the upstream certainly did not create a task."""
+class Failure(StrEnum):
+    RETRYABLE = "retryable"  # 429, 5xx, timeouts, resets: try again later or elsewhere
+    AUTH = "auth"  # 401/403: the account's key is bad; take it out of rotation
+    CREDITS = "credits"  # 402 and kin: the account ran dry; take it out of rotation
+    REJECTED = "rejected"  # the upstream refuses this request itself; final for the task
+    MODERATION = "moderation"  # content policy; final, and never tried elsewhere
+    GONE = "gone"  # the upstream job or its result no longer exists; final
+    UNCERTAIN = "uncertain"  # a create whose answer was lost: it may or may not exist
 
-    def __init__(self, error: TaskError, *, final: bool, not_created: bool = False) -> None:
+
+FINAL_FAILURES = frozenset({Failure.REJECTED, Failure.MODERATION, Failure.GONE})
+ACCOUNT_FAILURES = frozenset({Failure.AUTH, Failure.CREDITS})
+
+
+class ProviderError(Exception):
+    def __init__(
+        self,
+        error: TaskError,
+        *,
+        failure: Failure,
+        retry_after: float | None = None,
+        not_created: bool = False,
+    ) -> None:
         super().__init__(error.message)
         self.error = error
-        self.final = final
-        self.not_created = not_created
+        self.failure = failure
+        self.retry_after = retry_after
+        # The upstream certainly did not create a job, so submitting again is safe.
+        self.not_created = not_created or failure in (Failure.AUTH, Failure.CREDITS, Failure.REJECTED)
+
+    @property
+    def final(self) -> bool:
+        return self.failure in FINAL_FAILURES
 
 
 class Provider(Protocol):
     name: str
 
     async def submit(self, task: Task, inputs: TaskInputs) -> str:
-        """Start the job upstream; returns the upstream id. The task id doubles as an
-        idempotency key for upstreams that accept one."""
+        """Start the job upstream; returns the upstream id."""
         ...
 
     async def find(self, task: Task) -> str | None:
-        """After a crash mid-submit: the upstream id of a job created for this task, or
-        None when the upstream certainly has none. Raises ProviderError when it cannot tell."""
+        """After an uncertain submit: the upstream id of a job created for this task, or
+        None when the upstream certainly has none. Raises ProviderError(UNCERTAIN) when it
+        cannot tell."""
         ...
 
     async def status(self, upstream_id: str) -> JobStatus: ...
 
-    async def fetch_result(self, upstream_id: str, dest: Path) -> list[ResultFile]:
-        """Copy the result files into ``dest`` (a scratch directory)."""
+    async def fetch_result(self, upstream_id: str, dest: Path, status: JobStatus) -> list[ResultFile]:
+        """Download the result files into ``dest`` (a scratch directory)."""
         ...
 
     async def aclose(self) -> None: ...

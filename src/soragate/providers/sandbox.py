@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from soragate.core.task import ErrorCode, Task, TaskError
-from soragate.providers.base import JobState, JobStatus, ProviderError, ResultFile, TaskInputs
+from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class SandboxProvider:
         progress = min(99, int(elapsed / self.delay * 100)) if self.delay > 0 else 99
         return JobStatus(JobState.RUNNING, progress=progress, poll_after=poll_after)
 
-    async def fetch_result(self, upstream_id: str, dest: Path) -> list[ResultFile]:
+    async def fetch_result(self, upstream_id: str, dest: Path, status: JobStatus) -> list[ResultFile]:
         job = self._load(upstream_id)
         files = []
         for index, key in enumerate(job.render_keys):
@@ -252,7 +252,7 @@ class SandboxProvider:
         path = self.jobs_dir / f"{job_id}.json"
         if not re.fullmatch(r"sbx_[0-9a-f]{24}", job_id) or not path.exists():
             raise ProviderError(
-                TaskError(ErrorCode.UPSTREAM_ERROR, f"The sandbox has no job {job_id}."), final=True
+                TaskError(ErrorCode.UPSTREAM_ERROR, f"The sandbox has no job {job_id}."), failure=Failure.GONE
             )
         data = json.loads(path.read_text())
         data["shots"] = [tuple(s) for s in data["shots"]]

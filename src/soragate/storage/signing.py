@@ -23,6 +23,12 @@ class UrlSigner:
         signature = self._mac(task_id, variant, expires)
         return f"{self.base_url}/files/{task_id}/{variant}?exp={expires}&sig={signature}"
 
+    def upload_url(self, upload_id: str, *, now: float | None = None) -> str:
+        """A link to an uploaded input, for upstreams that fetch reference images by URL."""
+        expires = int((now or time.time()) + self.ttl)
+        signature = self._mac(upload_id, "upload", expires)
+        return f"{self.base_url}/files/uploads/{upload_id}?exp={expires}&sig={signature}"
+
     def verify(self, task_id: str, variant: str, expires: int, signature: str) -> bool:
         if expires < time.time():
             return False

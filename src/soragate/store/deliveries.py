@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 from dataclasses import dataclass
@@ -44,7 +45,8 @@ async def create_endpoint(engine: AsyncEngine, *, url: str, events: list[str]) -
     endpoint = WebhookEndpoint(
         id="wh_" + secrets.token_hex(8),
         url=url,
-        secret="whsec_" + secrets.token_urlsafe(24),
+        # Standard Webhooks secrets are plain base64: receivers decode them with a standard decoder.
+        secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
         events=events,
         enabled=True,
         created_at=time.time(),

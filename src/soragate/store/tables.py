@@ -112,3 +112,34 @@ deliveries = Table(
     Column("delivered_at", Float),
 )
 Index("ix_deliveries_due", deliveries.c.status, deliveries.c.next_attempt_at)
+
+# One row per upstream account soragate can send work to.
+provider_accounts = Table(
+    "provider_accounts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("kind", String(20), nullable=False),
+    Column("base_url", Text, nullable=False),
+    Column("secret", Text, nullable=False),
+    # public model name → upstream model name ("" = same name)
+    Column("models", JSON, nullable=False),
+    # {"seconds": [...] | null, "sizes": [...] | null, "features": [...]}
+    Column("limits", JSON, nullable=False),
+    Column("options", JSON, nullable=False),
+    Column("priority", Integer, nullable=False, server_default="100"),
+    Column("weight", Integer, nullable=False, server_default="1"),
+    Column("max_concurrency", Integer, nullable=False, server_default="8"),
+    Column("poll_rate", Float, nullable=False, server_default="5"),
+    Column("price_per_second", Float, nullable=False, server_default="0"),
+    Column("enabled", Boolean, nullable=False, server_default="1"),
+    Column("disabled_reason", Text),
+    Column("cooldown_until", Float),
+    Column("consecutive_failures", Integer, nullable=False, server_default="0"),
+    Column("success_count", Integer, nullable=False, server_default="0"),
+    Column("failure_count", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("source", String(20), nullable=False, server_default="api"),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

@@ -297,6 +297,16 @@ async def reset_submission(engine: AsyncEngine, *, task_id: str, worker_id: str)
     return result.rowcount > 0
 
 
+async def defer_task(engine: AsyncEngine, *, task_id: str, worker_id: str, until: float) -> None:
+    """Hand a task back to the queue until ``until`` (every able account is busy)."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.lease_owner == worker_id)
+            .values(lease_owner=None, lease_until=None, next_check_at=until)
+        )
+
+
 async def set_progress(engine: AsyncEngine, *, task_id: str, worker_id: str, progress: int) -> bool:
     async with engine.begin() as conn:
         result = await conn.execute(

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from soragate import media
 from soragate.core.task import Asset, ErrorCode, TaskError
-from soragate.providers.base import ProviderError, ResultFile
+from soragate.providers.base import Failure, ProviderError, ResultFile
 from soragate.storage import LocalStorage
 
 
 def _bad_result(message: str) -> ProviderError:
-    return ProviderError(TaskError(ErrorCode.RESULT_UNAVAILABLE, message), final=True)
+    return ProviderError(TaskError(ErrorCode.RESULT_UNAVAILABLE, message), failure=Failure.GONE)
 
 
 def _store_video(storage: LocalStorage, task_dir: str, files: list[ResultFile]) -> list[Asset]:

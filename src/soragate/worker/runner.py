@@ -4,6 +4,11 @@ It runs inside the server process by default, but shares nothing with the API ex
 the database and an in-process event bus, so several processes can run workers against
 one database. A lease (renewed while held) marks which worker drives a task; a crashed
 worker's leases run out and another one resumes its tasks.
+
+A task's life: pick an account (``providers.router``) → record the intent to submit →
+submit (retrying, failing over, taking broken accounts out of rotation) → hand the task
+to the account's poller → download and check the result → completed. State writes are
+compare-and-set and shielded from cancellation.
 """
 
 from __future__ import annotations
@@ -18,18 +23,24 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.task import ErrorCode, Task, TaskError
-from soragate.providers.base import JobState, Provider, ProviderError, TaskInputs
-from soragate.providers.registry import ProviderRegistry
+from soragate.providers.base import ACCOUNT_FAILURES, Failure, JobState, JobStatus, ProviderError, TaskInputs
+from soragate.providers.retry import Backoff
+from soragate.providers.router import AccountRuntime, NoRoute, Router
 from soragate.settings import Settings
 from soragate.storage import LocalStorage
+from soragate.storage.signing import UrlSigner
+from soragate.store import accounts as account_store
 from soragate.store import tasks as task_store
 from soragate.store import uploads as upload_store
 from soragate.worker.events import TaskEvents
+from soragate.worker.poller import AccountPoller, Tracked
 from soragate.worker.results import store_results
 
 log = logging.getLogger("soragate.worker")
 
-TASK_DEADLINE = 30 * 60.0
+COOLDOWN_AFTER = 3  # consecutive retryable failures before an account cools down
+COOLDOWN_SECONDS = 30.0
+GONE_LIMIT = 3  # consecutive "no such job" answers before a task is declared lost
 
 
 class LeaseLost(Exception):
@@ -42,24 +53,31 @@ class Worker:
         *,
         engine: AsyncEngine,
         storage: LocalStorage,
-        providers: ProviderRegistry,
+        router: Router,
         events: TaskEvents,
         settings: Settings,
+        signer: UrlSigner,
         on_final: Callable[[str], Awaitable[None]] | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        backoff: Backoff | None = None,
     ) -> None:
         self.engine = engine
         self.storage = storage
-        self.providers = providers
+        self.router = router
         self.events = events
         self.settings = settings
-        self.sleep = sleep
+        self.signer = signer
         self.on_final = on_final
+        self.backoff = backoff or Backoff(base=settings.retry_base_seconds, cap=60.0, attempts=5)
         self.id = settings.worker_id or f"worker-{secrets.token_hex(6)}"
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self._held: set[str] = set()
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._pollers: dict[str, AccountPoller] = {}
         self._loops: list[asyncio.Task[None]] = []
 
+    # --- life -----------------------------------------------------------------------------
+
     async def start(self) -> None:
+        await self.router.refresh(force=True)
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="soragate-claim"),
             asyncio.create_task(self._lease_loop(), name="soragate-lease"),
@@ -69,32 +87,52 @@ class Worker:
     async def stop(self) -> None:
         for loop in self._loops:
             loop.cancel()
-        for job in self._running.values():
+        for job in self._jobs:
             job.cancel()
-        await asyncio.gather(*self._loops, *self._running.values(), return_exceptions=True)
+        await asyncio.gather(*self._loops, *self._jobs, return_exceptions=True)
+        for poller in self._pollers.values():
+            await poller.stop()
         # Hand the tasks back at once instead of making a restart wait out the leases.
-        for task_id in list(self._running):
+        for task_id in list(self._held):
             await task_store.release_lease(self.engine, task_id=task_id, worker_id=self.id)
         log.info("worker %s stopped", self.id)
 
-    # --- loops --------------------------------------------------------------------------
+    def poke(self, account_name: str, upstream_id: str) -> bool:
+        poller = self._pollers.get(account_name)
+        return poller.poke(upstream_id) if poller else False
+
+    def _spawn(self, job: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(job)
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+
+    def _poller(self, runtime: AccountRuntime) -> AccountPoller:
+        poller = self._pollers.get(runtime.name)
+        if poller is None or poller.runtime is not runtime:
+            poller = AccountPoller(runtime, self._on_status)
+            poller.start()
+            self._pollers[runtime.name] = poller
+        return poller
+
+    # --- loops ----------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
         while True:
-            capacity = self.settings.worker_concurrency - len(self._running)
+            capacity = min(self.settings.worker_concurrency - len(self._held), 200)
             if capacity > 0:
                 try:
+                    await self.router.refresh()
                     claimed = await task_store.claim_tasks(
-                        self.engine,
-                        worker_id=self.id,
-                        limit=capacity,
-                        lease_seconds=self.settings.lease_seconds,
+                        self.engine, worker_id=self.id, limit=capacity, lease_seconds=self.settings.lease_seconds
                     )
                 except Exception:
                     log.exception("claiming tasks failed; retrying")
                     claimed = []
                 for task in claimed:
-                    self._running[task.id] = asyncio.create_task(self._drive_guarded(task), name=task.id)
+                    self._held.add(task.id)
+                    self._spawn(self._guard(task, self._adopt(task)))
+                if len(claimed) == capacity:
+                    continue  # more may be waiting
             self.events.new_task.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.claim_interval):
@@ -107,103 +145,139 @@ class Worker:
                 await task_store.renew_leases(
                     self.engine,
                     worker_id=self.id,
-                    task_ids=list(self._running),
+                    task_ids=list(self._held),
                     until=time.time() + self.settings.lease_seconds,
                 )
             except Exception:
                 log.exception("renewing leases failed")
 
-    # --- one task -----------------------------------------------------------------------
-
-    async def _drive_guarded(self, task: Task) -> None:
+    async def _guard(self, task: Task, job: Awaitable[None]) -> None:
         try:
-            await self._drive(task)
+            await job
         except LeaseLost:
             log.info("task %s changed elsewhere; worker %s lets it go", task.id, self.id)
+            self._let_go(task.id)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("task %s crashed in the worker", task.id)
-            await self._fail(
-                task, TaskError(ErrorCode.UPSTREAM_ERROR, "Internal error while processing the task.")
-            )
-        finally:
-            self._running.pop(task.id, None)
-            self.events.publish(task.id)
+            await self._fail(task, TaskError(ErrorCode.UPSTREAM_ERROR, "Internal error while processing the task."))
 
-    async def _drive(self, task: Task) -> None:
-        provider = self.providers.for_task(task)
-        upstream_id = task.upstream_id or await self._submit(task, provider)
-        if upstream_id is None:
-            return
-        deadline = task.created_at + TASK_DEADLINE
-        progress = task.progress
-        while True:
-            if time.time() > deadline:
-                await self._fail(task, TaskError(ErrorCode.TIMEOUT, "The upstream did not finish in time."))
+    def _let_go(self, task_id: str, runtime: AccountRuntime | None = None) -> None:
+        if task_id in self._held:
+            self._held.discard(task_id)
+            if runtime is not None:
+                runtime.in_flight = max(0, runtime.in_flight - 1)
+        self.events.publish(task_id)
+
+    # --- submission -----------------------------------------------------------------------
+
+    async def _adopt(self, task: Task) -> None:
+        if task.upstream_id:
+            runtime = self.router.runtime(task.provider)
+            if runtime is None:
+                await self._fail(task, TaskError(ErrorCode.UPSTREAM_ERROR,
+                                                 f"The upstream account {task.provider} was removed."))
                 return
+            runtime.in_flight += 1
+            self._track(task, task.upstream_id, runtime)
+            return
+        await self._submit(task)
+
+    async def _submit(self, task: Task) -> None:
+        inputs = await self._inputs(task)
+        if task.submit_state == "submitting":
+            # We crashed during a submit call: ask the upstream before sending it again.
+            runtime = self.router.runtime(task.provider)
+            if runtime is not None:
+                runtime.in_flight += 1
+                if await self._reconcile(task, runtime):
+                    return
+                await task_store.reset_submission(self.engine, task_id=task.id, worker_id=self.id)
+        tried: set[str] = set()
+        attempt = 0
+        while True:
             try:
-                report = await provider.status(upstream_id)
+                runtime = self.router.pick(task, source=inputs.source, exclude=tried)
+            except NoRoute as exc:
+                await self._fail(task, TaskError("no_available_upstream", f"No available upstream: {exc}."))
+                return
+            if runtime is None:
+                # Every able account is busy or cooling down: back to the queue for a moment.
+                await task_store.defer_task(self.engine, task_id=task.id, worker_id=self.id, until=time.time() + 1)
+                self._let_go(task.id)
+                return
+            if not await task_store.mark_submitting(
+                self.engine, task_id=task.id, worker_id=self.id, provider=runtime.name
+            ):
+                self._let_go(task.id, runtime)
+                raise LeaseLost
+            try:
+                upstream_id = await runtime.provider.submit(task, inputs)
             except ProviderError as exc:
+                if exc.failure is Failure.UNCERTAIN:
+                    await self._reconcile(task, runtime)
+                    return
+                await task_store.reset_submission(self.engine, task_id=task.id, worker_id=self.id)
+                runtime.in_flight = max(0, runtime.in_flight - 1)
+                await self._account_failed(runtime, exc)
                 if exc.final:
                     await self._fail(task, exc.error)
                     return
-                log.warning("task %s: status check failed (%s); will retry", task.id, exc.error.message)
-                await self.sleep(1.0)
+                attempt += 1
+                if attempt >= self.backoff.attempts:
+                    await self._fail(task, exc.error)
+                    return
+                tried.add(runtime.name)
+                if self._all_tried(task, inputs, tried):
+                    if exc.failure in ACCOUNT_FAILURES:
+                        await self._fail(task, TaskError("no_available_upstream", exc.error.message))
+                        return
+                    tried.clear()
+                    await asyncio.sleep(self.backoff.delay(attempt, exc.retry_after))
+                log.warning("task %s: submit to %s failed (%s); trying again", task.id, runtime.name, exc.failure)
                 continue
-            if report.state is JobState.FAILED:
-                await self._fail(
-                    task, report.error or TaskError(ErrorCode.UPSTREAM_ERROR, "Generation failed.")
-                )
-                return
-            if report.state is JobState.SUCCEEDED:
-                await self._finish(task, provider, upstream_id)
-                return
-            if report.progress is not None and report.progress > progress:
-                progress = min(report.progress, 99)
-                if not await task_store.set_progress(
-                    self.engine, task_id=task.id, worker_id=self.id, progress=progress
-                ):
-                    await self._check_still_ours(task)
-                self.events.publish(task.id)
-            await self.sleep(report.poll_after or 1.0)
+            await self._record_submitted(task, runtime, upstream_id)
+            return
 
-    async def _submit(self, task: Task, provider: Provider) -> str | None:
-        if task.submit_state == "submitting":
-            # We crashed during a submit call: ask the upstream before sending it again.
-            try:
-                found = await provider.find(task)
-            except ProviderError as exc:
-                await self._fail(task, TaskError(ErrorCode.UPSTREAM_UNCERTAIN, exc.error.message))
-                return None
-            if found is not None:
-                return await self._record_submitted(task, found)
-            await task_store.reset_submission(self.engine, task_id=task.id, worker_id=self.id)
-        if not await task_store.mark_submitting(
-            self.engine, task_id=task.id, worker_id=self.id, provider=provider.name
-        ):
-            raise LeaseLost
-        inputs = await self._inputs(task)
+    def _all_tried(self, task: Task, inputs: TaskInputs, tried: set[str]) -> bool:
         try:
-            upstream_id = await provider.submit(task, inputs)
-        except ProviderError as exc:
-            if exc.not_created:
-                await task_store.reset_submission(self.engine, task_id=task.id, worker_id=self.id)
-            await self._fail(task, exc.error)
-            return None
-        return await self._record_submitted(task, upstream_id)
+            return self.router.pick_would_fail(task, source=inputs.source, exclude=tried)
+        except NoRoute:
+            return True
 
-    async def _record_submitted(self, task: Task, upstream_id: str) -> str:
+    async def _reconcile(self, task: Task, runtime: AccountRuntime) -> bool:
+        """A create whose answer was lost: find the job upstream, never resubmit blindly."""
+        try:
+            found = await runtime.provider.find(task)
+        except ProviderError as exc:
+            log.warning("task %s: cannot tell whether %s created it (%s)", task.id, runtime.name, exc.error.message)
+            found = None
+            message = (f"The upstream {runtime.name} may or may not have accepted this task and cannot be asked; "
+                       "it was not sent again to avoid paying twice.")
+            await self._fail(task, TaskError(ErrorCode.UPSTREAM_UNCERTAIN, message), runtime)
+            return True
+        if found is None:
+            runtime.in_flight = max(0, runtime.in_flight - 1)
+            return False
+        await self._record_submitted(task, runtime, found)
+        return True
+
+    async def _record_submitted(self, task: Task, runtime: AccountRuntime, upstream_id: str) -> None:
         ok = await asyncio.shield(
-            task_store.mark_submitted(
-                self.engine, task_id=task.id, worker_id=self.id, upstream_id=upstream_id
-            )
+            task_store.mark_submitted(self.engine, task_id=task.id, worker_id=self.id, upstream_id=upstream_id)
         )
         if not ok:
+            self._let_go(task.id, runtime)
             raise LeaseLost
-        log.info("task %s submitted to %s as %s", task.id, self.providers.for_task(task).name, upstream_id)
+        log.info("task %s submitted to %s as %s", task.id, runtime.name, upstream_id)
+        await self._account_ok(runtime)
         self.events.publish(task.id)
-        return upstream_id
+        task.provider, task.upstream_id = runtime.name, upstream_id
+        self._track(task, upstream_id, runtime)
+
+    def _track(self, task: Task, upstream_id: str, runtime: AccountRuntime) -> None:
+        self._poller(runtime).track(Tracked(task, upstream_id, runtime, progress=task.progress), delay=0.0)
 
     async def _inputs(self, task: Task) -> TaskInputs:
         inputs = TaskInputs()
@@ -211,43 +285,100 @@ class Worker:
             upload = await upload_store.get_upload(self.engine, upload_id=upload_id)
             if upload is not None:
                 inputs.reference_images.append(self.storage.path(upload.path).read_bytes())
+                inputs.reference_urls.append(self.signer.upload_url(upload.id))
+                inputs.reference_mimes.append(upload.mime)
         if task.params.source_task_id:
             inputs.source = await task_store.get_task(self.engine, task_id=task.params.source_task_id)
         return inputs
 
-    async def _finish(self, task: Task, provider: Provider, upstream_id: str) -> None:
+    # --- polling --------------------------------------------------------------------------
+
+    def _interval(self, tracked: Tracked, hint: float | None) -> float:
+        options = tracked.runtime.account.options
+        low = float(options.get("poll_min", 1.0))
+        high = float(options.get("poll_max", 15.0))
+        if hint is not None:
+            return max(0.05, min(hint, high))
+        age = time.monotonic() - tracked.started
+        return max(low, min(high, age / 10))
+
+    async def _on_status(self, tracked: Tracked, status: JobStatus | None, error: ProviderError | None) -> float | None:
+        task, runtime = tracked.task, tracked.runtime
+        deadline = float(runtime.account.options.get("deadline", self.settings.task_deadline_seconds))
+        if time.time() > task.created_at + deadline:
+            await self._fail(task, TaskError(ErrorCode.TIMEOUT, "The upstream did not finish in time."), runtime)
+            return None
+        if error is not None:
+            tracked.errors += 1
+            if error.failure is Failure.GONE and tracked.errors < GONE_LIMIT:
+                return self._interval(tracked, None)
+            if error.final:
+                code = ErrorCode.UPSTREAM_ERROR if error.failure is not Failure.GONE else "upstream_task_lost"
+                message = error.error.message if error.failure is not Failure.GONE else (
+                    f"The upstream {runtime.name} no longer knows this task.")
+                await self._fail(task, TaskError(code, message), runtime)
+                return None
+            await self._account_failed(runtime, error)
+            log.warning("task %s: status check on %s failed (%s); will retry", task.id, runtime.name, error.failure)
+            return self.backoff.delay(tracked.errors, error.retry_after)
+        assert status is not None
+        tracked.errors = 0
+        if status.state is JobState.FAILED:
+            await self._fail(task, status.error or TaskError(ErrorCode.UPSTREAM_ERROR, "Generation failed."), runtime)
+            return None
+        if status.state is JobState.SUCCEEDED:
+            self._spawn(self._guard(task, self._finish(tracked, status)))
+            return None
+        if status.progress is not None and min(status.progress, 99) > tracked.progress:
+            tracked.progress = min(status.progress, 99)
+            if not await task_store.set_progress(
+                self.engine, task_id=task.id, worker_id=self.id, progress=tracked.progress
+            ):
+                current = await task_store.get_task(self.engine, task_id=task.id)
+                if current is None or current.status.is_final:
+                    self._let_go(task.id, runtime)
+                    return None
+            self.events.publish(task.id)
+        return self._interval(tracked, status.poll_after)
+
+    # --- results and endings --------------------------------------------------------------
+
+    async def _finish(self, tracked: Tracked, status: JobStatus) -> None:
+        task, runtime = tracked.task, tracked.runtime
         scratch = self.storage.path(f"{self.storage.task_dir(task.id)}/.incoming")
-        scratch.mkdir(parents=True, exist_ok=True)
-        try:
-            files = await provider.fetch_result(upstream_id, scratch)
-            assets = await store_results(
-                self.storage, task_id=task.id, is_image=task.kind.is_image, files=files, scratch=scratch
-            )
-        except ProviderError as exc:
-            await self._fail(task, exc.error)
-            return
+        for attempt in range(1, self.backoff.attempts + 1):
+            scratch.mkdir(parents=True, exist_ok=True)
+            try:
+                files = await runtime.provider.fetch_result(tracked.upstream_id, scratch, status)
+                assets = await store_results(
+                    self.storage, task_id=task.id, is_image=task.kind.is_image, files=files, scratch=scratch
+                )
+                break
+            except ProviderError as exc:
+                if exc.final or attempt == self.backoff.attempts:
+                    await self._fail(task, exc.error, runtime)
+                    return
+                log.warning("task %s: downloading the result failed (%s); retrying", task.id, exc.failure)
+                await asyncio.sleep(self.backoff.delay(attempt, exc.retry_after))
         retention = self.settings.retention_hours
         expires = time.time() + retention * 3600 if retention > 0 else None
         ok = await asyncio.shield(
-            task_store.complete_task(
-                self.engine, task_id=task.id, worker_id=self.id, assets=assets, expires_at=expires
-            )
+            task_store.complete_task(self.engine, task_id=task.id, worker_id=self.id, assets=assets, expires_at=expires)
         )
+        self._let_go(task.id, runtime)
         if not ok:
             # Deleted or cancelled while we were copying: do not leave orphan files.
-            current = await task_store.get_task(self.engine, task_id=task.id)
-            if current is None:
+            if await task_store.get_task(self.engine, task_id=task.id) is None:
                 self.storage.delete_tree(self.storage.task_dir(task.id))
-            raise LeaseLost
+            return
         video = next((a for a in assets if a.variant == "video"), None)
         detail = f"{video.width}x{video.height} {video.duration}s" if video else f"{len(assets)} image(s)"
-        log.info("task %s completed: %s", task.id, detail)
+        log.info("task %s completed on %s: %s", task.id, runtime.name, detail)
         await self._ended(task.id)
 
-    async def _fail(self, task: Task, error: TaskError) -> None:
-        ok = await asyncio.shield(
-            task_store.fail_task(self.engine, task_id=task.id, worker_id=self.id, error=error)
-        )
+    async def _fail(self, task: Task, error: TaskError, runtime: AccountRuntime | None = None) -> None:
+        ok = await asyncio.shield(task_store.fail_task(self.engine, task_id=task.id, worker_id=self.id, error=error))
+        self._let_go(task.id, runtime)
         if ok:
             log.info("task %s failed: %s", task.id, error.code)
             await self._ended(task.id)
@@ -261,7 +392,35 @@ class Worker:
             # A callback that cannot be queued must not undo or stall the task itself.
             log.exception("queueing callbacks for task %s failed", task_id)
 
-    async def _check_still_ours(self, task: Task) -> None:
-        current = await task_store.get_task(self.engine, task_id=task.id)
-        if current is None or current.status.is_final:
-            raise LeaseLost
+    # --- account health -------------------------------------------------------------------
+
+    async def _account_ok(self, runtime: AccountRuntime) -> None:
+        account = runtime.account
+        account.consecutive_failures = 0
+        account.success_count += 1
+        if account.source != "builtin":
+            await account_store.record_outcome(self.engine, account_id=account.id, ok=True)
+
+    async def _account_failed(self, runtime: AccountRuntime, exc: ProviderError) -> None:
+        account = runtime.account
+        account.consecutive_failures += 1
+        account.failure_count += 1
+        account.last_error = exc.error.message
+        reason = cooldown = None
+        if exc.failure is Failure.AUTH:
+            reason = f"the upstream refused the account's key: {exc.error.message}"
+        elif exc.failure is Failure.CREDITS:
+            reason = f"the upstream account is out of credits: {exc.error.message}"
+        elif exc.failure is Failure.RETRYABLE and account.consecutive_failures >= COOLDOWN_AFTER:
+            cooldown = time.time() + COOLDOWN_SECONDS
+        if reason:
+            account.enabled, account.disabled_reason = False, reason
+            log.warning("account %s taken out of rotation: %s", account.name, reason)
+        if cooldown:
+            account.cooldown_until = cooldown
+            log.warning("account %s cooling down for %.0f s", account.name, COOLDOWN_SECONDS)
+        if account.source != "builtin":
+            await account_store.record_outcome(
+                self.engine, account_id=account.id, ok=False, error=exc.error.message,
+                cooldown_until=cooldown, disable_reason=reason,
+            )

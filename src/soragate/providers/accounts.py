@@ -1,0 +1,156 @@
+"""Upstream accounts: what each can serve, and whether it may be used right now."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from soragate.core.task import Task, TaskKind
+
+KINDS = ("openai", "relay_v2", "kie", "sora2api", "sandbox")
+FEATURES = ("image_input", "remix", "storyboard", "characters", "hd")
+
+
+@dataclass
+class ProviderAccount:
+    id: str
+    name: str
+    kind: str
+    base_url: str
+    secret: str = field(repr=False)
+    # public model name → upstream model name ("" means the same name)
+    models: dict[str, str] = field(default_factory=dict)
+    # {"seconds": [..] | None, "sizes": [..] | None, "features": [..] | None}
+    limits: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    priority: int = 100
+    weight: int = 1
+    max_concurrency: int = 8
+    poll_rate: float = 5.0
+    price_per_second: float = 0.0
+    enabled: bool = True
+    disabled_reason: str | None = None
+    cooldown_until: float | None = None
+    consecutive_failures: int = 0
+    success_count: int = 0
+    failure_count: int = 0
+    last_error: str | None = None
+    source: str = "api"
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @property
+    def masked_secret(self) -> str:
+        return mask(self.secret)
+
+    def upstream_model(self, public: str, base: str) -> str:
+        for name in (public, base):
+            if name in self.models:
+                return self.models[name] or name
+        return self.models.get("*") or public
+
+    def serves_model(self, public: str, base: str) -> bool:
+        return "*" in self.models or public in self.models or base in self.models
+
+    def missing_for(self, task: Task) -> str | None:
+        """Why this account cannot take ``task`` whatever its state; None when it can."""
+        p = task.params
+        if not self.serves_model(p.model, p.base_model):
+            return f"model {p.model}"
+        seconds = self.limits.get("seconds")
+        if seconds and not task.kind.is_image and p.seconds is not None and int(p.seconds) not in seconds:
+            return f"{p.seconds:g} s on {p.model}"
+        sizes = self.limits.get("sizes")
+        if sizes and p.size not in sizes:
+            return f"size {p.size} on {p.model}"
+        features = self.limits.get("features")
+        if features is not None:
+            for needed in needed_features(task):
+                if needed not in features:
+                    return f"{needed.replace('_', ' ')} on {p.model}"
+        return None
+
+    def health(self, now: float | None = None) -> str:
+        now = now or time.time()
+        if not self.enabled:
+            return "disabled"
+        if self.cooldown_until and self.cooldown_until > now:
+            return "cooling_down"
+        return "ok"
+
+
+def needed_features(task: Task) -> list[str]:
+    p = task.params
+    needed = []
+    if p.reference_images:
+        needed.append("image_input")
+    if task.kind in (TaskKind.REMIX, TaskKind.EDIT, TaskKind.EXTEND):
+        needed.append("remix")
+    if task.kind is TaskKind.STORYBOARD or p.shots:
+        needed.append("storyboard")
+    if p.characters:
+        needed.append("characters")
+    if p.hd:
+        needed.append("hd")
+    return needed
+
+
+def mask(secret: str) -> str:
+    if len(secret) <= 8:
+        return "…" * min(3, len(secret))
+    return f"{secret[:3]}…{secret[-4:]}"
+
+
+_EDITABLE = {
+    "name": str, "kind": str, "base_url": str, "secret": str, "models": dict, "limits": dict, "options": dict,
+    "priority": int, "weight": int, "max_concurrency": int, "poll_rate": (int, float),
+    "price_per_second": (int, float), "enabled": bool,
+}
+
+
+def account_fields(data: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
+    """Check an account definition (admin API, CLI or providers file); returns the fields
+    to store. Raises ValueError naming the first bad field."""
+    unknown = set(data) - set(_EDITABLE)
+    if unknown:
+        raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    if not partial:
+        for required in ("name", "kind", "models"):
+            if required not in data:
+                raise ValueError(f"'{required}' is required")
+        if data.get("kind") != "sandbox" and not data.get("base_url"):
+            raise ValueError("'base_url' is required")
+        if data.get("kind") != "sandbox" and not data.get("secret"):
+            raise ValueError("'secret' is required")
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        expected = _EDITABLE[name]
+        if isinstance(value, bool) and expected is not bool:
+            raise ValueError(f"'{name}' has the wrong type")
+        if not isinstance(value, expected):  # type: ignore[arg-type]
+            raise ValueError(f"'{name}' has the wrong type")
+        values[name] = value
+    if "kind" in values and values["kind"] not in KINDS:
+        raise ValueError(f"'kind' must be one of {', '.join(KINDS)}")
+    if "base_url" in values and values["base_url"] and not str(values["base_url"]).startswith(("http://", "https://")):
+        raise ValueError("'base_url' must be an http(s) URL")
+    if "models" in values:
+        models = values["models"]
+        if not models or not all(isinstance(k, str) and isinstance(v, str) for k, v in models.items()):
+            raise ValueError("'models' maps public model names to upstream names (\"\" = same name)")
+    if "limits" in values:
+        limits = values["limits"]
+        if set(limits) - {"seconds", "sizes", "features"}:
+            raise ValueError("'limits' takes seconds, sizes and features")
+        if limits.get("features") and set(limits["features"]) - set(FEATURES):
+            raise ValueError(f"'limits.features' are among {', '.join(FEATURES)}")
+    for name, low in (("weight", 1), ("max_concurrency", 1), ("poll_rate", 0.01)):
+        if name in values and values[name] < low:
+            raise ValueError(f"'{name}' must be at least {low}")
+    if "base_url" in values:
+        values["base_url"] = str(values["base_url"]).rstrip("/")
+    if not partial:
+        values.setdefault("limits", {})
+        values.setdefault("options", {})
+    return values

@@ -1,0 +1,144 @@
+"""What every HTTP provider shares: turning transport errors and status codes into
+ProviderErrors in one place, tolerant JSON parsing, and capped result downloads."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from soragate.core.task import ErrorCode, TaskError
+from soragate.providers.base import Failure, ProviderError
+
+MAX_RESULT_BYTES = 2 * 1024 * 1024 * 1024
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def error_for_status(
+    status: int, message: str, *, response: httpx.Response | None = None, creating: bool = False
+) -> ProviderError:
+    """One mapping of upstream HTTP codes (or body codes that mean the same) to failures.
+    A create answered by a gateway timeout (502/504) may have gone through upstream: that
+    is uncertain, not retryable, so it is never sent again blindly."""
+    text = f"upstream answered {status}: {message}"[:500]
+    wait = retry_after(response) if response is not None else None
+    if creating and status in (502, 504):
+        return ProviderError(TaskError(ErrorCode.UPSTREAM_UNCERTAIN, text), failure=Failure.UNCERTAIN)
+    if status in (401, 403):
+        return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.AUTH)
+    if status in (402, 433):
+        return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.CREDITS)
+    if status == 429 or status >= 500 or status in (408, 409, 425):
+        return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.RETRYABLE, retry_after=wait)
+    if status in (404, 410):
+        return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.GONE)
+    return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.REJECTED)
+
+
+def transport_error(exc: httpx.HTTPError, *, creating: bool) -> ProviderError:
+    """A request that never got an answer. Before anything was sent, nothing was created;
+    after (a read timeout, a reset) a create may have gone through."""
+    name = type(exc).__name__
+    nothing_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+    if creating and not nothing_sent:
+        return ProviderError(
+            TaskError(ErrorCode.UPSTREAM_UNCERTAIN, f"the upstream did not answer the create request ({name})"),
+            failure=Failure.UNCERTAIN,
+        )
+    return ProviderError(
+        TaskError(ErrorCode.UPSTREAM_ERROR, f"could not reach the upstream ({name})"),
+        failure=Failure.RETRYABLE,
+        not_created=nothing_sent,
+    )
+
+
+def parse_json(response: httpx.Response, *, creating: bool = False) -> Any:
+    """JSON whatever the declared content type (relays send it as text/plain)."""
+    text = response.content.decode("utf-8-sig", errors="replace").strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        failure = Failure.UNCERTAIN if creating else Failure.RETRYABLE
+        code = ErrorCode.UPSTREAM_UNCERTAIN if creating else ErrorCode.UPSTREAM_ERROR
+        raise ProviderError(
+            TaskError(code, f"the upstream sent malformed JSON (HTTP {response.status_code})"), failure=failure
+        ) from None
+
+
+async def call(
+    client: httpx.AsyncClient, method: str, url: str, *, creating: bool = False, **kwargs: Any
+) -> Any:
+    """Send one request; return its JSON body or raise a classified ProviderError."""
+    try:
+        response = await client.request(method, url, **kwargs)
+    except httpx.HTTPError as exc:
+        raise transport_error(exc, creating=creating) from None
+    if response.status_code >= 400:
+        message = _error_message(response)
+        raise error_for_status(response.status_code, message, response=response, creating=creating)
+    return parse_json(response, creating=creating)
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = json.loads(response.content.decode("utf-8-sig", errors="replace"))
+    except json.JSONDecodeError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            return str(error.get("message") or error)
+        return str(body.get("message") or body.get("msg") or error or body)[:200]
+    return str(body)[:200]
+
+
+async def download(
+    client: httpx.AsyncClient,
+    url: str,
+    dest: Path,
+    *,
+    headers: dict[str, str] | None = None,
+    limit: int = MAX_RESULT_BYTES,
+) -> Path:
+    """Stream ``url`` into ``dest``; a link that is gone is final, anything else retryable."""
+    try:
+        async with client.stream("GET", url, headers=headers, follow_redirects=True) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                error = error_for_status(response.status_code, "result download failed", response=response)
+                if error.failure is Failure.GONE:
+                    error.error = TaskError(ErrorCode.RESULT_UNAVAILABLE, "The upstream's result link is gone.")
+                raise error
+            size = 0
+            with dest.open("wb") as handle:
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise ProviderError(
+                            TaskError(ErrorCode.RESULT_UNAVAILABLE, "The upstream's result is too large."),
+                            failure=Failure.GONE,
+                        )
+                    handle.write(chunk)
+    except httpx.HTTPError as exc:
+        raise transport_error(exc, creating=False) from None
+    return dest
