@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from soragate.errors import InvalidRequest, NotFound
+from soragate.core.task import ErrorCode, TaskError
+from soragate.errors import Conflict, InvalidRequest, NotFound
+from soragate.providers.accounts import ProviderAccount, account_fields
+from soragate.providers.base import Failure, ProviderError
+from soragate.providers.router import Router
+from soragate.store import accounts as account_store
 from soragate.netguard import check_url
 from soragate.settings import Settings
 from soragate.store import deliveries as delivery_store
@@ -20,10 +26,18 @@ log = logging.getLogger("soragate.admin")
 WEBHOOK_EVENTS = ("video.completed", "video.failed", "image.completed", "image.failed", "*")
 
 
+@dataclass(frozen=True)
+class ProviderView:
+    account: ProviderAccount
+    health: str
+    in_flight: int
+
+
 @dataclass
 class AdminService:
     settings: Settings
     engine: AsyncEngine
+    router: Router
 
     async def list_keys(self) -> list[ApiKey]:
         return await key_store.list_keys(self.engine)
@@ -71,3 +85,75 @@ class AdminService:
         return await delivery_store.list_deliveries(
             self.engine, task_id=task_id, endpoint_id=endpoint_id, limit=limit
         )
+
+    # --- provider accounts --------------------------------------------------------------
+
+    async def list_providers(self) -> list[ProviderView]:
+        await self.router.refresh(force=True)
+        views = []
+        for account in await account_store.list_accounts(self.engine):
+            runtime = self.router.runtime(account.name)
+            views.append(ProviderView(account, account.health(), runtime.in_flight if runtime else 0))
+        return views
+
+    async def get_provider(self, ident: str) -> ProviderView:
+        account = await account_store.get_account(self.engine, ident=ident)
+        if account is None:
+            raise NotFound(f"No provider account '{ident}'.", param="provider_id")
+        runtime = self.router.runtime(account.name)
+        return ProviderView(account, account.health(), runtime.in_flight if runtime else 0)
+
+    async def add_provider(self, data: dict[str, Any]) -> ProviderView:
+        values = _checked(data, partial=False)
+        if await account_store.get_account(self.engine, ident=values["name"]) is not None:
+            raise Conflict(f"A provider account named '{values['name']}' exists.", param="name")
+        account = await account_store.create_account(self.engine, values=values)
+        log.info("provider account %s (%s) added", account.name, account.kind)
+        await self.router.refresh(force=True)
+        return await self.get_provider(account.id)
+
+    async def update_provider(self, ident: str, data: dict[str, Any]) -> ProviderView:
+        current = (await self.get_provider(ident)).account
+        values = _checked(data, partial=True)
+        if values.get("enabled") is True:
+            values.update(disabled_reason=None, cooldown_until=None, consecutive_failures=0)
+        elif values.get("enabled") is False:
+            values.setdefault("disabled_reason", "disabled by an admin")
+        await account_store.update_account(self.engine, account_id=current.id, values=values)
+        log.info("provider account %s updated (%s)", current.name, ", ".join(sorted(values)))
+        await self.router.refresh(force=True)
+        return await self.get_provider(current.id)
+
+    async def remove_provider(self, ident: str) -> None:
+        current = (await self.get_provider(ident)).account
+        await account_store.delete_account(self.engine, account_id=current.id)
+        log.info("provider account %s removed", current.name)
+        await self.router.refresh(force=True)
+
+    async def test_provider(self, ident: str) -> dict[str, Any]:
+        """Reach the upstream with the account's key: asking about a job that does not exist
+        tells apart a good key (not found), a bad key (401/403) and no answer at all."""
+        account = (await self.get_provider(ident)).account
+        await self.router.refresh(force=True)
+        runtime = self.router.runtime(account.name)
+        if runtime is None:
+            raise NotFound(f"No provider account '{ident}'.", param="provider_id")
+        try:
+            await runtime.provider.status("soragate-connectivity-check")
+        except ProviderError as exc:
+            ok = exc.failure in (Failure.GONE, Failure.REJECTED)
+            return {"ok": ok, "result": exc.failure.value, "message": _public(exc.error)}
+        except Exception as exc:  # noqa: BLE001 - a test reports any failure instead of raising it
+            return {"ok": False, "result": "error", "message": type(exc).__name__}
+        return {"ok": True, "result": "reachable", "message": "The upstream answered."}
+
+
+def _checked(data: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+    try:
+        return account_fields(data, partial=partial)
+    except ValueError as exc:
+        raise InvalidRequest(f"Invalid provider account: {exc}.", code="invalid_provider") from None
+
+
+def _public(error: TaskError) -> str:
+    return error.message if error.code != ErrorCode.UPSTREAM_UNCERTAIN else "The upstream did not answer."

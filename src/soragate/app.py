@@ -139,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             signer=signer,
             http=http,
             reader=FastReader.for_url(settings.db_url),
+            router=router,
         )
         callbacks = Callbacks(
             engine=engine,
@@ -169,7 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield {
                 "gateway": gateway,
-                "admin": AdminService(settings=settings, engine=engine),
+                "admin": AdminService(settings=settings, engine=engine, router=router),
                 "worker": worker,
                 "router": router,
                 "presenters": PRESENTERS,

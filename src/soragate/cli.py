@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
+from soragate.cli_providers import app as providers_app
 from soragate.settings import Settings
 
 app = typer.Typer(help="soragate: a self-hosted gateway for Sora-style video APIs.", no_args_is_help=True)
@@ -24,6 +25,7 @@ keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Inspect and cancel tasks.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(providers_app, name="providers")
 
 # Piped output gets room for whole rows instead of Rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 200)

@@ -29,6 +29,7 @@ from soragate.storage.signing import UrlSigner
 from soragate.store import keys as key_store
 from soragate.store import tasks as task_store
 from soragate.store import uploads as upload_store
+from soragate.providers.router import Router
 from soragate.store.fastread import FastReader
 from soragate.store.keys import ApiKey
 from soragate.store.uploads import Character, Upload
@@ -51,6 +52,7 @@ class Gateway:
     signer: UrlSigner
     http: httpx.AsyncClient
     reader: FastReader | None = None
+    router: Router | None = None
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -97,6 +99,13 @@ class Gateway:
             cost=cost,
             callback_url=callback_url,
         )
+        if self.router is not None:
+            # Refuse at once what no upstream account could ever serve, naming what is missing.
+            await self.router.refresh()
+            source = None
+            if params.source_task_id:
+                source = await task_store.get_task(self.engine, task_id=params.source_task_id)
+            self.router.check(task, source)
         if not await task_store.insert_task(self.engine, task=task):
             raise InsufficientCredits(
                 f"This key does not have enough credits for this request (it costs {cost:g})."

@@ -151,6 +151,6 @@ def account_fields(data: dict[str, Any], *, partial: bool = False) -> dict[str, 
     if "base_url" in values:
         values["base_url"] = str(values["base_url"]).rstrip("/")
     if not partial:
-        values.setdefault("limits", {})
-        values.setdefault("options", {})
+        for name, default in (("limits", {}), ("options", {}), ("base_url", ""), ("secret", "")):
+            values.setdefault(name, default)
     return values

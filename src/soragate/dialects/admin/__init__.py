@@ -1,5 +1,11 @@
 """The admin API (``/v1/admin/...``), for admin keys only. The admin console uses it too."""
 
-from soragate.dialects.admin.routes import router
+from fastapi import APIRouter
+
+from soragate.dialects.admin import providers, routes
+
+router = APIRouter()
+router.include_router(routes.router)
+router.include_router(providers.router)
 
 __all__ = ["router"]
