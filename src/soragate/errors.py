@@ -12,7 +12,8 @@ error body in one handler.
     ├── PayloadTooLarge             413     payload_too_large
     ├── RateLimited                 429     rate_limit_exceeded
     └── UpstreamError               502     upstream_error
-        └── UpstreamUnavailable     503     no_available_upstream
+        ├── UpstreamUnavailable     503     no_available_upstream
+        └── UpstreamTimeout         504     timeout
 
 Task failures carry a code and message too, but they are data on the task (see
 ``core.task.TaskError``), not exceptions raised to the caller.
@@ -94,3 +95,8 @@ class UpstreamError(SoragateError):
 class UpstreamUnavailable(UpstreamError):
     status_code = 503
     default_code = "no_available_upstream"
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    default_code = "timeout"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from soragate.core.task import Shot
 from soragate.errors import InvalidRequest
 
 
@@ -41,3 +43,59 @@ def int_in_range(value: Any, *, param: str, low: int, high: int, default: int) -
     if not low <= number <= high:
         raise InvalidRequest(f"'{param}' must be between {low} and {high}.", param=param)
     return number
+
+
+def optional_bool(value: Any, *, param: str, default: bool = False) -> bool:
+    """JSON booleans, and the strings form posts and loose clients send."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (str, int)) and str(value).strip().lower() in ("true", "1", "yes", "on"):
+        return True
+    if isinstance(value, (str, int)) and str(value).strip().lower() in ("false", "0", "no", "off"):
+        return False
+    raise InvalidRequest(f"'{param}' must be true or false.", param=param)
+
+
+SHOT_MARK = re.compile(r"\[(\d+(?:\.\d+)?)s\]")
+
+
+def has_shots(text: str) -> bool:
+    return SHOT_MARK.search(text) is not None
+
+
+def parse_storyboard(text: str, *, max_seconds: float, param: str = "prompt") -> list[Shot]:
+    """Shots written ``[5.0s]scene [5.0s]scene`` on one line or one per line (Sora2API's
+    storyboard syntax). Text before the first mark is a preface, not a shot."""
+    marks = list(SHOT_MARK.finditer(text))
+    if not marks:
+        raise InvalidRequest(
+            f"'{param}' has no shots: write them as '[5.0s]first scene [5.0s]second scene'.",
+            param=param,
+            code="invalid_storyboard",
+        )
+    shots = []
+    for number, (mark, after) in enumerate(zip(marks, [*marks[1:], None], strict=True), start=1):
+        seconds = float(mark.group(1))
+        scene = text[mark.end() : after.start() if after else len(text)].strip()
+        if seconds <= 0:
+            raise InvalidRequest(
+                f"Shot {number} in '{param}' must last longer than 0 s.",
+                param=param,
+                code="invalid_storyboard",
+            )
+        if not scene:
+            raise InvalidRequest(
+                f"Shot {number} in '{param}' has no description.", param=param, code="invalid_storyboard"
+            )
+        shots.append(Shot(seconds, scene))
+    total = sum(s.seconds for s in shots)
+    if total > max_seconds:
+        raise InvalidRequest(
+            f"The shots in '{param}' add up to {total:g} s, longer than the model's {max_seconds:g} s; "
+            "shorten them or choose a longer model.",
+            param=param,
+            code="invalid_storyboard",
+        )
+    return shots

@@ -1,0 +1,97 @@
+"""``POST /v1/chat/completions`` with a video or image model (seeds 001 and 003)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from soragate.core.catalogue import ModelSpec
+from soragate.core.inputs import has_shots, optional_bool, parse_storyboard
+from soragate.core.task import TaskKind, TaskParams, TaskStatus
+from soragate.dialects import chatstream
+from soragate.dialects.chat import translate
+from soragate.dialects.common import GatewayDep, KeyDep, read_fields
+from soragate.errors import InvalidRequest, NotFound
+from soragate.gateway import Gateway
+from soragate.store.keys import ApiKey
+
+router = APIRouter(tags=["chat completions"])
+
+
+async def _references(gateway: Gateway, key: ApiKey, message: translate.UserInput) -> list[str]:
+    uploads = [
+        await gateway.image_from_reference(owner=key, value=url, param="messages") for url in message.images
+    ]
+    return [upload.id for upload in uploads]
+
+
+async def _remix_source(gateway: Gateway, key: ApiKey, video_id: str) -> str:
+    try:
+        source = await gateway.get_task(owner=key, task_id=video_id)
+    except NotFound:
+        source = None
+    if source is None or source.kind.is_image:
+        raise NotFound(f"No video found with id '{video_id}'.", param="messages")
+    if source.status is not TaskStatus.COMPLETED:
+        raise InvalidRequest(
+            f"Video {video_id} is {source.status.value}; only completed videos can be remixed.",
+            param="messages",
+            code="video_not_ready",
+        )
+    return source.id
+
+
+async def _image_task(
+    gateway: Gateway, key: ApiKey, model: str, spec: ModelSpec, message: translate.UserInput
+) -> tuple[TaskKind, TaskParams, float]:
+    _, width, height = gateway.catalogue.resolve_image(spec.name, size=None)
+    references = await _references(gateway, key, message)
+    params = TaskParams(
+        prompt=message.text,
+        model=model,
+        base_model=spec.base_model,
+        width=width,
+        height=height,
+        reference_images=references,
+    )
+    kind = TaskKind.IMAGE_TO_IMAGE if references else TaskKind.TEXT_TO_IMAGE
+    return kind, params, gateway.catalogue.price(spec, seconds=None)
+
+
+async def _video_task(
+    gateway: Gateway, key: ApiKey, model: str, spec: ModelSpec, message: translate.UserInput
+) -> tuple[TaskKind, TaskParams, float]:
+    resolved = gateway.catalogue.resolve_video(
+        spec.name, seconds=None, size=None, image_input=bool(message.images)
+    )
+    remix = translate.remix_reference(message.text)
+    more: dict[str, Any]
+    if remix is not None:
+        kind, prompt = TaskKind.REMIX, remix.prompt
+        source = await _remix_source(gateway, key, remix.video_id) if remix.video_id else None
+        more = {"source_task_id": source} if source else {"extra": {"remix_share_id": remix.share_id}}
+    elif has_shots(message.text):
+        kind, prompt = TaskKind.STORYBOARD, message.text
+        more = {"shots": parse_storyboard(message.text, max_seconds=resolved.seconds, param="messages")}
+    else:
+        kind = TaskKind.IMAGE_TO_VIDEO if message.images else TaskKind.TEXT_TO_VIDEO
+        prompt = message.text
+        more = {}
+    references = await _references(gateway, key, message)
+    params = translate.video_params(model, resolved, prompt=prompt, reference_images=references, **more)
+    return kind, params, gateway.catalogue.price(spec, seconds=resolved.seconds)
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request, gateway: GatewayDep, key: KeyDep) -> Response:
+    settings = gateway.settings
+    body = await read_fields(request, limit=settings.max_upload_bytes)
+    stream = optional_bool(body.get("stream"), param="stream")
+    model, spec = translate.model_spec(gateway.catalogue, body.get("model"))
+    message = translate.last_user_input(body.get("messages"), max_chars=settings.max_prompt_chars)
+    build = _image_task if spec.kind == "image" else _video_task
+    kind, params, cost = await build(gateway, key, model, spec, message)
+    task = await gateway.create_task(owner=key, dialect="chat", kind=kind, params=params, cost=cost)
+    return await chatstream.answer(gateway, owner=key, task=task, stream=stream)

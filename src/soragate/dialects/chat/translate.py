@@ -1,0 +1,137 @@
+"""Chat-completions requests → what to generate: the model, and the last user message read
+as a prompt, reference images, a remix source or storyboard shots."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from soragate.core.catalogue import Catalogue, ModelSpec, ResolvedVideo
+from soragate.core.inputs import optional_str
+from soragate.core.task import TaskParams
+from soragate.errors import InvalidRequest
+
+DEFAULT_MODEL = "sora_video2"
+# The relays' sora_video2* names and Sora2API's sora2-*/sora2pro-* (length and orientation
+# in the name); images through gpt-image*.
+VIDEO_PREFIXES = ("sora_video2", "sora2-", "sora2pro-")
+IMAGE_PREFIX = "gpt-image"
+MAX_IMAGES = 4
+
+# A Sora share id (alone or in its link) or a soragate video id names the video to remix.
+REMIX_REFERENCE = re.compile(
+    r"(?:https?://\S*?/p/)?\b(?P<share>s_[0-9a-f]{32})\b|\b(?P<video>video_[0-9a-f]{32})\b"
+)
+
+
+@dataclass(frozen=True)
+class UserInput:
+    text: str
+    images: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RemixReference:
+    share_id: str | None
+    video_id: str | None
+    prompt: str
+
+
+def _usable(spec: ModelSpec) -> bool:
+    if spec.kind == "video":
+        return spec.name.startswith(VIDEO_PREFIXES)
+    return spec.name.startswith(IMAGE_PREFIX)
+
+
+def chat_models(catalogue: Catalogue) -> dict[str, ModelSpec]:
+    models: dict[str, ModelSpec] = {}
+    for spec in catalogue.public_models():
+        if _usable(spec):
+            models[spec.name] = spec
+            models.update(dict.fromkeys(spec.aliases, spec))
+    return models
+
+
+def model_spec(catalogue: Catalogue, value: Any) -> tuple[str, ModelSpec]:
+    name = optional_str(value, param="model") or DEFAULT_MODEL
+    models = chat_models(catalogue)
+    if name not in models:
+        public = [n for n, spec in models.items() if n == spec.name]
+        raise InvalidRequest(
+            f"Invalid model: {name}. Chat completions generate with: {', '.join(public)}.",
+            param="model",
+            code="invalid_model",
+        )
+    return name, models[name]
+
+
+def _bad_messages(message: str, code: str = "invalid_messages") -> InvalidRequest:
+    return InvalidRequest(message, param="messages", code=code)
+
+
+def _image_url(part: dict[str, Any]) -> str:
+    value = part.get("image_url")
+    if isinstance(value, dict):
+        value = value.get("url")
+    if not isinstance(value, str) or not value.strip():
+        raise _bad_messages("An image_url part needs {'image_url': {'url': '<data URI or URL>'}}.")
+    return value.strip()
+
+
+def last_user_input(messages: Any, *, max_chars: int) -> UserInput:
+    """The last user message: its text parts joined, and its image_url parts."""
+    if not isinstance(messages, list) or not messages:
+        raise _bad_messages("'messages' is required: a list ending with a user message.", "missing_messages")
+    user = next((m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), None)
+    if user is None:
+        raise _bad_messages("'messages' has no user message to generate from.", "missing_messages")
+    content = user.get("content")
+    texts: list[str] = []
+    images: list[str] = []
+    if isinstance(content, str):
+        texts.append(content)
+    elif isinstance(content, list):
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif kind == "image_url":
+                images.append(_image_url(part))
+            else:
+                raise _bad_messages(
+                    f"Unsupported content part {str(kind or part)[:40]!r}: use text or image_url."
+                )
+    elif content is not None:
+        raise _bad_messages("A message's content must be a string or a list of parts.")
+    text = "\n".join(t.strip() for t in texts if t.strip())
+    if not text:
+        raise _bad_messages("The last user message has no text: say what to generate.", "missing_prompt")
+    if len(text) > max_chars:
+        raise _bad_messages(f"The prompt is {len(text)} characters long; the limit is {max_chars}.")
+    if len(images) > MAX_IMAGES:
+        raise _bad_messages(f"At most {MAX_IMAGES} images may be attached to one message.")
+    return UserInput(text=text, images=images)
+
+
+def remix_reference(text: str) -> RemixReference | None:
+    match = REMIX_REFERENCE.search(text)
+    if match is None:
+        return None
+    prompt = (text[: match.start()] + " " + text[match.end() :]).strip()
+    if not prompt:
+        raise _bad_messages("Say how to change the video as well as which video to remix.", "missing_prompt")
+    return RemixReference(share_id=match.group("share"), video_id=match.group("video"), prompt=prompt)
+
+
+def video_params(model: str, resolved: ResolvedVideo, *, prompt: str, **more: Any) -> TaskParams:
+    return TaskParams(
+        prompt=prompt,
+        model=model,
+        base_model=resolved.spec.base_model,
+        seconds=resolved.seconds,
+        width=resolved.width,
+        height=resolved.height,
+        hd=resolved.spec.hd,
+        **more,
+    )
