@@ -102,6 +102,8 @@ async def ensure_admin_key(settings: Settings, engine: Any) -> str | None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    # The driver's debug log prints every SQL parameter, provider secrets included.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:

@@ -1,24 +1,12 @@
-"""Dialect package (being written)."""
-
-from typing import Any
+"""Kie.ai jobs API (SPEC §2.5): ``/api/v1/jobs/createTask`` and ``/api/v1/jobs/recordInfo``."""
 
 from fastapi import APIRouter, Depends
-from starlette.responses import Response
 
-from soragate.core.task import Task
 from soragate.dialects.common import dialect
-from soragate.dialects.openai.translate import error_response
-from soragate.dialects.openai.translate import present as _present
+from soragate.dialects.kie import routes
+from soragate.dialects.kie.translate import callback_payload, error_response, present
 
 router = APIRouter(dependencies=[Depends(dialect("kie"))])
-
-
-def callback_payload(task: Task) -> dict[str, Any]:
-    return {"task_id": task.id, "status": task.status.value}
-
-
-def present(task: Task) -> Response:
-    return _present(task)
-
+router.include_router(routes.router)
 
 __all__ = ["router", "error_response", "callback_payload", "present"]
