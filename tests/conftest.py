@@ -69,6 +69,20 @@ class LiveServer:
 
         return asyncio.run(make())
 
+    def task(self, task_id: str) -> Any:
+        """The stored task, read straight from the database (for what no API shows)."""
+        from soragate.store import tasks as task_store
+        from soragate.store.db import create_engine
+
+        async def read() -> Any:
+            engine = create_engine(self.settings.db_url)
+            try:
+                return await task_store.get_task(engine, task_id=task_id)
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(read())
+
     def wait_for(self, video_id: str, *, key: str | None = None, timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         with self.client(key) as client:
@@ -85,8 +99,9 @@ class ThreadedServer(uvicorn.Server):
 
 
 def run_server(settings: Settings) -> Iterator[LiveServer]:
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning",
-                            lifespan="on")
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on"
+    )
     server = ThreadedServer(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

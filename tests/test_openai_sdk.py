@@ -41,8 +41,21 @@ def test_defaults_match_openai(sdk: openai.OpenAI) -> None:
     video = sdk.videos.create(prompt="defaults please")
     assert (video.size, video.seconds, video.status) == ("720x1280", "4", "queued")
     assert len(video.model_dump()) >= 13
-    for field in ("id", "object", "model", "status", "progress", "created_at", "completed_at", "expires_at",
-                  "prompt", "size", "seconds", "remixed_from_video_id", "error"):
+    for field in (
+        "id",
+        "object",
+        "model",
+        "status",
+        "progress",
+        "created_at",
+        "completed_at",
+        "expires_at",
+        "prompt",
+        "size",
+        "seconds",
+        "remixed_from_video_id",
+        "error",
+    ):
         assert field in video.model_dump()
 
 
@@ -115,8 +128,12 @@ def test_input_reference_image_url_as_json_and_form(server: LiveServer) -> None:
 
     data_url = "data:image/png;base64," + base64.b64encode(_png()).decode()
     with server.client() as client:
-        as_json = client.post("/v1/videos", json={"prompt": "json ref", "input_reference": {"image_url": data_url}})
-        as_form = client.post("/v1/videos", data={"prompt": "form ref", "input_reference[image_url]": data_url})
+        as_json = client.post(
+            "/v1/videos", json={"prompt": "json ref", "input_reference": {"image_url": data_url}}
+        )
+        as_form = client.post(
+            "/v1/videos", data={"prompt": "form ref", "input_reference[image_url]": data_url}
+        )
     assert as_json.status_code == 200, as_json.text
     assert as_form.status_code == 200, as_form.text
     for video in (as_json.json(), as_form.json()):
@@ -127,7 +144,8 @@ def test_input_reference_file_id_of_generated_image(sdk: openai.OpenAI, server: 
     image = sdk.images.generate(prompt="a still", size="1024x1024")
     with server.client() as client:
         created = client.post(
-            "/v1/videos", json={"prompt": "animate it", "input_reference": {"file_id": image.id}}  # type: ignore[attr-defined]
+            "/v1/videos",
+            json={"prompt": "animate it", "input_reference": {"file_id": image.id}},  # type: ignore[attr-defined]
         )
         missing = client.post("/v1/videos", json={"prompt": "x", "input_reference": {"file_id": "file-nope"}})
     assert created.status_code == 200, created.text

@@ -1,7 +1,7 @@
 """Routing: which upstream account takes a task.
 
 The accounts able to serve a task (model, seconds, size, features) are tried best
-priority first (a lower number is better), weighted at random among equals, skipping
+priority first (a lower number is better), shared by weight among equals, skipping
 accounts that are disabled, cooling down or full. Remix, extend and edit go to the
 account that holds the source. With no account configured at all, the built-in sandbox
 serves everything; once accounts exist, the sandbox serves only what an account of kind
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,9 +33,14 @@ SOURCE_KINDS = (TaskKind.REMIX, TaskKind.EXTEND, TaskKind.EDIT)
 ProviderFactory = Callable[[ProviderAccount], Provider]
 
 
+HEADROOM = 0.9
+
+
 @dataclass
 class Limiter:
-    """Spaces requests at least 1/rate apart, so an account never sees more than its rate."""
+    """Spaces requests evenly so an account never sees more than its rate. Requests leave at
+    90% of the rate: the spare tenth absorbs network jitter that would otherwise bunch a few
+    together on arrival."""
 
     rate: float
     _next: float = 0.0
@@ -46,7 +50,7 @@ class Limiter:
         async with self._lock:
             now = time.monotonic()
             wait = self._next - now
-            self._next = max(now, self._next) + 1.0 / max(self.rate, 0.001)
+            self._next = max(now, self._next) + 1.0 / max(self.rate * HEADROOM, 0.001)
         if wait > 0:
             await asyncio.sleep(wait)
 
@@ -57,6 +61,7 @@ class AccountRuntime:
     provider: Provider
     limiter: Limiter
     in_flight: int = 0
+    current_weight: int = 0
 
     @property
     def name(self) -> str:
@@ -77,12 +82,10 @@ class Router:
         engine: AsyncEngine,
         factory: ProviderFactory,
         sandbox: Provider,
-        rng: random.Random | None = None,
         refresh_seconds: float = 2.0,
     ) -> None:
         self.engine = engine
         self.factory = factory
-        self.rng = rng or random.Random()  # noqa: S311 - load spreading, not security
         self.refresh_seconds = refresh_seconds
         sandbox_account = ProviderAccount(
             id=BUILTIN_SANDBOX, name=BUILTIN_SANDBOX, kind="sandbox", base_url="", secret="",
@@ -181,7 +184,14 @@ class Router:
             return None
         best = min(r.account.priority for r in ready)
         tier = [r for r in ready if r.account.priority == best]
-        chosen = self.rng.choices(tier, weights=[max(1, r.account.weight) for r in tier])[0]
+        # Smooth weighted round-robin (as nginx does): exact shares over any stretch of
+        # picks, interleaved rather than in runs, where a random draw would drift.
+        total = 0
+        for runtime in tier:
+            runtime.current_weight += max(1, runtime.account.weight)
+            total += max(1, runtime.account.weight)
+        chosen = max(tier, key=lambda r: r.current_weight)
+        chosen.current_weight -= total
         chosen.in_flight += 1
         return chosen
 

@@ -110,8 +110,10 @@ class AccountPoller:
             tracked = self._tracked.get(task_id)
             if tracked is None:
                 continue
-            await self.runtime.limiter.acquire()
+            # Take a slot first and wait for the rate limit last, so requests leave spaced out
+            # instead of bunching behind a full set of slots.
             await self._slots.acquire()
+            await self.runtime.limiter.acquire()
             job = asyncio.create_task(self._poll(tracked))
             self._inflight.add(job)
             job.add_done_callback(self._inflight.discard)

@@ -1,0 +1,189 @@
+"""Routing among upstream accounts, end to end: a live soragate, the real openai SDK as the
+client, and loopback fakes as upstreams."""
+
+from __future__ import annotations
+
+import collections
+import io
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import av
+import openai
+import pytest
+from tests.conftest import LiveServer, free_port, run_server, test_settings
+from tests.fakes.relay_v2 import RelayV2Fake
+from tests.fakes.server import serve
+
+SECRET = "sk-relay-secret-9f8e7d6c5b4a"
+
+
+class Timed:
+    """Records when each request reached the wrapped fake."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.times: dict[str, list[float]] = collections.defaultdict(list)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.times[f"{scope['method']} {scope['path']}"].append(time.monotonic())
+        await self.app(scope, receive, send)
+
+    def count(self, prefix: str) -> list[float]:
+        return sorted(t for path, times in self.times.items() if path.startswith(prefix) for t in times)
+
+
+@pytest.fixture
+def relay() -> Iterator[tuple[RelayV2Fake, str]]:
+    fake = RelayV2Fake(key=SECRET, polls_to_finish=2)
+    with serve(fake) as url:
+        yield fake, url
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[LiveServer]:
+    port = free_port()
+    settings = test_settings(
+        tmp_path / "data", port=port, public_url=f"http://127.0.0.1:{port}", retry_base_seconds=0.05
+    )
+    yield from run_server(settings)
+
+
+def add_account(server: LiveServer, **fields: Any) -> dict[str, Any]:
+    body = {"priority": 100, "weight": 1, "max_concurrency": 50, "poll_rate": 50.0,
+            "options": {"poll_min": 0.05, "poll_max": 0.2, "timeout": 2}}
+    body.update(fields)
+    with server.client() as client:
+        response = client.post("/v1/admin/providers", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def provider_of(server: LiveServer, video_id: str) -> str:
+    return server.task(video_id).provider or ""
+
+
+def test_sdk_video_routes_to_relay_and_survives_upstream_deletion(
+    gateway: LiveServer, relay: tuple[RelayV2Fake, str]
+) -> None:
+    fake, url = relay
+    add_account(gateway, name="relay-a", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""})
+    sdk = openai.OpenAI(base_url=gateway.api, api_key=gateway.admin_key, max_retries=0)
+    video = sdk.videos.create_and_poll(prompt="a fox via the relay", seconds="10", size="1280x720")
+    assert video.status == "completed", video.error
+    assert fake.creates == 1
+    assert fake.create_bodies[0]["aspect_ratio"] == "16:9" and fake.create_bodies[0]["duration"] == 10
+    fake.delete_results()
+    content = sdk.videos.download_content(video.id).content
+    with av.open(io.BytesIO(content)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+    assert provider_of(gateway, video.id) == "relay-a"
+
+
+def test_unserved_model_is_refused_at_once_naming_it(gateway: LiveServer, relay: tuple[RelayV2Fake, str]) -> None:
+    _, url = relay
+    add_account(gateway, name="relay-a", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""})
+    with gateway.client() as client:
+        response = client.post("/v1/videos", json={"prompt": "pro please", "model": "sora-2-pro"})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "no_available_upstream"
+    assert "sora-2-pro" in response.json()["error"]["message"]
+
+
+def test_account_answering_401_leaves_rotation_and_tasks_go_elsewhere(
+    gateway: LiveServer, relay: tuple[RelayV2Fake, str]
+) -> None:
+    fake, url = relay
+    fake.key = "the-upstream-revoked-our-key"
+    add_account(gateway, name="relay-bad", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""},
+                priority=1)
+    add_account(gateway, name="backup", kind="sandbox", models={"sora-2": ""}, priority=2)
+    sdk = openai.OpenAI(base_url=gateway.api, api_key=gateway.admin_key, max_retries=0)
+    videos = [sdk.videos.create(prompt=f"clip {i}", seconds="4") for i in range(3)]
+    done = [sdk.videos.poll(v.id) for v in videos]
+    assert [v.status for v in done] == ["completed"] * 3
+    assert {provider_of(gateway, v.id) for v in done} == {"backup"}
+    with gateway.client() as client:
+        accounts = {a["name"]: a for a in client.get("/v1/admin/providers").json()["data"]}
+    bad = accounts["relay-bad"]
+    assert bad["health"] == "disabled" and bad["enabled"] is False
+    assert "refused the account's key" in bad["disabled_reason"]
+
+
+def test_weights_split_400_tasks_three_to_one(gateway: LiveServer) -> None:
+    # Small images keep 400 tasks cheap; routing does not care what a task makes.
+    add_account(gateway, name="heavy", kind="sandbox", models={"*": ""}, weight=3, max_concurrency=1000)
+    add_account(gateway, name="light", kind="sandbox", models={"*": ""}, weight=1, max_concurrency=1000)
+    with gateway.client() as client:
+        ids = [client.post("/v1/images/generate", json={"prompt": "same", "model": "gpt-image", "async_mode": True})
+               .json()["task_id"] for _ in range(400)]
+        deadline = time.monotonic() + 120
+        for task_id in ids:
+            while client.get(f"/v1/tasks/{task_id}").json()["status"] == "processing":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert client.get(f"/v1/tasks/{task_id}").json()["status"] == "completed"
+    split = collections.Counter(provider_of(gateway, i) for i in ids)
+    assert split["heavy"] + split["light"] == 400
+    assert 0.9 * 3 <= split["heavy"] / split["light"] <= 1.1 * 3, split
+
+
+def test_max_concurrency_is_never_exceeded(gateway: LiveServer, relay: tuple[RelayV2Fake, str]) -> None:
+    fake, url = relay
+    fake.polls_to_finish = 3
+    add_account(gateway, name="relay-a", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""},
+                max_concurrency=3)
+    with gateway.client() as client:
+        ids = [client.post("/v1/videos", json={"prompt": f"c{i}", "seconds": "4"}).json()["id"] for i in range(12)]
+    assert all(gateway.wait_for(i, timeout=60)["status"] == "completed" for i in ids)
+    assert fake.creates == 12
+    assert fake.max_running <= 3
+
+
+def test_polling_is_shared_and_capped_per_account(gateway: LiveServer) -> None:
+    fake = RelayV2Fake(key=SECRET, polls_to_finish=2)
+    fake.total_quota = 10**12
+    timed = Timed(fake)
+    rate = 50.0
+    with serve(timed) as url:
+        add_account(gateway, name="relay-a", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""},
+                    max_concurrency=500, poll_rate=rate, options={"poll_min": 0.2, "poll_max": 1.0, "timeout": 5})
+        with gateway.client() as client:
+            ids = [client.post("/v1/videos", json={"prompt": f"p{i}", "seconds": "4"}).json()["id"]
+                   for i in range(200)]
+        for video_id in ids:
+            assert gateway.wait_for(video_id, timeout=180)["status"] == "completed"
+    polls = timed.count("GET /v2/videos/generations/")
+    assert len(polls) >= 200 * 2
+    busiest = max(sum(1 for t in polls if start <= t < start + 1.0) for start in polls)
+    assert busiest <= rate, busiest
+
+
+def test_secret_never_leaves_in_responses_or_logs(
+    gateway: LiveServer, relay: tuple[RelayV2Fake, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    fake, url = relay
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger="soragate")
+    created = add_account(gateway, name="relay-a", kind="relay_v2", base_url=url, secret=SECRET,
+                          models={"sora-2": ""})
+    sdk = openai.OpenAI(base_url=gateway.api, api_key=gateway.admin_key, max_retries=0)
+    sdk.videos.create_and_poll(prompt="a secretive fox", seconds="4")
+    fake.key = "rotated"  # now the upstream answers 401, echoing what it got
+    sdk.videos.create_and_poll(prompt="after rotation", seconds="4")
+    with gateway.client() as client:
+        bodies = [
+            str(created),
+            client.get("/v1/admin/providers").text,
+            client.get(f"/v1/admin/providers/{created['id']}").text,
+            client.post(f"/v1/admin/providers/{created['id']}/test").text,
+            client.get("/v1/videos").text,
+        ]
+    for body in bodies:
+        assert SECRET not in body
+    assert SECRET not in caplog.text
+    assert created["secret"].startswith("sk-") and "…" in created["secret"]
