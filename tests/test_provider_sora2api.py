@@ -608,7 +608,9 @@ async def test_chat_images_and_storyboards(
     assert body["messages"][0]["content"] == [{"type": "text", "text": "[5.0s]cat jumps [5.0s]cat lands"}]
 
 
-async def test_chat_stream_error_event_503_fails_the_job(fake: FakeSora2API, make_provider: MakeProvider) -> None:
+async def test_chat_stream_error_event_503_fails_the_job(
+    fake: FakeSora2API, make_provider: MakeProvider
+) -> None:
     # A chat stream cannot be resumed, so asking again would never help: the job is over.
     fake.stream_error_status = 503
     provider = make_provider(api="chat")

@@ -28,6 +28,7 @@ from soragate.dialects import kie as kie_dialect
 from soragate.dialects import openai as openai_dialect
 from soragate.dialects import relay as relay_dialect
 from soragate.dialects import sora2api as sora2api_dialect
+from soragate.dialects import upstream_callbacks
 from soragate.dialects.common import DIALECT_SCOPE_KEY
 from soragate.errors import InvalidRequest, NotFound, SoragateError
 from soragate.gateway import Gateway
@@ -226,4 +227,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_dialect.router)
     app.include_router(admin_routes.router)
     app.include_router(files_routes.router)
+    app.include_router(upstream_callbacks.router)
     return app

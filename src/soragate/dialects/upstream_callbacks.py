@@ -1,0 +1,39 @@
+"""Callbacks from upstreams (``/callbacks/kie/{account}``).
+
+An upstream's callback is only a cue to ask it now instead of at the next poll: the
+result is always read back from the upstream itself, so a forged callback can at most
+cause one extra status request. Kie signs its callbacks when the account has a webhook
+HMAC key (``options.callback_signing_key``); unsigned or badly signed ones are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from soragate.providers import kie
+
+router = APIRouter(tags=["upstream callbacks"])
+
+
+@router.post("/callbacks/kie/{account}", include_in_schema=False)
+async def kie_callback(account: str, request: Request) -> JSONResponse:
+    router_: Any = request.state.router
+    await router_.refresh()
+    runtime = router_.runtime(account) or next(
+        (r for r in router_.all() if r.account.id == account and r.account.kind == "kie"), None
+    )
+    if runtime is None or runtime.account.kind != "kie":
+        return JSONResponse({"code": 404, "msg": "unknown account"}, status_code=404)
+    body = await request.body()
+    key = runtime.account.options.get("callback_signing_key")
+    if not kie.verify_callback(body, request.headers, str(key) if key else None):
+        return JSONResponse({"code": 401, "msg": "bad signature"}, status_code=401)
+    try:
+        upstream_id, _ = kie.parse_callback(body)
+    except ValueError as exc:
+        return JSONResponse({"code": 422, "msg": str(exc)}, status_code=422)
+    request.state.worker.poke(runtime.account.name, upstream_id)
+    return JSONResponse({"code": 200, "msg": "success"})

@@ -1,0 +1,90 @@
+"""Kie's callbacks to soragate: a signed callback makes soragate ask at once instead of
+waiting for its next poll; an unsigned or forged one is refused."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.conftest import LiveServer, free_port, run_server, test_settings
+from tests.fakes.kie import FakeKie
+from tests.fakes.server import serve
+
+KEY = "kie-test-key"
+HMAC_KEY = "kie-webhook-hmac-key"
+
+
+@pytest.fixture
+def kie() -> Iterator[tuple[FakeKie, str]]:
+    fake = FakeKie(api_key=KEY, polls_until_done=1000, hmac_key=HMAC_KEY)
+    with serve(fake) as url:
+        yield fake, url
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[LiveServer]:
+    port = free_port()
+    settings = test_settings(tmp_path / "data", port=port, public_url=f"http://127.0.0.1:{port}")
+    yield from run_server(settings)
+
+
+def test_signed_callback_triggers_an_immediate_poll(gateway: LiveServer, kie: tuple[FakeKie, str]) -> None:
+    fake, url = kie
+    with gateway.client() as client:
+        account = client.post(
+            "/v1/admin/providers",
+            json={
+                "name": "kie-main",
+                "kind": "kie",
+                "base_url": url,
+                "secret": KEY,
+                "models": {"sora-2": "sora-2-text-to-video"},
+                # Polls are an hour apart: only the callback can make this task finish quickly.
+                "options": {
+                    "poll_min": 3600,
+                    "poll_max": 3600,
+                    "callback_url": f"{gateway.url}/callbacks/kie/kie-main",
+                    "callback_signing_key": HMAC_KEY,
+                },
+            },
+        )
+        assert account.status_code == 200, account.text
+        video = client.post(
+            "/v1/videos", json={"prompt": "a kie fox", "seconds": "10", "size": "1280x720"}
+        ).json()
+        deadline = time.monotonic() + 10
+        while not fake.jobs and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fake.jobs
+        fake.complete_all()  # the fake calls soragate back, signed
+        assert fake.deliveries and fake.deliveries[-1].status == 200
+        done = gateway.wait_for(video["id"], timeout=10)
+    assert done["status"] == "completed"
+
+
+def test_forged_callback_is_refused(gateway: LiveServer, kie: tuple[FakeKie, str]) -> None:
+    _, url = kie
+    with gateway.client() as client:
+        client.post(
+            "/v1/admin/providers",
+            json={
+                "name": "kie-main",
+                "kind": "kie",
+                "base_url": url,
+                "secret": KEY,
+                "models": {"sora-2": ""},
+                "options": {"callback_signing_key": HMAC_KEY},
+            },
+        ).raise_for_status()
+    body = {"code": 200, "msg": "success", "data": {"taskId": "anything", "state": "success"}}
+    forged = httpx.post(
+        f"{gateway.url}/callbacks/kie/kie-main",
+        json=body,
+        headers={"X-Webhook-Timestamp": str(int(time.time())), "X-Webhook-Signature": "AAAA"},
+    )
+    unsigned = httpx.post(f"{gateway.url}/callbacks/kie/kie-main", json=body)
+    unknown = httpx.post(f"{gateway.url}/callbacks/kie/nobody", json=body)
+    assert (forged.status_code, unsigned.status_code, unknown.status_code) == (401, 401, 404)
