@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from soragate.core.task import ErrorCode, TaskError
+from soragate.admin_usage import summarize
+from soragate.core.task import ErrorCode, Task, TaskError, TaskStatus
 from soragate.errors import Conflict, InvalidRequest, NotFound
+from soragate.netguard import check_url
 from soragate.providers.accounts import ProviderAccount, account_fields
 from soragate.providers.base import Failure, ProviderError
 from soragate.providers.router import Router
-from soragate.store import accounts as account_store
-from soragate.netguard import check_url
 from soragate.settings import Settings
+from soragate.store import accounts as account_store
 from soragate.store import deliveries as delivery_store
 from soragate.store import keys as key_store
+from soragate.store import tasks as task_store
 from soragate.store.deliveries import Delivery, WebhookEndpoint
 from soragate.store.keys import ApiKey
 
@@ -146,6 +149,47 @@ class AdminService:
         except Exception as exc:  # noqa: BLE001 - a test reports any failure instead of raising it
             return {"ok": False, "result": "error", "message": type(exc).__name__}
         return {"ok": True, "result": "reachable", "message": "The upstream answered."}
+
+    # --- tasks and usage ------------------------------------------------------------------
+
+    async def list_tasks(
+        self, *, limit: int, after: str | None, filters: dict[str, str | None]
+    ) -> tuple[list[Task], bool]:
+        status = filters.get("status")
+        statuses = None
+        if status:
+            try:
+                statuses = [TaskStatus(status)]
+            except ValueError:
+                raise InvalidRequest(f"Unknown status '{status}'.", param="status") from None
+        return await task_store.list_tasks(
+            self.engine,
+            owner_id=filters.get("key_id"),
+            limit=limit,
+            after=after,
+            statuses=statuses,
+            provider=filters.get("provider"),
+            model=filters.get("model"),
+            dialect=filters.get("dialect"),
+        )
+
+    async def get_task(self, task_id: str) -> Task:
+        task = await task_store.get_task(self.engine, task_id=task_id)
+        if task is None:
+            raise NotFound(f"No task found with id '{task_id}'.", param="task_id")
+        return task
+
+    async def cancel_task(self, task_id: str) -> Task:
+        await self.get_task(task_id)
+        if not await task_store.cancel_task(self.engine, task_id=task_id):
+            raise InvalidRequest(f"Task {task_id} is not queued or running.", code="not_cancellable")
+        log.info("task %s cancelled by an admin", task_id)
+        return await self.get_task(task_id)
+
+    async def usage(self, *, days: int) -> dict[str, Any]:
+        now = time.time()
+        rows = await task_store.usage_rows(self.engine, since=now - days * 86400)
+        return summarize(rows, days=days, now=now)
 
 
 def _checked(data: dict[str, Any], *, partial: bool) -> dict[str, Any]:

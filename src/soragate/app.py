@@ -22,8 +22,8 @@ from soragate.admin import AdminService
 from soragate.core.catalogue import Catalogue
 from soragate.core.task import Task
 from soragate.dialects import admin as admin_routes
-from soragate.dialects import files as files_routes
 from soragate.dialects import chat as chat_dialect
+from soragate.dialects import files as files_routes
 from soragate.dialects import kie as kie_dialect
 from soragate.dialects import openai as openai_dialect
 from soragate.dialects import relay as relay_dialect

@@ -23,8 +23,12 @@ err = Console(stderr=True)
 T = TypeVar("T")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default ./data).")]
-Models = Annotated[list[str] | None, typer.Option("--model", help="PUBLIC[=UPSTREAM]; repeat. '*' = every model.")]
-Options = Annotated[list[str] | None, typer.Option("--option", help="KEY=VALUE (JSON values allowed); repeat.")]
+Models = Annotated[
+    list[str] | None, typer.Option("--model", help="PUBLIC[=UPSTREAM]; repeat. '*' = every model.")
+]
+Options = Annotated[
+    list[str] | None, typer.Option("--option", help="KEY=VALUE (JSON values allowed); repeat.")
+]
 
 
 def _run(data_dir: Path | None, work: Callable[[Any], Awaitable[T]]) -> T:
@@ -41,8 +45,12 @@ def _run(data_dir: Path | None, work: Callable[[Any], Awaitable[T]]) -> T:
         await migrate(settings.db_url)
         engine = create_engine(settings.db_url)
         http = httpx.AsyncClient(timeout=30)
-        sandbox = SandboxProvider(root=settings.data_dir / "sandbox", delay=settings.sandbox_delay,
-                                  fps=settings.sandbox_fps, review_rules=settings.sandbox_review_rules)
+        sandbox = SandboxProvider(
+            root=settings.data_dir / "sandbox",
+            delay=settings.sandbox_delay,
+            fps=settings.sandbox_fps,
+            review_rules=settings.sandbox_review_rules,
+        )
         router = Router(engine=engine, factory=default_factory(http), sandbox=sandbox)
         try:
             return await work(AdminService(settings=settings, engine=engine, router=router))
@@ -59,16 +67,34 @@ def _run(data_dir: Path | None, work: Callable[[Any], Awaitable[T]]) -> T:
 
 
 def _fields(
-    *, name: str | None = None, kind: str | None = None, base_url: str | None = None, secret: str | None = None,
-    models: list[str] | None = None, priority: int | None = None, weight: int | None = None,
-    max_concurrency: int | None = None, poll_rate: float | None = None, price: float | None = None,
-    seconds: str | None = None, sizes: str | None = None, features: str | None = None,
+    *,
+    name: str | None = None,
+    kind: str | None = None,
+    base_url: str | None = None,
+    secret: str | None = None,
+    models: list[str] | None = None,
+    priority: int | None = None,
+    weight: int | None = None,
+    max_concurrency: int | None = None,
+    poll_rate: float | None = None,
+    price: float | None = None,
+    seconds: str | None = None,
+    sizes: str | None = None,
+    features: str | None = None,
     options: list[str] | None = None,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {}
-    for key, value in (("name", name), ("kind", kind), ("base_url", base_url), ("secret", secret),
-                       ("priority", priority), ("weight", weight), ("max_concurrency", max_concurrency),
-                       ("poll_rate", poll_rate), ("price_per_second", price)):
+    for key, value in (
+        ("name", name),
+        ("kind", kind),
+        ("base_url", base_url),
+        ("secret", secret),
+        ("priority", priority),
+        ("weight", weight),
+        ("max_concurrency", max_concurrency),
+        ("poll_rate", poll_rate),
+        ("price_per_second", price),
+    ):
         if value is not None:
             data[key] = float(value) if key in ("poll_rate", "price_per_second") else value
     if models:
@@ -95,14 +121,32 @@ def _fields(
 
 
 def _show(views: list[Any]) -> None:
-    table = Table(Column("name", no_wrap=True), "kind", "health", "models", "prio", "weight", "in flight",
-                  "ok/fail", "secret", "reason / last error")
+    table = Table(
+        Column("name", no_wrap=True),
+        "kind",
+        "health",
+        "models",
+        "prio",
+        "weight",
+        "in flight",
+        "ok/fail",
+        "secret",
+        "reason / last error",
+    )
     for view in views:
         a = view.account
-        table.add_row(a.name, a.kind, view.health, ", ".join(f"{k}→{v or k}" for k, v in a.models.items()),
-                      str(a.priority), str(a.weight), f"{view.in_flight}/{a.max_concurrency}",
-                      f"{a.success_count}/{a.failure_count}", a.masked_secret,
-                      a.disabled_reason or a.last_error or "")
+        table.add_row(
+            a.name,
+            a.kind,
+            view.health,
+            ", ".join(f"{k}→{v or k}" for k, v in a.models.items()),
+            str(a.priority),
+            str(a.weight),
+            f"{view.in_flight}/{a.max_concurrency}",
+            f"{a.success_count}/{a.failure_count}",
+            a.masked_secret,
+            a.disabled_reason or a.last_error or "",
+        )
     console.print(table)
 
 
@@ -112,7 +156,9 @@ def add(
     kind: Annotated[str, typer.Option(help="openai | relay_v2 | kie | sora2api | sandbox")],
     model: Models = None,
     base_url: Annotated[str | None, typer.Option(help="The upstream's base URL.")] = None,
-    secret: Annotated[str | None, typer.Option(help="API key (or use --secret-env).", hide_input=True)] = None,
+    secret: Annotated[
+        str | None, typer.Option(help="API key (or use --secret-env).", hide_input=True)
+    ] = None,
     secret_env: Annotated[str | None, typer.Option(help="Read the API key from this variable.")] = None,
     priority: int = 100,
     weight: int = 1,
@@ -133,10 +179,22 @@ def add(
         if not secret:
             err.print(f"${secret_env} is not set")
             raise typer.Exit(2)
-    data = _fields(name=name, kind=kind, base_url=base_url, secret=secret or ("" if kind == "sandbox" else None),
-                   models=model, priority=priority, weight=weight, max_concurrency=max_concurrency,
-                   poll_rate=poll_rate, price=price, seconds=seconds, sizes=sizes, features=features,
-                   options=option)
+    data = _fields(
+        name=name,
+        kind=kind,
+        base_url=base_url,
+        secret=secret or ("" if kind == "sandbox" else None),
+        models=model,
+        priority=priority,
+        weight=weight,
+        max_concurrency=max_concurrency,
+        poll_rate=poll_rate,
+        price=price,
+        seconds=seconds,
+        sizes=sizes,
+        features=features,
+        options=option,
+    )
     view = _run(data_dir, lambda admin: admin.add_provider(data))
     _show([view])
 
@@ -165,9 +223,20 @@ def update(
     data_dir: DataDir = None,
 ) -> None:
     """Change an account's settings."""
-    data = _fields(base_url=base_url, secret=secret, models=model, priority=priority, weight=weight,
-                   max_concurrency=max_concurrency, poll_rate=poll_rate, price=price, seconds=seconds,
-                   sizes=sizes, features=features, options=option)
+    data = _fields(
+        base_url=base_url,
+        secret=secret,
+        models=model,
+        priority=priority,
+        weight=weight,
+        max_concurrency=max_concurrency,
+        poll_rate=poll_rate,
+        price=price,
+        seconds=seconds,
+        sizes=sizes,
+        features=features,
+        options=option,
+    )
     _show([_run(data_dir, lambda admin: admin.update_provider(name, data))])
 
 
@@ -188,7 +257,9 @@ def test(name: str, data_dir: DataDir = None) -> None:
     """Check that the upstream answers and accepts the account's key."""
     result = _run(data_dir, lambda admin: admin.test_provider(name))
     colour = "green" if result["ok"] else "red"
-    console.print(f"[{colour}]{'ok' if result['ok'] else 'failed'}[/] {result['result']}: {result['message']}")
+    console.print(
+        f"[{colour}]{'ok' if result['ok'] else 'failed'}[/] {result['result']}: {result['message']}"
+    )
     if not result["ok"]:
         raise typer.Exit(1)
 

@@ -23,13 +23,13 @@ from soragate.core.catalogue import Catalogue
 from soragate.core.task import ACTIVE_STATUSES, Task, TaskKind, TaskParams, TaskStatus, new_id, task_id_for
 from soragate.errors import InsufficientCredits, InvalidRequest, NotFound, PayloadTooLarge
 from soragate.netguard import check_url, fetch_capped
+from soragate.providers.router import Router
 from soragate.settings import Settings
 from soragate.storage import LocalStorage
 from soragate.storage.signing import UrlSigner
 from soragate.store import keys as key_store
 from soragate.store import tasks as task_store
 from soragate.store import uploads as upload_store
-from soragate.providers.router import Router
 from soragate.store.fastread import FastReader
 from soragate.store.keys import ApiKey
 from soragate.store.uploads import Character, Upload
@@ -298,6 +298,9 @@ class Gateway:
         await upload_store.insert_character(self.engine, character=character)
         log.info("character %s created by %s", character.id, owner.prefix)
         return character
+
+    async def list_characters(self, *, owner: ApiKey) -> list[Character]:
+        return await upload_store.list_characters(self.engine, owner_id=owner.id)
 
     async def get_character(self, *, owner: ApiKey, character_id: str) -> Character:
         character = await upload_store.get_character(

@@ -103,9 +103,19 @@ def mask(secret: str) -> str:
 
 
 _EDITABLE = {
-    "name": str, "kind": str, "base_url": str, "secret": str, "models": dict, "limits": dict, "options": dict,
-    "priority": int, "weight": int, "max_concurrency": int, "poll_rate": (int, float),
-    "price_per_second": (int, float), "enabled": bool,
+    "name": str,
+    "kind": str,
+    "base_url": str,
+    "secret": str,
+    "models": dict,
+    "limits": dict,
+    "options": dict,
+    "priority": int,
+    "weight": int,
+    "max_concurrency": int,
+    "poll_rate": (int, float),
+    "price_per_second": (int, float),
+    "enabled": bool,
 }
 
 
@@ -133,7 +143,11 @@ def account_fields(data: dict[str, Any], *, partial: bool = False) -> dict[str, 
         values[name] = value
     if "kind" in values and values["kind"] not in KINDS:
         raise ValueError(f"'kind' must be one of {', '.join(KINDS)}")
-    if "base_url" in values and values["base_url"] and not str(values["base_url"]).startswith(("http://", "https://")):
+    if (
+        "base_url" in values
+        and values["base_url"]
+        and not str(values["base_url"]).startswith(("http://", "https://"))
+    ):
         raise ValueError("'base_url' must be an http(s) URL")
     if "models" in values:
         models = values["models"]

@@ -49,7 +49,9 @@ def error_for_status(
     if status in (402, 433):
         return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.CREDITS)
     if status == 429 or status >= 500 or status in (408, 409, 425):
-        return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.RETRYABLE, retry_after=wait)
+        return ProviderError(
+            TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.RETRYABLE, retry_after=wait
+        )
     if status in (404, 410):
         return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.GONE)
     return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.REJECTED)
@@ -62,7 +64,9 @@ def transport_error(exc: httpx.HTTPError, *, creating: bool) -> ProviderError:
     nothing_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
     if creating and not nothing_sent:
         return ProviderError(
-            TaskError(ErrorCode.UPSTREAM_UNCERTAIN, f"the upstream did not answer the create request ({name})"),
+            TaskError(
+                ErrorCode.UPSTREAM_UNCERTAIN, f"the upstream did not answer the create request ({name})"
+            ),
             failure=Failure.UNCERTAIN,
         )
     return ProviderError(
@@ -81,7 +85,8 @@ def parse_json(response: httpx.Response, *, creating: bool = False) -> Any:
         failure = Failure.UNCERTAIN if creating else Failure.RETRYABLE
         code = ErrorCode.UPSTREAM_UNCERTAIN if creating else ErrorCode.UPSTREAM_ERROR
         raise ProviderError(
-            TaskError(code, f"the upstream sent malformed JSON (HTTP {response.status_code})"), failure=failure
+            TaskError(code, f"the upstream sent malformed JSON (HTTP {response.status_code})"),
+            failure=failure,
         ) from None
 
 
@@ -127,7 +132,9 @@ async def download(
                 await response.aread()
                 error = error_for_status(response.status_code, "result download failed", response=response)
                 if error.failure is Failure.GONE:
-                    error.error = TaskError(ErrorCode.RESULT_UNAVAILABLE, "The upstream's result link is gone.")
+                    error.error = TaskError(
+                        ErrorCode.RESULT_UNAVAILABLE, "The upstream's result link is gone."
+                    )
                 raise error
             size = 0
             with dest.open("wb") as handle:

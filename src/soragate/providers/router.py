@@ -88,8 +88,15 @@ class Router:
         self.factory = factory
         self.refresh_seconds = refresh_seconds
         sandbox_account = ProviderAccount(
-            id=BUILTIN_SANDBOX, name=BUILTIN_SANDBOX, kind="sandbox", base_url="", secret="",
-            models={"*": ""}, max_concurrency=10_000, poll_rate=200.0, source="builtin",
+            id=BUILTIN_SANDBOX,
+            name=BUILTIN_SANDBOX,
+            kind="sandbox",
+            base_url="",
+            secret="",
+            models={"*": ""},
+            max_concurrency=10_000,
+            poll_rate=200.0,
+            source="builtin",
             options={"poll_min": 0.05},
         )
         self.builtin = AccountRuntime(sandbox_account, sandbox, Limiter(sandbox_account.poll_rate))
@@ -148,13 +155,16 @@ class Router:
             held = self.runtime(source.provider)
             if held is None or held.account.missing_for(task) is not None:
                 raise NoRoute(
-                    f"the account that made the source video ({source.provider}) is gone or cannot {task.kind.value}"
+                    f"the account that made the source video ({source.provider}) "
+                    f"is gone or cannot {task.kind.value}"
                 )
             return [held]
         eligible = [r for r in self.runtimes.values() if r.account.missing_for(task) is None]
         if not eligible:
             reasons = sorted({r.account.missing_for(task) or "" for r in self.runtimes.values()})
-            raise NoRoute(f"no upstream account serves {reasons[0] if len(reasons) == 1 else task.params.model}")
+            raise NoRoute(
+                f"no upstream account serves {reasons[0] if len(reasons) == 1 else task.params.model}"
+            )
         return eligible
 
     def check(self, task: Task, source: Task | None = None) -> None:
@@ -176,8 +186,11 @@ class Router:
         if not eligible:
             raise NoRoute("every able upstream account failed")
         if not any(r.account.enabled for r in eligible):
-            raise NoRoute("; ".join(f"{r.name} is disabled ({r.account.disabled_reason or 'by an admin'})"
-                                    for r in eligible))
+            raise NoRoute(
+                "; ".join(
+                    f"{r.name} is disabled ({r.account.disabled_reason or 'by an admin'})" for r in eligible
+                )
+            )
         now = time.time()
         ready = [r for r in eligible if r.available(now)]
         if not ready:
@@ -208,7 +221,12 @@ class Router:
 
 
 def _connection_changed(old: ProviderAccount, new: ProviderAccount) -> bool:
-    return (old.kind, old.base_url, old.secret, old.options) != (new.kind, new.base_url, new.secret, new.options)
+    return (old.kind, old.base_url, old.secret, old.options) != (
+        new.kind,
+        new.base_url,
+        new.secret,
+        new.options,
+    )
 
 
 def default_factory(http: httpx.AsyncClient) -> ProviderFactory:

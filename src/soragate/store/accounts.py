@@ -23,8 +23,11 @@ def _to_account(row: Any) -> ProviderAccount:
 
 async def list_accounts(engine: AsyncEngine) -> list[ProviderAccount]:
     async with engine.connect() as conn:
-        rows = (await conn.execute(select(provider_accounts).order_by(provider_accounts.c.priority,
-                                                                       provider_accounts.c.name))).all()
+        rows = (
+            await conn.execute(
+                select(provider_accounts).order_by(provider_accounts.c.priority, provider_accounts.c.name)
+            )
+        ).all()
     return [_to_account(r) for r in rows]
 
 

@@ -114,11 +114,17 @@ async def list_tasks(
     order: str = "desc",
     kinds: Sequence[TaskKind] | None = None,
     statuses: Sequence[TaskStatus] | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    dialect: str | None = None,
 ) -> tuple[list[Task], bool]:
     """A page of tasks, newest first by default; returns (tasks, has_more)."""
     query = select(tasks)
     if owner_id is not None:
         query = query.where(tasks.c.owner_id == owner_id)
+    for column, value in ((tasks.c.provider, provider), (tasks.c.model, model), (tasks.c.dialect, dialect)):
+        if value:
+            query = query.where(column == value)
     if kinds:
         query = query.where(tasks.c.kind.in_([k.value for k in kinds]))
     if statuses:
@@ -373,3 +379,14 @@ async def count_active(engine: AsyncEngine) -> int:
         return int(
             (await conn.execute(select(func.count()).where(tasks.c.status.in_(_ACTIVE)))).scalar() or 0
         )
+
+
+async def usage_rows(engine: AsyncEngine, *, since: float) -> list[dict[str, Any]]:
+    """The fields usage charts need, for tasks created since ``since``."""
+    c = tasks.c
+    query = select(c.created_at, c.status, c.provider, c.owner_id, c.model, c.cost, c.params, c.assets).where(
+        c.created_at >= since
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [dict(r._mapping) for r in rows]

@@ -66,3 +66,16 @@ async def find_character_by_username(engine: AsyncEngine, *, username: str) -> C
     async with engine.connect() as conn:
         row = (await conn.execute(select(characters).where(characters.c.username == username))).first()
     return Character(**row._mapping) if row else None
+
+
+async def list_characters(engine: AsyncEngine, *, owner_id: str, limit: int = 100) -> list[Character]:
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(characters)
+                .where(characters.c.owner_id == owner_id)
+                .order_by(characters.c.created_at.desc())
+                .limit(limit)
+            )
+        ).all()
+    return [Character(**r._mapping) for r in rows]

@@ -123,7 +123,10 @@ class Worker:
                 try:
                     await self.router.refresh()
                     claimed = await task_store.claim_tasks(
-                        self.engine, worker_id=self.id, limit=capacity, lease_seconds=self.settings.lease_seconds
+                        self.engine,
+                        worker_id=self.id,
+                        limit=capacity,
+                        lease_seconds=self.settings.lease_seconds,
                     )
                 except Exception:
                     log.exception("claiming tasks failed; retrying")
@@ -161,7 +164,9 @@ class Worker:
             raise
         except Exception:
             log.exception("task %s crashed in the worker", task.id)
-            await self._fail(task, TaskError(ErrorCode.UPSTREAM_ERROR, "Internal error while processing the task."))
+            await self._fail(
+                task, TaskError(ErrorCode.UPSTREAM_ERROR, "Internal error while processing the task.")
+            )
 
     def _let_go(self, task_id: str, runtime: AccountRuntime | None = None) -> None:
         if task_id in self._held:
@@ -176,8 +181,10 @@ class Worker:
         if task.upstream_id:
             runtime = self.router.runtime(task.provider)
             if runtime is None:
-                await self._fail(task, TaskError(ErrorCode.UPSTREAM_ERROR,
-                                                 f"The upstream account {task.provider} was removed."))
+                await self._fail(
+                    task,
+                    TaskError(ErrorCode.UPSTREAM_ERROR, f"The upstream account {task.provider} was removed."),
+                )
                 return
             runtime.in_flight += 1
             self._track(task, task.upstream_id, runtime)
@@ -204,7 +211,9 @@ class Worker:
                 return
             if runtime is None:
                 # Every able account is busy or cooling down: back to the queue for a moment.
-                await task_store.defer_task(self.engine, task_id=task.id, worker_id=self.id, until=time.time() + 1)
+                await task_store.defer_task(
+                    self.engine, task_id=task.id, worker_id=self.id, until=time.time() + 1
+                )
                 self._let_go(task.id)
                 return
             if not await task_store.mark_submitting(
@@ -235,7 +244,9 @@ class Worker:
                         return
                     tried.clear()
                     await asyncio.sleep(self.backoff.delay(attempt, exc.retry_after))
-                log.warning("task %s: submit to %s failed (%s); trying again", task.id, runtime.name, exc.failure)
+                log.warning(
+                    "task %s: submit to %s failed (%s); trying again", task.id, runtime.name, exc.failure
+                )
                 continue
             await self._record_submitted(task, runtime, upstream_id)
             return
@@ -251,10 +262,14 @@ class Worker:
         try:
             found = await runtime.provider.find(task)
         except ProviderError as exc:
-            log.warning("task %s: cannot tell whether %s created it (%s)", task.id, runtime.name, exc.error.message)
+            log.warning(
+                "task %s: cannot tell whether %s created it (%s)", task.id, runtime.name, exc.error.message
+            )
             found = None
-            message = (f"The upstream {runtime.name} may or may not have accepted this task and cannot be asked; "
-                       "it was not sent again to avoid paying twice.")
+            message = (
+                f"The upstream {runtime.name} may or may not have accepted this task and cannot be asked; "
+                "it was not sent again to avoid paying twice."
+            )
             await self._fail(task, TaskError(ErrorCode.UPSTREAM_UNCERTAIN, message), runtime)
             return True
         if found is None:
@@ -265,7 +280,9 @@ class Worker:
 
     async def _record_submitted(self, task: Task, runtime: AccountRuntime, upstream_id: str) -> None:
         ok = await asyncio.shield(
-            task_store.mark_submitted(self.engine, task_id=task.id, worker_id=self.id, upstream_id=upstream_id)
+            task_store.mark_submitted(
+                self.engine, task_id=task.id, worker_id=self.id, upstream_id=upstream_id
+            )
         )
         if not ok:
             self._let_go(task.id, runtime)
@@ -302,11 +319,15 @@ class Worker:
         age = time.monotonic() - tracked.started
         return max(low, min(high, age / 10))
 
-    async def _on_status(self, tracked: Tracked, status: JobStatus | None, error: ProviderError | None) -> float | None:
+    async def _on_status(
+        self, tracked: Tracked, status: JobStatus | None, error: ProviderError | None
+    ) -> float | None:
         task, runtime = tracked.task, tracked.runtime
         deadline = float(runtime.account.options.get("deadline", self.settings.task_deadline_seconds))
         if time.time() > task.created_at + deadline:
-            await self._fail(task, TaskError(ErrorCode.TIMEOUT, "The upstream did not finish in time."), runtime)
+            await self._fail(
+                task, TaskError(ErrorCode.TIMEOUT, "The upstream did not finish in time."), runtime
+            )
             return None
         if error is not None:
             tracked.errors += 1
@@ -314,17 +335,24 @@ class Worker:
                 return self._interval(tracked, None)
             if error.final:
                 code = ErrorCode.UPSTREAM_ERROR if error.failure is not Failure.GONE else "upstream_task_lost"
-                message = error.error.message if error.failure is not Failure.GONE else (
-                    f"The upstream {runtime.name} no longer knows this task.")
+                message = (
+                    error.error.message
+                    if error.failure is not Failure.GONE
+                    else (f"The upstream {runtime.name} no longer knows this task.")
+                )
                 await self._fail(task, TaskError(code, message), runtime)
                 return None
             await self._account_failed(runtime, error)
-            log.warning("task %s: status check on %s failed (%s); will retry", task.id, runtime.name, error.failure)
+            log.warning(
+                "task %s: status check on %s failed (%s); will retry", task.id, runtime.name, error.failure
+            )
             return self.backoff.delay(tracked.errors, error.retry_after)
         assert status is not None
         tracked.errors = 0
         if status.state is JobState.FAILED:
-            await self._fail(task, status.error or TaskError(ErrorCode.UPSTREAM_ERROR, "Generation failed."), runtime)
+            await self._fail(
+                task, status.error or TaskError(ErrorCode.UPSTREAM_ERROR, "Generation failed."), runtime
+            )
             return None
         if status.state is JobState.SUCCEEDED:
             self._spawn(self._guard(task, self._finish(tracked, status)))
@@ -363,7 +391,9 @@ class Worker:
         retention = self.settings.retention_hours
         expires = time.time() + retention * 3600 if retention > 0 else None
         ok = await asyncio.shield(
-            task_store.complete_task(self.engine, task_id=task.id, worker_id=self.id, assets=assets, expires_at=expires)
+            task_store.complete_task(
+                self.engine, task_id=task.id, worker_id=self.id, assets=assets, expires_at=expires
+            )
         )
         self._let_go(task.id, runtime)
         if not ok:
@@ -377,7 +407,9 @@ class Worker:
         await self._ended(task.id)
 
     async def _fail(self, task: Task, error: TaskError, runtime: AccountRuntime | None = None) -> None:
-        ok = await asyncio.shield(task_store.fail_task(self.engine, task_id=task.id, worker_id=self.id, error=error))
+        ok = await asyncio.shield(
+            task_store.fail_task(self.engine, task_id=task.id, worker_id=self.id, error=error)
+        )
         self._let_go(task.id, runtime)
         if ok:
             log.info("task %s failed: %s", task.id, error.code)
@@ -421,6 +453,10 @@ class Worker:
             log.warning("account %s cooling down for %.0f s", account.name, COOLDOWN_SECONDS)
         if account.source != "builtin":
             await account_store.record_outcome(
-                self.engine, account_id=account.id, ok=False, error=exc.error.message,
-                cooldown_until=cooldown, disable_reason=reason,
+                self.engine,
+                account_id=account.id,
+                ok=False,
+                error=exc.error.message,
+                cooldown_until=cooldown,
+                disable_reason=reason,
             )

@@ -2,10 +2,11 @@
 
 from fastapi import APIRouter
 
-from soragate.dialects.admin import providers, routes
+from soragate.dialects.admin import providers, routes, tasks
 
 router = APIRouter()
 router.include_router(routes.router)
 router.include_router(providers.router)
+router.include_router(tasks.router)
 
 __all__ = ["router"]

@@ -104,6 +104,8 @@ async def edit_images(request: Request, gateway: GatewayDep, key: KeyDep) -> dic
 
 @router.get("/v1/models")
 async def list_models(gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
+    """OpenAI's model list; each entry also says what the model can do (soragate's
+    extension, used by the studio to offer only valid choices)."""
     created = int(time.time())
     return {
         "object": "list",
@@ -115,6 +117,16 @@ async def list_models(gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
                 "owned_by": "soragate",
                 "type": spec.kind,
                 "description": spec.description,
+                "base_model": spec.base_model,
+                "seconds": list(spec.seconds),
+                "sizes": list(spec.sizes),
+                "default_seconds": spec.default_seconds,
+                "default_size": spec.default_size,
+                "hd": spec.hd,
+                "image_input": spec.image_input,
+                "remix": spec.remix,
+                "price": spec.price,
+                "aliases": list(spec.aliases),
             }
             for spec in gateway.catalogue.public_models()
         ],

@@ -15,6 +15,7 @@ from soragate.dialects.openai.translate import present, video_object
 from soragate.errors import InvalidRequest, NotFound
 from soragate.gateway import Gateway
 from soragate.store.keys import ApiKey
+from soragate.store.uploads import Character
 
 router = APIRouter(prefix="/v1/videos", tags=["openai videos"])
 
@@ -188,6 +189,16 @@ async def extend_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JS
     return _video(task, gateway)
 
 
+def _character(character: Character) -> dict[str, Any]:
+    return {
+        "id": character.id,
+        "object": "character",
+        "created_at": int(character.created_at),
+        "name": character.name,
+        "username": character.username,
+    }
+
+
 @router.post("/characters")
 async def create_character(request: Request, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
     fields = await read_fields(request, limit=gateway.settings.max_upload_bytes)
@@ -196,25 +207,19 @@ async def create_character(request: Request, gateway: GatewayDep, key: KeyDep) -
         raise InvalidRequest("'video' must be an uploaded video file.", param="video")
     name = optional_str(fields.get("name"), param="name") or ""
     character = await gateway.create_character(owner=key, name=name, video=video.data, param="video")
-    return {
-        "id": character.id,
-        "object": "character",
-        "created_at": int(character.created_at),
-        "name": character.name,
-        "username": character.username,
-    }
+    return _character(character)
+
+
+@router.get("/characters")
+async def list_characters(gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
+    """The caller's characters (soragate's extension; OpenAI has no list call)."""
+    found = await gateway.list_characters(owner=key)
+    return {"object": "list", "data": [_character(c) for c in found]}
 
 
 @router.get("/characters/{character_id}")
 async def get_character(character_id: str, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
-    character = await gateway.get_character(owner=key, character_id=character_id)
-    return {
-        "id": character.id,
-        "object": "character",
-        "created_at": int(character.created_at),
-        "name": character.name,
-        "username": character.username,
-    }
+    return _character(await gateway.get_character(owner=key, character_id=character_id))
 
 
 async def _own_video(gateway: Gateway, key: ApiKey, video_id: str) -> Task:

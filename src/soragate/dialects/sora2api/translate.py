@@ -171,3 +171,28 @@ def character_line(name: str, username: str) -> str:
 
 def character_object(character_id: str, name: str, username: str) -> dict[str, Any]:
     return {"id": character_id, "name": name, "username": username, "mention": f"@{username}"}
+
+
+def task_detail(task: Task, link: Link) -> dict[str, Any]:
+    """The task object with soragate's extensions, for ``GET /v1/tasks`` and its event
+    stream: the finer state, what was asked for, and links to the files."""
+    p = task.params
+    completed = task.status is TaskStatus.COMPLETED
+    video = task.asset("video") if completed else None
+    return {
+        **task_object(task, link),
+        "object": "task",
+        "state": task.status.value,
+        "kind": task.kind.value,
+        "dialect": task.dialect,
+        "size": p.size,
+        "seconds": task.actual_seconds if not task.kind.is_image else None,
+        "style": p.style,
+        "shots": [{"seconds": s.seconds, "prompt": s.prompt} for s in p.shots],
+        "remixed_from": p.source_task_id,
+        "error_code": task.error.code if task.error else None,
+        "video_url": link(task.id, "video") if video else None,
+        "thumbnail_url": link(task.id, "thumbnail") if video else None,
+        "image_urls": [link(task.id, a.variant) for a in task.assets if a.variant.startswith("image")],
+        "created": int(task.created_at),
+    }
