@@ -15,9 +15,11 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from soragate import web
 from soragate.admin import AdminService
 from soragate.core.catalogue import Catalogue
 from soragate.core.task import Task
@@ -41,6 +43,7 @@ from soragate.storage.signing import UrlSigner
 from soragate.store import keys as key_store
 from soragate.store.db import create_engine, migrate
 from soragate.store.fastread import FastReader
+from soragate.web import routes as web_routes
 from soragate.worker import TaskEvents, Worker
 from soragate.worker.callbacks import Callbacks, PayloadRenderer, event_name
 
@@ -228,4 +231,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_routes.router)
     app.include_router(files_routes.router)
     app.include_router(upstream_callbacks.router)
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=web_routes.STATIC), name="static")
     return app
