@@ -16,6 +16,9 @@ import pytest
 import uvicorn
 
 from soragate.app import create_app
+
+# The `chromium` fixture for page tests.
+pytest_plugins = ["tests.browser"]
 from soragate.settings import Settings
 
 

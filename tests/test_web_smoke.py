@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.browser import chromium, open_page  # noqa: F401 - chromium is a fixture
+from tests.browser import open_page
 from tests.conftest import LiveServer
 
 

@@ -305,12 +305,9 @@ def _checked(response: httpx.Response) -> dict[str, Any]:
             message = response.text[:300]
         err.print(f"[red]HTTP {response.status_code}[/]: {message}")
         raise typer.Exit(1)
-    return response.json()  # type: ignore[no-any-return]
-
-
-def main() -> None:  # pragma: no cover
-    app()
+    body: dict[str, Any] = response.json()
+    return body
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    app()

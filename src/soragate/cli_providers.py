@@ -38,7 +38,7 @@ def _run(data_dir: Path | None, work: Callable[[Any], Awaitable[T]]) -> T:
     from soragate.providers.sandbox import SandboxProvider
     from soragate.store.db import create_engine, migrate
 
-    settings = Settings(**({"data_dir": data_dir} if data_dir else {}))
+    settings = Settings(data_dir=data_dir) if data_dir else Settings()
 
     async def run() -> T:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -98,7 +98,7 @@ def _fields(
         if value is not None:
             data[key] = float(value) if key in ("poll_rate", "price_per_second") else value
     if models:
-        data["models"] = dict(m.split("=", 1) if "=" in m else (m, "") for m in models)
+        data["models"] = {m.partition("=")[0]: m.partition("=")[2] for m in models}
     limits: dict[str, Any] = {}
     if seconds:
         limits["seconds"] = [int(s) for s in seconds.split(",")]

@@ -20,7 +20,8 @@ DIALECT_SCOPE_KEY = "soragate.dialect"
 
 
 def get_gateway(request: Request) -> Gateway:
-    return request.state.gateway  # type: ignore[no-any-return]
+    gateway: Gateway = request.state.gateway
+    return gateway
 
 
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]

@@ -225,8 +225,14 @@ class Worker:
                 upstream_id = await runtime.provider.submit(task, inputs)
             except ProviderError as exc:
                 if exc.failure is Failure.UNCERTAIN:
-                    await self._reconcile(task, runtime)
-                    return
+                    if await self._reconcile(task, runtime):
+                        return
+                    # The upstream certainly made no job: go on as after any passing failure
+                    # (which gives back the account slot _reconcile just gave back, so take it again).
+                    runtime.in_flight += 1
+                    exc = ProviderError(
+                        TaskError(ErrorCode.UPSTREAM_ERROR, exc.error.message), failure=Failure.RETRYABLE
+                    )
                 await task_store.reset_submission(self.engine, task_id=task.id, worker_id=self.id)
                 runtime.in_flight = max(0, runtime.in_flight - 1)
                 await self._account_failed(runtime, exc)

@@ -15,7 +15,8 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(dia
 
 
 def get_admin(request: Request) -> AdminService:
-    return request.state.admin  # type: ignore[no-any-return]
+    admin: AdminService = request.state.admin
+    return admin
 
 
 AdminServiceDep = Annotated[AdminService, Depends(get_admin)]

@@ -18,7 +18,7 @@ _STATUS = {
     TaskStatus.CANCELLED: "failed",
 }
 
-_ERROR_CODES = {
+_ERROR_CODES: dict[str, str] = {
     ErrorCode.PROMPT_REVIEW: "moderation_blocked",
     ErrorCode.IMAGE_REVIEW: "moderation_blocked",
     ErrorCode.RESULT_REVIEW: "moderation_blocked",

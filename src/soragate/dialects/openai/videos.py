@@ -283,4 +283,5 @@ async def remix_video(video_id: str, request: Request, gateway: GatewayDep, key:
     )
     if dialect == "openai":
         return _video(task, gateway)
-    return presenters[dialect](task)  # type: ignore[no-any-return]
+    response: Response = presenters[dialect](task)
+    return response
