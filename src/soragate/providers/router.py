@@ -161,10 +161,10 @@ class Router:
             return [held]
         eligible = [r for r in self.runtimes.values() if r.account.missing_for(task) is None]
         if not eligible:
+            # The accounts that know the model say best what is missing (a length, a size…).
             reasons = sorted({r.account.missing_for(task) or "" for r in self.runtimes.values()})
-            raise NoRoute(
-                f"no upstream account serves {reasons[0] if len(reasons) == 1 else task.params.model}"
-            )
+            specific = [r for r in reasons if not r.startswith("model ")]
+            raise NoRoute(f"no upstream account serves {' or '.join(specific or reasons)}")
         return eligible
 
     def check(self, task: Task, source: Task | None = None) -> None:
