@@ -220,17 +220,7 @@ class Gateway:
 
     async def image_from_reference(self, *, owner: ApiKey, value: str, param: str) -> Upload:
         """An image given as a data URL, bare base64, or an http(s) URL."""
-        value = value.strip()
-        if value.startswith(("http://", "https://")):
-            data = await fetch_capped(
-                self.http,
-                value,
-                limit=self.settings.max_upload_bytes,
-                allow_private=self.settings.allow_private_urls,
-                param=param,
-            )
-        else:
-            data = decode_base64_input(value, param=param)
+        data = await self.bytes_from_reference(value=value, param=param)
         return await self.save_image(owner=owner, data=data, param=param)
 
     async def image_from_file_id(self, *, owner: ApiKey, file_id: str, param: str) -> Upload:

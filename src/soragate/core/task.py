@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -107,6 +107,20 @@ class TaskParams:
     @property
     def orientation(self) -> str:
         return "portrait" if self.height > self.width else "landscape"
+
+    def follow_up(self, *, prompt: str, source_task_id: str, **changes: Any) -> TaskParams:
+        """Params for a task made from this one's video (remix, edit, extend): the same
+        model, size, length and style, a new prompt."""
+        return replace(
+            self,
+            prompt=prompt,
+            source_task_id=source_task_id,
+            reference_images=[],
+            shots=[],
+            characters=[],
+            extra={},
+            **changes,
+        )
 
     def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)

@@ -144,16 +144,7 @@ async def edit_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JSON
         )
     else:
         source = await _source_video(gateway, key, video, "video")
-        p = source.params
-        params = TaskParams(
-            prompt=prompt,
-            model=p.model,
-            base_model=p.base_model,
-            seconds=p.seconds,
-            width=p.width,
-            height=p.height,
-            source_task_id=source.id,
-        )
+        params = source.params.follow_up(prompt=prompt, source_task_id=source.id)
     task = await gateway.create_task(
         owner=key, dialect="openai", kind=TaskKind.EDIT, params=params, cost=_price(gateway, params)
     )
@@ -172,17 +163,10 @@ async def extend_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JS
         allowed = ", ".join(map(str, EXTENSION_SECONDS))
         raise InvalidRequest(f"Invalid seconds '{seconds}': allowed values are {allowed}.", param="seconds")
     source = await _source_video(gateway, key, fields.get("video"), "video")
-    p = source.params
-    params = TaskParams(
-        prompt=prompt,
-        model=p.model,
-        base_model=p.base_model,
-        seconds=(source.actual_seconds or 0) + seconds,
-        width=p.width,
-        height=p.height,
-        source_task_id=source.id,
-        extra={"extension_seconds": seconds},
-    )
+    params = source.params.follow_up(prompt=prompt, source_task_id=source.id)
+    # An extension's length is the stitched total, as OpenAI reports it.
+    params.seconds = (source.actual_seconds or 0) + seconds
+    params.extra = {"extension_seconds": seconds}
     task = await gateway.create_task(
         owner=key, dialect="openai", kind=TaskKind.EXTEND, params=params, cost=_price(gateway, params)
     )
@@ -266,18 +250,7 @@ async def remix_video(video_id: str, request: Request, gateway: GatewayDep, key:
     body = await read_json(request, limit=gateway.settings.max_upload_bytes)
     prompt = require_prompt(body.get("prompt"), max_chars=gateway.settings.max_prompt_chars)
     source = await _source_video(gateway, key, video_id, "video_id")
-    p = source.params
-    params = TaskParams(
-        prompt=prompt,
-        model=p.model,
-        base_model=p.base_model,
-        seconds=p.seconds,
-        width=p.width,
-        height=p.height,
-        hd=p.hd,
-        style=p.style,
-        source_task_id=source.id,
-    )
+    params = source.params.follow_up(prompt=prompt, source_task_id=source.id)
     task = await gateway.create_task(
         owner=key, dialect=dialect, kind=TaskKind.REMIX, params=params, cost=_price(gateway, params)
     )
