@@ -13,6 +13,7 @@ from soragate.admin_usage import summarize
 from soragate.core.task import ErrorCode, Task, TaskError, TaskStatus
 from soragate.errors import Conflict, InvalidRequest, NotFound
 from soragate.netguard import check_url
+from soragate.profiles.model import Profile, ProfileError, parse_profile
 from soragate.providers.accounts import ProviderAccount, account_fields
 from soragate.providers.base import Failure, ProviderError
 from soragate.providers.router import Router
@@ -20,6 +21,7 @@ from soragate.settings import Settings
 from soragate.store import accounts as account_store
 from soragate.store import deliveries as delivery_store
 from soragate.store import keys as key_store
+from soragate.store import routes as route_store
 from soragate.store import tasks as task_store
 from soragate.store.deliveries import Delivery, WebhookEndpoint
 from soragate.store.keys import ApiKey
@@ -46,9 +48,7 @@ class AdminService:
         return await key_store.list_keys(self.engine)
 
     async def create_key(self, *, name: str, admin: bool, credit_limit: float | None) -> tuple[ApiKey, str]:
-        key, secret = await key_store.create_key(
-            self.engine, name=name, admin=admin, credit_limit=credit_limit
-        )
+        key, secret = await key_store.create_key(self.engine, name=name, admin=admin, credit_limit=credit_limit)
         log.info("key %s (%s, %s) created", key.id, key.name, key.role)
         return key, secret
 
@@ -59,9 +59,7 @@ class AdminService:
 
     async def set_credit_limit(self, *, key_id: str, credit_limit: float | None) -> ApiKey:
         if credit_limit is not None and credit_limit < 0:
-            raise InvalidRequest(
-                "'credit_limit' must be zero or more (or null for unlimited).", param="credit_limit"
-            )
+            raise InvalidRequest("'credit_limit' must be zero or more (or null for unlimited).", param="credit_limit")
         if not await key_store.set_credit_limit(self.engine, ident=key_id, credit_limit=credit_limit):
             raise NotFound(f"No key '{key_id}'.", param="key_id")
         key = await key_store.get_key(self.engine, key_id=key_id)
@@ -72,9 +70,7 @@ class AdminService:
         await check_url(url, allow_private=self.settings.allow_private_urls, param="url")
         unknown = [e for e in events if e not in WEBHOOK_EVENTS]
         if unknown or not events:
-            raise InvalidRequest(
-                f"'events' must be a non-empty list of {', '.join(WEBHOOK_EVENTS)}.", param="events"
-            )
+            raise InvalidRequest(f"'events' must be a non-empty list of {', '.join(WEBHOOK_EVENTS)}.", param="events")
         return await delivery_store.create_endpoint(self.engine, url=url, events=events)
 
     async def list_webhooks(self) -> list[WebhookEndpoint]:
@@ -85,9 +81,7 @@ class AdminService:
             raise NotFound(f"No webhook endpoint '{endpoint_id}'.", param="endpoint_id")
 
     async def deliveries(self, *, task_id: str | None, endpoint_id: str | None, limit: int) -> list[Delivery]:
-        return await delivery_store.list_deliveries(
-            self.engine, task_id=task_id, endpoint_id=endpoint_id, limit=limit
-        )
+        return await delivery_store.list_deliveries(self.engine, task_id=task_id, endpoint_id=endpoint_id, limit=limit)
 
     # --- provider accounts --------------------------------------------------------------
 
@@ -190,6 +184,53 @@ class AdminService:
         now = time.time()
         rows = await task_store.usage_rows(self.engine, since=now - days * 86400)
         return summarize(rows, days=days, now=now)
+
+    # --- model routes and profiles ----------------------------------------------------------
+
+    async def routes(self) -> dict[str, list[dict[str, Any]]]:
+        await self.router.refresh(force=True)
+        return self.router.describe_routes()
+
+    async def set_routes(self, public_model: str, routes: list[Any]) -> list[dict[str, Any]]:
+        await self.router.refresh(force=True)
+        clean = []
+        for index, route in enumerate(routes):
+            if not isinstance(route, dict) or not isinstance(route.get("account"), str):
+                raise InvalidRequest(f"Route #{index + 1} needs an 'account'.", param="routes")
+            if self.router.runtime(route["account"]) is None:
+                raise InvalidRequest(f"Route #{index + 1}: no account named '{route['account']}'.", param="routes")
+            profile = route.get("profile")
+            if profile is not None and self.router.profiles.get(str(profile)) is None:
+                raise InvalidRequest(f"Route #{index + 1}: no model profile '{profile}'.", param="routes")
+            policy = route.get("policy", self.settings.snap_policy)
+            if policy not in ("nearest", "up", "refuse"):
+                raise InvalidRequest(f"Route #{index + 1}: policy is nearest, up or refuse.", param="routes")
+            clean.append({"account": route["account"], "profile": profile, "policy": policy})
+        await route_store.replace_routes(self.engine, public_model=public_model, routes=clean)
+        log.info("model %s now routes to %s", public_model, ", ".join(r["account"] for r in clean) or "nothing")
+        await self.router.refresh(force=True)
+        return self.router.describe_routes().get(public_model, [])
+
+    async def profiles(self) -> list[Profile]:
+        await self.router.refresh(force=True)
+        return self.router.profiles.all()
+
+    async def put_profile(self, data: dict[str, Any]) -> Profile:
+        try:
+            profile = parse_profile(data, source="api")
+        except (ProfileError, KeyError, TypeError, ValueError) as exc:
+            raise InvalidRequest(f"Invalid model profile: {exc}.", code="invalid_profile") from None
+        await route_store.put_profile(self.engine, data=data)
+        log.info("model profile %s stored", profile.id)
+        await self.router.refresh(force=True)
+        stored = self.router.profiles.get(profile.id)
+        assert stored is not None
+        return stored
+
+    async def delete_profile(self, profile_id: str) -> None:
+        if not await route_store.delete_profile(self.engine, profile_id=profile_id):
+            raise NotFound(f"No stored model profile '{profile_id}' (shipped ones cannot be deleted).")
+        await self.router.refresh(force=True)
 
 
 def _checked(data: dict[str, Any], *, partial: bool) -> dict[str, Any]:

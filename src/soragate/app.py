@@ -34,6 +34,7 @@ from soragate.dialects import upstream_callbacks
 from soragate.dialects.common import DIALECT_SCOPE_KEY
 from soragate.errors import InvalidRequest, NotFound, SoragateError
 from soragate.gateway import Gateway
+from soragate.profiles.registry import ProfileRegistry
 from soragate.providers.file import load_providers_file
 from soragate.providers.router import Router, default_factory
 from soragate.providers.sandbox import SandboxProvider
@@ -133,7 +134,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             review_rules=settings.sandbox_review_rules,
             render_workers=settings.sandbox_render_workers,
         )
-        router = Router(engine=engine, factory=default_factory(http), sandbox=sandbox)
+        profiles = ProfileRegistry(extra_file=settings.profiles_file)
+        catalogue = Catalogue()
+        router = Router(
+            engine=engine,
+            factory=default_factory(http),
+            sandbox=sandbox,
+            profiles=profiles,
+            on_routes=catalogue.set_routed,
+        )
         if settings.providers_file:
             await load_providers_file(engine, settings.providers_file)
         gateway = Gateway(
@@ -141,7 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine=engine,
             storage=storage,
             events=events,
-            catalogue=Catalogue(),
+            catalogue=catalogue,
             signer=signer,
             http=http,
             reader=FastReader.for_url(settings.db_url),
@@ -194,9 +203,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="soragate", version="0.1.0", lifespan=lifespan)
 
     def formatter(request: Request) -> Callable[[SoragateError], Response]:
-        return ERROR_FORMATTERS.get(
-            request.scope.get(DIALECT_SCOPE_KEY, "openai"), openai_dialect.error_response
-        )
+        return ERROR_FORMATTERS.get(request.scope.get(DIALECT_SCOPE_KEY, "openai"), openai_dialect.error_response)
 
     @app.exception_handler(SoragateError)
     async def soragate_error(request: Request, exc: SoragateError) -> Response:

@@ -23,6 +23,7 @@ from soragate.core.catalogue import Catalogue
 from soragate.core.task import ACTIVE_STATUSES, Task, TaskKind, TaskParams, TaskStatus, new_id, task_id_for
 from soragate.errors import InsufficientCredits, InvalidRequest, NotFound, PayloadTooLarge
 from soragate.netguard import check_url, fetch_capped
+from soragate.profiles.snap import SnapRefused
 from soragate.providers.router import Router
 from soragate.settings import Settings
 from soragate.storage import LocalStorage
@@ -37,9 +38,7 @@ from soragate.worker.events import TaskEvents
 
 log = logging.getLogger("soragate.tasks")
 
-_DATA_URL = re.compile(
-    r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I
-)
+_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I)
 
 
 @dataclass
@@ -86,9 +85,7 @@ class Gateway:
         callback_param: str = "callback_url",
     ) -> Task:
         if callback_url:
-            await check_url(
-                callback_url, allow_private=self.settings.allow_private_urls, param=callback_param
-            )
+            await check_url(callback_url, allow_private=self.settings.allow_private_urls, param=callback_param)
         task = Task(
             id=task_id_for(kind),
             owner_id=owner.id,
@@ -100,21 +97,42 @@ class Gateway:
             callback_url=callback_url,
         )
         if self.router is not None:
-            # Refuse at once what no upstream account could ever serve, naming what is missing.
-            await self.router.refresh()
-            source = None
-            if params.source_task_id:
-                source = await task_store.get_task(self.engine, task_id=params.source_task_id)
-            self.router.check(task, source)
+            task.cost = await self._route(task, cost)
         if not await task_store.insert_task(self.engine, task=task):
-            raise InsufficientCredits(
-                f"This key does not have enough credits for this request (it costs {cost:g})."
-            )
-        log.info(
-            "task %s created: %s %s via %s by %s", task.id, kind.value, params.model, dialect, owner.prefix
-        )
+            raise InsufficientCredits(f"This key does not have enough credits for this request (it costs {cost:g}).")
+        log.info("task %s created: %s %s via %s by %s", task.id, kind.value, params.model, dialect, owner.prefix)
         self.events.task_created(task.id)
         return task
+
+    async def _route(self, task: Task, cost: float) -> float:
+        """Refuse at once what no upstream account could ever serve (naming what is missing),
+        and snap the request to the first route's model profile: the task keeps what was
+        asked for and what will be made, and is billed for what will be made."""
+        assert self.router is not None
+        await self.router.refresh()
+        source = None
+        if task.params.source_task_id:
+            source = await task_store.get_task(self.engine, task_id=task.params.source_task_id)
+        route = self.router.plan(task, source)
+        try:
+            snapped = route.snap(task)
+        except SnapRefused as exc:
+            raise InvalidRequest(f"This model's route cannot serve the request: {exc}.", param="model") from None
+        if snapped is None:
+            return cost
+        p = task.params
+        p.extra["requested"] = {"seconds": p.seconds, "size": p.size}
+        p.extra["route"] = {"account": route.name, "profile": route.profile.id if route.profile else None}
+        if snapped.changed:
+            log.info(
+                "task %s snapped to %s: %s",
+                task.id,
+                route.profile.id if route.profile else "-",
+                ", ".join(snapped.changed),
+            )
+        requested = float(p.seconds or 0)
+        p.seconds, p.width, p.height = snapped.seconds, snapped.width, snapped.height
+        return round(cost * snapped.seconds / requested, 6) if requested else cost
 
     async def get_task(self, *, owner: ApiKey, task_id: str) -> Task:
         task = await self._load_task(task_id, owner.id)
@@ -293,9 +311,7 @@ class Gateway:
         return await upload_store.list_characters(self.engine, owner_id=owner.id)
 
     async def get_character(self, *, owner: ApiKey, character_id: str) -> Character:
-        character = await upload_store.get_character(
-            self.engine, character_id=character_id, owner_id=owner.id
-        )
+        character = await upload_store.get_character(self.engine, character_id=character_id, owner_id=owner.id)
         if character is None:
             raise NotFound(f"No character found with id '{character_id}'.", param="character_id")
         return character
@@ -305,9 +321,7 @@ def decode_base64_input(value: str, *, param: str) -> bytes:
     match = _DATA_URL.match(value)
     if value.startswith("data:"):
         if match is None or not match.group("b64"):
-            raise InvalidRequest(
-                f"'{param}' is not a valid base64 data URL.", param=param, code="invalid_data_url"
-            )
+            raise InvalidRequest(f"'{param}' is not a valid base64 data URL.", param=param, code="invalid_data_url")
         value = value[match.end() :]
     try:
         return base64.b64decode(value, validate=True)

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     # A task not finished upstream this long after creation fails with a timeout.
     task_deadline_seconds: float = 1800.0
     providers_file: Path | None = None
+    # Extra model profiles (TOML or JSON), on top of the shipped ones.
+    profiles_file: Path | None = None
+    # How a request snaps to a model profile when a route does not say: nearest | up | refuse.
+    snap_policy: str = "nearest"
 
     callback_retry_delays: list[float] = Field(default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 1800.0])
 

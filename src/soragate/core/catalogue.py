@@ -92,9 +92,7 @@ DEFAULT_MODELS: tuple[ModelSpec, ...] = (
 )
 
 
-def _fixed_video(
-    name: str, base: str, *, seconds: int, size: str, price: float, hd: bool, note: str
-) -> ModelSpec:
+def _fixed_video(name: str, base: str, *, seconds: int, size: str, price: float, hd: bool, note: str) -> ModelSpec:
     return ModelSpec(
         name=name,
         kind="video",
@@ -295,6 +293,8 @@ STYLES = (
 
 EXTENSION_SECONDS = (4, 8, 12, 16, 20)
 
+ROUTED_SIZES = SORA_PRO_SIZES + ("720x720", "1080x1080", "960x720", "720x960", "854x480", "480x854")
+
 
 def parse_size(value: str, *, param: str = "size") -> tuple[int, int]:
     try:
@@ -319,13 +319,35 @@ class Catalogue:
     def __init__(self, models: tuple[ModelSpec, ...] = ALL_MODELS) -> None:
         self._models: dict[str, ModelSpec] = {}
         self._public: list[ModelSpec] = list(models)
+        self._routed: dict[str, ModelSpec] = {}
         for spec in models:
             self._models[spec.name] = spec
             for alias in spec.aliases:
                 self._models[alias] = spec
 
     def public_models(self) -> list[ModelSpec]:
-        return list(self._public)
+        return list(self._public) + [s for s in self._routed.values() if s.name not in self._models]
+
+    def set_routed(self, names: dict[str, float]) -> None:
+        """Public names an admin routed to upstream models (name → price per second) that
+        the built-in table does not know: they take any length and size, and the route's
+        model profile decides what is made (snapping)."""
+        self._routed = {
+            name: ModelSpec(
+                name=name,
+                kind="video",
+                base_model=name,
+                description="Routed by an admin to an upstream model",
+                seconds=tuple(range(1, 61)),
+                sizes=ROUTED_SIZES,
+                default_seconds=8,
+                default_size=LANDSCAPE,
+                hd=True,
+                price=price,
+            )
+            for name, price in names.items()
+            if name not in self._models
+        }
 
     def price(self, spec: ModelSpec, *, seconds: float | None, count: int = 1) -> float:
         """Credits a request costs: per second for video, per image for images."""
@@ -334,7 +356,7 @@ class Catalogue:
         return round(spec.price * float(seconds or 0), 6)
 
     def get(self, name: str, *, kind: str, param: str = "model") -> ModelSpec:
-        spec = self._models.get(name)
+        spec = self._models.get(name) or self._routed.get(name)
         if spec is None or spec.kind != kind:
             choices = ", ".join(s.name for s in self._public if s.kind == kind)
             raise InvalidRequest(

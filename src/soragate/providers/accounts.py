@@ -53,10 +53,10 @@ class ProviderAccount:
     def serves_model(self, public: str, base: str) -> bool:
         return "*" in self.models or public in self.models or base in self.models
 
-    def missing_for(self, task: Task) -> str | None:
+    def missing_for(self, task: Task, *, check_model: bool = True) -> str | None:
         """Why this account cannot take ``task`` whatever its state; None when it can."""
         p = task.params
-        if not self.serves_model(p.model, p.base_model):
+        if check_model and not self.serves_model(p.model, p.base_model):
             return f"model {p.model}"
         seconds = self.limits.get("seconds")
         if seconds and not task.kind.is_image and p.seconds is not None and int(p.seconds) not in seconds:
@@ -143,11 +143,7 @@ def account_fields(data: dict[str, Any], *, partial: bool = False) -> dict[str, 
         values[name] = value
     if "kind" in values and values["kind"] not in KINDS:
         raise ValueError(f"'kind' must be one of {', '.join(KINDS)}")
-    if (
-        "base_url" in values
-        and values["base_url"]
-        and not str(values["base_url"]).startswith(("http://", "https://"))
-    ):
+    if "base_url" in values and values["base_url"] and not str(values["base_url"]).startswith(("http://", "https://")):
         raise ValueError("'base_url' must be an http(s) URL")
     if "models" in values:
         models = values["models"]

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Protocol
 
 from soragate.core.task import Task, TaskError
+from soragate.profiles.model import Profile
+from soragate.profiles.snap import Snapped
 
 
 class JobState(StrEnum):
@@ -52,6 +54,10 @@ class TaskInputs:
     reference_urls: list[str] = field(default_factory=list)
     reference_mimes: list[str] = field(default_factory=list)
     source: Task | None = None
+    # The model profile of the route the task took, and the request snapped to it: the
+    # upstream body fields (duration, aspect, resolution, extras) already in its names.
+    profile: Profile | None = None
+    snapped: Snapped | None = None
 
 
 class Failure(StrEnum):

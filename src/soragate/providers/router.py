@@ -15,15 +15,21 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.task import Task, TaskKind
 from soragate.errors import UpstreamUnavailable
+from soragate.profiles.model import Profile, ProfileError, parse_profile
+from soragate.profiles.registry import ProfileRegistry
+from soragate.profiles.snap import Snapped, SnapPolicy, SnapRefused, snap
 from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import Provider
 from soragate.store import accounts as account_store
+from soragate.store import routes as route_store
+from soragate.store.routes import RouteRow
 
 log = logging.getLogger("soragate.router")
 
@@ -71,6 +77,34 @@ class AccountRuntime:
         return self.account.health(now) == "ok" and self.in_flight < self.account.max_concurrency
 
 
+@dataclass
+class Route:
+    """One way to serve a task: an account, and the model profile its body is built from."""
+
+    runtime: AccountRuntime
+    profile: Profile | None = None
+    policy: SnapPolicy = SnapPolicy.NEAREST
+    tier: int = 0  # lower is tried first: a route's position, or an account's priority
+
+    @property
+    def name(self) -> str:
+        return self.runtime.name
+
+    def snap(self, task: Task) -> Snapped | None:
+        if self.profile is None or task.kind.is_image:
+            return None
+        p = task.params
+        return snap(
+            self.profile,
+            seconds=p.seconds,
+            width=p.width,
+            height=p.height,
+            hd=p.hd,
+            references=len(p.reference_images),
+            policy=self.policy,
+        )
+
+
 class NoRoute(Exception):
     """No account can ever serve this task as configured."""
 
@@ -82,9 +116,14 @@ class Router:
         engine: AsyncEngine,
         factory: ProviderFactory,
         sandbox: Provider,
+        profiles: ProfileRegistry | None = None,
+        on_routes: Callable[[dict[str, float]], None] | None = None,
         refresh_seconds: float = 2.0,
     ) -> None:
+        self.on_routes = on_routes
         self.engine = engine
+        self.profiles = profiles or ProfileRegistry()
+        self.routes: dict[str, list[RouteRow]] = {}
         self.factory = factory
         self.refresh_seconds = refresh_seconds
         sandbox_account = ProviderAccount(
@@ -129,7 +168,21 @@ class Router:
                     current.limiter.rate = account.poll_rate
             for name in set(self.runtimes) - seen:
                 await self.runtimes.pop(name).provider.aclose()
+            self.routes = await route_store.all_routes(self.engine)
+            stored = []
+            for data in await route_store.stored_profiles(self.engine):
+                try:
+                    stored.append(parse_profile(data, source="api"))
+                except ProfileError:
+                    log.warning("stored profile %s no longer parses; skipped", data.get("id"))
+            self.profiles.replace_stored(stored)
+            if self.on_routes is not None:
+                self.on_routes({model: self._route_price(rows) for model, rows in self.routes.items()})
             self._loaded_at = time.monotonic()
+
+    def _route_price(self, rows: list[RouteRow]) -> float:
+        profile = self.profiles.get(rows[0].profile_id) if rows and rows[0].profile_id else None
+        return profile.price_per_second(None) if profile else 0.0
 
     def _build(self, account: ProviderAccount) -> Provider:
         if account.kind == "sandbox":
@@ -148,70 +201,152 @@ class Router:
 
     # --- choosing ------------------------------------------------------------------------
 
-    def _eligible(self, task: Task, source: Task | None) -> list[AccountRuntime]:
-        if not self.runtimes:
-            return [self.builtin]
+    def _routed(self, task: Task) -> list[Route]:
+        """An admin's routes for the task's public model, best first; each route whose
+        profile cannot take the request (under its snapping policy) is left out."""
+        chosen: list[Route] = []
+        refusals: list[str] = []
+        for row in self.routes.get(task.params.model, []):
+            runtime = self.runtime(row.account)
+            if runtime is None:
+                refusals.append(f"account {row.account} does not exist")
+                continue
+            profile = self.profiles.get(row.profile_id) if row.profile_id else None
+            if row.profile_id and profile is None:
+                refusals.append(f"profile {row.profile_id} does not exist")
+                continue
+            route = Route(runtime, profile, SnapPolicy(row.policy), tier=row.position)
+            try:
+                route.snap(task)
+            except SnapRefused as exc:
+                refusals.append(str(exc))
+                continue
+            if profile is None and runtime.account.source != "builtin":
+                missing = runtime.account.missing_for(task, check_model=False)
+                if missing:
+                    refusals.append(f"{runtime.name} cannot do {missing}")
+                    continue
+            chosen.append(route)
+        if not chosen:
+            raise NoRoute("; ".join(refusals) or f"no route serves {task.params.model}")
+        return chosen
+
+    def _eligible(self, task: Task, source: Task | None) -> list[Route]:
         if task.kind in SOURCE_KINDS and source is not None and source.provider:
             held = self.runtime(source.provider)
-            if held is None or held.account.missing_for(task) is not None:
+            if held is None or held.account.missing_for(task, check_model=False) is not None:
                 raise NoRoute(
-                    f"the account that made the source video ({source.provider}) "
-                    f"is gone or cannot {task.kind.value}"
+                    f"the account that made the source video ({source.provider}) is gone or cannot {task.kind.value}"
                 )
-            return [held]
+            routed = [r for r in self._routed_or_empty(task) if r.runtime is held]
+            return routed[:1] or [Route(held, tier=held.account.priority)]
+        if task.params.model in self.routes:
+            return self._routed(task)
+        if not self.runtimes:
+            return [Route(self.builtin)]
         eligible = [r for r in self.runtimes.values() if r.account.missing_for(task) is None]
         if not eligible:
             # The accounts that know the model say best what is missing (a length, a size…).
             reasons = sorted({r.account.missing_for(task) or "" for r in self.runtimes.values()})
             specific = [r for r in reasons if not r.startswith("model ")]
             raise NoRoute(f"no upstream account serves {' or '.join(specific or reasons)}")
-        return eligible
+        return [Route(r, tier=r.account.priority) for r in eligible]
 
-    def check(self, task: Task, source: Task | None = None) -> None:
-        """Refuse at once a task that no enabled account could ever take."""
+    def _routed_or_empty(self, task: Task) -> list[Route]:
+        try:
+            return self._routed(task) if task.params.model in self.routes else []
+        except NoRoute:
+            return []
+
+    def plan(self, task: Task, source: Task | None = None) -> Route:
+        """The route a new task would take first; refuses at once a task that no enabled
+        account could ever take, naming what is missing."""
         try:
             eligible = self._eligible(task, source)
         except NoRoute as exc:
             raise UpstreamUnavailable(f"No available upstream: {exc}.") from None
-        if not any(r.account.enabled for r in eligible):
-            reasons = "; ".join(f"{r.name}: {r.account.disabled_reason or 'disabled'}" for r in eligible)
+        enabled = [r for r in eligible if r.runtime.account.enabled]
+        if not enabled:
+            reasons = "; ".join(f"{r.name}: {r.runtime.account.disabled_reason or 'disabled'}" for r in eligible)
             raise UpstreamUnavailable(f"No available upstream for {task.params.model}: {reasons}.")
+        return min(enabled, key=lambda r: r.tier)
+
+    def check(self, task: Task, source: Task | None = None) -> None:
+        self.plan(task, source)
 
     def pick(
         self, task: Task, *, source: Task | None = None, exclude: frozenset[str] | set[str] = frozenset()
-    ) -> AccountRuntime | None:
-        """The account to try next, reserving a slot on it; None when every able account is
-        busy for now. Raises NoRoute when none can ever serve the task."""
+    ) -> Route | None:
+        """The route to try next, reserving a slot on its account; None when every able
+        account is busy for now. Raises NoRoute when none can ever serve the task."""
         eligible = [r for r in self._eligible(task, source) if r.name not in exclude]
         if not eligible:
             raise NoRoute("every able upstream account failed")
-        if not any(r.account.enabled for r in eligible):
+        if not any(r.runtime.account.enabled for r in eligible):
             raise NoRoute(
                 "; ".join(
-                    f"{r.name} is disabled ({r.account.disabled_reason or 'by an admin'})" for r in eligible
+                    f"{r.name} is disabled ({r.runtime.account.disabled_reason or 'by an admin'})" for r in eligible
                 )
             )
         now = time.time()
-        ready = [r for r in eligible if r.available(now)]
+        ready = [r for r in eligible if r.runtime.available(now)]
         if not ready:
             return None
-        best = min(r.account.priority for r in ready)
-        tier = [r for r in ready if r.account.priority == best]
+        best = min(r.tier for r in ready)
+        tier = [r for r in ready if r.tier == best]
         # Smooth weighted round-robin (as nginx does): exact shares over any stretch of
         # picks, interleaved rather than in runs, where a random draw would drift.
         total = 0
-        for runtime in tier:
-            runtime.current_weight += max(1, runtime.account.weight)
-            total += max(1, runtime.account.weight)
-        chosen = max(tier, key=lambda r: r.current_weight)
-        chosen.current_weight -= total
-        chosen.in_flight += 1
+        for route in tier:
+            route.runtime.current_weight += max(1, route.runtime.account.weight)
+            total += max(1, route.runtime.account.weight)
+        chosen = max(tier, key=lambda r: r.runtime.current_weight)
+        chosen.runtime.current_weight -= total
+        chosen.runtime.in_flight += 1
         return chosen
 
     def pick_would_fail(self, task: Task, *, source: Task | None, exclude: set[str]) -> bool:
         """Whether every able, enabled account is in ``exclude``."""
         eligible = self._eligible(task, source)
-        return not [r for r in eligible if r.name not in exclude and r.account.enabled]
+        return not [r for r in eligible if r.name not in exclude and r.runtime.account.enabled]
+
+    def where(self, public_model: str, base_model: str) -> list[dict[str, Any]]:
+        """Where requests for a public model go: its routes, else the accounts whose model
+        list has it, else the built-in sandbox."""
+        routed = self.describe_routes().get(public_model)
+        if routed:
+            return routed
+        if not self.runtimes:
+            return [{"account": BUILTIN_SANDBOX, "kind": "sandbox", "profile": None, "upstream_model": None}]
+        return [
+            {
+                "account": r.name,
+                "kind": r.account.kind,
+                "profile": None,
+                "upstream_model": r.account.upstream_model(public_model, base_model),
+            }
+            for r in sorted(self.runtimes.values(), key=lambda r: r.account.priority)
+            if r.account.serves_model(public_model, base_model)
+        ]
+
+    def describe_routes(self) -> dict[str, list[dict[str, Any]]]:
+        """Where each routed public model goes, for /v1/models and the admin console."""
+        described: dict[str, list[dict[str, Any]]] = {}
+        for model, rows in self.routes.items():
+            described[model] = []
+            for row in rows:
+                runtime = self.runtime(row.account)
+                profile = self.profiles.get(row.profile_id) if row.profile_id else None
+                described[model].append(
+                    {
+                        "account": row.account,
+                        "kind": runtime.account.kind if runtime else None,
+                        "profile": row.profile_id,
+                        "upstream_model": profile.model if profile else None,
+                        "policy": row.policy,
+                    }
+                )
+        return described
 
     async def aclose(self) -> None:
         for runtime in self.runtimes.values():

@@ -35,9 +35,7 @@ async def get_account(engine: AsyncEngine, *, ident: str) -> ProviderAccount | N
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                select(provider_accounts).where(
-                    (provider_accounts.c.id == ident) | (provider_accounts.c.name == ident)
-                )
+                select(provider_accounts).where((provider_accounts.c.id == ident) | (provider_accounts.c.name == ident))
             )
         ).first()
     return _to_account(row) if row else None

@@ -92,9 +92,7 @@ async def authenticate(engine: AsyncEngine, *, secret: str) -> ApiKey | None:
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                select(api_keys).where(
-                    api_keys.c.key_hash == hash_key(secret), api_keys.c.revoked_at.is_(None)
-                )
+                select(api_keys).where(api_keys.c.key_hash == hash_key(secret), api_keys.c.revoked_at.is_(None))
             )
         ).first()
     return _to_key(row) if row else None

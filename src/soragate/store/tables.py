@@ -143,3 +143,26 @@ provider_accounts = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# Public model name → the (account, profile) routes it takes, best first.
+model_routes = Table(
+    "model_routes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("public_model", String(100), nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("account", String(100), nullable=False),
+    Column("profile_id", String(200)),
+    Column("policy", String(20), nullable=False, server_default="nearest"),
+    Column("created_at", Float, nullable=False),
+)
+
+# Model profiles added through the admin API (shipped ones live in the package).
+model_profiles = Table(
+    "model_profiles",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("data", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

@@ -132,9 +132,7 @@ async def list_tasks(
     desc = order != "asc"
     if after:
         async with engine.connect() as conn:
-            anchor = (
-                await conn.execute(select(tasks.c.created_at, tasks.c.id).where(tasks.c.id == after))
-            ).first()
+            anchor = (await conn.execute(select(tasks.c.created_at, tasks.c.id).where(tasks.c.id == after))).first()
         if anchor is not None:
             created, ident = anchor
             if desc:
@@ -216,19 +214,21 @@ async def claim_tasks(
         )
     if not candidates:
         return []
-    claimed: list[Task] = []
+    # One statement for the batch. On SQLite a transaction holds the database's write lock
+    # from its first write to its commit, and every statement is an await: a per-row
+    # UPDATE + SELECT loop held the lock across 2 x limit awaits, seconds under load, and
+    # made every other writer wait out busy_timeout ("database is locked").
     async with engine.begin() as conn:
-        for task_id in candidates:
-            result = await conn.execute(
+        rows = (
+            await conn.execute(
                 update(tasks)
-                .where(tasks.c.id == task_id, tasks.c.status.in_(_ACTIVE), free)
+                .where(tasks.c.id.in_(candidates), tasks.c.status.in_(_ACTIVE), free)
                 .values(lease_owner=worker_id, lease_until=now + lease_seconds)
+                .returning(*tasks.c)
             )
-            if result.rowcount:
-                row = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).first()
-                if row is not None:
-                    claimed.append(row_to_task(row))
-    return claimed
+        ).all()
+    order = {task_id: i for i, task_id in enumerate(candidates)}
+    return sorted((row_to_task(row) for row in rows), key=lambda task: order[task.id])
 
 
 async def submit_state(engine: AsyncEngine, *, task_id: str) -> str | None:
@@ -376,9 +376,7 @@ async def count_active(engine: AsyncEngine) -> int:
     from sqlalchemy import func
 
     async with engine.connect() as conn:
-        return int(
-            (await conn.execute(select(func.count()).where(tasks.c.status.in_(_ACTIVE)))).scalar() or 0
-        )
+        return int((await conn.execute(select(func.count()).where(tasks.c.status.in_(_ACTIVE)))).scalar() or 0)
 
 
 async def usage_rows(engine: AsyncEngine, *, since: float) -> list[dict[str, Any]]:

@@ -164,9 +164,7 @@ class Worker:
             raise
         except Exception:
             log.exception("task %s crashed in the worker", task.id)
-            await self._fail(
-                task, TaskError(ErrorCode.UPSTREAM_ERROR, "Internal error while processing the task.")
-            )
+            await self._fail(task, TaskError(ErrorCode.UPSTREAM_ERROR, "Internal error while processing the task."))
 
     def _let_go(self, task_id: str, runtime: AccountRuntime | None = None) -> None:
         if task_id in self._held:
@@ -205,17 +203,17 @@ class Worker:
         attempt = 0
         while True:
             try:
-                runtime = self.router.pick(task, source=inputs.source, exclude=tried)
+                route = self.router.pick(task, source=inputs.source, exclude=tried)
             except NoRoute as exc:
                 await self._fail(task, TaskError("no_available_upstream", f"No available upstream: {exc}."))
                 return
-            if runtime is None:
+            if route is None:
                 # Every able account is busy or cooling down: back to the queue for a moment.
-                await task_store.defer_task(
-                    self.engine, task_id=task.id, worker_id=self.id, until=time.time() + 1
-                )
+                await task_store.defer_task(self.engine, task_id=task.id, worker_id=self.id, until=time.time() + 1)
                 self._let_go(task.id)
                 return
+            runtime = route.runtime
+            inputs.profile, inputs.snapped = route.profile, route.snap(task)
             if not await task_store.mark_submitting(
                 self.engine, task_id=task.id, worker_id=self.id, provider=runtime.name
             ):
@@ -250,9 +248,7 @@ class Worker:
                         return
                     tried.clear()
                     await asyncio.sleep(self.backoff.delay(attempt, exc.retry_after))
-                log.warning(
-                    "task %s: submit to %s failed (%s); trying again", task.id, runtime.name, exc.failure
-                )
+                log.warning("task %s: submit to %s failed (%s); trying again", task.id, runtime.name, exc.failure)
                 continue
             await self._record_submitted(task, runtime, upstream_id)
             return
@@ -268,9 +264,7 @@ class Worker:
         try:
             found = await runtime.provider.find(task)
         except ProviderError as exc:
-            log.warning(
-                "task %s: cannot tell whether %s created it (%s)", task.id, runtime.name, exc.error.message
-            )
+            log.warning("task %s: cannot tell whether %s created it (%s)", task.id, runtime.name, exc.error.message)
             found = None
             message = (
                 f"The upstream {runtime.name} may or may not have accepted this task and cannot be asked; "
@@ -286,9 +280,7 @@ class Worker:
 
     async def _record_submitted(self, task: Task, runtime: AccountRuntime, upstream_id: str) -> None:
         ok = await asyncio.shield(
-            task_store.mark_submitted(
-                self.engine, task_id=task.id, worker_id=self.id, upstream_id=upstream_id
-            )
+            task_store.mark_submitted(self.engine, task_id=task.id, worker_id=self.id, upstream_id=upstream_id)
         )
         if not ok:
             self._let_go(task.id, runtime)
@@ -325,15 +317,11 @@ class Worker:
         age = time.monotonic() - tracked.started
         return max(low, min(high, age / 10))
 
-    async def _on_status(
-        self, tracked: Tracked, status: JobStatus | None, error: ProviderError | None
-    ) -> float | None:
+    async def _on_status(self, tracked: Tracked, status: JobStatus | None, error: ProviderError | None) -> float | None:
         task, runtime = tracked.task, tracked.runtime
         deadline = float(runtime.account.options.get("deadline", self.settings.task_deadline_seconds))
         if time.time() > task.created_at + deadline:
-            await self._fail(
-                task, TaskError(ErrorCode.TIMEOUT, "The upstream did not finish in time."), runtime
-            )
+            await self._fail(task, TaskError(ErrorCode.TIMEOUT, "The upstream did not finish in time."), runtime)
             return None
         if error is not None:
             tracked.errors += 1
@@ -349,16 +337,12 @@ class Worker:
                 await self._fail(task, TaskError(code, message), runtime)
                 return None
             await self._account_failed(runtime, error)
-            log.warning(
-                "task %s: status check on %s failed (%s); will retry", task.id, runtime.name, error.failure
-            )
+            log.warning("task %s: status check on %s failed (%s); will retry", task.id, runtime.name, error.failure)
             return self.backoff.delay(tracked.errors, error.retry_after)
         assert status is not None
         tracked.errors = 0
         if status.state is JobState.FAILED:
-            await self._fail(
-                task, status.error or TaskError(ErrorCode.UPSTREAM_ERROR, "Generation failed."), runtime
-            )
+            await self._fail(task, status.error or TaskError(ErrorCode.UPSTREAM_ERROR, "Generation failed."), runtime)
             return None
         if status.state is JobState.SUCCEEDED:
             self._spawn(self._guard(task, self._finish(tracked, status)))
@@ -397,9 +381,7 @@ class Worker:
         retention = self.settings.retention_hours
         expires = time.time() + retention * 3600 if retention > 0 else None
         ok = await asyncio.shield(
-            task_store.complete_task(
-                self.engine, task_id=task.id, worker_id=self.id, assets=assets, expires_at=expires
-            )
+            task_store.complete_task(self.engine, task_id=task.id, worker_id=self.id, assets=assets, expires_at=expires)
         )
         self._let_go(task.id, runtime)
         if not ok:
@@ -413,9 +395,7 @@ class Worker:
         await self._ended(task.id)
 
     async def _fail(self, task: Task, error: TaskError, runtime: AccountRuntime | None = None) -> None:
-        ok = await asyncio.shield(
-            task_store.fail_task(self.engine, task_id=task.id, worker_id=self.id, error=error)
-        )
+        ok = await asyncio.shield(task_store.fail_task(self.engine, task_id=task.id, worker_id=self.id, error=error))
         self._let_go(task.id, runtime)
         if ok:
             log.info("task %s failed: %s", task.id, error.code)

@@ -59,9 +59,7 @@ async def get_provider(provider_id: str, _: AdminDep, admin: AdminServiceDep) ->
 
 
 @router.patch("/{provider_id}")
-async def update_provider(
-    provider_id: str, request: Request, _: AdminDep, admin: AdminServiceDep
-) -> dict[str, Any]:
+async def update_provider(provider_id: str, request: Request, _: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
     return provider_json(await admin.update_provider(provider_id, await read_json(request, limit=256 * 1024)))
 
 

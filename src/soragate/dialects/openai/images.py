@@ -27,9 +27,7 @@ async def _generate(
     settings = gateway.settings
     prompt = require_prompt(fields.get("prompt"), max_chars=settings.max_prompt_chars)
     model = optional_str(fields.get("model"), param="model") or "gpt-image-1"
-    spec, width, height = gateway.catalogue.resolve_image(
-        model, size=optional_str(fields.get("size"), param="size")
-    )
+    spec, width, height = gateway.catalogue.resolve_image(model, size=optional_str(fields.get("size"), param="size"))
     n = int_in_range(fields.get("n"), param="n", low=1, high=10, default=1)
     response_format = optional_str(fields.get("response_format"), param="response_format") or "b64_json"
     if response_format not in ("b64_json", "url"):
@@ -62,9 +60,7 @@ def _images_response(gateway: Gateway, task: Task, response_format: str) -> dict
     data = []
     for asset in (a for a in task.assets if a.variant.startswith("image")):
         if response_format == "url":
-            data.append(
-                {"url": gateway.signer.url(task.id, asset.variant), "revised_prompt": task.params.prompt}
-            )
+            data.append({"url": gateway.signer.url(task.id, asset.variant), "revised_prompt": task.params.prompt})
         else:
             raw = gateway.storage.path(asset.path).read_bytes()
             data.append({"b64_json": base64.b64encode(raw).decode(), "revised_prompt": task.params.prompt})
@@ -107,6 +103,8 @@ async def list_models(gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
     """OpenAI's model list; each entry also says what the model can do (soragate's
     extension, used by the studio to offer only valid choices)."""
     created = int(time.time())
+    if gateway.router is not None:
+        await gateway.router.refresh()
     return {
         "object": "list",
         "data": [
@@ -127,6 +125,8 @@ async def list_models(gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
                 "remix": spec.remix,
                 "price": spec.price,
                 "aliases": list(spec.aliases),
+                # Where requests for this model go (account, upstream model, profile).
+                "routes": gateway.router.where(spec.name, spec.base_model) if gateway.router else [],
             }
             for spec in gateway.catalogue.public_models()
         ],

@@ -1,0 +1,160 @@
+"""The profile schema, parsed from plain data (TOML, JSON, the admin API)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+VALUE_TYPES = ("int", "string", "number", "seconds_suffix")
+IMAGE_TRANSPORTS = ("url", "base64", "data_url")
+IMAGE_MODES = ("list", "single", "first_last", "object")
+RESOLUTIONS = ("360p", "480p", "540p", "720p", "768p", "1080p", "2k", "4k")
+
+
+class ProfileError(ValueError):
+    """A profile definition that does not make sense; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Duration:
+    field: str | None  # None: the model has a fixed length and takes no duration field
+    type: str = "int"
+    values: tuple[int, ...] = ()  # allowed lengths, or
+    min: int | None = None  # an inclusive range
+    max: int | None = None
+    default: int | None = None
+
+    def allowed(self) -> list[int]:
+        if self.values:
+            return sorted(self.values)
+        if self.min is not None and self.max is not None:
+            return list(range(self.min, self.max + 1))
+        return [self.default] if self.default is not None else []
+
+    def encode(self, seconds: int) -> Any:
+        if self.type == "string":
+            return str(seconds)
+        if self.type == "number":
+            return float(seconds)
+        if self.type == "seconds_suffix":
+            return f"{seconds}s"
+        return seconds
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A canonical value → the upstream's word for it (aspect ratios, resolutions)."""
+
+    field: str | None
+    values: dict[str, Any]
+    default: str | None = None
+
+
+@dataclass(frozen=True)
+class Images:
+    field: str
+    transport: str = "url"
+    max: int = 1
+    mode: str = "list"  # list: [a, b]; single: a; first_last: field=a, last_field=b; object: {url|bytes…}
+    last_field: str | None = None
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Profile:
+    id: str
+    kind: str
+    model: str
+    description: str = ""
+    duration: Duration = field(default_factory=lambda: Duration(field="duration"))
+    aspect: Choice | None = None
+    resolution: Choice | None = None
+    hd_resolution: str | None = None  # the canonical resolution HD asks for
+    images: Images | None = None
+    # Resolutions that force a fixed length (Veo: 1080p, 4k and reference images force 8 s).
+    forced_seconds: dict[str, int] = field(default_factory=dict)
+    # Length limits at some resolutions (Hailuo: no 10 s at 1080P; Runway: 1080p only 5 s).
+    seconds_at: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+    body: str = "json"  # json | multipart (OpenAI-shaped hosts)
+    size_field: str | None = None  # OpenAI-shaped hosts that want size "WxH"
+    status_map: dict[str, str] = field(default_factory=dict)  # upstream word → running|succeeded|failed
+    result_path: str | None = None  # dotted path to the result URL in the status body
+    price: dict[str, float] = field(default_factory=dict)  # per second, by canonical resolution
+    source: str = "shipped"
+
+    def price_per_second(self, resolution: str | None) -> float:
+        if not self.price:
+            return 0.0
+        if resolution and resolution in self.price:
+            return self.price[resolution]
+        return min(self.price.values())
+
+
+def _choice(data: Any, where: str) -> Choice | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("values"), dict) or not data["values"]:
+        raise ProfileError(f"'{where}' needs a non-empty 'values' table")
+    return Choice(field=data.get("field"), values=dict(data["values"]), default=data.get("default"))
+
+
+def parse_profile(data: dict[str, Any], *, source: str = "shipped") -> Profile:
+    """Check and build a profile; ProfileError names the first problem."""
+    for required in ("id", "kind", "model"):
+        if not isinstance(data.get(required), str) or not data[required]:
+            raise ProfileError(f"profile needs '{required}'")
+    where = data["id"]
+    raw_duration = data.get("duration", {"field": "duration"})
+    if not isinstance(raw_duration, dict):
+        raise ProfileError(f"{where}: 'duration' must be a table")
+    duration = Duration(
+        field=raw_duration.get("field"),
+        type=raw_duration.get("type", "int"),
+        values=tuple(int(v) for v in raw_duration.get("values", ())),
+        min=raw_duration.get("min"),
+        max=raw_duration.get("max"),
+        default=raw_duration.get("default"),
+    )
+    if duration.type not in VALUE_TYPES:
+        raise ProfileError(f"{where}: duration.type must be one of {', '.join(VALUE_TYPES)}")
+    if not duration.allowed():
+        raise ProfileError(f"{where}: duration needs 'values', 'min'+'max' or a 'default'")
+    images = None
+    if data.get("images") is not None:
+        raw = data["images"]
+        images = Images(
+            field=raw["field"],
+            transport=raw.get("transport", "url"),
+            max=int(raw.get("max", 1)),
+            mode=raw.get("mode", "list"),
+            last_field=raw.get("last_field"),
+            required=bool(raw.get("required")),
+        )
+        if images.transport not in IMAGE_TRANSPORTS or images.mode not in IMAGE_MODES:
+            raise ProfileError(f"{where}: images.transport/mode not understood")
+    resolution = _choice(data.get("resolution"), f"{where}.resolution")
+    if resolution is not None:
+        unknown = set(resolution.values) - set(RESOLUTIONS)
+        if unknown:
+            raise ProfileError(f"{where}: unknown resolutions {sorted(unknown)}; use {', '.join(RESOLUTIONS)}")
+    return Profile(
+        id=data["id"],
+        kind=data["kind"],
+        model=data["model"],
+        description=data.get("description", ""),
+        duration=duration,
+        aspect=_choice(data.get("aspect"), f"{where}.aspect"),
+        resolution=resolution,
+        hd_resolution=data.get("hd_resolution"),
+        images=images,
+        forced_seconds={k: int(v) for k, v in data.get("forced_seconds", {}).items()},
+        seconds_at={k: tuple(int(s) for s in v) for k, v in data.get("seconds_at", {}).items()},
+        extras=dict(data.get("extras", {})),
+        body=data.get("body", "json"),
+        size_field=data.get("size_field"),
+        status_map=dict(data.get("status_map", {})),
+        result_path=data.get("result_path"),
+        price={k: float(v) for k, v in data.get("price", {}).items()},
+        source=source,
+    )

@@ -1,0 +1,59 @@
+"""Where profiles come from: the shipped files, an admin's file
+(``SORAGATE_PROFILES_FILE``), and profiles added through the admin API (stored in the
+database). Later sources replace earlier ones with the same id."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from soragate.profiles.model import Profile, ProfileError, parse_profile
+
+SHIPPED = Path(__file__).parent / "shipped"
+
+
+def read_profiles(path: Path, *, source: str) -> list[Profile]:
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ProfileError(f"{path}: {exc}") from None
+    entries: Any = data.get("profiles") if isinstance(data, dict) else data
+    if not isinstance(entries, list):
+        raise ProfileError(f"{path}: expected a list of [[profiles]]")
+    profiles = []
+    for index, entry in enumerate(entries):
+        try:
+            profiles.append(parse_profile(entry, source=source))
+        except (ProfileError, KeyError, TypeError, ValueError) as exc:
+            raise ProfileError(f"{path}: profile #{index + 1}: {exc}") from None
+    return profiles
+
+
+def shipped_profiles() -> list[Profile]:
+    found: list[Profile] = []
+    for path in sorted(SHIPPED.glob("*.toml")):
+        found.extend(read_profiles(path, source="shipped"))
+    return found
+
+
+class ProfileRegistry:
+    def __init__(self, *, extra_file: Path | None = None) -> None:
+        self._profiles: dict[str, Profile] = {p.id: p for p in shipped_profiles()}
+        if extra_file is not None:
+            for profile in read_profiles(extra_file, source="file"):
+                self._profiles[profile.id] = profile
+        self._stored: dict[str, Profile] = {}
+
+    def replace_stored(self, profiles: list[Profile]) -> None:
+        """Profiles kept in the database (added through the admin API)."""
+        self._stored = {p.id: p for p in profiles}
+
+    def get(self, profile_id: str) -> Profile | None:
+        return self._stored.get(profile_id) or self._profiles.get(profile_id)
+
+    def all(self) -> list[Profile]:
+        merged = {**self._profiles, **self._stored}
+        return sorted(merged.values(), key=lambda p: p.id)
