@@ -115,13 +115,9 @@ def keys_list(data_dir: DataDir = None) -> None:
     from soragate.store import keys as key_store
 
     keys = _with_engine(_settings(data_dir), lambda e: key_store.list_keys(e))
-    table = Table(
-        Column("id", no_wrap=True), "name", "role", Column("prefix", no_wrap=True), "created", "revoked"
-    )
+    table = Table(Column("id", no_wrap=True), "name", "role", Column("prefix", no_wrap=True), "created", "revoked")
     for key in keys:
-        table.add_row(
-            key.id, key.name, key.role, key.prefix + "…", _when(key.created_at), _when(key.revoked_at)
-        )
+        table.add_row(key.id, key.name, key.role, key.prefix + "…", _when(key.created_at), _when(key.revoked_at))
     console.print(table)
 
 
@@ -239,12 +235,8 @@ def generate(
     seconds: Annotated[str | None, typer.Option(help="Length in seconds.")] = None,
     size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, e.g. 1280x720.")] = None,
     image: Annotated[Path | None, typer.Option(help="Reference image for image-to-video.")] = None,
-    base_url: Annotated[
-        str, typer.Option(envvar="SORAGATE_URL", help="Server URL.")
-    ] = "http://127.0.0.1:8000",
-    api_key: Annotated[
-        str | None, typer.Option(help="API key (default $SORAGATE_API_KEY or data/admin.key).")
-    ] = None,
+    base_url: Annotated[str, typer.Option(envvar="SORAGATE_URL", help="Server URL.")] = "http://127.0.0.1:8000",
+    api_key: Annotated[str | None, typer.Option(help="API key (default $SORAGATE_API_KEY or data/admin.key).")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Generate a video on a running server, with a live progress bar, and save it."""
@@ -255,9 +247,7 @@ def generate(
     if size:
         fields["size"] = size
     files = {"input_reference": (image.name, image.read_bytes())} if image else None
-    with httpx.Client(
-        base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=60
-    ) as client:
+    with httpx.Client(base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
         try:
             response = client.post("/v1/videos", data=fields, files=files)
         except httpx.HTTPError as exc:
@@ -273,9 +263,7 @@ def generate(
         ) as progress:
             bar = progress.add_task(f"{video['id']} {video['status']}", total=100)
             while video["status"] in ("queued", "in_progress"):
-                progress.update(
-                    bar, completed=video["progress"], description=f"{video['id']} {video['status']}"
-                )
+                progress.update(bar, completed=video["progress"], description=f"{video['id']} {video['status']}")
                 time.sleep(1.0)
                 video = _checked(client.get(f"/v1/videos/{video['id']}"))
             progress.update(

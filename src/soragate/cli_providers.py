@@ -23,12 +23,8 @@ err = Console(stderr=True)
 T = TypeVar("T")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default ./data).")]
-Models = Annotated[
-    list[str] | None, typer.Option("--model", help="PUBLIC[=UPSTREAM]; repeat. '*' = every model.")
-]
-Options = Annotated[
-    list[str] | None, typer.Option("--option", help="KEY=VALUE (JSON values allowed); repeat.")
-]
+Models = Annotated[list[str] | None, typer.Option("--model", help="PUBLIC[=UPSTREAM]; repeat. '*' = every model.")]
+Options = Annotated[list[str] | None, typer.Option("--option", help="KEY=VALUE (JSON values allowed); repeat.")]
 
 
 def _run(data_dir: Path | None, work: Callable[[Any], Awaitable[T]]) -> T:
@@ -156,9 +152,7 @@ def add(
     kind: Annotated[str, typer.Option(help="openai | relay_v2 | kie | sora2api | sandbox")],
     model: Models = None,
     base_url: Annotated[str | None, typer.Option(help="The upstream's base URL.")] = None,
-    secret: Annotated[
-        str | None, typer.Option(help="API key (or use --secret-env).", hide_input=True)
-    ] = None,
+    secret: Annotated[str | None, typer.Option(help="API key (or use --secret-env).", hide_input=True)] = None,
     secret_env: Annotated[str | None, typer.Option(help="Read the API key from this variable.")] = None,
     priority: int = 100,
     weight: int = 1,
@@ -257,9 +251,7 @@ def test(name: str, data_dir: DataDir = None) -> None:
     """Check that the upstream answers and accepts the account's key."""
     result = _run(data_dir, lambda admin: admin.test_provider(name))
     colour = "green" if result["ok"] else "red"
-    console.print(
-        f"[{colour}]{'ok' if result['ok'] else 'failed'}[/] {result['result']}: {result['message']}"
-    )
+    console.print(f"[{colour}]{'ok' if result['ok'] else 'failed'}[/] {result['result']}: {result['message']}")
     if not result["ok"]:
         raise typer.Exit(1)
 

@@ -201,9 +201,7 @@ class _Scene:
         if header:
             draw.text((pad, pad), header, font=head_font, fill=(*self.accent, 255))
         for i, line in enumerate(lines):
-            draw.text(
-                (panel.width / 2, pad + head_h + i * line_h), line, font=font, fill="white", anchor="ma"
-            )
+            draw.text((panel.width / 2, pad + head_h + i * line_h), line, font=font, fill="white", anchor="ma")
         reserved = round(self.font.size * 2.5) + 3 * self.margin  # time badge and progress bar
         y = min(round(self.height * 0.62 - panel.height / 2), self.height - panel.height - reserved)
         return panel, (_even((self.width - panel.width) / 2), _even(max(0, y)))
@@ -238,10 +236,7 @@ def _scene(prompt: str, width: int, height: int, reference: bytes | None, label:
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:8], "big"))
     hue = rng.random()
     offsets = ((0.0, 0.08, 0.16), (0.0, 0.5, 0.58), (0.0, 0.33, 0.67))[rng.integers(3)]
-    stops = [
-        colorsys.hsv_to_rgb((hue + o) % 1, 0.55 + 0.3 * rng.random(), 0.3 + 0.45 * rng.random())
-        for o in offsets
-    ]
+    stops = [colorsys.hsv_to_rgb((hue + o) % 1, 0.55 + 0.3 * rng.random(), 0.3 + 0.45 * rng.random()) for o in offsets]
     stops.append(stops[0])  # cyclic palette, so the banded field has no seam
     xs, pos = np.linspace(0, 1, 256), np.linspace(0, 1, len(stops))
     palette = np.rint(np.stack([np.interp(xs, pos, [s[c] for s in stops]) for c in range(3)], 1) * 255)
@@ -322,13 +317,9 @@ def render_video(
     scene = _scene(prompt, width, height, reference_image, label)
     m = scene.margin
     shots = shots or []
-    headed: list[tuple[str, str | None]] = [
-        (text, f"shot {i + 1}/{len(shots)}") for i, (_, text) in enumerate(shots)
-    ]
+    headed: list[tuple[str, str | None]] = [(text, f"shot {i + 1}/{len(shots)}") for i, (_, text) in enumerate(shots)]
     starts = [0.0, *itertools.accumulate(float(d) for d, _ in shots[:-1])]
-    panels = [
-        (_Layer.of(img), pos) for img, pos in (scene.text_panel(*t) for t in headed or [(prompt, None)])
-    ]
+    panels = [(_Layer.of(img), pos) for img, pos in (scene.text_panel(*t) for t in headed or [(prompt, None)])]
     sprite, tag = _Layer.of(scene.sprite), _Layer.of(scene.label)
     stamp = functools.lru_cache(maxsize=1)(lambda text: _Layer.of(_badge(text, scene.font)))
     ref = inset = None
@@ -339,10 +330,7 @@ def render_video(
     hold = min(1.0, seconds * 0.4)
     yuv = _to_yuv(scene.field)
     # The field is periodic, so a 2x2 tiling turns every scroll offset into a plain slice.
-    bg = [
-        np.tile(np.rint(p).astype(np.uint8), (2, 2))
-        for p in (yuv[..., 0], *np.moveaxis(_half(yuv[..., 1:]), -1, 0))
-    ]
+    bg = [np.tile(np.rint(p).astype(np.uint8), (2, 2)) for p in (yuv[..., 0], *np.moveaxis(_half(yuv[..., 1:]), -1, 0))]
     bar_h = max(2, _even(height * 0.012))
     track, done = (40, 128, 128), np.rint(_to_yuv(np.array(scene.accent, np.float32))).astype(np.uint8)
     n = width * height
@@ -392,9 +380,7 @@ def render_video(
         out.mux(stream.encode(None))
 
 
-def render_image(
-    out_path: Path, *, prompt: str, width: int, height: int, reference_image: bytes | None = None
-) -> None:
+def render_image(out_path: Path, *, prompt: str, width: int, height: int, reference_image: bytes | None = None) -> None:
     """Render a prompt-derived PNG of exactly width x height, over the reference image if given."""
     _check_size(width, height, even=False)
     scene = _scene(prompt, width, height, reference_image, None)
@@ -447,11 +433,7 @@ def _grab_frames(video_path: Path, count: int, width: int | None = None) -> list
                 raise MediaError(f"cannot decode video: {exc}") from exc
             if chosen is None:
                 raise MediaError("video has no decodable frames")
-            size = (
-                {"width": width, "height": max(1, round(width * chosen.height / chosen.width))}
-                if width
-                else {}
-            )
+            size = {"width": width, "height": max(1, round(width * chosen.height / chosen.width))} if width else {}
             images.append(chosen.to_image(**size, interpolation="AREA"))
     return images
 

@@ -26,9 +26,7 @@ async def check_url(url: str, *, allow_private: bool, param: str) -> None:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443)
     except socket.gaierror:
-        raise InvalidRequest(
-            f"The host in '{param}' cannot be resolved.", param=param, code="invalid_url"
-        ) from None
+        raise InvalidRequest(f"The host in '{param}' cannot be resolved.", param=param, code="invalid_url") from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if not address.is_global:
@@ -39,9 +37,7 @@ async def check_url(url: str, *, allow_private: bool, param: str) -> None:
             )
 
 
-async def fetch_capped(
-    client: httpx.AsyncClient, url: str, *, limit: int, allow_private: bool, param: str
-) -> bytes:
+async def fetch_capped(client: httpx.AsyncClient, url: str, *, limit: int, allow_private: bool, param: str) -> bytes:
     await check_url(url, allow_private=allow_private, param=param)
     try:
         async with client.stream("GET", url, follow_redirects=False) as response:

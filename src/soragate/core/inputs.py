@@ -11,9 +11,7 @@ from soragate.errors import InvalidRequest
 
 def require_prompt(value: Any, *, max_chars: int, param: str = "prompt") -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
-        raise InvalidRequest(
-            f"'{param}' is required and must not be empty.", param=param, code="missing_prompt"
-        )
+        raise InvalidRequest(f"'{param}' is required and must not be empty.", param=param, code="missing_prompt")
     if not isinstance(value, str):
         raise InvalidRequest(f"'{param}' must be a string.", param=param)
     if len(value) > max_chars:

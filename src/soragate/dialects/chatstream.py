@@ -181,9 +181,7 @@ async def complete(gateway: Gateway, *, owner: ApiKey, task: Task, preamble: str
     return Reply.for_task(task).completion(preamble + result_content(gateway, task))
 
 
-async def answer(
-    gateway: Gateway, *, owner: ApiKey, task: Task, stream: bool, preamble: str = ""
-) -> Response:
+async def answer(gateway: Gateway, *, owner: ApiKey, task: Task, stream: bool, preamble: str = "") -> Response:
     if stream:
         return StreamingResponse(
             follow(gateway, owner=owner, task=task, preamble=preamble),
@@ -203,7 +201,5 @@ async def _text_stream(reply: Reply, content: str) -> AsyncIterator[str]:
 def text_answer(reply: Reply, content: str, *, stream: bool) -> Response:
     """An answer that needs no task (a character was recognised, say)."""
     if stream:
-        return StreamingResponse(
-            _text_stream(reply, content), media_type="text/event-stream", headers=SSE_HEADERS
-        )
+        return StreamingResponse(_text_stream(reply, content), media_type="text/event-stream", headers=SSE_HEADERS)
     return JSONResponse(reply.completion(content))

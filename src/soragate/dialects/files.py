@@ -27,6 +27,4 @@ async def signed_file(task_id: str, variant: str, exp: int, sig: str, gateway: G
         raise NotFound("This link is invalid or has expired.")
     task = await gateway.find_task(task_id)
     path, mime = gateway.asset_file(task, variant)
-    return FileResponse(
-        path, media_type=mime, content_disposition_type="inline", filename=f"{task.id}{path.suffix}"
-    )
+    return FileResponse(path, media_type=mime, content_disposition_type="inline", filename=f"{task.id}{path.suffix}")

@@ -49,9 +49,7 @@ def error_for_status(
     if status in (402, 433):
         return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.CREDITS)
     if status == 429 or status >= 500 or status in (408, 409, 425):
-        return ProviderError(
-            TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.RETRYABLE, retry_after=wait
-        )
+        return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.RETRYABLE, retry_after=wait)
     if status in (404, 410):
         return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.GONE)
     return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.REJECTED)
@@ -64,9 +62,7 @@ def transport_error(exc: httpx.HTTPError, *, creating: bool) -> ProviderError:
     nothing_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
     if creating and not nothing_sent:
         return ProviderError(
-            TaskError(
-                ErrorCode.UPSTREAM_UNCERTAIN, f"the upstream did not answer the create request ({name})"
-            ),
+            TaskError(ErrorCode.UPSTREAM_UNCERTAIN, f"the upstream did not answer the create request ({name})"),
             failure=Failure.UNCERTAIN,
         )
     return ProviderError(
@@ -90,9 +86,7 @@ def parse_json(response: httpx.Response, *, creating: bool = False) -> Any:
         ) from None
 
 
-async def call(
-    client: httpx.AsyncClient, method: str, url: str, *, creating: bool = False, **kwargs: Any
-) -> Any:
+async def call(client: httpx.AsyncClient, method: str, url: str, *, creating: bool = False, **kwargs: Any) -> Any:
     """Send one request; return its JSON body or raise a classified ProviderError."""
     try:
         response = await client.request(method, url, **kwargs)
@@ -132,9 +126,7 @@ async def download(
                 await response.aread()
                 error = error_for_status(response.status_code, "result download failed", response=response)
                 if error.failure is Failure.GONE:
-                    error.error = TaskError(
-                        ErrorCode.RESULT_UNAVAILABLE, "The upstream's result link is gone."
-                    )
+                    error.error = TaskError(ErrorCode.RESULT_UNAVAILABLE, "The upstream's result link is gone.")
                 raise error
             size = 0
             with dest.open("wb") as handle:

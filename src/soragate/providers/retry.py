@@ -13,9 +13,7 @@ class Backoff:
     cap: float = 60.0
     attempts: int = 5
 
-    def delay(
-        self, attempt: int, retry_after: float | None = None, *, rng: random.Random | None = None
-    ) -> float:
+    def delay(self, attempt: int, retry_after: float | None = None, *, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
         if retry_after is not None:
             return min(self.cap, retry_after)

@@ -152,9 +152,7 @@ class SandboxProvider:
         if job.review_error is not None:
             if elapsed >= self.delay * 0.3:
                 return JobStatus(JobState.FAILED, error=TaskError(**job.review_error))
-            return JobStatus(
-                JobState.RUNNING, progress=int(elapsed / self.delay * 100), poll_after=poll_after
-            )
+            return JobStatus(JobState.RUNNING, progress=int(elapsed / self.delay * 100), poll_after=poll_after)
         renders = [self._ensure_render(job, i) for i in range(job.count)]
         for render in renders:
             if render.done() and render.exception() is not None:

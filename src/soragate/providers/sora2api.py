@@ -307,9 +307,7 @@ class Sora2APIProvider:
                 else:
                     if not job.result_urls and job.failed is None and job.error is None:
                         job.error = ProviderError(
-                            TaskError(
-                                ErrorCode.UPSTREAM_ERROR, "The upstream's stream ended before its result."
-                            ),
+                            TaskError(ErrorCode.UPSTREAM_ERROR, "The upstream's stream ended before its result."),
                             failure=Failure.RETRYABLE,
                         )
         except asyncio.CancelledError:
@@ -335,9 +333,7 @@ class Sora2APIProvider:
         job = self._chats.get(upstream_id)
         if job is None:
             raise ProviderError(
-                TaskError(
-                    ErrorCode.UPSTREAM_ERROR, "The chat stream of this job was lost (the gateway restarted)."
-                ),
+                TaskError(ErrorCode.UPSTREAM_ERROR, "The chat stream of this job was lost (the gateway restarted)."),
                 failure=Failure.GONE,
             )
         if job.error is not None:
@@ -459,9 +455,7 @@ def _absorb_completion(job: _ChatJob, data: Any) -> None:
                 _absorb_text(job, text, is_content=True)
     if not job.result_urls:
         raise ProviderError(
-            TaskError(
-                ErrorCode.UPSTREAM_ERROR, "The upstream answered without streaming and without a result."
-            ),
+            TaskError(ErrorCode.UPSTREAM_ERROR, "The upstream answered without streaming and without a result."),
             failure=Failure.RETRYABLE,
             not_created=True,
         )
@@ -500,9 +494,7 @@ def _body_error(data: dict[str, Any]) -> ProviderError:
     if code in REVIEW_CODES:
         return ProviderError(TaskError(str(code), message), failure=Failure.MODERATION)
     status = data.get("statusCode") or (code if isinstance(code, int) else None)
-    return _reclassify(
-        error_for_status(status if isinstance(status, int) and status >= 400 else 400, message)
-    )
+    return _reclassify(error_for_status(status if isinstance(status, int) and status >= 400 else 400, message))
 
 
 def _reclassify(exc: ProviderError) -> ProviderError:
@@ -514,9 +506,7 @@ def _reclassify(exc: ProviderError) -> ProviderError:
         return ProviderError(TaskError(_review_code(message), message), failure=Failure.MODERATION)
     if NO_TOKENS.search(message):
         # The upstream had no account to run it on: nothing was created, another account may.
-        return ProviderError(
-            exc.error, failure=Failure.RETRYABLE, retry_after=exc.retry_after, not_created=True
-        )
+        return ProviderError(exc.error, failure=Failure.RETRYABLE, retry_after=exc.retry_after, not_created=True)
     return exc
 
 

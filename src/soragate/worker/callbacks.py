@@ -137,9 +137,7 @@ class Callbacks:
                 {
                     "webhook-id": delivery.id,
                     "webhook-timestamp": str(timestamp),
-                    "webhook-signature": sign(
-                        endpoint.secret, msg_id=delivery.id, timestamp=timestamp, body=body
-                    ),
+                    "webhook-signature": sign(endpoint.secret, msg_id=delivery.id, timestamp=timestamp, body=body),
                 }
             )
         status: int | None = None

@@ -66,9 +66,7 @@ def _store_images(storage: LocalStorage, task_dir: str, files: list[ResultFile])
         relpath = f"{task_dir}/image-{index}.{ext}"
         storage.write_bytes(relpath, data)
         assets.append(
-            Asset(
-                f"image-{index}" if index else "image", relpath, info.mime, len(data), info.width, info.height
-            )
+            Asset(f"image-{index}" if index else "image", relpath, info.mime, len(data), info.width, info.height)
         )
     if not assets:
         raise _bad_result("The upstream reported success but returned no image.")

@@ -21,9 +21,7 @@ router = APIRouter(tags=["chat completions"])
 
 
 async def _references(gateway: Gateway, key: ApiKey, message: translate.UserInput) -> list[str]:
-    uploads = [
-        await gateway.image_from_reference(owner=key, value=url, param="messages") for url in message.images
-    ]
+    uploads = [await gateway.image_from_reference(owner=key, value=url, param="messages") for url in message.images]
     return [upload.id for upload in uploads]
 
 
@@ -63,9 +61,7 @@ async def _image_task(
 async def _video_task(
     gateway: Gateway, key: ApiKey, model: str, spec: ModelSpec, message: translate.UserInput
 ) -> tuple[TaskKind, TaskParams, float]:
-    resolved = gateway.catalogue.resolve_video(
-        spec.name, seconds=None, size=None, image_input=bool(message.images)
-    )
+    resolved = gateway.catalogue.resolve_video(spec.name, seconds=None, size=None, image_input=bool(message.images))
     remix = translate.remix_reference(message.text)
     more: dict[str, Any]
     if remix is not None:

@@ -20,9 +20,7 @@ IMAGE_PREFIX = "gpt-image"
 MAX_IMAGES = 4
 
 # A Sora share id (alone or in its link) or a soragate video id names the video to remix.
-REMIX_REFERENCE = re.compile(
-    r"(?:https?://\S*?/p/)?\b(?P<share>s_[0-9a-f]{32})\b|\b(?P<video>video_[0-9a-f]{32})\b"
-)
+REMIX_REFERENCE = re.compile(r"(?:https?://\S*?/p/)?\b(?P<share>s_[0-9a-f]{32})\b|\b(?P<video>video_[0-9a-f]{32})\b")
 
 
 @dataclass(frozen=True)
@@ -99,9 +97,7 @@ def last_user_input(messages: Any, *, max_chars: int) -> UserInput:
             elif kind == "image_url":
                 images.append(_image_url(part))
             else:
-                raise _bad_messages(
-                    f"Unsupported content part {str(kind or part)[:40]!r}: use text or image_url."
-                )
+                raise _bad_messages(f"Unsupported content part {str(kind or part)[:40]!r}: use text or image_url.")
     elif content is not None:
         raise _bad_messages("A message's content must be a string or a list of parts.")
     text = "\n".join(t.strip() for t in texts if t.strip())

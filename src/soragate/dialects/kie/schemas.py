@@ -95,9 +95,7 @@ def _n_frames(value: Any) -> int | None:
     except ValueError:
         number = math.nan
     if not math.isfinite(number) or not number.is_integer():
-        raise InvalidRequest(
-            f'Invalid \'input.n_frames\' {value!r}: expected "10", "15" or "25".', param="n_frames"
-        )
+        raise InvalidRequest(f'Invalid \'input.n_frames\' {value!r}: expected "10", "15" or "25".', param="n_frames")
     return int(number)
 
 
@@ -132,16 +130,10 @@ def _shots(value: Any, *, max_chars: int) -> list[KieShot]:
                 duration = float(duration)
             except ValueError:
                 duration = None
-        if (
-            isinstance(duration, bool)
-            or not isinstance(duration, (int, float))
-            or not math.isfinite(duration)
-        ):
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration):
             raise InvalidRequest(f"'input.{param}.duration' must be a number of seconds.", param=param)
         if duration < MIN_SHOT_SECONDS:
-            raise InvalidRequest(
-                f"'input.{param}.duration' must be at least {MIN_SHOT_SECONDS:g} s.", param=param
-            )
+            raise InvalidRequest(f"'input.{param}.duration' must be at least {MIN_SHOT_SECONDS:g} s.", param=param)
         shots.append(KieShot(scene=scene, duration=float(duration)))
     return shots
 
@@ -176,9 +168,7 @@ def parse_create(body: dict[str, Any], *, max_prompt_chars: int) -> CreateTask:
         raise InvalidRequest(f"'input.image_urls' is required for {model}.", param="image_urls")
     if mode is Mode.TEXT and image_urls:
         image_model = model.replace("text-to-video", "image-to-video")
-        raise InvalidRequest(
-            f"{model} does not take 'input.image_urls'; use {image_model}.", param="image_urls"
-        )
+        raise InvalidRequest(f"{model} does not take 'input.image_urls'; use {image_model}.", param="image_urls")
 
     aspect = data.get("aspect_ratio") or "landscape"
     if aspect not in ("landscape", "portrait"):
@@ -213,9 +203,7 @@ def echo_param(body: dict[str, Any]) -> dict[str, Any]:
         given = {k: data[k] for k in PARAM_INPUT_KEYS if k in data}
         if isinstance(given.get("image_urls"), list):
             given["image_urls"] = [
-                v
-                if isinstance(v, str) and v.startswith(("http://", "https://"))
-                else f"<inline image, {len(v)} chars>"
+                v if isinstance(v, str) and v.startswith(("http://", "https://")) else f"<inline image, {len(v)} chars>"
                 for v in given["image_urls"]
                 if isinstance(v, str)
             ]

@@ -68,9 +68,7 @@ def resolve(catalogue: Catalogue, job: CreateTask) -> ResolvedVideo:
             f"'input.size' \"high\" is only available on sora-2-pro models, not {job.model}.", param="size"
         )
     if job.hd and seconds > HD_MAX_SECONDS:
-        raise UnsupportedFeature(
-            f"'input.size' \"high\" is not available for {seconds}-second videos.", param="size"
-        )
+        raise UnsupportedFeature(f"'input.size' \"high\" is not available for {seconds}-second videos.", param="size")
     size = (HD_SIZES if job.hd else SD_SIZES)[job.portrait]
     return catalogue.resolve_video(job.model, seconds=seconds, size=size, image_input=bool(job.image_urls))
 

@@ -64,9 +64,7 @@ def error_body(exc: SoragateError) -> dict[str, Any]:
 def error_response(exc: SoragateError) -> JSONResponse:
     # OpenAI reports an exhausted balance as 429 insufficient_quota, and its SDK expects that.
     status = 429 if isinstance(exc, InsufficientCredits) else exc.status_code
-    headers = (
-        {"Retry-After": "5"} if status in (429, 503) and not isinstance(exc, InsufficientCredits) else None
-    )
+    headers = {"Retry-After": "5"} if status in (429, 503) and not isinstance(exc, InsufficientCredits) else None
     return JSONResponse(error_body(exc), status_code=status, headers=headers)
 
 

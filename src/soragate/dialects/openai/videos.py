@@ -47,9 +47,7 @@ async def _reference_image(gateway: Gateway, key: ApiKey, value: Any) -> str | N
             return upload.id
         if value.get("file_id"):
             file_id = optional_str(value["file_id"], param=f"{param}[file_id]") or ""
-            return (
-                await gateway.image_from_file_id(owner=key, file_id=file_id, param=f"{param}[file_id]")
-            ).id
+            return (await gateway.image_from_file_id(owner=key, file_id=file_id, param=f"{param}[file_id]")).id
     raise InvalidRequest("'input_reference' must be a file, {image_url} or {file_id}.", param=param)
 
 
@@ -111,9 +109,7 @@ async def list_videos(
     count = int_in_range(limit, param="limit", low=0, high=100, default=20)
     if order not in ("asc", "desc"):
         raise InvalidRequest("'order' must be 'asc' or 'desc'.", param="order")
-    tasks, has_more = await gateway.list_tasks(
-        owner=key, limit=count, after=after, order=order, kinds=VIDEO_KINDS
-    )
+    tasks, has_more = await gateway.list_tasks(owner=key, limit=count, after=after, order=order, kinds=VIDEO_KINDS)
     data = [video_object(t) for t in tasks]
     return {
         "object": "list",

@@ -143,15 +143,11 @@ def _images(value: Any) -> list[str]:
 def _model(value: Any) -> tuple[str, Alias]:
     name = optional_str(value, param="model")
     if name is None:
-        raise InvalidRequest(
-            "'model' is required: sora-2 or sora-2-pro.", param="model", code="invalid_model"
-        )
+        raise InvalidRequest("'model' is required: sora-2 or sora-2-pro.", param="model", code="invalid_model")
     alias = ALIASES.get(name) or (Alias(name) if name in MODELS else None)
     if alias is None:
         choices = ", ".join([*MODELS, *ALIASES])
-        raise InvalidRequest(
-            f"Unknown model '{name}'. Available: {choices}.", param="model", code="invalid_model"
-        )
+        raise InvalidRequest(f"Unknown model '{name}'. Available: {choices}.", param="model", code="invalid_model")
     return name, alias
 
 
@@ -159,9 +155,7 @@ def parse_generation(body: dict[str, Any], *, max_prompt_chars: int) -> Generati
     requested, alias = _model(body.get("model"))
     prompt = require_prompt(body.get("prompt"), max_chars=max_prompt_chars)
     rule = MODELS[alias.model]
-    seconds = alias.duration or parse_duration(
-        body.get("duration"), allowed=rule.durations, model=alias.model
-    )
+    seconds = alias.duration or parse_duration(body.get("duration"), allowed=rule.durations, model=alias.model)
     aspect = alias.aspect_ratio or optional_str(body.get("aspect_ratio"), param="aspect_ratio")
     aspect = aspect or DEFAULT_ASPECT_RATIO
     if aspect not in ("16:9", "9:16"):
@@ -177,9 +171,7 @@ def parse_generation(body: dict[str, Any], *, max_prompt_chars: int) -> Generati
     timestamps = None
     if body.get("character_timestamps") not in (None, ""):
         if character_url is None:
-            raise InvalidRequest(
-                "'character_timestamps' needs 'character_url'.", param="character_timestamps"
-            )
+            raise InvalidRequest("'character_timestamps' needs 'character_url'.", param="character_timestamps")
         timestamps = parse_timestamps(body["character_timestamps"], param="character_timestamps")
     return Generation(
         prompt=prompt,

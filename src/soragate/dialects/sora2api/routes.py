@@ -152,9 +152,7 @@ async def remix_video(request: Request, gateway: GatewayDep, key: KeyDep) -> Res
         params = translate.video_params(resolved, prompt=prompt, style=style, source_task_id=source.id)
     else:
         # A Sora share link names a video soragate never saw; the upstream renders a new one.
-        params = translate.video_params(
-            resolved, prompt=prompt, style=style, extra={"remix_share_id": share_id}
-        )
+        params = translate.video_params(resolved, prompt=prompt, style=style, extra={"remix_share_id": share_id})
     return await _submit(
         gateway, key, kind=TaskKind.REMIX, params=params, cost=_video_cost(gateway, params), delivery=delivery
     )
@@ -166,9 +164,7 @@ async def storyboard_video(request: Request, gateway: GatewayDep, key: KeyDep) -
     prompt = _prompt(gateway, fields)
     resolved = translate.video_model(gateway.catalogue, fields.get("model"))
     shots = parse_storyboard(prompt, max_seconds=resolved.seconds)
-    params = translate.video_params(
-        resolved, prompt=prompt, style=translate.style(fields.get("style")), shots=shots
-    )
+    params = translate.video_params(resolved, prompt=prompt, style=translate.style(fields.get("style")), shots=shots)
     return await _submit(
         gateway,
         key,
@@ -183,9 +179,7 @@ async def storyboard_video(request: Request, gateway: GatewayDep, key: KeyDep) -
 
 
 async def _character(gateway: Gateway, key: ApiKey, fields: dict[str, Any]) -> Character:
-    value = translate.required_text(
-        fields.get("video"), param="video", what="a base64 video, data URI or video URL"
-    )
+    value = translate.required_text(fields.get("video"), param="video", what="a base64 video, data URI or video URL")
     name = optional_str(fields.get("name"), param="name") or DEFAULT_CHARACTER_NAME
     data = await gateway.bytes_from_reference(value=value, param="video")
     return await gateway.create_character(owner=key, name=name, video=data, param="video")
@@ -220,9 +214,7 @@ async def generate_with_character(request: Request, gateway: GatewayDep, key: Ke
     delivery = translate.delivery(fields)
     character = await _character(gateway, key, fields)
     username = character.username
-    params = translate.video_params(
-        resolved, prompt=f"@{username} {prompt}", style=style, characters=[username]
-    )
+    params = translate.video_params(resolved, prompt=f"@{username} {prompt}", style=style, characters=[username])
     return await _submit(
         gateway,
         key,

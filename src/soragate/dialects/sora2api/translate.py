@@ -190,6 +190,8 @@ def task_detail(task: Task, link: Link) -> dict[str, Any]:
         "style": p.style,
         "shots": [{"seconds": s.seconds, "prompt": s.prompt} for s in p.shots],
         "remixed_from": p.source_task_id,
+        # Upload ids of the input images: a retry sends them back as input_reference[file_id].
+        "reference_images": list(p.reference_images),
         "error_code": task.error.code if task.error else None,
         "video_url": link(task.id, "video") if video else None,
         "thumbnail_url": link(task.id, "thumbnail") if video else None,
