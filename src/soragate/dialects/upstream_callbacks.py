@@ -23,9 +23,10 @@ async def kie_callback(account: str, request: Request) -> JSONResponse:
     router_: Any = request.state.router
     await router_.refresh()
     runtime = router_.runtime(account) or next(
-        (r for r in router_.all() if r.account.id == account and r.account.kind == "kie"), None
+        (r for r in router_.all() if r.account.id == account), None
     )
-    if runtime is None or runtime.account.kind != "kie":
+    # Veo and Runway on Kie call back with the same envelope and signature.
+    if runtime is None or runtime.account.kind not in ("kie", "kie_veo", "kie_runway"):
         return JSONResponse({"code": 404, "msg": "unknown account"}, status_code=404)
     body = await request.body()
     key = runtime.account.options.get("callback_signing_key")

@@ -8,7 +8,7 @@ from typing import Any
 
 from soragate.core.task import Task, TaskKind
 
-KINDS = ("openai", "relay_v2", "kie", "sora2api", "sandbox")
+KINDS = ("openai", "relay_v2", "kie", "kie_veo", "kie_runway", "sora2api", "xai", "gemini", "openrouter", "sandbox")
 FEATURES = ("image_input", "remix", "storyboard", "characters", "hd")
 
 

@@ -1,0 +1,80 @@
+"""The ``kie_runway`` provider: Kie.ai's Runway API (``/api/v1/runway/generate`` and
+``/api/v1/runway/record-detail``).
+
+Kie's envelope, key and body codes as in ``kie`` (see ``kie_veo.KieFamilyProvider``); the
+body is flat and built from the route's profile: ``prompt``, ``duration`` 5|10, ``quality``
+720p|1080p (1080p only at 5 s), ``aspectRatio``, one ``imageUrl``, ``waterMark``. There is
+no model field: the endpoint decides which Runway generation runs.
+
+The record: ``state`` wait|queueing|generating|success|fail, the link in
+``videoInfo.videoUrl``, ``failCode``/``failMsg``; ``expireFlag`` 1 once the 14-day link is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from soragate.core.task import ErrorCode, Task, TaskError
+from soragate.profiles.images import image_fields
+from soragate.providers.base import JobState, JobStatus, TaskInputs
+from soragate.providers.kie import failure_error
+from soragate.providers.kie_veo import KieFamilyProvider, profiled
+
+KIND = "kie_runway"
+CREATE_PATH = "/api/v1/runway/generate"
+RECORD_PATH = "/api/v1/runway/record-detail"
+
+STATES = {
+    "wait": JobState.RUNNING,
+    "queueing": JobState.RUNNING,
+    "generating": JobState.RUNNING,
+    "success": JobState.SUCCEEDED,
+    "fail": JobState.FAILED,
+}
+
+
+class KieRunwayProvider(KieFamilyProvider):
+    create_path = CREATE_PATH
+    record_path = RECORD_PATH
+
+    def request_body(self, task: Task, inputs: TaskInputs) -> dict[str, Any]:
+        callback = self.account.options.get("callback_url")
+        return build_body(task, inputs, callback_url=str(callback) if callback else None)
+
+    def read_record(self, data: Mapping[str, Any]) -> JobStatus:
+        return record_status(data, poll_after=self.poll_after)
+
+
+def build_body(task: Task, inputs: TaskInputs, *, callback_url: str | None = None) -> dict[str, Any]:
+    """The /runway/generate body for ``task`` on the route's profile (a pure function)."""
+    profile, snapped = profiled(task, inputs, kind=KIND)
+    body: dict[str, Any] = {"prompt": task.params.prompt}
+    body.update(
+        image_fields(
+            profile.images, urls=inputs.reference_urls, data=inputs.reference_images, mimes=inputs.reference_mimes
+        )
+    )
+    body.update(snapped.fields)
+    if callback_url:
+        body["callBackUrl"] = callback_url
+    return body
+
+
+def record_status(data: Mapping[str, Any], *, poll_after: float | None = None) -> JobStatus:
+    """One record-detail ``data`` object as a JobStatus; an unknown state means running."""
+    state = STATES.get(str(data.get("state") or "").strip().lower(), JobState.RUNNING)
+    if state is JobState.SUCCEEDED:
+        if str(data.get("expireFlag") or "0").strip() == "1":
+            return JobStatus(
+                JobState.FAILED,
+                error=TaskError(ErrorCode.RESULT_UNAVAILABLE, "Kie's Runway result has expired (links last 14 days)."),
+            )
+        info = data.get("videoInfo")
+        url = info.get("videoUrl") if isinstance(info, Mapping) else None
+        if isinstance(url, str) and url.startswith(("http://", "https://")):
+            return JobStatus(JobState.SUCCEEDED, progress=100, result_urls=(url,))
+        return JobStatus(JobState.RUNNING, progress=99, poll_after=poll_after)
+    if state is JobState.FAILED:
+        return JobStatus(JobState.FAILED, error=failure_error(data))
+    return JobStatus(JobState.RUNNING, poll_after=poll_after)
