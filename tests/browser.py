@@ -33,7 +33,10 @@ class Browsing:
         return path
 
 
-@pytest.fixture(scope="session")
+# Module scope: each test module imports this fixture, which gives it a fixture of its own,
+# and a second sync_playwright() cannot start while another one's event loop runs; ending it
+# with the module also frees the main thread for later tests that call asyncio.run().
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():

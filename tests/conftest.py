@@ -22,10 +22,30 @@ pytest_plugins = ["tests.browser"]
 from soragate.settings import Settings
 
 
+# Ports handed out by free_port stay bound until a server takes the socket over, so no
+# other test (or process) can grab one in between.
+_RESERVED: dict[int, socket.socket] = {}
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    _RESERVED[port] = sock
+    return port
+
+
+def take_socket(port: int) -> socket.socket | None:
+    """The reserved socket for ``port`` (to serve on), or None if it was not reserved."""
+    return _RESERVED.pop(port, None)
+
+
+def release_port(port: int) -> None:
+    """Free a reserved port for a subprocess to bind."""
+    sock = _RESERVED.pop(port, None)
+    if sock is not None:
+        sock.close()
 
 
 def test_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -106,7 +126,8 @@ def run_server(settings: Settings) -> Iterator[LiveServer]:
         create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on"
     )
     server = ThreadedServer(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    sock = take_socket(settings.port)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock] if sock else None}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import av
 import httpx
 import pytest
-from tests.conftest import free_port
+from tests.conftest import free_port, release_port
 
 T = TypeVar("T")
 
@@ -50,6 +50,7 @@ class ServeProcess:
     def __init__(self, data_dir: Path, logs: Path) -> None:
         self.data_dir = data_dir
         self.port = free_port()
+        release_port(self.port)  # the subprocess binds it
         self.url = f"http://127.0.0.1:{self.port}"
         self.logs = logs
         self.started: list[subprocess.Popen[bytes]] = []

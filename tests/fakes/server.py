@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 
-from tests.conftest import free_port
+from tests.conftest import free_port, take_socket
 
 
 class _Quiet(uvicorn.Server):
@@ -25,7 +25,8 @@ def serve(app: Any) -> Iterator[str]:
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off")
     server = _Quiet(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    sock = take_socket(port)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock] if sock else None}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
