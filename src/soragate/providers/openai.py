@@ -13,12 +13,19 @@ other soragates. Account options:
 
 new-api-style hosts add statuses (``processing``, ``pending``, ``cancelled``, ``expired``)
 and may carry the result link in the status body (``video_url`` or ``metadata.url``).
+
+When the task's route has a model profile, the create body comes from it (``build_body``):
+the profile's upstream model, its snapped fields (``seconds`` as a string or a number, under
+whatever name, ``size`` or ``metadata.resolution``...), and its reference images, sent as
+JSON or multipart as the profile says (``body``).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +34,9 @@ from urllib.parse import quote
 import httpx
 
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
+from soragate.profiles.images import image_fields
+from soragate.profiles.model import Profile
+from soragate.profiles.snap import Snapped, SnapPolicy, SnapRefused, snap
 from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs
 from soragate.providers.http import download, error_for_status, parse_json, transport_error
@@ -79,7 +89,13 @@ class OpenAIProvider:
 
     async def submit(self, task: Task, inputs: TaskInputs) -> str:
         p = task.params
-        if task.kind in (TaskKind.TEXT_TO_VIDEO, TaskKind.IMAGE_TO_VIDEO):
+        if task.kind in (TaskKind.TEXT_TO_VIDEO, TaskKind.IMAGE_TO_VIDEO) and inputs.profile is not None:
+            body = build_body(task, inputs)
+            if inputs.profile.body == "multipart":
+                response, body = await self._create("videos", files=form_parts(body))
+            else:
+                response, body = await self._create("videos", json=body)
+        elif task.kind in (TaskKind.TEXT_TO_VIDEO, TaskKind.IMAGE_TO_VIDEO):
             if self._json:
                 response, body = await self._create("videos", json=self._create_json(task, inputs))
             else:
@@ -87,13 +103,9 @@ class OpenAIProvider:
         elif task.kind in (TaskKind.REMIX, TaskKind.EDIT, TaskKind.EXTEND):
             source = _source_id(task, inputs)
             if task.kind is TaskKind.REMIX:
-                response, body = await self._create(
-                    f"videos/{quote(source, safe='')}/remix", json={"prompt": p.prompt}
-                )
+                response, body = await self._create(f"videos/{quote(source, safe='')}/remix", json={"prompt": p.prompt})
             elif task.kind is TaskKind.EDIT:
-                response, body = await self._create(
-                    "videos/edits", json={"prompt": p.prompt, "video": {"id": source}}
-                )
+                response, body = await self._create("videos/edits", json={"prompt": p.prompt, "video": {"id": source}})
             else:
                 extension = {
                     "prompt": p.prompt,
@@ -102,9 +114,7 @@ class OpenAIProvider:
                 }
                 response, body = await self._create("videos/extensions", json=extension)
         else:
-            raise _rejected(
-                f"An OpenAI-compatible upstream cannot make {task.kind.value.replace('_', ' ')} tasks."
-            )
+            raise _rejected(f"An OpenAI-compatible upstream cannot make {task.kind.value.replace('_', ' ')} tasks.")
         upstream_id = body.get("id") if isinstance(body, dict) else None
         if not isinstance(upstream_id, str) or not upstream_id:
             error = _body_error(body)
@@ -127,9 +137,7 @@ class OpenAIProvider:
         try:
             _, body = await self._request("GET", "videos", params={"order": "desc", "limit": FIND_PAGE})
         except ProviderError as exc:
-            raise _cannot_tell(
-                f"could not list the upstream's videos: {exc.error.message}", exc.retry_after
-            ) from None
+            raise _cannot_tell(f"could not list the upstream's videos: {exc.error.message}", exc.retry_after) from None
         items = body.get("data") if isinstance(body, dict) else None
         if not isinstance(items, list):
             raise _cannot_tell("the upstream's video list is unreadable")
@@ -166,9 +174,7 @@ class OpenAIProvider:
         poll_after = _poll_after(response)
         if state in _SUCCEEDED:
             url = _direct_url(body)
-            return JobStatus(
-                JobState.SUCCEEDED, progress=100, poll_after=poll_after, result_urls=(url,) if url else ()
-            )
+            return JobStatus(JobState.SUCCEEDED, progress=100, poll_after=poll_after, result_urls=(url,) if url else ())
         if state in _FAILED:
             return JobStatus(JobState.FAILED, progress=_progress(body), error=_job_error(body))
         if state in _ENDED:
@@ -264,9 +270,7 @@ class OpenAIProvider:
 
     def _create_form(self, task: Task, inputs: TaskInputs) -> list[tuple[str, Any]]:
         # (None, value) parts keep the body multipart even without a file, as the SDK sends it.
-        parts: list[tuple[str, Any]] = [
-            (name, (None, value)) for name, value in self._common_fields(task).items()
-        ]
+        parts: list[tuple[str, Any]] = [(name, (None, value)) for name, value in self._common_fields(task).items()]
         if inputs.reference_images:
             data, mime = _reference(inputs)
             parts.append(("input_reference", (f"reference.{_IMAGE_EXT.get(mime, 'png')}", data, mime)))
@@ -299,6 +303,98 @@ class OpenAIProvider:
         return ResultFile(variant, final, mime)
 
 
+# --- profile-built creates ---------------------------------------------------------------
+
+
+def build_body(task: Task, inputs: TaskInputs) -> dict[str, Any]:
+    """The create fields from the route's profile: ``{prompt, model}``, the snapped fields,
+    and the reference images. Pure. For a multipart profile each image is a file tuple
+    ``(name, bytes, mime)`` (a list of them for mode ``list``); for JSON, the profile's
+    transport (data URL, base64 object or link)."""
+    profile = inputs.profile
+    if profile is None:
+        raise _rejected("No model profile to build the request from.")
+    body: dict[str, Any] = {"prompt": task.params.prompt, "model": profile.model}
+    _merge(body, _profile_snapped(task, inputs, profile).fields)
+    if inputs.reference_images or inputs.reference_urls:
+        _merge(body, _profile_images(inputs, profile))
+    return body
+
+
+def form_parts(body: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """A built body as multipart parts: files as they are, nested tables as JSON text,
+    everything else as its text ((None, value) keeps the body multipart without a file)."""
+    parts: list[tuple[str, Any]] = []
+    for name, value in body.items():
+        if isinstance(value, tuple):
+            parts.append((name, value))
+        elif isinstance(value, list) and value and all(isinstance(v, tuple) for v in value):
+            parts.extend((name, v) for v in value)
+        elif isinstance(value, dict | list):
+            parts.append((name, (None, json.dumps(value))))
+        elif isinstance(value, bool):
+            parts.append((name, (None, "true" if value else "false")))
+        else:
+            parts.append((name, (None, str(value))))
+    return parts
+
+
+def _profile_snapped(task: Task, inputs: TaskInputs, profile: Profile) -> Snapped:
+    if inputs.snapped is not None:
+        return inputs.snapped
+    p = task.params
+    try:
+        return snap(
+            profile,
+            seconds=p.seconds,
+            width=p.width,
+            height=p.height,
+            hd=p.hd,
+            references=max(len(inputs.reference_images), len(inputs.reference_urls)),
+            policy=SnapPolicy.NEAREST,
+        )
+    except SnapRefused as exc:
+        raise _rejected(str(exc)) from None
+
+
+def _profile_images(inputs: TaskInputs, profile: Profile) -> dict[str, Any]:
+    images = profile.images
+    if images is None:
+        raise _rejected(f"{profile.id} takes no reference image.")
+    if profile.body == "multipart":
+        if not inputs.reference_images:
+            raise _rejected(f"{profile.id} takes reference images as uploads, and the task has none to upload.")
+        files = []
+        for index, data in enumerate(inputs.reference_images[: images.max]):
+            mime = inputs.reference_mimes[index] if index < len(inputs.reference_mimes) else None
+            mime = mime or sniff_image(data[:16]) or "image/png"
+            files.append((f"reference-{index + 1}.{_IMAGE_EXT.get(mime, 'png')}", data, mime))
+        fields: dict[str, Any] = {}
+        if images.mode == "list":
+            fields[images.field] = files
+        else:
+            fields[images.field] = files[0]
+            if images.mode == "first_last" and images.last_field and len(files) > 1:
+                fields[images.last_field] = files[1]
+        return fields
+    if images.transport == "url" and not inputs.reference_urls:
+        raise _rejected(
+            f"{profile.id} takes reference images as links, and soragate has no public address to serve "
+            "them from: set SORAGATE_PUBLIC_URL."
+        )
+    if images.transport != "url" and not inputs.reference_images:
+        raise _rejected(f"{profile.id} takes reference images as data, and the task has only links.")
+    return image_fields(images, urls=inputs.reference_urls, data=inputs.reference_images, mimes=inputs.reference_mimes)
+
+
+def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
 # --- helpers ---------------------------------------------------------------------------
 
 
@@ -321,18 +417,12 @@ def _on_create(exc: ProviderError, status: int, path: str) -> ProviderError:
             exc.not_created = True  # turned away before any work
             return exc
         # A 500/502/504 may come from a proxy whose upstream went on to make the job.
-        return ProviderError(
-            TaskError(ErrorCode.UPSTREAM_UNCERTAIN, exc.error.message), failure=Failure.UNCERTAIN
-        )
+        return ProviderError(TaskError(ErrorCode.UPSTREAM_UNCERTAIN, exc.error.message), failure=Failure.UNCERTAIN)
     if exc.failure is Failure.GONE:
         if path == "videos":
             # No such endpoint (or model) on this host: the request itself is wrong here.
-            return ProviderError(
-                TaskError(ErrorCode.INVALID_INPUT, exc.error.message), failure=Failure.REJECTED
-            )
-        source_gone = TaskError(
-            ErrorCode.INVALID_INPUT, f"The source video is gone upstream ({exc.error.message})."
-        )
+            return ProviderError(TaskError(ErrorCode.INVALID_INPUT, exc.error.message), failure=Failure.REJECTED)
+        source_gone = TaskError(ErrorCode.INVALID_INPUT, f"The source video is gone upstream ({exc.error.message}).")
         return ProviderError(source_gone, failure=Failure.GONE, not_created=True)
     exc.not_created = True  # any other refusal (auth, credits, moderation, bad request) made nothing
     return exc
@@ -407,9 +497,7 @@ def _job_error(body: dict[str, Any]) -> TaskError:
     if not message:
         message = str(body.get("fail_reason") or "")
     if code in _REVIEW_CODES:
-        return TaskError(
-            _REVIEW_CODES[code], message or "The upstream's content review blocked this request."
-        )
+        return TaskError(_REVIEW_CODES[code], message or "The upstream's content review blocked this request.")
     detail = f" ({code})" if code else ""
     return TaskError(
         ErrorCode.UPSTREAM_ERROR, f"The upstream failed the job{detail}: {message or 'no reason given'}"[:500]

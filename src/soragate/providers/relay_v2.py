@@ -7,6 +7,10 @@ as a number or as "37%", the result link sits at ``video_url``, ``data.output`` 
 text/plain JSON, and errors arrive as ``{"error": {...}}`` or a flat ``{"code", "message"}``,
 sometimes under HTTP 200. Relays have no list API, so an uncertain create cannot be
 reconciled: ``find`` says so.
+
+When the task's route has a model profile, the create body comes from it (``build_body``):
+``{model, prompt}``, the snapped fields (``aspect_ratio`` or ``ratio``, ``enable_upsample``,
+``resolution``, a duration only for models that take one), and ``images``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +27,9 @@ from urllib.parse import quote
 import httpx
 
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
+from soragate.profiles.images import image_fields
+from soragate.profiles.model import Profile
+from soragate.profiles.snap import Snapped, SnapPolicy, SnapRefused, snap
 from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs
 from soragate.providers.http import download, error_for_status, parse_json, transport_error
@@ -69,7 +78,7 @@ class RelayV2Provider:
             body: dict[str, Any] = {"prompt": task.params.prompt}
         elif task.kind in CREATE_KINDS:
             url = f"{self._base}/v2/videos/generations"
-            body = self._create_body(task, inputs)
+            body = build_body(task, inputs) if inputs.profile is not None else self._create_body(task, inputs)
         else:
             raise _rejected(f"relay_v2 upstreams cannot run {task.kind} tasks.")
         answer = _unwrap(await self._send("POST", url, creating=True, body=body))
@@ -160,9 +169,7 @@ class RelayV2Provider:
     ) -> dict[str, Any]:
         """One request; its JSON object, or a classified ProviderError."""
         try:
-            response = await self._http.request(
-                method, url, headers=self._auth(), json=body, timeout=self._timeout
-            )
+            response = await self._http.request(method, url, headers=self._auth(), json=body, timeout=self._timeout)
         except httpx.HTTPError as exc:
             raise transport_error(exc, creating=creating) from None
         if response.status_code >= 400:
@@ -179,9 +186,7 @@ class RelayV2Provider:
             )
         return answer
 
-    def _classify(
-        self, response: httpx.Response | None, code: Any, message: str, *, creating: bool
-    ) -> ProviderError:
+    def _classify(self, response: httpx.Response | None, code: Any, message: str, *, creating: bool) -> ProviderError:
         """An upstream refusal, from an HTTP error or from an error body under HTTP 200."""
         if self._secret:
             message = message.replace(self._secret, "***")
@@ -204,9 +209,7 @@ class RelayV2Provider:
             return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.GONE)
         if creating and status in LOST_ANSWER_STATUSES:
             return ProviderError(
-                TaskError(
-                    ErrorCode.UPSTREAM_UNCERTAIN, f"the create request's answer was lost ({text})"[:500]
-                ),
+                TaskError(ErrorCode.UPSTREAM_UNCERTAIN, f"the create request's answer was lost ({text})"[:500]),
                 failure=Failure.UNCERTAIN,
             )
         error = error_for_status(status, message, response=response)
@@ -214,6 +217,55 @@ class RelayV2Provider:
             # A rate limiter answers before the relay looks at the request.
             error.not_created = True
         return error
+
+
+def build_body(task: Task, inputs: TaskInputs) -> dict[str, Any]:
+    """The create body from the route's profile: ``{model, prompt}``, the snapped fields and
+    the reference images (links, or data URLs when soragate has no public address). Pure."""
+    profile = inputs.profile
+    if profile is None:
+        raise _rejected("No model profile to build the relay request from.")
+    body: dict[str, Any] = {"model": profile.model, "prompt": task.params.prompt}
+    _merge(body, _snapped(task, inputs, profile).fields)
+    if inputs.reference_images or inputs.reference_urls:
+        images = profile.images
+        if images is None:
+            raise _rejected(f"{profile.id} takes no reference image.")
+        if images.transport == "url" and not inputs.reference_urls:
+            images = replace(images, transport="data_url")
+        _merge(
+            body,
+            image_fields(
+                images, urls=inputs.reference_urls, data=inputs.reference_images, mimes=inputs.reference_mimes
+            ),
+        )
+    return body
+
+
+def _snapped(task: Task, inputs: TaskInputs, profile: Profile) -> Snapped:
+    if inputs.snapped is not None:
+        return inputs.snapped
+    p = task.params
+    try:
+        return snap(
+            profile,
+            seconds=p.seconds,
+            width=p.width,
+            height=p.height,
+            hd=p.hd,
+            references=max(len(inputs.reference_images), len(inputs.reference_urls)),
+            policy=SnapPolicy.NEAREST,
+        )
+    except SnapRefused as exc:
+        raise _rejected(str(exc)) from None
+
+
+def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
 
 
 def _rejected(message: str) -> ProviderError:
