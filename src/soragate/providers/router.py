@@ -368,7 +368,7 @@ def default_factory(http: httpx.AsyncClient) -> ProviderFactory:
     """Build the provider for an account of each wire-protocol kind."""
 
     def build(account: ProviderAccount) -> Provider:
-        from soragate.providers import kie, kie_runway, kie_veo, openai, relay_v2, sora2api
+        from soragate.providers import gemini, kie, kie_runway, kie_veo, openai, openrouter, relay_v2, sora2api, xai
 
         kinds: dict[str, Callable[..., Provider]] = {
             "openai": openai.OpenAIProvider,
@@ -377,34 +377,12 @@ def default_factory(http: httpx.AsyncClient) -> ProviderFactory:
             "kie_veo": kie_veo.KieVeoProvider,
             "kie_runway": kie_runway.KieRunwayProvider,
             "sora2api": sora2api.Sora2APIProvider,
+            "xai": xai.XAIProvider,
+            "gemini": gemini.GeminiProvider,
+            "openrouter": openrouter.OpenRouterProvider,
         }
-        kinds.update(_later_kinds())
         if account.kind not in kinds:
             raise ValueError(f"unknown provider kind {account.kind!r}")
         return kinds[account.kind](account, http=http)
 
     return build
-
-
-def _later_kinds() -> dict[str, Callable[..., Provider]]:
-    """Kinds whose modules may be absent from a trimmed install."""
-    found: dict[str, Callable[..., Provider]] = {}
-    try:
-        from soragate.providers import xai
-
-        found["xai"] = xai.XAIProvider
-    except ImportError:
-        pass
-    try:
-        from soragate.providers import gemini
-
-        found["gemini"] = gemini.GeminiProvider
-    except ImportError:
-        pass
-    try:
-        from soragate.providers import openrouter
-
-        found["openrouter"] = openrouter.OpenRouterProvider
-    except ImportError:
-        pass
-    return found

@@ -328,13 +328,9 @@ class Worker:
             if error.failure is Failure.GONE and tracked.errors < GONE_LIMIT:
                 return self._interval(tracked, None)
             if error.final:
-                code = ErrorCode.UPSTREAM_ERROR if error.failure is not Failure.GONE else "upstream_task_lost"
-                message = (
-                    error.error.message
-                    if error.failure is not Failure.GONE
-                    else (f"The upstream {runtime.name} no longer knows this task.")
-                )
-                await self._fail(task, TaskError(code, message), runtime)
+                # The upstream's own code (a review failure, say) is kept; a vanished job says so.
+                lost = TaskError("upstream_task_lost", f"The upstream {runtime.name} no longer knows this task.")
+                await self._fail(task, lost if error.failure is Failure.GONE else error.error, runtime)
                 return None
             await self._account_failed(runtime, error)
             log.warning("task %s: status check on %s failed (%s); will retry", task.id, runtime.name, error.failure)
