@@ -113,8 +113,8 @@ class Gateway:
         source = None
         if task.params.source_task_id:
             source = await task_store.get_task(self.engine, task_id=task.params.source_task_id)
-        route = self.router.plan(task, source)
         try:
+            route = self.router.plan(task, source)
             snapped = route.snap(task)
         except SnapRefused as exc:
             raise InvalidRequest(f"This model's route cannot serve the request: {exc}.", param="model") from None

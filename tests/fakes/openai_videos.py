@@ -100,6 +100,10 @@ class FakeOpenAIVideos:
     direct_hits: int = 0
     content_hits: dict[str, int] = field(default_factory=dict)
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """The fake is itself the ASGI app, like the other fakes."""
+        await self.app(scope, receive, send)
+
     def __post_init__(self) -> None:
         self.media = sample_media()
         self.app = Starlette(
@@ -149,12 +153,8 @@ class FakeOpenAIVideos:
         media_type = "text/plain" if self.text_plain else "application/json"
         return Response(json.dumps(body), status, headers=headers, media_type=media_type)
 
-    def _error(
-        self, status: int, message: str, code: str | None, kind: str = "invalid_request_error"
-    ) -> Response:
-        return JSONResponse(
-            {"error": {"message": message, "type": kind, "param": None, "code": code}}, status
-        )
+    def _error(self, status: int, message: str, code: str | None, kind: str = "invalid_request_error") -> Response:
+        return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code}}, status)
 
     async def _gate(self, request: Request, route: str) -> tuple[Fault | None, Response | None]:
         """Faults, auth, api-version and queued errors, in that order."""
@@ -311,9 +311,7 @@ class FakeOpenAIVideos:
         if job is None:
             return self._error(404, "Video not found.", "video_not_found")
         self._advance(job)
-        headers = (
-            {"openai-poll-after-ms": str(self.poll_after_ms)} if self.poll_after_ms is not None else None
-        )
+        headers = {"openai-poll-after-ms": str(self.poll_after_ms)} if self.poll_after_ms is not None else None
         return self._json(self._video(job, str(request.base_url)), headers=headers)
 
     async def _list(self, request: Request) -> Response:
@@ -324,9 +322,7 @@ class FakeOpenAIVideos:
             return self._error(404, "Invalid URL (GET /v1/videos)", None)
         q = request.query_params
         limit = int(q.get("limit", "20"))
-        jobs = sorted(
-            self.jobs.values(), key=lambda j: j.created_at, reverse=q.get("order", "desc") == "desc"
-        )
+        jobs = sorted(self.jobs.values(), key=lambda j: j.created_at, reverse=q.get("order", "desc") == "desc")
         after = q.get("after")
         if after:
             ids = [j.id for j in jobs]

@@ -206,6 +206,7 @@ class Router:
         profile cannot take the request (under its snapping policy) is left out."""
         chosen: list[Route] = []
         refusals: list[str] = []
+        snap_refusals: list[str] = []
         for row in self.routes.get(task.params.model, []):
             runtime = self.runtime(row.account)
             if runtime is None:
@@ -220,6 +221,7 @@ class Router:
                 route.snap(task)
             except SnapRefused as exc:
                 refusals.append(str(exc))
+                snap_refusals.append(str(exc))
                 continue
             if profile is None and runtime.account.source != "builtin":
                 missing = runtime.account.missing_for(task, check_model=False)
@@ -228,6 +230,10 @@ class Router:
                     continue
             chosen.append(route)
         if not chosen:
+            if snap_refusals and len(snap_refusals) == len(refusals):
+                # Every route exists but none makes what was asked under its policy: that is
+                # the caller's request, not an outage.
+                raise SnapRefused("; ".join(snap_refusals))
             raise NoRoute("; ".join(refusals) or f"no route serves {task.params.model}")
         return chosen
 

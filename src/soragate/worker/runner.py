@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from soragate.core.task import ErrorCode, Task, TaskError
 from soragate.providers.base import ACCOUNT_FAILURES, Failure, JobState, JobStatus, ProviderError, TaskInputs
 from soragate.providers.retry import Backoff
+from soragate.profiles.snap import SnapRefused
 from soragate.providers.router import AccountRuntime, NoRoute, Router
 from soragate.settings import Settings
 from soragate.storage import LocalStorage
@@ -204,7 +205,7 @@ class Worker:
         while True:
             try:
                 route = self.router.pick(task, source=inputs.source, exclude=tried)
-            except NoRoute as exc:
+            except (NoRoute, SnapRefused) as exc:
                 await self._fail(task, TaskError("no_available_upstream", f"No available upstream: {exc}."))
                 return
             if route is None:
@@ -256,7 +257,7 @@ class Worker:
     def _all_tried(self, task: Task, inputs: TaskInputs, tried: set[str]) -> bool:
         try:
             return self.router.pick_would_fail(task, source=inputs.source, exclude=tried)
-        except NoRoute:
+        except (NoRoute, SnapRefused):
             return True
 
     async def _reconcile(self, task: Task, runtime: AccountRuntime) -> bool:
