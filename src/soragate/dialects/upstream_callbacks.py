@@ -22,9 +22,7 @@ router = APIRouter(tags=["upstream callbacks"])
 async def kie_callback(account: str, request: Request) -> JSONResponse:
     router_: Any = request.state.router
     await router_.refresh()
-    runtime = router_.runtime(account) or next(
-        (r for r in router_.all() if r.account.id == account), None
-    )
+    runtime = router_.runtime(account) or next((r for r in router_.all() if r.account.id == account), None)
     # Veo and Runway on Kie call back with the same envelope and signature.
     if runtime is None or runtime.account.kind not in ("kie", "kie_veo", "kie_runway"):
         return JSONResponse({"code": 404, "msg": "unknown account"}, status_code=404)

@@ -5,6 +5,10 @@ Kie answers HTTP 200 to almost everything and puts the real outcome in the body:
 with reference images needs the links soragate serves (``SORAGATE_PUBLIC_URL``). Kie has no
 API to list jobs, so an uncertain create cannot be reconciled.
 
+Every market model takes the same envelope, ``{"model", "input": {...}}``; what goes in
+``input`` is the route's model profile (``profiles/shipped/kie.toml``), see ``build_body``.
+Without a profile the body is Kie's Sora 2 shape, as before.
+
 Kie can also POST the finished record to a ``callBackUrl``; ``verify_callback`` and
 ``parse_callback`` are for the gateway's receiving route. A callback is a hint to poll
 ``status`` now, never a source of results: the record it carries is re-read from Kie.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import hashlib
 import hmac
 import json
@@ -26,6 +31,9 @@ from typing import Any
 import httpx
 
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
+from soragate.profiles.images import image_fields
+from soragate.profiles.model import Profile
+from soragate.profiles.snap import SnapRefused, snap
 from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs
 from soragate.providers.http import call, download, error_for_status
@@ -107,8 +115,7 @@ class KieProvider:
         raise ProviderError(
             TaskError(
                 ErrorCode.UPSTREAM_UNCERTAIN,
-                "Kie has no API to look jobs up, so whether the lost create request started a job "
-                "cannot be told.",
+                "Kie has no API to look jobs up, so whether the lost create request started a job cannot be told.",
             ),
             failure=Failure.UNCERTAIN,
         )
@@ -124,9 +131,7 @@ class KieProvider:
         )
         if not isinstance(answer, dict):
             raise ProviderError(
-                TaskError(
-                    ErrorCode.UPSTREAM_ERROR, "Kie answered recordInfo with something other than an object."
-                ),
+                TaskError(ErrorCode.UPSTREAM_ERROR, "Kie answered recordInfo with something other than an object."),
                 failure=Failure.RETRYABLE,
             )
         code = _code(answer)
@@ -157,62 +162,13 @@ class KieProvider:
     # --- request -----------------------------------------------------------------------
 
     def request_body(self, task: Task, inputs: TaskInputs) -> dict[str, Any]:
-        p = task.params
-        if task.kind.is_image:
-            raise _refused("The Kie provider generates videos only.")
-        if task.kind in (TaskKind.REMIX, TaskKind.EDIT, TaskKind.EXTEND, TaskKind.CHARACTER):
-            raise _refused(f"Kie's jobs API has no {task.kind.value.replace('_', ' ')} for Sora-style tasks.")
-        if inputs.reference_images and not inputs.reference_urls:
-            raise _refused(
-                "Kie takes reference images only as URLs, and soragate has no public address to serve "
-                "them from: set SORAGATE_PUBLIC_URL."
-            )
-        with_images = bool(inputs.reference_urls)
-        model = self.upstream_model(task, with_images=with_images)
-        storyboard = task.kind is TaskKind.STORYBOARD or bool(p.shots)
-        data: dict[str, Any] = {} if storyboard else {"prompt": p.prompt}
-        if storyboard:
-            data["shots"] = [{"Scene": s.prompt, "duration": s.seconds} for s in p.shots] or [
-                {"Scene": p.prompt, "duration": p.seconds or 10}
-            ]
-        if with_images:
-            data["image_urls"] = list(inputs.reference_urls)
-        data["aspect_ratio"] = p.orientation
-        if p.seconds:
-            data["n_frames"] = str(self.duration(p.seconds))
-        data["remove_watermark"] = bool(p.extra.get("remove_watermark", True))
-        if "pro" in model:
-            data["size"] = "high" if p.hd else "standard"
-        extra = self.account.options.get("extra_input")
-        if isinstance(extra, dict):
-            data.update(extra)
-        body: dict[str, Any] = {"model": model}
-        callback = self.account.options.get("callback_url")
-        if callback:
-            body["callBackUrl"] = str(callback)
-        body["input"] = data
-        return body
+        return build_body(task, inputs, self.account)
 
     def duration(self, seconds: float) -> int:
-        """The length to ask for: as is, or snapped up to the account's ``durations`` option
-        (Kie's Sora 2 takes 10/15/25 only). The worker bills what the file really lasts."""
-        allowed = sorted(int(d) for d in self.account.options.get("durations") or [])
-        if not allowed:
-            return round(seconds)
-        return next((d for d in allowed if d >= seconds), allowed[-1])
+        return sora_duration(self.account, seconds)
 
     def upstream_model(self, task: Task, *, with_images: bool) -> str:
-        """The account's own mapping when it names one; otherwise Kie's Sora 2 names."""
-        p = task.params
-        models = self.account.models
-        for name in (p.model, p.base_model, "*"):
-            if models.get(name):
-                return models[name]
-        pro = "pro" in p.base_model or "pro" in p.model
-        if task.kind is TaskKind.STORYBOARD or p.shots:
-            return "sora-2-pro-storyboard"
-        mode = "image-to-video" if with_images else "text-to-video"
-        return f"sora-2-pro-{mode}" if pro else f"sora-2-{mode}"
+        return sora_model(self.account, task, with_images=with_images)
 
     def _headers(self) -> dict[str, str]:
         if not self.account.secret:
@@ -268,6 +224,125 @@ class KieProvider:
     def _scrub(self, text: str) -> str:
         secret = self.account.secret
         return text.replace(secret, "***") if secret else text
+
+
+# --- request bodies ---------------------------------------------------------------------------
+
+
+def build_body(task: Task, inputs: TaskInputs, account: ProviderAccount) -> dict[str, Any]:
+    """The createTask body for ``task``: ``{"model", "input", "callBackUrl"?}``.
+
+    With a model profile (``inputs.profile``) the input is the prompt, the snapped fields
+    (duration, shape, resolution and required extras, already in the model's names and types)
+    and the reference-image links in the profile's field. Without one it is Kie's Sora 2
+    shape, as named by the account's model mapping and options."""
+    if task.kind.is_image:
+        raise _refused("The Kie provider generates videos only.")
+    if task.kind in (TaskKind.REMIX, TaskKind.EDIT, TaskKind.EXTEND, TaskKind.CHARACTER):
+        raise _refused(f"Kie's jobs API has no {task.kind.value.replace('_', ' ')} for Sora-style tasks.")
+    if inputs.reference_images and not inputs.reference_urls:
+        raise _refused(
+            "Kie takes reference images only as URLs, and soragate has no public address to serve "
+            "them from: set SORAGATE_PUBLIC_URL."
+        )
+    if inputs.profile is None:
+        model, data = _sora_input(task, inputs, account)
+    else:
+        model, data = inputs.profile.model, _profile_input(task, inputs, inputs.profile)
+    body: dict[str, Any] = {"model": model}
+    callback = account.options.get("callback_url")
+    if callback:
+        body["callBackUrl"] = str(callback)
+    body["input"] = data
+    return body
+
+
+def _profile_input(task: Task, inputs: TaskInputs, profile: Profile) -> dict[str, Any]:
+    p = task.params
+    if task.kind is TaskKind.STORYBOARD or p.shots:
+        raise _refused(f"The model profile {profile.id} has no storyboard (multi-shot) input.")
+    if inputs.reference_urls and profile.images is None:
+        raise _refused(f"{profile.id} ({profile.model}) takes no reference image; route image tasks elsewhere.")
+    snapped = inputs.snapped
+    if snapped is None:
+        # The worker snaps under the route's policy; a caller without a route gets "nearest".
+        try:
+            snapped = snap(
+                profile,
+                seconds=p.seconds,
+                width=p.width,
+                height=p.height,
+                hd=p.hd,
+                references=len(inputs.reference_urls),
+            )
+        except SnapRefused as exc:
+            raise _refused(str(exc)) from None
+    data: dict[str, Any] = {"prompt": p.prompt}
+    _merge(data, copy.deepcopy(snapped.fields))
+    images = image_fields(
+        profile.images, urls=inputs.reference_urls, data=inputs.reference_images, mimes=inputs.reference_mimes
+    )
+    _merge(data, images)
+    return data
+
+
+def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Nested fields (``metadata.resolution``) arrive as nested dicts: merge, never clobber."""
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
+def _sora_input(task: Task, inputs: TaskInputs, account: ProviderAccount) -> tuple[str, dict[str, Any]]:
+    p = task.params
+    with_images = bool(inputs.reference_urls)
+    model = sora_model(account, task, with_images=with_images)
+    storyboard = task.kind is TaskKind.STORYBOARD or bool(p.shots)
+    data: dict[str, Any] = {} if storyboard else {"prompt": p.prompt}
+    if storyboard:
+        data["shots"] = [{"Scene": s.prompt, "duration": s.seconds} for s in p.shots] or [
+            {"Scene": p.prompt, "duration": p.seconds or 10}
+        ]
+    if with_images:
+        data["image_urls"] = list(inputs.reference_urls)
+    data["aspect_ratio"] = p.orientation
+    if p.seconds:
+        data["n_frames"] = str(sora_duration(account, p.seconds))
+    data["remove_watermark"] = bool(p.extra.get("remove_watermark", True))
+    if "pro" in model:
+        data["size"] = "high" if p.hd else "standard"
+    extra = account.options.get("extra_input")
+    if isinstance(extra, dict):
+        data.update(extra)
+    return model, data
+
+
+def sora_duration(account: ProviderAccount, seconds: float) -> int:
+    """The length to ask for: as is, or snapped up to the account's ``durations`` option
+    (Kie's Sora 2 takes 10/15/25 only). The worker bills what the file really lasts."""
+    allowed = sorted(int(d) for d in account.options.get("durations") or [])
+    if not allowed:
+        return round(seconds)
+    return next((d for d in allowed if d >= seconds), allowed[-1])
+
+
+def sora_model(account: ProviderAccount, task: Task, *, with_images: bool) -> str:
+    """The account's own mapping when it names one; otherwise Kie's Sora 2 names."""
+    p = task.params
+    models = account.models
+    for name in (p.model, p.base_model, "*"):
+        if models.get(name):
+            return models[name]
+    pro = "pro" in p.base_model or "pro" in p.model
+    if task.kind is TaskKind.STORYBOARD or p.shots:
+        return "sora-2-pro-storyboard"
+    mode = "image-to-video" if with_images else "text-to-video"
+    return f"sora-2-pro-{mode}" if pro else f"sora-2-{mode}"
+
+
+# --- statuses --------------------------------------------------------------------------------
 
 
 def record_status(data: Mapping[str, Any], *, poll_after: float | None = None) -> JobStatus:

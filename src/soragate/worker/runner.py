@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.task import ErrorCode, Task, TaskError
+from soragate.profiles.snap import SnapRefused
 from soragate.providers.base import ACCOUNT_FAILURES, Failure, JobState, JobStatus, ProviderError, TaskInputs
 from soragate.providers.retry import Backoff
-from soragate.profiles.snap import SnapRefused
 from soragate.providers.router import AccountRuntime, NoRoute, Router
 from soragate.settings import Settings
 from soragate.storage import LocalStorage

@@ -46,13 +46,15 @@ export async function blobUrl(path) {
 
 // Server-Sent Events over fetch, so the key goes in a header (EventSource cannot send one).
 // Calls onEvent(name, data) for each event; reconnects with backoff until signal aborts.
-export async function streamEvents(path, onEvent, signal) {
+// onOpen (optional) runs on every (re)connection, so a page can catch up on what it missed.
+export async function streamEvents(path, onEvent, signal, onOpen) {
   let delay = 500;
   while (!signal.aborted) {
     try {
       const response = await fetch(path, { headers: { Authorization: `Bearer ${session.key}` }, signal });
       if (!response.ok) throw new ApiError(response.status, null);
       delay = 500;
+      if (onOpen) onOpen();
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
       for (;;) {

@@ -1,0 +1,240 @@
+// One task in the gallery. Progress events only move the bar; the card is rebuilt when
+// anything else changes, and a finished video's player is never rebuilt (it may be playing).
+
+import { el, toast } from "/static/api.js";
+import { failureReason, local, retryPlan } from "/static/studio-actions.js";
+
+const STATES = { queued: "Queued", in_progress: "Rendering", completed: "Ready", failed: "Failed", cancelled: "Cancelled" };
+const KINDS = {
+  text_to_video: "Text → video", image_to_video: "Image → video", remix: "Remix", storyboard: "Storyboard",
+  extend: "Extension", edit: "Edit", character: "Character video", text_to_image: "Image", image_to_image: "Image edit",
+};
+const ACTIVE = new Set(["queued", "in_progress"]);
+
+export class TaskCard {
+  // actions: { retry(task), remix(task, prompt), remove(task) } — each resolves or throws ApiError.
+  constructor(task, actions) {
+    this.actions = actions;
+    this.element = el("li", { class: "task-card" });
+    this.media = el("div", { class: "card-media" });
+    this.body = el("div", { class: "card-body" });
+    this.element.append(this.media, this.body);
+    this.shape = null;
+    this.mediaKey = null;
+    this.update(task);
+  }
+
+  get id() { return this.task.task_id; }
+
+  update(task) {
+    this.task = { ...this.task, ...task };
+    const t = this.task;
+    this.element.dataset.taskId = t.task_id;
+    this.element.dataset.state = t.state;
+    const mediaKey = t.state === "completed" ? `done:${t.video_url ? "video" : "image"}` : `wait:${t.state}`;
+    if (mediaKey !== this.mediaKey) {
+      this.mediaKey = mediaKey;
+      this.media.replaceChildren(mediaFor(t));
+    }
+    const { progress, result_urls, video_url, thumbnail_url, image_urls, status, ...rest } = t;
+    const shape = JSON.stringify(rest);
+    if (shape !== this.shape) {
+      this.shape = shape;
+      this.renderBody();
+    }
+    this.showProgress();
+  }
+
+  showProgress() {
+    const t = this.task;
+    const value = Math.round(t.progress || 0);
+    for (const bar of this.element.querySelectorAll("progress")) {
+      if (t.state === "in_progress") bar.value = value; else bar.removeAttribute("value");
+    }
+    const label = this.element.querySelector(".pct");
+    if (label) label.textContent = t.state === "in_progress" ? `${value}%` : "waiting for a worker";
+    const big = this.element.querySelector(".placeholder-pct");
+    if (big) big.textContent = t.state === "in_progress" ? `${value}%` : STATES[t.state];
+  }
+
+  renderBody() {
+    const t = this.task;
+    const parts = [
+      el("div", { class: "card-status" },
+        el("span", { class: `badge ${t.state}` }, STATES[t.state] || t.state),
+        el("span", { class: "kind" }, KINDS[t.kind] || t.kind),
+        el("time", { datetime: new Date(t.created * 1000).toISOString(), class: "muted" }, when(t.created))),
+    ];
+    if (ACTIVE.has(t.state)) {
+      parts.push(el("div", { class: "progress-line" },
+        el("progress", { max: "100", "aria-label": `Progress of “${short(t.prompt)}”` }),
+        el("span", { class: "pct muted" })));
+    }
+    parts.push((t.shots || []).length
+      ? el("ol", { class: "prompt", title: t.prompt }, t.shots.map((s) => el("li", {}, `${s.prompt} (${s.seconds} s)`)))
+      : el("p", { class: "prompt", title: t.prompt }, t.prompt));
+    if (t.state === "failed" || t.state === "cancelled") {
+      const [headline, advice] = failureReason(t);
+      parts.push(el("div", { class: "failure" },
+        el("strong", {}, headline), " ", el("span", {}, advice),
+        t.error_code ? el("span", { class: "code" }, ` (${t.error_code})`) : null));
+    }
+    parts.push(this.buttons(), params(t));
+    this.body.replaceChildren(...parts);
+  }
+
+  buttons() {
+    const t = this.task;
+    const bar = el("div", { class: "actions" });
+    const isVideo = !t.kind.endsWith("image");
+    const file = t.state === "completed" ? (t.video_url || (t.image_urls || [])[0]) : null;
+    if (file) {
+      const name = `${t.task_id}.${t.video_url ? "mp4" : "png"}`;
+      bar.append(
+        el("a", { class: "button", href: local(file), download: name }, "Download"),
+        el("button", { type: "button", class: "secondary", onclick: () => copyLink(local(file), bar) }, "Copy link"));
+    }
+    if (t.state === "completed" && t.video_url) {
+      bar.append(el("button", { type: "button", class: "secondary", "aria-expanded": "false", onclick: (e) => this.toggleRemix(e.currentTarget) }, "Remix"));
+    }
+    if (t.state === "failed" || t.state === "cancelled") {
+      const plan = retryPlan(t);
+      bar.append(el("button", { type: "button", disabled: !plan.path, title: plan.reason, onclick: (e) => this.run(e.currentTarget, "Retrying…", () => this.actions.retry(t)) }, "Retry"));
+      if (!plan.path) bar.append(el("p", { class: "hint" }, plan.reason));
+    }
+    if (isVideo) {
+      const title = ACTIVE.has(t.state) ? "Stops the generation and deletes it" : "Deletes the task and its files";
+      bar.append(el("button", { type: "button", class: "secondary danger-text", title, onclick: (e) => this.confirmDelete(e.currentTarget) }, "Delete"));
+    }
+    bar.append(el("p", { class: "error card-error", role: "alert" }));
+    return bar;
+  }
+
+  async run(button, label, work) {
+    const error = this.element.querySelector(".card-error");
+    const idle = button.textContent;
+    button.disabled = true;
+    button.textContent = label;
+    error.textContent = "";
+    try {
+      await work();
+      return true;
+    } catch (err) {
+      error.textContent = err.message;
+      return false;
+    } finally {
+      if (button.isConnected) {
+        button.disabled = false;
+        button.textContent = idle;
+      }
+    }
+  }
+
+  // A second press within a few seconds deletes: no modal dialog needed.
+  confirmDelete(button) {
+    if (button.dataset.armed) {
+      this.run(button, "Deleting…", () => this.actions.remove(this.task));
+      return;
+    }
+    const idle = button.textContent;
+    button.dataset.armed = "1";
+    button.textContent = `${idle}: press again`;
+    setTimeout(() => {
+      if (!button.isConnected) return;
+      delete button.dataset.armed;
+      button.textContent = idle;
+    }, 4000);
+  }
+
+  toggleRemix(button) {
+    let form = this.body.querySelector(".remix-form");
+    if (form) {
+      form.remove();
+      button.setAttribute("aria-expanded", "false");
+      return;
+    }
+    const id = `remix-${this.task.task_id}`;
+    const prompt = el("textarea", { id, rows: 2, "data-prompt": true, required: true, placeholder: "Same scene, but at night" });
+    const submit = el("button", { type: "submit" }, "Send remix");
+    form = el("form", {
+      class: "remix-form", novalidate: true,
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const text = prompt.value.trim();
+        if (!text) { this.element.querySelector(".card-error").textContent = "Describe what to change first."; prompt.focus(); return; }
+        if (await this.run(submit, "Sending…", () => this.actions.remix(this.task, text))) {
+          form.remove();
+          button.setAttribute("aria-expanded", "false");
+          button.focus();
+        }
+      },
+    },
+    el("label", { for: id }, "What should change?"), prompt,
+    el("div", { class: "actions" }, submit,
+      el("button", { type: "button", class: "secondary", onclick: () => { form.remove(); button.setAttribute("aria-expanded", "false"); button.focus(); } }, "Cancel")));
+    button.closest(".actions").after(form);
+    button.setAttribute("aria-expanded", "true");
+    prompt.focus();
+  }
+}
+
+function mediaFor(t) {
+  if (t.state === "completed" && t.video_url) {
+    return el("video", {
+      class: "player", controls: true, preload: "metadata", playsinline: true,
+      poster: local(t.thumbnail_url), src: local(t.video_url), "aria-label": `Video: ${short(t.prompt)}`,
+    });
+  }
+  if (t.state === "completed" && (t.image_urls || []).length) {
+    return el("img", { class: "picture", src: local(t.image_urls[0]), alt: `Image: ${short(t.prompt)}` });
+  }
+  const failed = t.state === "failed" || t.state === "cancelled";
+  return el("div", { class: `placeholder ${t.state}`, "aria-hidden": "true" },
+    el("span", { class: "placeholder-pct" }, failed ? STATES[t.state] : ""));
+}
+
+function params(t) {
+  const rows = [
+    ["Task", t.task_id], ["Kind", KINDS[t.kind] || t.kind], ["Model", t.model],
+    ["Length", t.seconds ? `${Number(t.seconds.toFixed ? t.seconds.toFixed(2) : t.seconds)} s` : null],
+    ["Size", t.size], ["Style", t.style], ["Remix of", t.remixed_from],
+    ["Input image", (t.reference_images || []).join(", ") || null], ["API", t.dialect],
+    ["Created", t.created ? new Date(t.created * 1000).toLocaleString() : null],
+  ].filter(([, value]) => value);
+  const dl = el("dl", {}, rows.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, String(value))]));
+  const shots = (t.shots || []).length
+    ? el("ol", { class: "shot-list" }, t.shots.map((s) => el("li", {}, `${s.seconds} s — ${s.prompt}`)))
+    : null;
+  return el("details", { class: "params" }, el("summary", {}, "Parameters"), dl, shots);
+}
+
+async function copyLink(url, bar) {
+  const absolute = new URL(url, location.href).href;
+  try {
+    await navigator.clipboard.writeText(absolute);
+    toast("Link copied. It works without a key until it expires.");
+  } catch {
+    // No clipboard permission: show the link selected, ready for Ctrl+C.
+    let field = bar.querySelector("input.link-field");
+    if (!field) {
+      field = el("input", { class: "link-field", readonly: true, "aria-label": "Link to the file" });
+      bar.append(field);
+    }
+    field.value = absolute;
+    field.focus();
+    field.select();
+    toast("Press Ctrl+C to copy the selected link.");
+  }
+}
+
+function when(created) {
+  const date = new Date(created * 1000);
+  const today = date.toDateString() === new Date().toDateString();
+  return today
+    ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+    : date.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+}
+
+function short(text) {
+  return text.length > 60 ? `${text.slice(0, 57)}…` : text;
+}

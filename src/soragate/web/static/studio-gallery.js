@@ -1,0 +1,130 @@
+// Every task of the key, newest first. The first page comes from GET /v1/tasks; after that
+// the server pushes each change over GET /v1/tasks/events (Server-Sent Events): the page
+// never polls. On a reconnection it reads the first page again to catch up.
+
+import { ApiError, api, streamEvents, toast } from "/static/api.js";
+import * as actions from "/static/studio-actions.js";
+import { TaskCard } from "/static/studio-card.js";
+
+const PAGE = 24;
+
+export class Gallery {
+  constructor({ list, empty, error, more, live }) {
+    Object.assign(this, { list, empty, error, more, live });
+    this.cards = new Map();
+    this.deleted = new Set();
+    this.after = null;
+    this.connected = false;
+    this.cardActions = {
+      retry: async (task) => {
+        const id = await actions.retry(task);
+        if (id) {
+          this.announce(id, {
+            ...task, task_id: id, state: "queued", progress: 0, created: Date.now() / 1000,
+            error_code: null, error_message: null, completed_at: null,
+          });
+        }
+        toast("Sent again as a new task.");
+      },
+      remix: async (task, prompt) => {
+        const id = await actions.remix(task, prompt);
+        this.announce(id, { prompt, model: task.model, kind: "remix", size: task.size, seconds: task.seconds, remixed_from: task.task_id, dialect: task.dialect });
+        toast("Remix started.");
+      },
+      remove: async (task) => {
+        await actions.remove(task);
+        this.drop(task.task_id);
+        toast("Deleted.");
+      },
+    };
+    more.addEventListener("click", () => this.loadPage(this.after));
+  }
+
+  get isEmpty() { return this.cards.size === 0; }
+
+  async start() {
+    await this.loadPage(null);
+    this.listen();
+  }
+
+  async loadPage(after) {
+    this.error.textContent = "";
+    try {
+      const query = new URLSearchParams({ limit: String(PAGE) });
+      if (after) query.set("after", after);
+      const page = await api(`/v1/tasks?${query}`);
+      for (const task of page.data) this.upsert(task, { append: Boolean(after) });
+      if (after || !this.after) {
+        this.after = page.last_id;
+        this.more.hidden = !page.has_more;
+      }
+    } catch (error) {
+      this.error.textContent = `Could not load your generations: ${error.message}`;
+    }
+    this.showEmpty();
+  }
+
+  listen() {
+    const stop = new AbortController();
+    const onOpen = () => {
+      this.live.textContent = "Live";
+      this.live.classList.add("on");
+      if (this.connected) this.loadPage(null); // catch up on what happened while disconnected
+      this.connected = true;
+    };
+    const onEvent = (name, task) => {
+      if (name === "task" && task && task.task_id) this.upsert(task);
+    };
+    streamEvents("/v1/tasks/events", onEvent, stop.signal, onOpen).catch((error) => {
+      this.live.textContent = "Stopped";
+      this.live.classList.remove("on");
+      this.error.textContent = error instanceof ApiError && error.status === 401
+        ? "Your key stopped working (revoked?): sign in again to see live updates."
+        : `Live updates stopped: ${error.message}`;
+    });
+    window.addEventListener("pagehide", () => stop.abort());
+  }
+
+  // A task this page just created: show it at once; the event stream fills in the rest.
+  announce(id, guess) {
+    if (!id || this.cards.has(id)) return;
+    this.upsert({ state: "queued", progress: 0, created: Date.now() / 1000, shots: [], ...guess, task_id: id });
+  }
+
+  upsert(task, { append = false } = {}) {
+    if (this.deleted.has(task.task_id)) return;
+    const known = this.cards.get(task.task_id);
+    if (known) {
+      known.update(task);
+      return;
+    }
+    const card = new TaskCard(task, this.cardActions);
+    this.cards.set(task.task_id, card);
+    if (append) this.list.append(card.element);
+    else this.list.insertBefore(card.element, this.firstOlderThan(task.created));
+    this.showEmpty();
+  }
+
+  firstOlderThan(created) {
+    for (const node of this.list.children) {
+      const other = this.cards.get(node.dataset.taskId);
+      if (other && other.task.created <= created) return node;
+    }
+    return null;
+  }
+
+  drop(id) {
+    const card = this.cards.get(id);
+    if (!card) return;
+    const next = card.element.nextElementSibling || card.element.previousElementSibling;
+    card.element.remove();
+    this.cards.delete(id);
+    this.deleted.add(id);
+    next?.querySelector("button, a")?.focus();
+    this.showEmpty();
+  }
+
+  showEmpty() {
+    this.empty.hidden = this.cards.size > 0;
+  }
+}
