@@ -10,6 +10,10 @@ URL, and POSTs the finished record to ``callBackUrl`` signed the way Kie signs w
     with serve(fake) as url: ...
     fake.create_code = 433          # every create answers {"code": 433, ...}
     fake.faults.add("create", Fault("after", status=504))   # job made, answer lost
+
+Besides Kie's Sora 2 names it takes the market models soragate ships profiles for
+(``MARKET``), each checked the way Kie's pages describe it: a field of the wrong JSON type,
+a value off the list, a missing required field or an unknown one is a 422.
 """
 
 from __future__ import annotations
@@ -208,7 +212,7 @@ class FakeKie:
             created_ms=_now_ms(),
         )
         # Kie downloads input images itself; a link it cannot fetch fails the job.
-        for url in data.get("image_urls") or []:
+        for url in _image_links(data):
             job.fetches.append(await _fetch(url))
         self.image_fetches += job.fetches
         self.jobs[job.id] = job
@@ -256,9 +260,7 @@ class FakeKie:
 
     # --- inner workings ------------------------------------------------------------------
 
-    def _answer(
-        self, code: int, msg: str | None = None, data: Any = None, *, fault: Fault | None
-    ) -> Response:
+    def _answer(self, code: int, msg: str | None = None, data: Any = None, *, fault: Fault | None) -> Response:
         """Kie's envelope, always with HTTP 200; as text/plain when the flag or a "text_plain"
         fault says so."""
         body = {"code": code, "msg": msg or MESSAGES.get(code, "error"), "data": data}
@@ -333,6 +335,8 @@ class FakeKie:
 def _validate(body: Any) -> str | None:
     if not isinstance(body, dict) or not isinstance(body.get("input"), dict):
         return "input is required"
+    if body.get("model") in MARKET:
+        return _validate_market(body["model"], body["input"])
     if body.get("model") not in MODELS:
         return f"The model {body.get('model')!r} is not supported"
     data = body["input"]
@@ -353,6 +357,318 @@ def _validate(body: Any) -> str | None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             return "input.image_urls takes URLs"
     return None
+
+
+# --- market models ------------------------------------------------------------------------------
+# A check takes the field's value and answers whether Kie would take it. JSON types are strict:
+# "8" is not 8, 8.0 is not an integer, and True is not a number.
+
+Check = Any
+
+
+def _one_of(*values: str) -> Check:
+    return lambda v: isinstance(v, str) and v in values
+
+
+def _int(lo: int, hi: int, *extra: int) -> Check:
+    return lambda v: type(v) is int and (lo <= v <= hi or v in extra)
+
+
+def _number(lo: int, hi: int) -> Check:
+    return lambda v: type(v) in (int, float) and lo <= v <= hi
+
+
+def _int_string(lo: int, hi: int) -> Check:
+    return lambda v: isinstance(v, str) and v.isdigit() and lo <= int(v) <= hi
+
+
+def _url(v: Any) -> bool:
+    return isinstance(v, str) and v.startswith(("http://", "https://"))
+
+
+def _urls(most: int) -> Check:
+    return lambda v: isinstance(v, list) and 1 <= len(v) <= most and all(_url(u) for u in v)
+
+
+def _bool(v: Any) -> bool:
+    return type(v) is bool
+
+
+RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9")
+SEEDANCE = {
+    "duration": _int(4, 15, -1),
+    "aspect_ratio": _one_of(*RATIOS, "adaptive"),
+    "first_frame_url": _url,
+    "last_frame_url": _url,
+    "reference_image_urls": _urls(9),
+    "generate_audio": _bool,
+    "web_search": _bool,
+    "nsfw_checker": _bool,
+}
+OMNI = {
+    "duration": _int(3, 15),
+    "resolution": _one_of("720p", "1080p", "4k"),
+    "audio": _bool,
+    "customize_multi_shots": _bool,
+    "prefer_multi_shots": _bool,
+}
+HAILUO_23 = {
+    "image_url": _url,
+    "duration": _one_of("6", "10"),
+    "resolution": _one_of("768P", "1080P"),
+    "prompt_optimizer": _bool,
+}
+HAPPYHORSE = {"duration": _int(3, 15), "resolution": _one_of("720p", "1080p"), "seed": _int(0, 2**31 - 1)}
+PIXVERSE = {
+    "duration": _int(1, 15),
+    "quality": _one_of("360p", "540p", "720p", "1080p"),
+    "generate_audio_switch": _bool,
+}
+GROK_ASPECTS = ("2:3", "3:2", "1:1", "16:9", "9:16")
+
+# model → (required input fields besides the prompt, every field it takes besides the prompt)
+MARKET: dict[str, tuple[frozenset[str], dict[str, Check]]] = {
+    "bytedance/seedance-2": (frozenset(), {**SEEDANCE, "resolution": _one_of("480p", "720p", "1080p", "4k")}),
+    "bytedance/seedance-2-fast": (frozenset(), {**SEEDANCE, "resolution": _one_of("480p", "720p")}),
+    "bytedance/seedance-2-mini": (frozenset(), {**SEEDANCE, "resolution": _one_of("480p", "720p")}),
+    "bytedance/seedance-2-5": (
+        frozenset(),
+        {
+            **SEEDANCE,
+            "duration": _int(4, 30, -1),
+            "reference_image_urls": _urls(30),
+            "resolution": _one_of("480p", "720p", "1080p"),
+            "output_format": _one_of("mp4", "mov"),
+        },
+    ),
+    "bytedance/seedance-1.5-pro": (
+        frozenset({"aspect_ratio", "duration"}),
+        {
+            "aspect_ratio": _one_of(*RATIOS),
+            "duration": _number(4, 12),
+            "input_urls": _urls(2),
+            "resolution": _one_of("480p", "720p", "1080p"),
+            "generate_audio": _bool,
+            "fixed_lens": _bool,
+        },
+    ),
+    # Kling 3.0: the duration is a STRING "3".."15", and sound must always be given.
+    "kling-3.0/video": (
+        frozenset({"duration", "mode", "sound"}),
+        {
+            "duration": _int_string(3, 15),
+            "mode": _one_of("std", "pro", "4K"),
+            "sound": _bool,
+            "aspect_ratio": _one_of("16:9", "9:16", "1:1"),
+            "image_urls": _urls(2),
+            "multi_shots": _bool,
+        },
+    ),
+    "kling-3.0-omni/text-to-video": (frozenset(), {**OMNI, "aspect_ratio": _one_of("16:9", "9:16", "1:1")}),
+    # Without custom multi-shot the shape must be "auto".
+    "kling-3.0-omni/image-to-video": (
+        frozenset({"image_urls"}),
+        {**OMNI, "aspect_ratio": _one_of("auto"), "image_urls": _urls(1)},
+    ),
+    "kling-3.0-omni/reference-to-video": (
+        frozenset({"image_urls"}),
+        {**OMNI, "aspect_ratio": _one_of("16:9", "9:16", "1:1"), "image_urls": _urls(7)},
+    ),
+    "kling/v3-turbo-text-to-video": (
+        frozenset({"aspect_ratio", "duration", "resolution"}),
+        {
+            "aspect_ratio": _one_of("1:1", "9:16", "16:9"),
+            "duration": _int_string(3, 15),
+            "resolution": _one_of("720p", "1080p"),
+        },
+    ),
+    "kling/v3-turbo-image-to-video": (
+        frozenset({"image_urls", "duration", "resolution"}),
+        {"image_urls": _urls(1), "duration": _int_string(3, 15), "resolution": _one_of("720p", "1080p")},
+    ),
+    "kling-2.6/text-to-video": (
+        frozenset({"aspect_ratio", "duration", "sound"}),
+        {"aspect_ratio": _one_of("1:1", "16:9", "9:16"), "duration": _one_of("5", "10"), "sound": _bool},
+    ),
+    "kling-2.6/image-to-video": (
+        frozenset({"image_urls", "duration", "sound"}),
+        {"image_urls": _urls(1), "duration": _one_of("5", "10"), "sound": _bool},
+    ),
+    "wan/2-7-text-to-video": (
+        frozenset(),
+        {
+            "duration": _int(2, 15),
+            "ratio": _one_of("16:9", "9:16", "1:1", "4:3", "3:4"),
+            "resolution": _one_of("720p", "1080p"),
+            "prompt_extend": _bool,
+            "seed": _int(0, 2**31 - 1),
+        },
+    ),
+    "wan/2-7-image-to-video": (
+        frozenset({"first_frame_url"}),
+        {
+            "duration": _int(2, 15),
+            "resolution": _one_of("720p", "1080p"),
+            "first_frame_url": _url,
+            "last_frame_url": _url,
+            "prompt_extend": _bool,
+        },
+    ),
+    "wan/2-6-text-to-video": (
+        frozenset(),
+        {"duration": _one_of("5", "10", "15"), "resolution": _one_of("720p", "1080p"), "multi_shots": _bool},
+    ),
+    "wan/2-6-image-to-video": (
+        frozenset({"image_urls"}),
+        {
+            "image_urls": _urls(1),
+            "duration": _one_of("5", "10", "15"),
+            "resolution": _one_of("720p", "1080p"),
+            "multi_shots": _bool,
+        },
+    ),
+    "wan/2-6-flash-image-to-video": (
+        frozenset({"image_urls", "audio"}),
+        {
+            "image_urls": _urls(1),
+            "audio": _bool,
+            "duration": _one_of("5", "10", "15"),
+            "resolution": _one_of("720p", "1080p"),
+            "multi_shots": _bool,
+        },
+    ),
+    "wan/2-5-text-to-video": (
+        frozenset({"duration"}),
+        {
+            "duration": _one_of("5", "10"),
+            "aspect_ratio": _one_of("16:9", "9:16", "1:1"),
+            "resolution": _one_of("720p", "1080p"),
+        },
+    ),
+    "wan/2-5-image-to-video": (
+        frozenset({"duration", "image_url"}),
+        {"duration": _one_of("5", "10"), "image_url": _url, "resolution": _one_of("720p", "1080p")},
+    ),
+    # Hailuo: 10 s is not made at 1080P (checked below); the Pro 02 models take neither.
+    "hailuo/02-text-to-video-standard": (frozenset(), {"duration": _one_of("6", "10"), "prompt_optimizer": _bool}),
+    "hailuo/02-text-to-video-pro": (frozenset(), {"prompt_optimizer": _bool}),
+    "hailuo/02-image-to-video-standard": (
+        frozenset({"image_url"}),
+        {
+            "image_url": _url,
+            "end_image_url": _url,
+            "duration": _one_of("6", "10"),
+            "resolution": _one_of("512P", "768P"),
+            "prompt_optimizer": _bool,
+        },
+    ),
+    "hailuo/02-image-to-video-pro": (
+        frozenset({"image_url"}),
+        {"image_url": _url, "end_image_url": _url, "prompt_optimizer": _bool},
+    ),
+    "hailuo/2-3-image-to-video-standard": (frozenset({"image_url"}), HAILUO_23),
+    "hailuo/2-3-image-to-video-pro": (frozenset({"image_url"}), HAILUO_23),
+    "minimax-h3/text-to-video": (
+        frozenset({"aspect_ratio", "duration"}),
+        {"aspect_ratio": _one_of(*RATIOS), "duration": _int(4, 15), "resolution": _one_of("768P", "2K")},
+    ),
+    "minimax-h3/image-to-video": (
+        frozenset({"duration", "first_frame_url"}),
+        {"duration": _int(4, 15), "first_frame_url": _url, "last_frame_url": _url, "resolution": _one_of("768P", "2K")},
+    ),
+    # Grok 1.0: a number for text-to-video, a STRING for image-to-video.
+    "grok-imagine/text-to-video": (
+        frozenset(),
+        {
+            "duration": _number(6, 30),
+            "aspect_ratio": _one_of(*GROK_ASPECTS),
+            "resolution": _one_of("480p", "720p", "1080p"),
+            "mode": _one_of("fun", "normal", "spicy"),
+        },
+    ),
+    "grok-imagine/image-to-video": (
+        frozenset({"image_urls"}),
+        {
+            "duration": _int_string(6, 30),
+            "aspect_ratio": _one_of(*GROK_ASPECTS),
+            "image_urls": _urls(7),
+            "resolution": _one_of("480p", "720p", "1080p"),
+            "mode": _one_of("fun", "normal", "spicy"),
+        },
+    ),
+    "grok-imagine-video-1-5-preview": (
+        frozenset(),
+        {
+            "duration": _int(1, 15),
+            "aspect_ratio": _one_of(*GROK_ASPECTS, "auto"),
+            "image_urls": _urls(7),
+            "resolution": _one_of("480p", "720p", "1080p"),
+        },
+    ),
+    "happyhorse/text-to-video": (frozenset(), {**HAPPYHORSE, "aspect_ratio": _one_of(*RATIOS[:5])}),
+    "happyhorse/image-to-video": (frozenset({"image_urls"}), {**HAPPYHORSE, "image_urls": _urls(1)}),
+    "happyhorse-1-1/text-to-video": (
+        frozenset(),
+        {**HAPPYHORSE, "aspect_ratio": _one_of(*RATIOS, "4:5", "5:4", "9:21")},
+    ),
+    "happyhorse-1-1/image-to-video": (frozenset({"image_urls"}), {**HAPPYHORSE, "image_urls": _urls(1)}),
+    "pixverse-v6/text-to-video": (
+        frozenset({"aspect_ratio", "duration", "quality"}),
+        {**PIXVERSE, "aspect_ratio": _one_of(*RATIOS, "2:3", "3:2")},
+    ),
+    "pixverse-v6/image-to-video": (
+        frozenset({"image_urls", "duration", "quality"}),
+        {**PIXVERSE, "image_urls": _urls(2)},
+    ),
+    # Gemini Omni: a STRING duration from a short list.
+    "gemini-omni-video": (
+        frozenset({"duration"}),
+        {
+            "duration": _one_of("4", "6", "8", "10"),
+            "aspect_ratio": _one_of("16:9", "9:16"),
+            "resolution": _one_of("720p", "1080p", "4k"),
+            "image_urls": _urls(7),
+        },
+    ),
+}
+# Fields that carry input images (Kie downloads each of them).
+IMAGE_FIELDS = (
+    "image_urls",
+    "image_url",
+    "end_image_url",
+    "first_frame_url",
+    "last_frame_url",
+    "input_urls",
+    "reference_image_urls",
+)
+
+
+def _validate_market(model: str, data: dict[str, Any]) -> str | None:
+    required, checks = MARKET[model]
+    if not str(data.get("prompt") or "").strip():
+        return "input.prompt is required"
+    for name in sorted(required):
+        if name not in data:
+            return f"input.{name} is required"
+    for name, value in data.items():
+        if name == "prompt":
+            continue
+        check = checks.get(name)
+        if check is None:
+            return f"input.{name} is not a parameter of {model}"
+        if not check(value):
+            return f"input.{name}: {value!r} is not valid for {model}"
+    if data.get("resolution") == "1080P" and data.get("duration") == "10":
+        return "10 s videos are not supported at 1080P"
+    return None
+
+
+def _image_links(data: dict[str, Any]) -> list[str]:
+    links: list[str] = []
+    for name in IMAGE_FIELDS:
+        value = data.get(name)
+        links += value if isinstance(value, list) else [value] if isinstance(value, str) else []
+    return links
 
 
 async def _fetch(url: str) -> ImageFetch:

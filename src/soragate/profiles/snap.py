@@ -161,6 +161,8 @@ def snap(
     if seconds is not None and chosen != seconds:
         changed.append(f"{chosen} s")
 
+    if profile.images is None and references:
+        raise SnapRefused(f"{profile.id} takes no reference image")
     if profile.images is not None and references > profile.images.max:
         raise SnapRefused(f"{profile.id} takes at most {profile.images.max} reference image(s)")
     if profile.images is not None and profile.images.required and not references:
