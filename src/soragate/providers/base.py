@@ -13,9 +13,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from soragate.core.task import Task, TaskError
+from soragate.core.task import ErrorCode, Task, TaskError
 from soragate.profiles.model import Profile
-from soragate.profiles.snap import Snapped
+from soragate.profiles.snap import Snapped, SnapPolicy, SnapRefused, snap
 
 
 class JobState(StrEnum):
@@ -115,3 +115,28 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+def refused(message: str) -> ProviderError:
+    """The request itself cannot go to this upstream; nothing was sent."""
+    return ProviderError(TaskError(ErrorCode.INVALID_INPUT, message), failure=Failure.REJECTED)
+
+
+def snapped_for(task: Task, inputs: TaskInputs, profile: Profile) -> Snapped:
+    """The request snapped to ``profile``: the worker's snap under the route's policy when it
+    made one, else the nearest values (a provider used without a route)."""
+    if inputs.snapped is not None:
+        return inputs.snapped
+    p = task.params
+    try:
+        return snap(
+            profile,
+            seconds=p.seconds,
+            width=p.width,
+            height=p.height,
+            hd=p.hd,
+            references=max(len(inputs.reference_images), len(inputs.reference_urls)),
+            policy=SnapPolicy.NEAREST,
+        )
+    except SnapRefused as exc:
+        raise refused(str(exc)) from None

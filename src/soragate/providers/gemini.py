@@ -41,9 +41,8 @@ from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
 from soragate.profiles.registry import shipped_profiles
-from soragate.profiles.snap import Snapped, SnapPolicy, SnapRefused, snap
 from soragate.providers.accounts import ProviderAccount
-from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs
+from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, snapped_for
 from soragate.providers.http import download, error_for_status, parse_json, retry_after, transport_error
 
 KIND = "gemini"
@@ -159,7 +158,7 @@ def build_body(task: Task, inputs: TaskInputs) -> dict[str, Any]:
         raise _refused(f"{profile.id} is a profile for {profile.kind} accounts, not {KIND} ones.")
     if task.kind not in (TaskKind.TEXT_TO_VIDEO, TaskKind.IMAGE_TO_VIDEO):
         raise _refused(f"Veo on the Gemini API makes no {task.kind.value.replace('_', ' ')} tasks here.")
-    snapped = _snapped(task, inputs, profile)
+    snapped = snapped_for(task, inputs, profile)
     instance: dict[str, Any] = {"prompt": task.params.prompt}
     _merge(instance, _images(inputs, profile))
     body: dict[str, Any] = {"instances": [instance]}
@@ -242,24 +241,6 @@ def google_error(response: httpx.Response, *, creating: bool, secret: str = "") 
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _snapped(task: Task, inputs: TaskInputs, profile: Profile) -> Snapped:
-    if inputs.snapped is not None:
-        return inputs.snapped
-    p = task.params
-    try:
-        return snap(
-            profile,
-            seconds=p.seconds,
-            width=p.width,
-            height=p.height,
-            hd=p.hd,
-            references=_references(inputs, profile),
-            policy=SnapPolicy.NEAREST,
-        )
-    except SnapRefused as exc:
-        raise _refused(str(exc)) from None
 
 
 def _references(inputs: TaskInputs, profile: Profile) -> int:

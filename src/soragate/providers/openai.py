@@ -36,9 +36,8 @@ import httpx
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
-from soragate.profiles.snap import Snapped, SnapPolicy, SnapRefused, snap
 from soragate.providers.accounts import ProviderAccount
-from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs
+from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, snapped_for
 from soragate.providers.http import download, error_for_status, parse_json, transport_error
 
 log = logging.getLogger(__name__)
@@ -315,7 +314,7 @@ def build_body(task: Task, inputs: TaskInputs) -> dict[str, Any]:
     if profile is None:
         raise _rejected("No model profile to build the request from.")
     body: dict[str, Any] = {"prompt": task.params.prompt, "model": profile.model}
-    _merge(body, _profile_snapped(task, inputs, profile).fields)
+    _merge(body, snapped_for(task, inputs, profile).fields)
     if inputs.reference_images or inputs.reference_urls:
         _merge(body, _profile_images(inputs, profile))
     return body
@@ -337,24 +336,6 @@ def form_parts(body: Mapping[str, Any]) -> list[tuple[str, Any]]:
         else:
             parts.append((name, (None, str(value))))
     return parts
-
-
-def _profile_snapped(task: Task, inputs: TaskInputs, profile: Profile) -> Snapped:
-    if inputs.snapped is not None:
-        return inputs.snapped
-    p = task.params
-    try:
-        return snap(
-            profile,
-            seconds=p.seconds,
-            width=p.width,
-            height=p.height,
-            hd=p.hd,
-            references=max(len(inputs.reference_images), len(inputs.reference_urls)),
-            policy=SnapPolicy.NEAREST,
-        )
-    except SnapRefused as exc:
-        raise _rejected(str(exc)) from None
 
 
 def _profile_images(inputs: TaskInputs, profile: Profile) -> dict[str, Any]:

@@ -26,10 +26,9 @@ import httpx
 
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
-from soragate.profiles.model import Images, Profile
-from soragate.profiles.snap import Snapped, SnapPolicy, SnapRefused, snap
+from soragate.profiles.model import Images
 from soragate.providers.accounts import ProviderAccount
-from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs
+from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, snapped_for
 from soragate.providers.http import download, error_for_status, parse_json, transport_error
 from soragate.providers.kie import IMAGE_WORDS, MODERATION, RESULT_WORDS
 
@@ -170,7 +169,7 @@ def build_body(task: Task, inputs: TaskInputs) -> dict[str, Any]:
     if profile is None:
         raise _refused("No model profile to build the OpenRouter request from.")
     body: dict[str, Any] = {"model": profile.model, "prompt": task.params.prompt}
-    _merge(body, _snapped(task, inputs, profile).fields)
+    _merge(body, snapped_for(task, inputs, profile).fields)
     if inputs.reference_images or inputs.reference_urls:
         if profile.images is None:
             raise _refused(f"{profile.id} takes no reference image.")
@@ -198,24 +197,6 @@ def job_status(answer: Mapping[str, Any], *, poll_after: float | None = None) ->
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _snapped(task: Task, inputs: TaskInputs, profile: Profile) -> Snapped:
-    if inputs.snapped is not None:
-        return inputs.snapped
-    p = task.params
-    try:
-        return snap(
-            profile,
-            seconds=p.seconds,
-            width=p.width,
-            height=p.height,
-            hd=p.hd,
-            references=max(len(inputs.reference_urls), len(inputs.reference_images)),
-            policy=SnapPolicy.NEAREST,
-        )
-    except SnapRefused as exc:
-        raise _refused(str(exc)) from None
 
 
 def _image_values(images: Images, inputs: TaskInputs) -> list[Any]:

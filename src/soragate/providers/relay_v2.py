@@ -28,10 +28,8 @@ import httpx
 
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
-from soragate.profiles.model import Profile
-from soragate.profiles.snap import Snapped, SnapPolicy, SnapRefused, snap
 from soragate.providers.accounts import ProviderAccount
-from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs
+from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, snapped_for
 from soragate.providers.http import download, error_for_status, parse_json, transport_error
 
 # Anything else (NOT_START, SUBMITTED, QUEUED, IN_PROGRESS, UNKNOWN, new words) is running.
@@ -226,7 +224,7 @@ def build_body(task: Task, inputs: TaskInputs) -> dict[str, Any]:
     if profile is None:
         raise _rejected("No model profile to build the relay request from.")
     body: dict[str, Any] = {"model": profile.model, "prompt": task.params.prompt}
-    _merge(body, _snapped(task, inputs, profile).fields)
+    _merge(body, snapped_for(task, inputs, profile).fields)
     if inputs.reference_images or inputs.reference_urls:
         images = profile.images
         if images is None:
@@ -240,24 +238,6 @@ def build_body(task: Task, inputs: TaskInputs) -> dict[str, Any]:
             ),
         )
     return body
-
-
-def _snapped(task: Task, inputs: TaskInputs, profile: Profile) -> Snapped:
-    if inputs.snapped is not None:
-        return inputs.snapped
-    p = task.params
-    try:
-        return snap(
-            profile,
-            seconds=p.seconds,
-            width=p.width,
-            height=p.height,
-            hd=p.hd,
-            references=max(len(inputs.reference_images), len(inputs.reference_urls)),
-            policy=SnapPolicy.NEAREST,
-        )
-    except SnapRefused as exc:
-        raise _rejected(str(exc)) from None
 
 
 def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
