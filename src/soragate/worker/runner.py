@@ -133,6 +133,10 @@ class Worker:
                     log.exception("claiming tasks failed; retrying")
                     claimed = []
                 for task in claimed:
+                    if task.id in self._held:
+                        # Our own lease ran out under load and we took the task again: it is
+                        # still being driven here, and a second driver could submit it twice.
+                        continue
                     self._held.add(task.id)
                     self._spawn(self._guard(task, self._adopt(task)))
                 if len(claimed) == capacity:
