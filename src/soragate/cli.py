@@ -85,6 +85,7 @@ def serve(
     console.print(f"  data: {settings.data_dir.resolve()}   database: {settings.db_url.split('://')[0]}")
     if not first_start:
         console.print(f"  admin key: in {settings.data_dir / 'admin.key'}")
+    # Open event streams (a studio tab) would otherwise hold a shutdown until every tab closes.
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -92,6 +93,7 @@ def serve(
         log_level="warning",
         loop="auto",
         http="auto",
+        timeout_graceful_shutdown=5,
     )
 
 
