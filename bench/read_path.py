@@ -83,9 +83,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        return subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
 # --- the two servers ----------------------------------------------------------------------
@@ -113,9 +111,7 @@ def start_soragate(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str]:
 
 def make_video(url: str, key: str) -> dict[str, Any]:
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
-        created = client.post(
-            "/v1/videos", json={"prompt": "a fox in snow", "seconds": "4", "size": "1280x720"}
-        )
+        created = client.post("/v1/videos", json={"prompt": "a fox in snow", "seconds": "4", "size": "1280x720"})
         created.raise_for_status()
         video_id = created.json()["id"]
         deadline = time.monotonic() + 120
@@ -173,9 +169,7 @@ def run_wrk(url: str, headers: dict[str, str], duration: float, connections: int
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
-    result = subprocess.run(
-        [*command, url], capture_output=True, text=True, timeout=duration + 60, check=True
-    )
+    result = subprocess.run([*command, url], capture_output=True, text=True, timeout=duration + 60, check=True)
     out = result.stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
@@ -282,9 +276,7 @@ def measure(args: argparse.Namespace) -> None:
                 f"{args.duration:g} s each (after a {args.warmup:g} s warm-up), load by {tool}"
             )
             if tool == "python":
-                print(
-                    "  note: the Python load generator may be the bottleneck; install wrk for firmer figures"
-                )
+                print("  note: the Python load generator may be the bottleneck; install wrk for firmer figures")
             results = {}
             for name, url in targets.items():
                 load(url, headers, args.warmup, args.connections)
@@ -305,9 +297,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description="Requests/s of soragate's GET /v1/videos/{id} next to a bare Starlette route's."
     )
-    parser.add_argument(
-        "--duration", type=float, default=10.0, help="Seconds of load per server (default 10)."
-    )
+    parser.add_argument("--duration", type=float, default=10.0, help="Seconds of load per server (default 10).")
     parser.add_argument("--connections", type=int, default=32, help="Concurrent keep-alive connections (32).")
     parser.add_argument("--warmup", type=float, default=2.0, help="Seconds of unmeasured load first (2).")
     parser.add_argument(

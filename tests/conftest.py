@@ -16,11 +16,10 @@ import pytest
 import uvicorn
 
 from soragate.app import create_app
+from soragate.settings import Settings
 
 # The `chromium` fixture for page tests.
 pytest_plugins = ["tests.browser"]
-from soragate.settings import Settings
-
 
 # Ports handed out by free_port stay bound until a server takes the socket over, so no
 # other test (or process) can grab one in between.

@@ -138,9 +138,7 @@ CASES = [
     Case("empty prompt as form", lambda c, _: c.post("/v1/videos", data={"prompt": ""}), param="prompt"),
     Case(
         "missing prompt as multipart",
-        lambda c, _: c.post(
-            "/v1/videos", data={"model": "sora-2"}, files={"input_reference": ("r.png", _png())}
-        ),
+        lambda c, _: c.post("/v1/videos", data={"model": "sora-2"}, files={"input_reference": ("r.png", _png())}),
         param="prompt",
     ),
     Case("unknown model", _create(prompt="x", model="sora-9"), param="model", code="invalid_model"),
@@ -179,9 +177,7 @@ CASES = [
         ),
         code="invalid_multipart",
     ),
-    Case(
-        "invalid JSON", _post_raw("/v1/videos", b'{"prompt": "x",', "application/json"), code="invalid_json"
-    ),
+    Case("invalid JSON", _post_raw("/v1/videos", b'{"prompt": "x",', "application/json"), code="invalid_json"),
     Case("JSON not UTF-8", _post_raw("/v1/videos", b"\xff\xfe{}", "application/json"), code="invalid_json"),
     Case(
         "JSON that is a list",
@@ -208,9 +204,7 @@ CASES = [
     ),
     Case("image_url not a string", _with_reference({"image_url": 5}), param="input_reference"),
     Case("unknown input_reference form", _with_reference({"url": "x"}), param="input_reference"),
-    Case(
-        "bare input_reference that is not base64", _with_reference("not an image!"), param="input_reference"
-    ),
+    Case("bare input_reference that is not base64", _with_reference("not an image!"), param="input_reference"),
     Case(
         "text uploaded as input_reference",
         lambda c, _: c.post(
@@ -231,17 +225,13 @@ CASES = [
     ),
     Case(
         "empty file as input_reference",
-        lambda c, _: c.post(
-            "/v1/videos", data={"prompt": "x"}, files={"input_reference": ("x.png", b"", "image/png")}
-        ),
+        lambda c, _: c.post("/v1/videos", data={"prompt": "x"}, files={"input_reference": ("x.png", b"", "image/png")}),
         param="input_reference",
     ),
     Case("list limit=101", lambda c, _: c.get("/v1/videos", params={"limit": 101}), param="limit"),
     Case("list limit=-1", lambda c, _: c.get("/v1/videos", params={"limit": -1}), param="limit"),
     Case("list limit=many", lambda c, _: c.get("/v1/videos", params={"limit": "many"}), param="limit"),
-    Case(
-        "list order=sideways", lambda c, _: c.get("/v1/videos", params={"order": "sideways"}), param="order"
-    ),
+    Case("list order=sideways", lambda c, _: c.get("/v1/videos", params={"order": "sideways"}), param="order"),
     Case(
         "content variant=bogus",
         lambda c, vid: c.get(f"/v1/videos/{vid}/content", params={"variant": "bogus"}),
@@ -263,9 +253,7 @@ CASES = [
     ),
     Case(
         "extension of 5 seconds",
-        lambda c, vid: c.post(
-            "/v1/videos/extensions", json={"prompt": "x", "seconds": "5", "video": {"id": vid}}
-        ),
+        lambda c, vid: c.post("/v1/videos/extensions", json={"prompt": "x", "seconds": "5", "video": {"id": vid}}),
         param="seconds",
     ),
     Case(
@@ -280,9 +268,7 @@ CASES = [
     ),
     Case(
         "extension of unknown video",
-        lambda c, _: c.post(
-            "/v1/videos/extensions", json={"prompt": "x", "seconds": "4", "video": {"id": "v"}}
-        ),
+        lambda c, _: c.post("/v1/videos/extensions", json={"prompt": "x", "seconds": "4", "video": {"id": "v"}}),
         status=404,
     ),
     Case("edit without video", lambda c, _: c.post("/v1/videos/edits", json={"prompt": "x"}), param="video"),
@@ -302,9 +288,7 @@ CASES = [
         lambda c, _: c.post("/v1/images/generations", json={"prompt": "x", "size": "1x1"}),
         param="size",
     ),
-    Case(
-        "image n=11", lambda c, _: c.post("/v1/images/generations", json={"prompt": "x", "n": 11}), param="n"
-    ),
+    Case("image n=11", lambda c, _: c.post("/v1/images/generations", json={"prompt": "x", "n": 11}), param="n"),
     Case(
         "image response_format=xml",
         lambda c, _: c.post("/v1/images/generations", json={"prompt": "x", "response_format": "xml"}),
@@ -403,15 +387,9 @@ def test_image_just_under_the_limit_is_accepted_however_it_is_sent(strict: LiveS
     image = _noise_png(SMALL_LIMIT - 20_000)
     assert SMALL_LIMIT - 25_000 < len(image) < SMALL_LIMIT
     with strict.client() as client:
-        as_file = client.post(
-            "/v1/videos", data={"prompt": "file"}, files={"input_reference": ("ok.png", image)}
-        )
-        as_form = client.post(
-            "/v1/videos", data={"prompt": "form", "input_reference[image_url]": _data_url(image)}
-        )
-        as_json = client.post(
-            "/v1/videos", json={"prompt": "json", "input_reference": {"image_url": _data_url(image)}}
-        )
+        as_file = client.post("/v1/videos", data={"prompt": "file"}, files={"input_reference": ("ok.png", image)})
+        as_form = client.post("/v1/videos", data={"prompt": "form", "input_reference[image_url]": _data_url(image)})
+        as_json = client.post("/v1/videos", json={"prompt": "json", "input_reference": {"image_url": _data_url(image)}})
     for response in (as_file, as_form, as_json):
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "queued"
@@ -465,9 +443,7 @@ def test_private_url_is_refused_without_being_fetched(
     with strict.client() as client:
         before = client.get("/v1/videos").json()["data"]
         for target in private:
-            as_json = client.post(
-                "/v1/videos", json={"prompt": "x", "input_reference": {"image_url": target}}
-            )
+            as_json = client.post("/v1/videos", json={"prompt": "x", "input_reference": {"image_url": target}})
             as_form = client.post("/v1/videos", data={"prompt": "x", "input_reference[image_url]": target})
             for response in (as_json, as_form):
                 assert_error(response, 400, param="input_reference[image_url]", code="private_url_refused")
@@ -487,9 +463,7 @@ def test_private_url_is_fetched_when_allowed(live: LiveServer, loopback_image: t
         not_image = client.post(
             "/v1/videos", json={"prompt": "x", "input_reference": {"image_url": live.url + "/healthz"}}
         )
-        missing = client.post(
-            "/v1/videos", json={"prompt": "x", "input_reference": {"image_url": live.url + "/nope"}}
-        )
+        missing = client.post("/v1/videos", json={"prompt": "x", "input_reference": {"image_url": live.url + "/nope"}})
         closed = client.post(
             "/v1/videos",
             json={"prompt": "x", "input_reference": {"image_url": f"http://127.0.0.1:{free_port()}/x.png"}},
@@ -514,9 +488,7 @@ def test_unfinished_video_has_no_content_and_cannot_be_a_source(strict: LiveServ
             assert_error(content, 400, code="not_ready")
         head = client.head(f"/v1/videos/{video_id}/content")
         remix = client.post(f"/v1/videos/{video_id}/remix", json={"prompt": "x"})
-        extend = client.post(
-            "/v1/videos/extensions", json={"prompt": "x", "seconds": "4", "video": {"id": video_id}}
-        )
+        extend = client.post("/v1/videos/extensions", json={"prompt": "x", "seconds": "4", "video": {"id": video_id}})
         edit = client.post("/v1/videos/edits", json={"prompt": "x", "video": {"id": video_id}})
     assert head.status_code == 400 and head.content == b""
     assert_error(remix, 400, param="video_id", code="video_not_ready")

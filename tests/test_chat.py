@@ -20,9 +20,7 @@ from tests.test_sora2api import SHARE_ID, download, png, poll_task, probe_video,
 from soragate.dialects import chatstream
 
 
-def chat(
-    text: str | list[dict[str, Any]], *, model: str = "sora_video2", stream: bool = False
-) -> dict[str, Any]:
+def chat(text: str | list[dict[str, Any]], *, model: str = "sora_video2", stream: bool = False) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": text}], "stream": stream}
 
 
@@ -82,15 +80,11 @@ def idle_server(tmp_path: Path) -> Iterator[LiveServer]:
     """A server without a worker: its tasks stay queued."""
     port = free_port()
     yield from run_server(
-        test_settings(
-            tmp_path / "data", port=port, public_url=f"http://127.0.0.1:{port}", worker_enabled=False
-        )
+        test_settings(tmp_path / "data", port=port, public_url=f"http://127.0.0.1:{port}", worker_enabled=False)
     )
 
 
-def test_a_waiting_stream_sends_keep_alive_comments(
-    idle_server: LiveServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_waiting_stream_sends_keep_alive_comments(idle_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(chatstream, "KEEPALIVE_SECONDS", 0.1)
     monkeypatch.setattr(chatstream, "RECHECK_SECONDS", 0.05)
     lines = []
@@ -133,9 +127,7 @@ def test_openai_sdk_streams_and_waits(server: LiveServer) -> None:
     _, width, height, _ = probe_video(download(video_url("".join(content))))
     assert (width, height) == (720, 1280)
 
-    completion = sdk.chat.completions.create(
-        model="gpt-image", messages=[{"role": "user", "content": "a pear"}]
-    )
+    completion = sdk.chat.completions.create(model="gpt-image", messages=[{"role": "user", "content": "a pear"}])
     assert (completion.choices[0].message.content or "").startswith("![Generated Image](")
 
     with pytest.raises(openai.APIError, match="content review"):
@@ -179,9 +171,7 @@ def test_ids_in_the_text_remix_a_shared_or_own_video(server: LiveServer) -> None
 
 def test_shots_in_the_text_make_a_storyboard(server: LiveServer) -> None:
     with server.client() as client:
-        body = client.post(
-            "/v1/chat/completions", json=chat("[3.5s] a seed sprouts [6.5s] a tree grows")
-        ).json()
+        body = client.post("/v1/chat/completions", json=chat("[3.5s] a seed sprouts [6.5s] a tree grows")).json()
     stored = stored_params(server, body["task_id"])
     assert stored.kind.value == "storyboard"
     assert [(s.seconds, s.prompt) for s in stored.params.shots] == [

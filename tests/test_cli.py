@@ -112,9 +112,7 @@ def test_generate_saves_an_h264_video_with_progress(server: LiveServer, tmp_path
 
 
 def test_generate_with_a_bad_key_fails_with_the_api_message(server: LiveServer, tmp_path: Path) -> None:
-    run = soragate(
-        "generate", "a fox in snow", "--base-url", server.url, "--api-key", "sk-sg-wrong", cwd=tmp_path
-    )
+    run = soragate("generate", "a fox in snow", "--base-url", server.url, "--api-key", "sk-sg-wrong", cwd=tmp_path)
 
     assert run.returncode == 1
     assert "HTTP 401" in run.stderr
@@ -133,9 +131,7 @@ def wait_in_progress(server: LiveServer, video_id: str, timeout: float = 30) -> 
 def test_tasks_list_show_and_cancel(slow_server: LiveServer) -> None:
     data_dir = slow_server.settings.data_dir
     with slow_server.client() as client:
-        created = client.post(
-            "/v1/videos", json={"prompt": "a slow sunrise", "seconds": "4", "size": "1280x720"}
-        )
+        created = client.post("/v1/videos", json={"prompt": "a slow sunrise", "seconds": "4", "size": "1280x720"})
     assert created.status_code == 200, created.text
     video_id = created.json()["id"]
     wait_in_progress(slow_server, video_id)

@@ -34,9 +34,7 @@ class KieClient:
         return requests.post(self.base_url + CREATE, json=body, headers=self.headers, timeout=30)
 
     def record(self, task_id: str) -> requests.Response:
-        return requests.get(
-            self.base_url + RECORD, params={"taskId": task_id}, headers=self.headers, timeout=30
-        )
+        return requests.get(self.base_url + RECORD, params={"taskId": task_id}, headers=self.headers, timeout=30)
 
     def generate(self, body: dict[str, Any], *, timeout: float = 60) -> dict[str, Any]:
         created = self.create(body).json()
@@ -230,12 +228,8 @@ def receiver() -> Iterator[Receiver]:
     endpoint.close()
 
 
-def test_callback_url_gets_record_info_when_task_ends(
-    kie: KieClient, receiver: Receiver, server: LiveServer
-) -> None:
-    ok = kie.create(
-        {"model": "sora-2-text-to-video", "callBackUrl": receiver.url, "input": {"prompt": "a kite"}}
-    )
+def test_callback_url_gets_record_info_when_task_ends(kie: KieClient, receiver: Receiver, server: LiveServer) -> None:
+    ok = kie.create({"model": "sora-2-text-to-video", "callBackUrl": receiver.url, "input": {"prompt": "a kite"}})
     bad = kie.create(
         {
             "model": "sora-2-text-to-video",
@@ -319,9 +313,7 @@ def _bad_requests() -> list[tuple[str, dict[str, Any]]]:
 
 
 @pytest.mark.parametrize(("case", "body"), _bad_requests(), ids=[c for c, _ in _bad_requests()])
-def test_bad_requests_are_422_in_kie_shape(
-    kie: KieClient, server: LiveServer, case: str, body: dict[str, Any]
-) -> None:
+def test_bad_requests_are_422_in_kie_shape(kie: KieClient, server: LiveServer, case: str, body: dict[str, Any]) -> None:
     response = kie.create(body)
     assert response.status_code == 422, response.text
     payload = response.json()
@@ -333,9 +325,7 @@ def test_bad_requests_are_422_in_kie_shape(
 
 
 def test_auth_unknown_task_and_unsupported(kie: KieClient, server: LiveServer) -> None:
-    wrong = KieClient(server.url, "sk-wrong").create(
-        {"model": "sora-2-text-to-video", "input": {"prompt": "x"}}
-    )
+    wrong = KieClient(server.url, "sk-wrong").create({"model": "sora-2-text-to-video", "input": {"prompt": "x"}})
     assert (wrong.status_code, wrong.json()["code"]) == (401, 401)
     assert wrong.json()["data"] is None
     keyless = requests.get(server.url + RECORD, params={"taskId": "video_x"}, timeout=30)

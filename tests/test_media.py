@@ -92,9 +92,7 @@ def test_shots_change_text_over_time(tmp_path: Path) -> None:
 
 def test_portrait_with_reference_image(tmp_path: Path) -> None:
     out = tmp_path / "portrait.mp4"
-    render_video(
-        out, prompt="vertical", width=720, height=1280, seconds=0.5, fps=4, reference_image=_png(), label="x"
-    )
+    render_video(out, prompt="vertical", width=720, height=1280, seconds=0.5, fps=4, reference_image=_png(), label="x")
     info = probe_video(out)
     assert (info.width, info.height) == (720, 1280)
     plain = tmp_path / "plain.mp4"
@@ -131,9 +129,7 @@ def test_render_image(tmp_path: Path) -> None:
     with Image.open(out) as img:
         assert (img.format, img.size) == ("PNG", (333, 201))
     with_ref = tmp_path / "ref.png"
-    render_image(
-        with_ref, prompt="A tiny house on a hill " * 20, width=333, height=201, reference_image=_png()
-    )
+    render_image(with_ref, prompt="A tiny house on a hill " * 20, width=333, height=201, reference_image=_png())
     assert out.read_bytes() != with_ref.read_bytes()
 
 

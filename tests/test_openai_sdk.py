@@ -8,7 +8,6 @@ import av
 import openai
 import pytest
 from PIL import Image
-
 from tests.conftest import LiveServer
 
 
@@ -105,9 +104,10 @@ def test_input_reference_upload_makes_image_to_video(sdk: openai.OpenAI, server:
         task = client.get(f"/v1/videos/{video.id}").json()
     assert task["status"] == "completed"
     # The task is recorded as image-to-video (visible through the CLI's task view too).
+    import asyncio
+
     from soragate.store import tasks as task_store
     from soragate.store.db import create_engine
-    import asyncio
 
     async def kind() -> str:
         engine = create_engine(server.settings.db_url)
@@ -128,12 +128,8 @@ def test_input_reference_image_url_as_json_and_form(server: LiveServer) -> None:
 
     data_url = "data:image/png;base64," + base64.b64encode(_png()).decode()
     with server.client() as client:
-        as_json = client.post(
-            "/v1/videos", json={"prompt": "json ref", "input_reference": {"image_url": data_url}}
-        )
-        as_form = client.post(
-            "/v1/videos", data={"prompt": "form ref", "input_reference[image_url]": data_url}
-        )
+        as_json = client.post("/v1/videos", json={"prompt": "json ref", "input_reference": {"image_url": data_url}})
+        as_form = client.post("/v1/videos", data={"prompt": "form ref", "input_reference[image_url]": data_url})
     assert as_json.status_code == 200, as_json.text
     assert as_form.status_code == 200, as_form.text
     for video in (as_json.json(), as_form.json()):

@@ -42,9 +42,7 @@ def alice(live: LiveServer) -> Owner:
     """Key A, a plain user key, with a finished video, an image and a character."""
     key = live.create_key("a")
     with live.client(key) as client:
-        created = client.post(
-            "/v1/videos", json={"prompt": "alice's fox", "seconds": "4", "size": "1280x720"}
-        )
+        created = client.post("/v1/videos", json={"prompt": "alice's fox", "seconds": "4", "size": "1280x720"})
         assert created.status_code == 200, created.text
         video_id = created.json()["id"]
         image = client.post(
@@ -153,9 +151,7 @@ def test_other_key_cannot_use_file_id(live: LiveServer, bob: httpx.Client, alice
     file_id = alice.image_id if which == "image" else alice.video_id
     before = _ids(bob)
     theirs = bob.post("/v1/videos", json={"prompt": "borrowed", "input_reference": {"file_id": file_id}})
-    nobody = bob.post(
-        "/v1/videos", json={"prompt": "borrowed", "input_reference": {"file_id": "img_" + "0" * 32}}
-    )
+    nobody = bob.post("/v1/videos", json={"prompt": "borrowed", "input_reference": {"file_id": "img_" + "0" * 32}})
     # Someone else's id answers exactly like an id that does not exist.
     error = assert_error(theirs, nobody.status_code)
     assert 400 <= theirs.status_code < 500
@@ -168,9 +164,7 @@ def test_other_key_cannot_use_file_id(live: LiveServer, bob: httpx.Client, alice
     assert error["param"] == "input_reference[file_id]"
     assert _ids(bob) == before
     with live.client(alice.key) as client:  # the owner may use it
-        mine = client.post(
-            "/v1/videos", json={"prompt": "mine", "input_reference": {"file_id": alice.image_id}}
-        )
+        mine = client.post("/v1/videos", json={"prompt": "mine", "input_reference": {"file_id": alice.image_id}})
     assert mine.status_code == 200, mine.text
 
 

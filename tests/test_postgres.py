@@ -13,9 +13,9 @@ import av
 import openai
 import pytest
 from sqlalchemy import text
+from tests.conftest import LiveServer, free_port, run_server, test_settings
 
 from soragate.store.db import create_engine
-from tests.conftest import LiveServer, free_port, run_server, test_settings
 
 PG_URL = os.environ.get("SORAGATE_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(not PG_URL, reason="SORAGATE_TEST_POSTGRES_URL is not set")

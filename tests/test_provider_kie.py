@@ -233,13 +233,9 @@ async def test_image_link_kie_cannot_fetch_fails_the_job(
     assert "download the input image" in failed.error.message
 
 
-async def test_reference_images_without_public_urls_are_refused(
-    fake: FakeKie, kie_url: str, http: httpx.AsyncClient
-):
+async def test_reference_images_without_public_urls_are_refused(fake: FakeKie, kie_url: str, http: httpx.AsyncClient):
     provider = make_provider(kie_url, http)
-    error = await raises(
-        provider.submit(make_task(kind=TaskKind.IMAGE_TO_VIDEO), TaskInputs(reference_images=[PNG]))
-    )
+    error = await raises(provider.submit(make_task(kind=TaskKind.IMAGE_TO_VIDEO), TaskInputs(reference_images=[PNG])))
     assert error.failure is Failure.REJECTED and error.not_created
     assert "SORAGATE_PUBLIC_URL" in error.error.message
     assert fake.bodies == []
@@ -281,9 +277,7 @@ async def test_account_mapping_wins_over_the_sora_names(http: httpx.AsyncClient)
     body = provider.request_body(make_task(), TaskInputs())
     assert body["model"] == "kling-2.6/text-to-video"
     wildcard = make_provider("http://kie.invalid", http, models={"*": "wan/2-7-text-to-video"})
-    assert (
-        wildcard.request_body(make_task(model="sora-2-pro"), TaskInputs())["model"] == "wan/2-7-text-to-video"
-    )
+    assert wildcard.request_body(make_task(model="sora-2-pro"), TaskInputs())["model"] == "wan/2-7-text-to-video"
     extra = make_provider("http://kie.invalid", http, extra_input={"sound": True})
     assert extra.request_body(make_task(), TaskInputs())["input"]["sound"] is True
 
@@ -364,9 +358,7 @@ def test_verify_callback_rules():
         (505, Failure.REJECTED),
     ],
 )
-async def test_create_body_codes(
-    fake: FakeKie, kie_url: str, http: httpx.AsyncClient, code: int, failure: Failure
-):
+async def test_create_body_codes(fake: FakeKie, kie_url: str, http: httpx.AsyncClient, code: int, failure: Failure):
     fake.create_code = code
     error = await raises(make_provider(kie_url, http).submit(make_task(), TaskInputs()))
     assert error.failure is failure
@@ -568,9 +560,7 @@ def test_record_status_details():
     assert "failCode 500" in plain.error.message
     running = record_status({"state": "generating", "progress": "45%"})
     assert running.state is JobState.RUNNING and running.progress == 45
-    broken = record_status(
-        {"state": "success", "resultJson": "{not json", "resultUrls": ["https://cdn/x.mp4"]}
-    )
+    broken = record_status({"state": "success", "resultJson": "{not json", "resultUrls": ["https://cdn/x.mp4"]})
     assert broken.result_urls == ("https://cdn/x.mp4",)
     early = record_status({"state": "success", "resultJson": ""})
     assert early.state is JobState.RUNNING and early.progress == 99

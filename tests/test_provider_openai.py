@@ -205,9 +205,7 @@ async def test_json_mode_sends_a_data_url(upstream: Any, http: httpx.AsyncClient
     assert base64.b64decode(url.split(",", 1)[1]) == image
 
 
-async def test_azure_style_uses_api_key_and_api_version(
-    upstream: Any, http: httpx.AsyncClient, tmp_path: Path
-) -> None:
+async def test_azure_style_uses_api_key_and_api_version(upstream: Any, http: httpx.AsyncClient, tmp_path: Path) -> None:
     fake, base = upstream(api_version="preview")
     provider = provider_for(base, http, azure_api_version="preview")
     upstream_id = await provider.submit(make_task(), TaskInputs())
@@ -379,9 +377,7 @@ async def test_vanished_job_is_gone(fake_and_provider: Any) -> None:
 
 
 @pytest.mark.parametrize("new_api", [False, True])
-async def test_deleted_result_is_gone(
-    upstream: Any, http: httpx.AsyncClient, tmp_path: Path, new_api: bool
-) -> None:
+async def test_deleted_result_is_gone(upstream: Any, http: httpx.AsyncClient, tmp_path: Path, new_api: bool) -> None:
     fake, base = upstream(new_api=new_api)
     provider = provider_for(base, http)
     upstream_id = await provider.submit(make_task(), TaskInputs())

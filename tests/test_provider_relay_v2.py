@@ -284,9 +284,7 @@ async def test_result_auth_option_sends_the_key(
 # --- failures of the job -------------------------------------------------------------------
 
 
-async def test_prompt_review_failure_carries_the_review_code(
-    provider: RelayV2Provider, fake: RelayV2Fake
-) -> None:
+async def test_prompt_review_failure_carries_the_review_code(provider: RelayV2Provider, fake: RelayV2Fake) -> None:
     upstream_id = await provider.submit(make_task("a blocked scene"), TaskInputs())
 
     status = await provider.status(upstream_id)
@@ -347,9 +345,7 @@ async def test_find_cannot_reconcile(provider: RelayV2Provider) -> None:
         (Fault("after"), Failure.UNCERTAIN),
     ],
 )
-async def test_create_faults(
-    provider: RelayV2Provider, fake: RelayV2Fake, fault: Fault, failure: Failure
-) -> None:
+async def test_create_faults(provider: RelayV2Provider, fake: RelayV2Fake, fault: Fault, failure: Failure) -> None:
     fake.faults.add("create", fault)
     error = await fails(provider.submit(make_task(), TaskInputs()))
     assert error.failure is failure
@@ -383,9 +379,7 @@ async def test_remix_faults_are_classified_like_creates(provider: RelayV2Provide
     assert (await fails(provider.submit(remix, TaskInputs(source=source)))).failure is Failure.RETRYABLE
 
 
-async def test_status_503_504_burst_is_retryable_then_recovers(
-    provider: RelayV2Provider, fake: RelayV2Fake
-) -> None:
+async def test_status_503_504_burst_is_retryable_then_recovers(provider: RelayV2Provider, fake: RelayV2Fake) -> None:
     upstream_id = await provider.submit(make_task(), TaskInputs())
     fake.faults.add("status", Fault("status", status=503), times=2)
     fake.faults.add("status", Fault("status", status=504))
@@ -522,8 +516,6 @@ async def test_wrapped_status_answer_is_read(canned: Canned) -> None:
 
 
 async def test_review_code_inside_fail_reason(canned: Canned) -> None:
-    provider = canned(
-        200, {"task_id": "t1", "status": "FAILURE", "fail_reason": "image_review_failed: real person"}
-    )
+    provider = canned(200, {"task_id": "t1", "status": "FAILURE", "fail_reason": "image_review_failed: real person"})
     status = await provider.status("t1")
     assert status.error is not None and status.error.code == ErrorCode.IMAGE_REVIEW

@@ -63,9 +63,7 @@ async def make_provider(upstream: str) -> AsyncIterator[MakeProvider]:
     providers: list[Sora2APIProvider] = []
     async with httpx.AsyncClient() as http:
 
-        def make(
-            *, secret: str = KEY, models: dict[str, str] | None = None, **options: Any
-        ) -> Sora2APIProvider:
+        def make(*, secret: str = KEY, models: dict[str, str] | None = None, **options: Any) -> Sora2APIProvider:
             options.setdefault("timeout", 5)
             account = ProviderAccount(
                 id="acc1",
@@ -151,9 +149,7 @@ async def failure_of(call: Any) -> ProviderError:
 def test_video_model_names_follow_sora2api_spelling(
     model: str, base: str, seconds: int | None, size: tuple[int, int], hd: bool, expected: str
 ) -> None:
-    account = ProviderAccount(
-        id="a", name="a", kind="sora2api", base_url="http://x", secret="k", models={"*": ""}
-    )
+    account = ProviderAccount(id="a", name="a", kind="sora2api", base_url="http://x", secret="k", models={"*": ""})
     task = make_task(model=model, base_model=base, seconds=seconds, size=size, hd=hd)
     assert upstream_model(account, task) == expected
 
@@ -168,9 +164,7 @@ def test_model_names_for_images_and_explicit_mappings() -> None:
         models={"sora-2": "sora-video-10s"},
     )
     assert upstream_model(account, make_task()) == "sora-video-10s"
-    images = ProviderAccount(
-        id="a", name="a", kind="sora2api", base_url="http://x", secret="k", models={"*": ""}
-    )
+    images = ProviderAccount(id="a", name="a", kind="sora2api", base_url="http://x", secret="k", models={"*": ""})
     for size, name in [
         ((1024, 1024), "gpt-image"),
         ((1536, 1024), "gpt-image-landscape"),
@@ -218,15 +212,11 @@ def fake_base(fake: FakeSora2API, status: JobStatus) -> str:
     return status.result_urls[0].split("/tmp/")[0]
 
 
-async def test_image_to_video_sends_the_image_as_a_data_uri(
-    fake: FakeSora2API, make_provider: MakeProvider
-) -> None:
+async def test_image_to_video_sends_the_image_as_a_data_uri(fake: FakeSora2API, make_provider: MakeProvider) -> None:
     provider = make_provider()
     png = sample_png()
     task = make_task(TaskKind.IMAGE_TO_VIDEO, size=(720, 1280), seconds=15)
-    inputs = TaskInputs(
-        reference_images=[png], reference_urls=["http://gate/u/1"], reference_mimes=["image/png"]
-    )
+    inputs = TaskInputs(reference_images=[png], reference_urls=["http://gate/u/1"], reference_mimes=["image/png"])
     await provider.submit(task, inputs)
 
     path, body = fake.bodies[0]
@@ -281,9 +271,7 @@ async def test_remix_of_another_accounts_video_is_refused_before_sending(
     assert fake.creates == 0
 
 
-async def test_storyboard_prompt_is_built_from_the_shots(
-    fake: FakeSora2API, make_provider: MakeProvider
-) -> None:
+async def test_storyboard_prompt_is_built_from_the_shots(fake: FakeSora2API, make_provider: MakeProvider) -> None:
     provider = make_provider()
     shots = [Shot(5.0, "cat jumps off the plane"), Shot(5, "cat parachutes"), Shot(10, "cat runs in a field")]
     task = make_task(TaskKind.STORYBOARD, prompt="ignored", seconds=20, shots=shots)
@@ -320,13 +308,9 @@ async def test_images_give_one_file_per_result_url(
     assert probe_image(files[1].path.read_bytes()).width == 36
 
 
-async def test_image_to_image_uses_the_transform_endpoint(
-    fake: FakeSora2API, make_provider: MakeProvider
-) -> None:
+async def test_image_to_image_uses_the_transform_endpoint(fake: FakeSora2API, make_provider: MakeProvider) -> None:
     provider = make_provider()
-    task = make_task(
-        TaskKind.IMAGE_TO_IMAGE, model="gpt-image-1", base_model="gpt-image-1", size=(1536, 1024)
-    )
+    task = make_task(TaskKind.IMAGE_TO_IMAGE, model="gpt-image-1", base_model="gpt-image-1", size=(1536, 1024))
     await provider.submit(task, TaskInputs(reference_images=[sample_png()]))  # no mime given: sniffed
     path, body = fake.bodies[0]
     assert path == "/v1/images/transform" and body["model"] == "gpt-image-landscape"
@@ -359,17 +343,13 @@ async def test_review_failure_is_a_failed_job_with_the_review_code(
     assert status.error is not None and status.error.code == ErrorCode.PROMPT_REVIEW
 
 
-async def test_review_refusal_at_create_is_moderation(
-    fake: FakeSora2API, make_provider: MakeProvider
-) -> None:
+async def test_review_refusal_at_create_is_moderation(fake: FakeSora2API, make_provider: MakeProvider) -> None:
     fake.create_error = (400, "Your uploaded image may violate our guardrails.")
     error = await failure_of(make_provider().submit(make_task(), TaskInputs()))
     assert error.failure is Failure.MODERATION and error.error.code == ErrorCode.IMAGE_REVIEW
 
 
-async def test_other_job_failures_are_upstream_errors(
-    fake: FakeSora2API, make_provider: MakeProvider
-) -> None:
+async def test_other_job_failures_are_upstream_errors(fake: FakeSora2API, make_provider: MakeProvider) -> None:
     provider = make_provider()
     upstream_id = await provider.submit(make_task(), TaskInputs())
     fake.jobs[upstream_id].status, fake.jobs[upstream_id].error_message = (
@@ -431,9 +411,7 @@ CREATE_FAULTS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("fault", "expected"), CREATE_FAULTS, ids=lambda v: getattr(v, "kind", None) or str(v)
-)
+@pytest.mark.parametrize(("fault", "expected"), CREATE_FAULTS, ids=lambda v: getattr(v, "kind", None) or str(v))
 @pytest.mark.parametrize("api", ["tasks", "chat"])
 async def test_create_faults_are_classified(
     fake: FakeSora2API, make_provider: MakeProvider, api: str, fault: Fault, expected: Failure
@@ -502,9 +480,7 @@ STATUS_FAULTS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("fault", "expected"), STATUS_FAULTS, ids=lambda v: getattr(v, "kind", None) or str(v)
-)
+@pytest.mark.parametrize(("fault", "expected"), STATUS_FAULTS, ids=lambda v: getattr(v, "kind", None) or str(v))
 async def test_status_faults_are_classified(
     fake: FakeSora2API, make_provider: MakeProvider, fault: Fault, expected: Failure
 ) -> None:
@@ -516,9 +492,7 @@ async def test_status_faults_are_classified(
     assert (await provider.status(upstream_id)).state is JobState.RUNNING  # the next poll is fine
 
 
-async def test_text_plain_json_is_read(
-    fake: FakeSora2API, make_provider: MakeProvider, tmp_path: Path
-) -> None:
+async def test_text_plain_json_is_read(fake: FakeSora2API, make_provider: MakeProvider, tmp_path: Path) -> None:
     fake.plain_text = True
     provider = make_provider()
     upstream_id = await provider.submit(make_task(), TaskInputs())
@@ -527,18 +501,14 @@ async def test_text_plain_json_is_read(
     assert len(await provider.fetch_result(upstream_id, tmp_path, status)) == 1
 
 
-async def test_result_download_faults(
-    fake: FakeSora2API, make_provider: MakeProvider, tmp_path: Path
-) -> None:
+async def test_result_download_faults(fake: FakeSora2API, make_provider: MakeProvider, tmp_path: Path) -> None:
     provider = make_provider()
     upstream_id = await provider.submit(make_task(), TaskInputs())
     status = await wait_for(provider, upstream_id)
     fake.faults.add("result", Fault("status", status=503))
     fake.faults.add("result", Fault("reset"))
     for _ in range(2):
-        assert (
-            await failure_of(provider.fetch_result(upstream_id, tmp_path, status))
-        ).failure is Failure.RETRYABLE
+        assert (await failure_of(provider.fetch_result(upstream_id, tmp_path, status))).failure is Failure.RETRYABLE
     assert (await provider.fetch_result(upstream_id, tmp_path, status))[0].path.stat().st_size > 0
 
 
@@ -552,9 +522,7 @@ async def test_chat_stream_reports_progress_then_the_video(
     fake.gate.clear()
     png = sample_png()
     task = make_task(TaskKind.IMAGE_TO_VIDEO, seconds=25, size=(720, 1280))
-    upstream_id = await provider.submit(
-        task, TaskInputs(reference_images=[png], reference_mimes=["image/png"])
-    )
+    upstream_id = await provider.submit(task, TaskInputs(reference_images=[png], reference_mimes=["image/png"]))
 
     assert fake.bodies == [
         (
@@ -569,9 +537,7 @@ async def test_chat_stream_reports_progress_then_the_video(
                             {"type": "text", "text": "a cat runs across the grass"},
                             {
                                 "type": "image_url",
-                                "image_url": {
-                                    "url": "data:image/png;base64," + base64.b64encode(png).decode()
-                                },
+                                "image_url": {"url": "data:image/png;base64," + base64.b64encode(png).decode()},
                             },
                         ],
                     }
@@ -590,14 +556,10 @@ async def test_chat_stream_reports_progress_then_the_video(
     assert probe_video(files[0].path).width == 320
 
 
-async def test_chat_images_and_storyboards(
-    fake: FakeSora2API, make_provider: MakeProvider, tmp_path: Path
-) -> None:
+async def test_chat_images_and_storyboards(fake: FakeSora2API, make_provider: MakeProvider, tmp_path: Path) -> None:
     fake.images_per_job = 2
     provider = make_provider(api="chat")
-    task = make_task(
-        TaskKind.TEXT_TO_IMAGE, prompt="a red fox", model="gpt-image-1", base_model="gpt-image-1"
-    )
+    task = make_task(TaskKind.TEXT_TO_IMAGE, prompt="a red fox", model="gpt-image-1", base_model="gpt-image-1")
     upstream_id = await provider.submit(task, TaskInputs())
     files = await provider.fetch_result(upstream_id, tmp_path, await wait_for(provider, upstream_id))
     assert [f.variant for f in files] == ["image", "image"]
@@ -608,9 +570,7 @@ async def test_chat_images_and_storyboards(
     assert body["messages"][0]["content"] == [{"type": "text", "text": "[5.0s]cat jumps [5.0s]cat lands"}]
 
 
-async def test_chat_stream_error_event_503_fails_the_job(
-    fake: FakeSora2API, make_provider: MakeProvider
-) -> None:
+async def test_chat_stream_error_event_503_fails_the_job(fake: FakeSora2API, make_provider: MakeProvider) -> None:
     # A chat stream cannot be resumed, so asking again would never help: the job is over.
     fake.stream_error_status = 503
     provider = make_provider(api="chat")
@@ -653,14 +613,10 @@ async def test_aclose_cancels_open_streams(fake: FakeSora2API, make_provider: Ma
     assert fake.running_max == 1
 
 
-async def test_chat_remix_puts_the_share_id_in_the_text(
-    fake: FakeSora2API, make_provider: MakeProvider
-) -> None:
+async def test_chat_remix_puts_the_share_id_in_the_text(fake: FakeSora2API, make_provider: MakeProvider) -> None:
     provider = make_provider(api="chat")
     share = "s_" + "cd" * 16
-    await provider.submit(
-        make_task(TaskKind.REMIX, prompt="in winter", extra={"remix_share_id": share}), TaskInputs()
-    )
+    await provider.submit(make_task(TaskKind.REMIX, prompt="in winter", extra={"remix_share_id": share}), TaskInputs())
     assert fake.bodies[0][1]["messages"][0]["content"] == [{"type": "text", "text": f"{share} in winter"}]
 
 

@@ -60,8 +60,7 @@ def test_a_bad_file_is_reported_with_the_entry(tmp_path: Path) -> None:
     with pytest.raises(ProvidersFileError, match="provider #1: 'kind' must be one of"):
         read_providers_file(path)
     path.write_text(
-        '[[providers]]\nname = "x"\nkind = "kie"\nbase_url = "http://h"\nsecret = "env:NOPE_X"\n'
-        'models = {a = ""}\n'
+        '[[providers]]\nname = "x"\nkind = "kie"\nbase_url = "http://h"\nsecret = "env:NOPE_X"\nmodels = {a = ""}\n'
     )
     with pytest.raises(ProvidersFileError, match=r"needs \$NOPE_X"):
         read_providers_file(path)

@@ -34,9 +34,7 @@ def _data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode()
 
 
-def poll(
-    client: httpx.Client, task_id: str, *, interval: float = 0.2, max_polls: int = 300
-) -> dict[str, Any]:
+def poll(client: httpx.Client, task_id: str, *, interval: float = 0.2, max_polls: int = 300) -> dict[str, Any]:
     """Seed 002's startPolling, every 0.2 s instead of 3 s."""
     for _ in range(max_polls):
         response = client.get(f"/v2/videos/generations/{task_id}")
@@ -147,9 +145,7 @@ def _set_limit(server: LiveServer, key_id: str, limit: float | None) -> None:
 def test_seed_client_creates_polls_and_downloads(server: LiveServer) -> None:
     with server.client() as client:
         landscape = create(client, model="sora-2", prompt="a cat running in a park")
-        portrait = create(
-            client, model="sora-2", prompt="a cat, portrait", aspect_ratio="9:16", duration="10"
-        )
+        portrait = create(client, model="sora-2", prompt="a cat, portrait", aspect_ratio="9:16", duration="10")
         pro_hd = create(client, model="sora-2-pro", prompt="a cat, in HD", duration=15, hd=True)
         results = {
             name: poll(client, t["task_id"])
@@ -178,9 +174,7 @@ def test_seed_client_creates_polls_and_downloads(server: LiveServer) -> None:
 def test_aliases_images_and_hd_at_25s(server: LiveServer, receiver: Receiver) -> None:
     receiver.files["/ref.png"] = (_png("orange"), "image/png")
     with server.client() as client:
-        alias = create(
-            client, model="sora_video2-portrait-15s", prompt="alias", aspect_ratio="16:9", duration=10
-        )
+        alias = create(client, model="sora_video2-portrait-15s", prompt="alias", aspect_ratio="16:9", duration=10)
         images = create(
             client,
             model="sora-2",
@@ -241,9 +235,7 @@ def test_character_clip_and_characters_endpoint(server: LiveServer) -> None:
 
 def test_remix_of_a_relay_task_answers_in_relay_shape(server: LiveServer) -> None:
     with server.client() as client:
-        source = poll(
-            client, create(client, model="sora-2", prompt="a red car", aspect_ratio="9:16")["task_id"]
-        )
+        source = poll(client, create(client, model="sora-2", prompt="a red car", aspect_ratio="9:16")["task_id"])
         response = client.post(f"/v1/videos/{source['task_id']}/remix", json={"prompt": "make it blue"})
         assert response.status_code == 200, response.text
         remix = response.json()
@@ -360,9 +352,7 @@ def test_bad_input_is_a_relay_shaped_400(server: LiveServer, body: dict[str, Any
 
 def test_malformed_and_unauthenticated_requests(server: LiveServer) -> None:
     with server.client() as client:
-        not_json = client.post(
-            "/v2/videos/generations", content=b"{nope", headers={"content-type": "application/json"}
-        )
+        not_json = client.post("/v2/videos/generations", content=b"{nope", headers={"content-type": "application/json"})
         unknown = client.get("/v2/videos/generations/video_" + "0" * 32)
     with server.client("") as anonymous:
         no_key = anonymous.post("/v2/videos/generations", json={"model": "sora-2", "prompt": "x"})

@@ -54,8 +54,13 @@ def gateway(tmp_path: Path) -> Iterator[LiveServer]:
 
 
 def add_account(server: LiveServer, **fields: Any) -> dict[str, Any]:
-    body = {"priority": 100, "weight": 1, "max_concurrency": 50, "poll_rate": 50.0,
-            "options": {"poll_min": 0.05, "poll_max": 0.2, "timeout": 2}}
+    body = {
+        "priority": 100,
+        "weight": 1,
+        "max_concurrency": 50,
+        "poll_rate": 50.0,
+        "options": {"poll_min": 0.05, "poll_max": 0.2, "timeout": 2},
+    }
     body.update(fields)
     with server.client() as client:
         response = client.post("/v1/admin/providers", json=body)
@@ -99,8 +104,9 @@ def test_account_answering_401_leaves_rotation_and_tasks_go_elsewhere(
 ) -> None:
     fake, url = relay
     fake.key = "the-upstream-revoked-our-key"
-    add_account(gateway, name="relay-bad", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""},
-                priority=1)
+    add_account(
+        gateway, name="relay-bad", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""}, priority=1
+    )
     add_account(gateway, name="backup", kind="sandbox", models={"sora-2": ""}, priority=2)
     sdk = openai.OpenAI(base_url=gateway.api, api_key=gateway.admin_key, max_retries=0)
     videos = [sdk.videos.create(prompt=f"clip {i}", seconds="4") for i in range(3)]
@@ -119,8 +125,12 @@ def test_weights_split_400_tasks_three_to_one(gateway: LiveServer) -> None:
     add_account(gateway, name="heavy", kind="sandbox", models={"*": ""}, weight=3, max_concurrency=1000)
     add_account(gateway, name="light", kind="sandbox", models={"*": ""}, weight=1, max_concurrency=1000)
     with gateway.client() as client:
-        ids = [client.post("/v1/images/generate", json={"prompt": "same", "model": "gpt-image", "async_mode": True})
-               .json()["task_id"] for _ in range(400)]
+        ids = [
+            client.post(
+                "/v1/images/generate", json={"prompt": "same", "model": "gpt-image", "async_mode": True}
+            ).json()["task_id"]
+            for _ in range(400)
+        ]
         deadline = time.monotonic() + 120
         for task_id in ids:
             while client.get(f"/v1/tasks/{task_id}").json()["status"] == "processing":
@@ -135,8 +145,9 @@ def test_weights_split_400_tasks_three_to_one(gateway: LiveServer) -> None:
 def test_max_concurrency_is_never_exceeded(gateway: LiveServer, relay: tuple[RelayV2Fake, str]) -> None:
     fake, url = relay
     fake.polls_to_finish = 3
-    add_account(gateway, name="relay-a", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""},
-                max_concurrency=3)
+    add_account(
+        gateway, name="relay-a", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""}, max_concurrency=3
+    )
     with gateway.client() as client:
         ids = [client.post("/v1/videos", json={"prompt": f"c{i}", "seconds": "4"}).json()["id"] for i in range(12)]
     assert all(gateway.wait_for(i, timeout=60)["status"] == "completed" for i in ids)
@@ -150,11 +161,19 @@ def test_polling_is_shared_and_capped_per_account(gateway: LiveServer) -> None:
     timed = Timed(fake)
     rate = 50.0
     with serve(timed) as url:
-        add_account(gateway, name="relay-a", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""},
-                    max_concurrency=500, poll_rate=rate, options={"poll_min": 0.2, "poll_max": 1.0, "timeout": 5})
+        add_account(
+            gateway,
+            name="relay-a",
+            kind="relay_v2",
+            base_url=url,
+            secret=SECRET,
+            models={"sora-2": ""},
+            max_concurrency=500,
+            poll_rate=rate,
+            options={"poll_min": 0.2, "poll_max": 1.0, "timeout": 5},
+        )
         with gateway.client() as client:
-            ids = [client.post("/v1/videos", json={"prompt": f"p{i}", "seconds": "4"}).json()["id"]
-                   for i in range(200)]
+            ids = [client.post("/v1/videos", json={"prompt": f"p{i}", "seconds": "4"}).json()["id"] for i in range(200)]
         for video_id in ids:
             assert gateway.wait_for(video_id, timeout=180)["status"] == "completed"
     polls = timed.count("GET /v2/videos/generations/")
@@ -169,8 +188,7 @@ def test_secret_never_leaves_in_responses_or_logs(
     fake, url = relay
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.DEBUG, logger="soragate")
-    created = add_account(gateway, name="relay-a", kind="relay_v2", base_url=url, secret=SECRET,
-                          models={"sora-2": ""})
+    created = add_account(gateway, name="relay-a", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""})
     sdk = openai.OpenAI(base_url=gateway.api, api_key=gateway.admin_key, max_retries=0)
     sdk.videos.create_and_poll(prompt="a secretive fox", seconds="4")
     fake.key = "rotated"  # now the upstream answers 401, echoing what it got

@@ -315,9 +315,7 @@ def test_seed_generate_video(
     seconds: int,
 ) -> None:
     _, _, generate_video = seed_examples(server.url, server.admin_key)
-    printed = printed_by_seed_stream(
-        lambda: generate_video("一只小猫在草地上奔跑", model=model, style=style), capsys
-    )
+    printed = printed_by_seed_stream(lambda: generate_video("一只小猫在草地上奔跑", model=model, style=style), capsys)
     url = re.fullmatch(r"<video src='(\S+)' controls></video>", printed.strip())
     assert url is not None, printed
     codec, width, height, duration = probe_video(download(url.group(1)))
@@ -325,9 +323,7 @@ def test_seed_generate_video(
     assert abs(duration - seconds) <= 0.5
 
 
-def test_seed_async_mode_polling(
-    server: LiveServer, capsys: pytest.CaptureFixture[str], fast_sleep: None
-) -> None:
+def test_seed_async_mode_polling(server: LiveServer, capsys: pytest.CaptureFixture[str], fast_sleep: None) -> None:
     seed_async_example(server.url, server.admin_key)
     printed = capsys.readouterr().out
     assert "任务已提交，task_id: video_" in printed
@@ -343,9 +339,7 @@ def test_seed_async_mode_polling(
 
 def test_non_stream_answers_with_one_chat_completion(server: LiveServer) -> None:
     with server.client() as client:
-        response = client.post(
-            "/v1/images/generate", json={"prompt": "a kettle", "model": "gpt-image-portrait"}
-        )
+        response = client.post("/v1/images/generate", json={"prompt": "a kettle", "model": "gpt-image-portrait"})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["object"] == "chat.completion"
@@ -357,9 +351,7 @@ def test_non_stream_answers_with_one_chat_completion(server: LiveServer) -> None
 
 def test_async_mode_ignores_stream_and_task_query_lists_each_image(server: LiveServer) -> None:
     with server.client() as client:
-        response = client.post(
-            "/v1/images/generate", json={"prompt": "a lamp", "stream": True, "async_mode": True}
-        )
+        response = client.post("/v1/images/generate", json={"prompt": "a lamp", "stream": True, "async_mode": True})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
     accepted = response.json()
@@ -443,9 +435,7 @@ def _clip(tmp_path: Path) -> bytes:
 def test_character_create_streams_its_name(server: LiveServer, tmp_path: Path) -> None:
     video = "data:video/mp4;base64," + base64.b64encode(_clip(tmp_path)).decode()
     with server.client() as client:
-        with client.stream(
-            "POST", "/v1/characters/create", json={"video": video, "stream": True}
-        ) as response:
+        with client.stream("POST", "/v1/characters/create", json={"video": video, "stream": True}) as response:
             assert response.status_code == 200
             events = sse_events(response)
         plain = client.post("/v1/characters/create", json={"video": video, "name": "Momo"}).json()
@@ -492,9 +482,7 @@ def test_sora2api_task_seen_through_openai_and_task_query(server: LiveServer) ->
         video = server.wait_for(task_id)
         task = client.get(f"/v1/tasks/{task_id}").json()
         stranger = server.create_key("stranger")
-        hidden = httpx.get(
-            f"{server.url}/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {stranger}"}
-        )
+        hidden = httpx.get(f"{server.url}/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {stranger}"})
     assert early["status"] in ("processing", "completed")
     assert set(task) == {
         "task_id",
@@ -550,13 +538,9 @@ def test_review_failure_streams_an_error_event_then_done(server: LiveServer) -> 
     assert not any(e["choices"][0]["delta"].get("content") for e in events[:-2])
 
 
-def test_review_failure_in_async_mode(
-    server: LiveServer, capsys: pytest.CaptureFixture[str], fast_sleep: None
-) -> None:
+def test_review_failure_in_async_mode(server: LiveServer, capsys: pytest.CaptureFixture[str], fast_sleep: None) -> None:
     with server.client() as client:
-        accepted = client.post(
-            "/v1/images/generate", json={"prompt": "nsfw poster", "async_mode": True}
-        ).json()
+        accepted = client.post("/v1/images/generate", json={"prompt": "nsfw poster", "async_mode": True}).json()
     poll_task_status = seed_poll_task_status(server.url, server.admin_key)
     task = poll_task_status(accepted["task_id"])
     assert task["status"] == "failed" and task["error_message"]
@@ -608,9 +592,7 @@ def test_bad_input_is_a_4xx_in_openai_shape_and_stores_nothing(server: LiveServe
             error = response.json()["error"]
             assert error["type"] == "invalid_request_error" and error["message"]
             assert error["param"] == param, (path, body, error)
-        broken = client.post(
-            "/v1/videos/generate", content=b"{nope", headers={"content-type": "application/json"}
-        )
+        broken = client.post("/v1/videos/generate", content=b"{nope", headers={"content-type": "application/json"})
         listed = client.get("/v1/videos").json()
     assert broken.status_code == 400
     assert listed["data"] == []
@@ -622,9 +604,7 @@ def test_remix_of_another_keys_video_is_404(server: LiveServer) -> None:
     assert poll_task(server, mine["task_id"])["status"] == "completed"
     other = server.create_key("other")
     with server.client(other) as client:
-        response = client.post(
-            "/v1/videos/remix", json={"prompt": "steal", "remix_target_id": mine["task_id"]}
-        )
+        response = client.post("/v1/videos/remix", json={"prompt": "steal", "remix_target_id": mine["task_id"]})
         query = client.get(f"/v1/tasks/{mine['task_id']}")
     assert response.status_code == 404 and query.status_code == 404
     assert response.json()["error"]["type"] == "invalid_request_error"

@@ -52,9 +52,7 @@ def test_signed_callback_triggers_an_immediate_poll(gateway: LiveServer, kie: tu
             },
         )
         assert account.status_code == 200, account.text
-        video = client.post(
-            "/v1/videos", json={"prompt": "a kie fox", "seconds": "10", "size": "1280x720"}
-        ).json()
+        video = client.post("/v1/videos", json={"prompt": "a kie fox", "seconds": "10", "size": "1280x720"}).json()
         deadline = time.monotonic() + 10
         while not fake.jobs and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -100,9 +100,7 @@ def wait_deliveries(server: LiveServer, count: int, timeout: float = 30) -> list
 
 def add_webhook(server: LiveServer, url: str) -> dict[str, Any]:
     with server.client() as admin:
-        response = admin.post(
-            "/v1/admin/webhooks", json={"url": url, "events": ["video.completed", "video.failed"]}
-        )
+        response = admin.post("/v1/admin/webhooks", json={"url": url, "events": ["video.completed", "video.failed"]})
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
 
@@ -214,9 +212,7 @@ def test_webhook_admin_routes_need_an_admin_key(server: LiveServer) -> None:
         with server.client(key) as client:
             responses = [
                 client.get("/v1/admin/webhooks"),
-                client.post(
-                    "/v1/admin/webhooks", json={"url": "http://127.0.0.1:9/h", "events": ["video.completed"]}
-                ),
+                client.post("/v1/admin/webhooks", json={"url": "http://127.0.0.1:9/h", "events": ["video.completed"]}),
                 client.get("/v1/admin/deliveries"),
             ]
         for response in responses:
@@ -228,9 +224,7 @@ def test_webhook_admin_routes_need_an_admin_key(server: LiveServer) -> None:
 
 def test_webhook_registration_is_validated(server: LiveServer) -> None:
     with server.client() as admin:
-        bad_events = admin.post(
-            "/v1/admin/webhooks", json={"url": "http://127.0.0.1:9/h", "events": ["video.done"]}
-        )
+        bad_events = admin.post("/v1/admin/webhooks", json={"url": "http://127.0.0.1:9/h", "events": ["video.done"]})
         bad_url = admin.post("/v1/admin/webhooks", json={"url": "ftp://example.com/h"})
     assert bad_events.status_code == 400 and bad_events.json()["error"]["param"] == "events"
     assert bad_url.status_code == 400 and bad_url.json()["error"]["param"] == "url"

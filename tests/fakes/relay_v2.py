@@ -187,9 +187,7 @@ class RelayV2Fake:
         if source is not None:
             parent = self.jobs.get(source)
             if parent is None or parent.vanished:
-                return self._answer(
-                    {"code": "task_not_exist", "message": "task_not_exist", "data": None}, 404
-                )
+                return self._answer({"code": "task_not_exist", "message": "task_not_exist", "data": None}, 404)
             if not parent.succeeded:
                 return self._error(400, "invalid_request", "the source video is not completed")
         if self.remaining_quota < COST_PER_JOB:
@@ -204,9 +202,7 @@ class RelayV2Fake:
             "created_at": job.created_at,
         }
         if lose_answer:
-            return Response(
-                "<html><body><h1>504 Gateway Time-out</h1></body></html>", 504, media_type="text/html"
-            )
+            return Response("<html><body><h1>504 Gateway Time-out</h1></body></html>", 504, media_type="text/html")
         return self._answer(answer)
 
     def _new_job(self, body: dict[str, Any], source: str | None) -> RelayJob:
@@ -282,9 +278,7 @@ class RelayV2Fake:
         if presented == f"Bearer {self.key}":
             return None
         # Like OpenAI-compatible hosts, the message echoes the key it was given.
-        return self._error(
-            401, "invalid_api_key", f"Incorrect API key provided: {presented.removeprefix('Bearer ')}"
-        )
+        return self._error(401, "invalid_api_key", f"Incorrect API key provided: {presented.removeprefix('Bearer ')}")
 
     def _error(self, status: int, code: str, message: str) -> Response:
         return self._answer({"error": {"message": message, "type": "relay_error", "code": code}}, status)

@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
-
 from tests.conftest import free_port, take_socket
 
 

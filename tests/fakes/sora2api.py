@@ -36,12 +36,7 @@ from tests.fakes.faults import Fault, Faults, ResetConnection, before
 from soragate import media
 
 VIDEO_MODELS = frozenset(
-    [
-        f"{family}-{o}-{s}s"
-        for family in ("sora2", "sora2pro")
-        for o in ("landscape", "portrait")
-        for s in (10, 15, 25)
-    ]
+    [f"{family}-{o}-{s}s" for family in ("sora2", "sora2pro") for o in ("landscape", "portrait") for s in (10, 15, 25)]
     + [f"sora2pro-hd-{o}-{s}s" for o in ("landscape", "portrait") for s in (10, 15)]
 )
 IMAGE_MODELS = frozenset({"gpt-image", "gpt-image-landscape", "gpt-image-portrait"})
