@@ -1,0 +1,615 @@
+"""Run N video tasks through a real soragate against a fake relay whose jobs take a fixed
+time, and print what the gateway spent on them; informational, no assertions.
+
+Three processes, so no two share a GIL: ``soragate serve`` (worker on, fresh temp data
+dir), a fake ``relay_v2`` upstream (a Starlette app under uvicorn, run by this script as
+``_fake``), and this script as the load client. One ``relay_v2`` account pointing at the
+fake is added through ``POST /v1/admin/providers`` with ``max_concurrency >= N``. The
+client creates N tasks through ``POST /v1/videos`` (a bounded number at a time), then
+waits for all of them to be final by reading soragate's SQLite database read-only (not by
+polling each task), and lists them once through ``GET /v1/videos`` pages at the end.
+
+The fake's job is complete ``--job-seconds`` after its create call; the fake records that
+time, when soragate first saw SUCCESS and fetched the result, and counts every request per
+route. Printed: wall time, the gateway's peak RSS and CPU seconds, upstream requests per
+task, and the delay from upstream completion to soragate's ``completed_at``: from the
+database (a float) and from the API (which rounds it down to whole seconds).
+
+    python bench/gateway_load.py [--tasks 1000] [--job-seconds 5] [--poll-rate 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import closing, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve()
+UPSTREAM_KEY = "sk-bench-relay-" + uuid.uuid4().hex[:12]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SORAGATE_ENV = {
+    "SORAGATE_ALLOW_PRIVATE_URLS": "1",
+    "SORAGATE_SANDBOX_DELAY": "0.5",
+    "SORAGATE_SANDBOX_FPS": "8",
+}
+
+
+# --- processes -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"{url} exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        with suppress(httpx.TransportError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    sys.exit(f"{url} did not answer within {timeout:.0f} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM for a clean shutdown, then SIGKILL to the whole session."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=15)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+
+
+@dataclass
+class ProcUsage:
+    cpu: float  # user + sys seconds
+    rss_mb: float
+    peak_rss_mb: float
+
+
+def proc_usage(pid: int) -> ProcUsage | None:
+    """From /proc: utime+stime (stat fields 14, 15), VmRSS and VmHWM (the peak RSS)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    kib = {}
+    for line in status.splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            kib[name] = int(value.split()[0])
+    return ProcUsage(cpu, kib.get("VmRSS", 0) / 1024, kib.get("VmHWM", 0) / 1024)
+
+
+def descendants(pid: int) -> list[int]:
+    """Child processes (soragate's render pool would live there)."""
+    children: dict[int, list[int]] = collections.defaultdict(list)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError, IndexError, ValueError):
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children[parent].append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+class Sampler(threading.Thread):
+    """Samples a process's CPU and RSS every ``every`` seconds, for the busiest stretch."""
+
+    def __init__(self, pid: int, every: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every = pid, every
+        self.samples: list[tuple[float, ProcUsage]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            usage = proc_usage(self.pid)
+            if usage is not None:
+                self.samples.append((time.monotonic(), usage))
+            self.done.wait(self.every)
+
+    def busiest(self, window: float = 5.0) -> float:
+        """The highest CPU use (cores) over any ``window`` seconds."""
+        best = 0.0
+        for i, (t0, u0) in enumerate(self.samples):
+            for t1, u1 in self.samples[i + 1 :]:
+                if t1 - t0 >= window:
+                    best = max(best, (u1.cpu - u0.cpu) / (t1 - t0))
+                    break
+        return best
+
+
+# --- the fake upstream (runs in its own process) ----------------------------------------------
+
+
+def serve_fake(port: int, job_seconds: float, key: str) -> None:
+    """A relay_v2 upstream whose jobs are done ``job_seconds`` after their create call."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from soragate.media import render_video
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.mp4"
+        render_video(out, prompt="gateway load bench", width=160, height=90, seconds=1, fps=8)
+        video = out.read_bytes()
+
+    base = f"http://127.0.0.1:{port}"
+    counts: collections.Counter[str] = collections.Counter()
+    # id → [prompt, created, complete_at, status polls, first SUCCESS answer, first download]
+    jobs: dict[str, list[Any]] = {}
+    started = time.time()
+
+    def denied(request: Request) -> Response | None:
+        if request.headers.get("authorization") == f"Bearer {key}":
+            return None
+        error = {"message": "Incorrect API key provided", "type": "relay_error", "code": "invalid_api_key"}
+        return JSONResponse({"error": error}, 401)
+
+    async def create(request: Request) -> Response:
+        counts["create"] += 1
+        if (refused := denied(request)) is not None:
+            return refused
+        body = json.loads(await request.body())
+        job_id = uuid.uuid4().hex
+        now = time.time()
+        jobs[job_id] = [str(body.get("prompt", "")), now, now + job_seconds, 0, None, None]
+        return JSONResponse({"task_id": job_id, "status": "NOT_START", "progress": 0, "created_at": int(now)})
+
+    async def status(request: Request) -> Response:
+        counts["status"] += 1
+        if (refused := denied(request)) is not None:
+            return refused
+        job = jobs.get(request.path_params["task_id"])
+        if job is None:
+            return JSONResponse({"code": "task_not_exist", "message": "task_not_exist", "data": None}, 404)
+        job[3] += 1
+        now = time.time()
+        view: dict[str, Any] = {"task_id": request.path_params["task_id"], "video_url": None, "fail_reason": ""}
+        if now >= job[2]:
+            counts["status_success"] += 1
+            if job[4] is None:
+                job[4] = now
+            view |= {
+                "status": "SUCCESS",
+                "progress": 100,
+                "video_url": f"{base}/files/{request.path_params['task_id']}.mp4",
+            }
+        else:
+            counts["status_running"] += 1
+            view |= {"status": "IN_PROGRESS", "progress": min(99, int((now - job[1]) * 100 / job_seconds))}
+        return JSONResponse(view)
+
+    async def result(request: Request) -> Response:
+        counts["download"] += 1
+        job = jobs.get(request.path_params["name"].removesuffix(".mp4"))
+        if job is None or time.time() < job[2]:
+            return Response("Not Found", 404, media_type="text/plain")
+        if job[5] is None:
+            job[5] = time.time()
+        return Response(video, media_type="video/mp4")
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse({"counts": counts, "jobs": jobs, "started": started, "video_bytes": len(video)})
+
+    app = Starlette(
+        routes=[
+            Route("/v2/videos/generations", create, methods=["POST"]),
+            Route("/v2/videos/generations/{task_id}", status, methods=["GET"]),
+            Route("/files/{name}", result, methods=["GET"]),
+            Route("/_stats", stats, methods=["GET"]),
+        ]
+    )
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, backlog=4096)
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Created:
+    ids: list[str] = field(default_factory=list)
+    failures: collections.Counter[str] = field(default_factory=collections.Counter)
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def start_fake(tmp: Path, job_seconds: float) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    command = [
+        sys.executable,
+        str(HERE),
+        "_fake",
+        "--port",
+        str(port),
+        "--job-seconds",
+        str(job_seconds),
+        "--key",
+        UPSTREAM_KEY,
+    ]
+    process = spawn(command, tmp / "fake.log")
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(process, url + "/_stats", tmp / "fake.log")
+    return process, url
+
+
+def start_soragate(tmp: Path, worker_concurrency: int) -> tuple[subprocess.Popen[bytes], str, Path]:
+    port = free_port()
+    data_dir = tmp / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SORAGATE_")} | SORAGATE_ENV
+    env["SORAGATE_WORKER_CONCURRENCY"] = str(worker_concurrency)
+    command = [sys.executable, "-m", "soragate.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    process = spawn(command, tmp / "soragate.log", env)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(process, url + "/healthz", tmp / "soragate.log")
+    return process, url, data_dir
+
+
+def add_account(url: str, key: str, fake_url: str, args: argparse.Namespace) -> None:
+    body = {
+        "name": "bench-relay",
+        "kind": "relay_v2",
+        "base_url": fake_url,
+        "secret": UPSTREAM_KEY,
+        "models": {"sora-2": ""},
+        "max_concurrency": max(args.tasks, 1),
+        "poll_rate": args.poll_rate,
+        # Young tasks are asked every poll_min; a 5 s job is done in about five of those.
+        "options": {"poll_min": args.job_seconds / 5, "poll_max": args.job_seconds, "timeout": 30},
+    }
+    response = httpx.post(f"{url}/v1/admin/providers", json=body, headers={"Authorization": f"Bearer {key}"})
+    if response.status_code != 200:
+        sys.exit(f"adding the upstream account failed: {response.status_code} {response.text}")
+
+
+async def create_tasks(url: str, key: str, n: int, concurrency: int) -> Created:
+    created = Created()
+    gate = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    start = time.perf_counter()
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=60
+    ) as client:
+
+        async def one(i: int) -> None:
+            async with gate:
+                t0 = time.perf_counter()
+                try:
+                    response = await client.post(
+                        "/v1/videos", json={"prompt": f"load bench clip {i}", "seconds": "4", "size": "1280x720"}
+                    )
+                except httpx.HTTPError as exc:
+                    created.failures[type(exc).__name__] += 1
+                    return
+                created.latencies.append(time.perf_counter() - t0)
+                if response.status_code == 200:
+                    created.ids.append(response.json()["id"])
+                else:
+                    created.failures[f"HTTP {response.status_code}"] += 1
+
+        async def progress() -> None:
+            while True:
+                await asyncio.sleep(10)
+                print(
+                    f"  [{time.perf_counter() - start:5.0f} s] {len(created.ids)} of {n} created",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        reporter = asyncio.create_task(progress())
+        await asyncio.gather(*(one(i) for i in range(n)))
+        reporter.cancel()
+    created.seconds = time.perf_counter() - start
+    return created
+
+
+def db_counts(db: Path) -> collections.Counter[str]:
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
+        return collections.Counter(dict(conn.execute("SELECT status, count(*) FROM tasks GROUP BY status")))
+
+
+def db_tasks(db: Path) -> list[sqlite3.Row]:
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
+        conn.row_factory = sqlite3.Row
+        return conn.execute(
+            "SELECT id, status, upstream_id, created_at, started_at, completed_at, error_code, error_message FROM tasks"
+        ).fetchall()
+
+
+FINAL = ("completed", "failed", "cancelled")
+
+
+def wait_final(db: Path, n: int, timeout: float, sampler: Sampler, t0: float) -> tuple[bool, float]:
+    """Until every task is final (read-only reads of the database, once a second)."""
+    deadline = time.monotonic() + timeout
+    last_note = 0.0
+    while True:
+        counts = db_counts(db)
+        final = sum(counts[s] for s in FINAL)
+        now = time.monotonic()
+        if final >= n:
+            return True, now
+        if now - last_note >= 10:
+            usage = sampler.samples[-1][1] if sampler.samples else None
+            cpu = f", gateway CPU {usage.cpu:.0f} s, RSS {usage.rss_mb:.0f} MB" if usage else ""
+            print(f"  [{now - t0:5.0f} s] {dict(counts)}{cpu}", file=sys.stderr, flush=True)
+            last_note = now
+        if now > deadline:
+            return False, now
+        time.sleep(1.0)
+
+
+def list_all(url: str, key: str) -> tuple[dict[str, dict[str, Any]], int, float]:
+    """Every video through GET /v1/videos?limit=100 pages: (videos by id, pages, seconds)."""
+    videos: dict[str, dict[str, Any]] = {}
+    pages, after = 0, None
+    start = time.perf_counter()
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+        while True:
+            params = {"limit": "100", **({"after": after} if after else {})}
+            page = client.get("/v1/videos", params=params).json()
+            pages += 1
+            videos.update((v["id"], v) for v in page["data"])
+            if not page["has_more"]:
+                return videos, pages, time.perf_counter() - start
+            after = page["last_id"]
+
+
+def quantiles(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+    return f"p50 {at(0.50):6.2f}  p95 {at(0.95):6.2f}  max {ordered[-1]:6.2f} s"
+
+
+def report(
+    args: argparse.Namespace,
+    created: Created,
+    wall: float,
+    all_final: bool,
+    gateway: ProcUsage,
+    baseline: ProcUsage,
+    children: list[ProcUsage],
+    busiest: float,
+    fake_usage: ProcUsage | None,
+    stats: dict[str, Any],
+    rows: list[sqlite3.Row],
+    listed: tuple[dict[str, dict[str, Any]], int, float],
+) -> None:
+    n = args.tasks
+    counts = collections.Counter(stats["counts"])
+    jobs: dict[str, list[Any]] = stats["jobs"]
+    upstream_total = counts["create"] + counts["status"] + counts["download"]
+    per = max(len(created.ids), 1)
+    statuses = collections.Counter(r["status"] for r in rows)
+    errors = collections.Counter(f"{r['error_code']}: {r['error_message']}" for r in rows if r["status"] != "completed")
+
+    delays, api_delays, poll_lags, finish_lags, queue_lags, totals = [], [], [], [], [], []
+    for row in rows:
+        if row["started_at"] is not None:
+            queue_lags.append(row["started_at"] - row["created_at"])
+        job = jobs.get(row["upstream_id"] or "")
+        if row["status"] != "completed" or job is None:
+            continue
+        _, _, complete_at, _, success_seen, _ = job
+        delays.append(row["completed_at"] - complete_at)
+        if row["id"] in listed[0] and listed[0][row["id"]]["completed_at"] is not None:
+            api_delays.append(listed[0][row["id"]]["completed_at"] - complete_at)
+        totals.append(row["completed_at"] - row["created_at"])
+        if success_seen is not None:
+            poll_lags.append(success_seen - complete_at)
+            finish_lags.append(row["completed_at"] - success_seen)
+    polls_per_job = [job[3] for job in jobs.values()]
+    videos, pages, list_seconds = listed
+    api_statuses = collections.Counter(v["status"] for v in videos.values())
+
+    lat = sorted(created.latencies)
+    print(
+        f"gateway load: N={n} tasks, upstream job {args.job_seconds:g} s, poll_rate {args.poll_rate:g}/s, "
+        f"poll_min/max {args.job_seconds / 5:g}/{args.job_seconds:g} s, worker_concurrency "
+        f"{args.worker_concurrency}, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"  wall time              {wall:8.1f} s   (first create → last task final"
+        f"{'' if all_final else '; TIMED OUT, not all final'})"
+    )
+    print(
+        f"  creates                {len(created.ids)} ok in {created.seconds:.1f} s "
+        f"({len(created.ids) / max(created.seconds, 1e-9):.0f}/s at {args.create_concurrency} at a time; "
+        f"latency p50 {lat[len(lat) // 2] * 1000 if lat else 0:.0f} ms, "
+        f"max {lat[-1] * 1000 if lat else 0:.0f} ms)"
+    )
+    print(
+        f"  gateway peak RSS       {gateway.peak_rss_mb:8.1f} MB  (at start {baseline.rss_mb:.1f} MB, "
+        f"at end {gateway.rss_mb:.1f} MB)"
+    )
+    print(
+        f"  gateway CPU (user+sys) {gateway.cpu:8.1f} s   ({gateway.cpu - baseline.cpu:.1f} s during the run "
+        f"= {(gateway.cpu - baseline.cpu) / max(wall, 1e-9):.2f} cores avg, busiest 5 s {busiest:.2f} cores; "
+        f"{(gateway.cpu - baseline.cpu) * 1000 / per:.1f} ms per task)"
+    )
+    if children:
+        print(
+            f"  gateway children       {len(children)}: CPU {sum(c.cpu for c in children):.1f} s, "
+            f"peak RSS {sum(c.peak_rss_mb for c in children):.1f} MB"
+        )
+    if fake_usage is not None:
+        print(f"  fake upstream CPU      {fake_usage.cpu:8.1f} s   (peak RSS {fake_usage.peak_rss_mb:.0f} MB)")
+    print(
+        f"  upstream requests/task {upstream_total / per:8.2f}     (total {upstream_total}: "
+        f"create {counts['create'] / per:.2f}, status {counts['status'] / per:.2f} "
+        f"[{counts['status_running'] / per:.2f} IN_PROGRESS, {counts['status_success'] / per:.2f} SUCCESS], "
+        f"download {counts['download'] / per:.2f})"
+    )
+    if polls_per_job:
+        dist = collections.Counter(polls_per_job)
+        print(f"  status polls per job   {', '.join(f'{k}: {dist[k]}' for k in sorted(dist))}")
+    print(
+        f"  status polls/s         {counts['status'] / max(wall, 1e-9):8.1f}     (account poll_rate "
+        f"{args.poll_rate:g}/s; soragate spaces requests at 90% of it)"
+    )
+    print(f"  upstream done → soragate completed_at   {quantiles(delays)}  ({len(delays)} tasks; DB)")
+    print(f"    same from the API's whole seconds     {quantiles(api_delays)}")
+    print(f"    of which: done → first SUCCESS poll   {quantiles(poll_lags)}")
+    print(f"              SUCCESS poll → completed_at {quantiles(finish_lags)}")
+    print(f"  create → submitted upstream (queue)     {quantiles(queue_lags)}")
+    print(f"  create → completed (end to end)         {quantiles(totals)}")
+    print(
+        f"  GET /v1/videos?limit=100: {len(videos)} videos in {pages} pages, {list_seconds:.2f} s; "
+        f"API statuses {dict(api_statuses)}"
+    )
+    failed = n - statuses["completed"]
+    print(
+        f"  failures               {failed}"
+        + (
+            f"  (create: {dict(created.failures)}; task statuses {dict(statuses)}; errors {dict(errors)})"
+            if failed
+            else ""
+        )
+    )
+
+
+def measure(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="soragate-load-") as tmp_name:
+        tmp = Path(tmp_name)
+        processes: list[subprocess.Popen[bytes]] = []
+        sampler: Sampler | None = None
+        try:
+            fake, fake_url = start_fake(tmp, args.job_seconds)
+            processes.append(fake)
+            soragate, url, data_dir = start_soragate(tmp, args.worker_concurrency)
+            processes.append(soragate)
+            key = (data_dir / "admin.key").read_text().strip()
+            add_account(url, key, fake_url, args)
+            db = data_dir / "soragate.db"
+
+            baseline = proc_usage(soragate.pid)
+            assert baseline is not None
+            sampler = Sampler(soragate.pid)
+            sampler.start()
+            t0 = time.monotonic()
+            created = asyncio.run(create_tasks(url, key, args.tasks, args.create_concurrency))
+            print(f"  [{time.monotonic() - t0:5.0f} s] created {len(created.ids)} tasks", file=sys.stderr)
+            all_final, t_end = wait_final(db, len(created.ids), args.timeout, sampler, t0)
+            wall = t_end - t0
+
+            gateway = proc_usage(soragate.pid)
+            assert gateway is not None
+            children = [u for pid in descendants(soragate.pid) if (u := proc_usage(pid)) is not None]
+            fake_usage = proc_usage(fake.pid)
+            sampler.done.set()
+            stats = httpx.get(fake_url + "/_stats", timeout=60).json()
+            rows = db_tasks(db)
+            listed = list_all(url, key)
+            report(
+                args,
+                created,
+                wall,
+                all_final,
+                gateway,
+                baseline,
+                children,
+                sampler.busiest(),
+                fake_usage,
+                stats,
+                rows,
+                listed,
+            )
+            if args.keep_logs:
+                for name in ("soragate.log", "fake.log"):
+                    target = Path(args.keep_logs) / name
+                    target.write_bytes((tmp / name).read_bytes())
+        finally:
+            if sampler is not None:
+                sampler.done.set()
+            for process in reversed(processes):
+                stop(process)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description="N video tasks through soragate against a fake relay_v2 upstream with fixed-time jobs."
+    )
+    parser.add_argument("--tasks", type=int, default=1000, help="Tasks to create (1000).")
+    parser.add_argument("--job-seconds", type=float, default=5.0, help="Upstream time per job (5).")
+    parser.add_argument("--poll-rate", type=float, default=50.0, help="The account's poll_rate, requests/s (50).")
+    parser.add_argument("--create-concurrency", type=int, default=32, help="Creates in flight at once (32).")
+    parser.add_argument(
+        "--worker-concurrency",
+        type=int,
+        default=None,
+        help="SORAGATE_WORKER_CONCURRENCY (default: max(1000, N), so the account's max_concurrency is what limits)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="Seconds to wait for all tasks to be final (default: from N and the rate).",
+    )
+    parser.add_argument("--keep-logs", metavar="DIR", help="Copy soragate's and the fake's logs here.")
+    roles = parser.add_subparsers(dest="role", help=argparse.SUPPRESS)
+    fake = roles.add_parser("_fake", help=argparse.SUPPRESS)
+    fake.add_argument("--port", type=int, required=True)
+    fake.add_argument("--job-seconds", type=float, required=True)
+    fake.add_argument("--key", required=True)
+    args = parser.parse_args()
+
+    if args.role == "_fake":
+        serve_fake(args.port, args.job_seconds, args.key)
+        return
+    if args.tasks <= 0 or args.job_seconds <= 0 or args.poll_rate <= 0 or args.create_concurrency <= 0:
+        parser.error("--tasks, --job-seconds, --poll-rate and --create-concurrency must be positive")
+    if args.worker_concurrency is None:
+        args.worker_concurrency = max(1000, args.tasks)
+    if args.timeout is None:
+        # Polling is the floor: about two status reads per task at 90% of the rate.
+        args.timeout = max(300.0, 4 * (args.tasks * 2 / (0.9 * args.poll_rate) + args.job_seconds))
+    measure(args)
+
+
+if __name__ == "__main__":
+    main()
