@@ -36,6 +36,8 @@ class Settings(BaseSettings):
 
     worker_enabled: bool = True
     worker_concurrency: int = 1000
+    # Result checks and thumbnails run in threads, this many at a time.
+    media_workers: int = 2
     worker_id: str | None = None
     lease_seconds: float = 30.0
     claim_interval: float = 0.5

@@ -68,6 +68,7 @@ class AccountRuntime:
     limiter: Limiter
     in_flight: int = 0
     current_weight: int = 0
+    unsaved_successes: int = 0
 
     @property
     def name(self) -> str:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.task import ACTIVE_STATUSES
 from soragate.providers.accounts import ProviderAccount
+from soragate.store.db import writing
 from soragate.store.tables import provider_accounts, tasks
 
 _FIELDS = {f.name for f in fields(ProviderAccount)}
@@ -44,13 +45,13 @@ async def get_account(engine: AsyncEngine, *, ident: str) -> ProviderAccount | N
 async def create_account(engine: AsyncEngine, *, values: dict[str, Any]) -> ProviderAccount:
     now = time.time()
     account = ProviderAccount(id="pa_" + secrets.token_hex(8), created_at=now, updated_at=now, **values)
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         await conn.execute(insert(provider_accounts).values(**account.__dict__))
     return account
 
 
 async def update_account(engine: AsyncEngine, *, account_id: str, values: dict[str, Any]) -> bool:
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         result = await conn.execute(
             update(provider_accounts)
             .where(provider_accounts.c.id == account_id)
@@ -60,7 +61,7 @@ async def update_account(engine: AsyncEngine, *, account_id: str, values: dict[s
 
 
 async def delete_account(engine: AsyncEngine, *, account_id: str) -> bool:
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         result = await conn.execute(delete(provider_accounts).where(provider_accounts.c.id == account_id))
     return result.rowcount > 0
 
@@ -70,6 +71,7 @@ async def record_outcome(
     *,
     account_id: str,
     ok: bool,
+    count: int = 1,
     error: str | None = None,
     cooldown_until: float | None = None,
     disable_reason: str | None = None,
@@ -78,7 +80,7 @@ async def record_outcome(
     c = provider_accounts.c
     values: dict[str, Any]
     if ok:
-        values = {"success_count": c.success_count + 1, "consecutive_failures": 0}
+        values = {"success_count": c.success_count + count, "consecutive_failures": 0}
     else:
         values = {
             "failure_count": c.failure_count + 1,
@@ -89,7 +91,7 @@ async def record_outcome(
             values["cooldown_until"] = cooldown_until
         if disable_reason is not None:
             values.update(enabled=False, disabled_reason=disable_reason)
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         await conn.execute(update(provider_accounts).where(c.id == account_id).values(**values))
 
 

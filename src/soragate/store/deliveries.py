@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from soragate.store.db import writing
 from soragate.store.tables import deliveries, webhook_endpoints
 
 
@@ -51,7 +52,7 @@ async def create_endpoint(engine: AsyncEngine, *, url: str, events: list[str]) -
         enabled=True,
         created_at=time.time(),
     )
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         await conn.execute(insert(webhook_endpoints).values(**endpoint.__dict__))
     return endpoint
 
@@ -66,7 +67,7 @@ async def list_endpoints(engine: AsyncEngine, *, enabled_only: bool = False) -> 
 
 
 async def delete_endpoint(engine: AsyncEngine, *, endpoint_id: str) -> bool:
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         result = await conn.execute(delete(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id))
     return result.rowcount > 0
 
@@ -81,7 +82,7 @@ async def enqueue(
     endpoint_id: str | None,
 ) -> None:
     now = time.time()
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         await conn.execute(
             insert(deliveries).values(
                 id="dlv_" + secrets.token_hex(10),
@@ -116,7 +117,7 @@ async def claim_due(engine: AsyncEngine, *, limit: int, hold_seconds: float) -> 
             .all()
         )
     claimed = []
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         for delivery_id in ids:
             result = await conn.execute(
                 update(deliveries)
@@ -155,7 +156,7 @@ async def record_attempt(
         values.update(status="failed")
     else:
         values.update(next_attempt_at=retry_at)
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         await conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
 
 

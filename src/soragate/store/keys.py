@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from soragate.store.db import writing
 from soragate.store.tables import api_keys
 
 KEY_PREFIX = "sk-sg-"
@@ -72,7 +73,7 @@ async def create_key(
         revoked_at=None,
         credit_limit=credit_limit,
     )
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         await conn.execute(
             insert(api_keys).values(
                 id=key.id,
@@ -106,7 +107,7 @@ async def list_keys(engine: AsyncEngine) -> list[ApiKey]:
 
 async def revoke_key(engine: AsyncEngine, *, ident: str) -> bool:
     """Revoke by id, name or displayed prefix."""
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         result = await conn.execute(
             update(api_keys)
             .where(
@@ -138,7 +139,7 @@ async def get_key(engine: AsyncEngine, *, key_id: str) -> ApiKey | None:
 
 async def set_credit_limit(engine: AsyncEngine, *, ident: str, credit_limit: float | None) -> bool:
     """Set a key's credit limit (None: unlimited), by id, name or prefix."""
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         result = await conn.execute(
             update(api_keys)
             .where(or_(api_keys.c.id == ident, api_keys.c.name == ident, api_keys.c.prefix == ident))

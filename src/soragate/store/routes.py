@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from soragate.store.db import writing
 from soragate.store.tables import model_profiles, model_routes
 
 
@@ -36,7 +37,7 @@ async def all_routes(engine: AsyncEngine) -> dict[str, list[RouteRow]]:
 
 async def replace_routes(engine: AsyncEngine, *, public_model: str, routes: list[dict[str, Any]]) -> None:
     now = time.time()
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         await conn.execute(delete(model_routes).where(model_routes.c.public_model == public_model))
         for position, route in enumerate(routes):
             await conn.execute(
@@ -59,12 +60,12 @@ async def stored_profiles(engine: AsyncEngine) -> list[dict[str, Any]]:
 
 async def put_profile(engine: AsyncEngine, *, data: dict[str, Any]) -> None:
     now = time.time()
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         await conn.execute(delete(model_profiles).where(model_profiles.c.id == data["id"]))
         await conn.execute(insert(model_profiles).values(id=data["id"], data=data, created_at=now, updated_at=now))
 
 
 async def delete_profile(engine: AsyncEngine, *, profile_id: str) -> bool:
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         result = await conn.execute(delete(model_profiles).where(model_profiles.c.id == profile_id))
     return result.rowcount > 0

@@ -21,6 +21,7 @@ from soragate.core.task import (
     TaskParams,
     TaskStatus,
 )
+from soragate.store.db import writing
 from soragate.store.tables import api_keys, tasks
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
@@ -59,7 +60,7 @@ async def insert_task(engine: AsyncEngine, *, task: Task) -> bool:
     """Store a new task, reserving its cost from the owner's credits in the same
     transaction. Returns False (and stores nothing) when the credits do not cover it."""
     now = task.created_at or time.time()
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         if task.cost > 0:
             reserved = await conn.execute(
                 update(api_keys)
@@ -153,7 +154,7 @@ async def list_tasks(
 
 
 async def delete_task(engine: AsyncEngine, *, task_id: str, owner_id: str) -> bool:
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         result = await conn.execute(delete(tasks).where(tasks.c.id == task_id, tasks.c.owner_id == owner_id))
     return result.rowcount > 0
 
@@ -173,7 +174,7 @@ async def cancel_task(engine: AsyncEngine, *, task_id: str, owner_id: str | None
     query = update(tasks).where(tasks.c.id == task_id, tasks.c.status.in_(_ACTIVE))
     if owner_id is not None:
         query = query.where(tasks.c.owner_id == owner_id)
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         result = await conn.execute(
             query.values(
                 status=TaskStatus.CANCELLED.value,
@@ -218,7 +219,7 @@ async def claim_tasks(
     # from its first write to its commit, and every statement is an await: a per-row
     # UPDATE + SELECT loop held the lock across 2 x limit awaits, seconds under load, and
     # made every other writer wait out busy_timeout ("database is locked").
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         rows = (
             await conn.execute(
                 update(tasks)
@@ -239,7 +240,7 @@ async def submit_state(engine: AsyncEngine, *, task_id: str) -> str | None:
 async def renew_leases(engine: AsyncEngine, *, worker_id: str, task_ids: Sequence[str], until: float) -> None:
     if not task_ids:
         return
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         await conn.execute(
             update(tasks)
             .where(tasks.c.id.in_(list(task_ids)), tasks.c.lease_owner == worker_id)
@@ -248,7 +249,7 @@ async def renew_leases(engine: AsyncEngine, *, worker_id: str, task_ids: Sequenc
 
 
 async def release_lease(engine: AsyncEngine, *, task_id: str, worker_id: str) -> None:
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         await conn.execute(
             update(tasks)
             .where(tasks.c.id == task_id, tasks.c.lease_owner == worker_id)
@@ -263,7 +264,7 @@ def _held(task_id: str, worker_id: str) -> Any:
 async def mark_submitting(engine: AsyncEngine, *, task_id: str, worker_id: str, provider: str) -> bool:
     """Record the intent to submit before the upstream call, so a crash mid-call is seen
     as an uncertain submission rather than a task that was never sent."""
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         result = await conn.execute(
             update(tasks)
             .where(_held(task_id, worker_id), tasks.c.submit_state.is_(None))
@@ -279,7 +280,7 @@ async def mark_submitting(engine: AsyncEngine, *, task_id: str, worker_id: str, 
 
 async def mark_submitted(engine: AsyncEngine, *, task_id: str, worker_id: str, upstream_id: str) -> bool:
     now = time.time()
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         result = await conn.execute(
             update(tasks)
             .where(_held(task_id, worker_id))
@@ -296,7 +297,7 @@ async def mark_submitted(engine: AsyncEngine, *, task_id: str, worker_id: str, u
 
 async def reset_submission(engine: AsyncEngine, *, task_id: str, worker_id: str) -> bool:
     """The upstream certainly refused the submission: it may be sent again."""
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         result = await conn.execute(
             update(tasks).where(_held(task_id, worker_id)).values(submit_state=None, updated_at=time.time())
         )
@@ -305,7 +306,7 @@ async def reset_submission(engine: AsyncEngine, *, task_id: str, worker_id: str)
 
 async def defer_task(engine: AsyncEngine, *, task_id: str, worker_id: str, until: float) -> None:
     """Hand a task back to the queue until ``until`` (every able account is busy)."""
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         await conn.execute(
             update(tasks)
             .where(tasks.c.id == task_id, tasks.c.lease_owner == worker_id)
@@ -314,7 +315,7 @@ async def defer_task(engine: AsyncEngine, *, task_id: str, worker_id: str, until
 
 
 async def set_progress(engine: AsyncEngine, *, task_id: str, worker_id: str, progress: int) -> bool:
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         result = await conn.execute(
             update(tasks)
             .where(_held(task_id, worker_id), tasks.c.progress < progress)
@@ -332,7 +333,7 @@ async def complete_task(
     expires_at: float | None,
 ) -> bool:
     now = time.time()
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         result = await conn.execute(
             update(tasks)
             .where(_held(task_id, worker_id), tasks.c.status == TaskStatus.IN_PROGRESS.value)
@@ -355,7 +356,7 @@ async def fail_task(engine: AsyncEngine, *, task_id: str, worker_id: str | None,
     query = update(tasks).where(tasks.c.id == task_id, tasks.c.status.in_(_ACTIVE))
     if worker_id is not None:
         query = query.where(tasks.c.lease_owner == worker_id)
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         result = await conn.execute(
             query.values(
                 status=TaskStatus.FAILED.value,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from soragate.store.db import writing
 from soragate.store.tables import characters, uploads
 
 
@@ -34,7 +35,7 @@ class Character:
 
 
 async def insert_upload(engine: AsyncEngine, *, upload: Upload) -> None:
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         await conn.execute(insert(uploads).values(**upload.__dict__))
 
 
@@ -48,7 +49,7 @@ async def get_upload(engine: AsyncEngine, *, upload_id: str, owner_id: str | Non
 
 
 async def insert_character(engine: AsyncEngine, *, character: Character) -> None:
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         await conn.execute(insert(characters).values(**character.__dict__))
 
 

@@ -119,21 +119,23 @@ class AccountPoller:
             job.add_done_callback(self._inflight.discard)
 
     async def _poll(self, tracked: Tracked) -> None:
+        status: JobStatus | None = None
+        error: ProviderError | None = None
         try:
-            status: JobStatus | None = None
-            error: ProviderError | None = None
-            try:
-                status = await self.runtime.provider.status(tracked.upstream_id)
-            except ProviderError as exc:
-                error = exc
+            status = await self.runtime.provider.status(tracked.upstream_id)
+        except ProviderError as exc:
+            error = exc
+        finally:
+            # The slot bounds upstream requests only: handling the answer (database writes)
+            # must not hold back the next polls.
+            self._slots.release()
+        try:
             next_in = await self.handle(tracked, status, error)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("polling task %s failed", tracked.task.id)
             next_in = 5.0
-        finally:
-            self._slots.release()
         if next_in is None:
             self.forget(tracked.task.id)
         elif tracked.task.id in self._tracked:

@@ -74,6 +74,7 @@ class Worker:
         self._jobs: set[asyncio.Task[None]] = set()
         self._pollers: dict[str, AccountPoller] = {}
         self._loops: list[asyncio.Task[None]] = []
+        self._media = asyncio.Semaphore(max(1, settings.media_workers))
 
     # --- life -----------------------------------------------------------------------------
 
@@ -158,6 +159,11 @@ class Worker:
                 )
             except Exception:
                 log.exception("renewing leases failed")
+            for runtime in self.router.all():
+                try:
+                    await self._save_successes(runtime)
+                except Exception:
+                    log.exception("saving account counters failed")
 
     async def _guard(self, task: Task, job: Awaitable[None]) -> None:
         try:
@@ -297,7 +303,9 @@ class Worker:
         self._track(task, upstream_id, runtime)
 
     def _track(self, task: Task, upstream_id: str, runtime: AccountRuntime) -> None:
-        self._poller(runtime).track(Tracked(task, upstream_id, runtime, progress=task.progress), delay=0.0)
+        # A job just submitted is not done yet: the first look comes after the shortest interval.
+        first = float(runtime.account.options.get("poll_min", 1.0))
+        self._poller(runtime).track(Tracked(task, upstream_id, runtime, progress=task.progress), delay=first)
 
     async def _inputs(self, task: Task) -> TaskInputs:
         inputs = TaskInputs()
@@ -369,9 +377,12 @@ class Worker:
             scratch.mkdir(parents=True, exist_ok=True)
             try:
                 files = await runtime.provider.fetch_result(tracked.upstream_id, scratch, status)
-                assets = await store_results(
-                    self.storage, task_id=task.id, is_image=task.kind.is_image, files=files, scratch=scratch
-                )
+                # Probing and thumbnails are CPU work in threads: a few at a time keeps the event
+                # loop (and with it every database write) responsive under load.
+                async with self._media:
+                    assets = await store_results(
+                        self.storage, task_id=task.id, is_image=task.kind.is_image, files=files, scratch=scratch
+                    )
                 break
             except ProviderError as exc:
                 if exc.final or attempt == self.backoff.attempts:
@@ -415,10 +426,19 @@ class Worker:
 
     async def _account_ok(self, runtime: AccountRuntime) -> None:
         account = runtime.account
+        recovered = account.consecutive_failures > 0
         account.consecutive_failures = 0
         account.success_count += 1
-        if account.source != "builtin":
-            await account_store.record_outcome(self.engine, account_id=account.id, ok=True)
+        runtime.unsaved_successes += 1
+        # Successes are counted in memory and saved with the lease renewals: one row written per
+        # submission would make the account's row the busiest in the database.
+        if recovered:
+            await self._save_successes(runtime)
+
+    async def _save_successes(self, runtime: AccountRuntime) -> None:
+        count, runtime.unsaved_successes = runtime.unsaved_successes, 0
+        if count and runtime.account.source != "builtin":
+            await account_store.record_outcome(self.engine, account_id=runtime.account.id, ok=True, count=count)
 
     async def _account_failed(self, runtime: AccountRuntime, exc: ProviderError) -> None:
         account = runtime.account
