@@ -4,7 +4,7 @@ reading, and the marker that picks the dialect's error shape."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -19,7 +19,9 @@ from soragate.store.keys import ApiKey
 DIALECT_SCOPE_KEY = "soragate.dialect"
 
 
-def get_gateway(request: Request) -> Gateway:
+# Dependencies are async on purpose: FastAPI runs plain functions in a thread pool, which
+# would cost a thread hop on every request of the hottest path.
+async def get_gateway(request: Request) -> Gateway:
     gateway: Gateway = request.state.gateway
     return gateway
 
@@ -27,10 +29,10 @@ def get_gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
-def dialect(name: str) -> Callable[[Request], None]:
+def dialect(name: str) -> Callable[[Request], Awaitable[None]]:
     """A router dependency that makes errors on its routes come out in ``name``'s shape."""
 
-    def mark(request: Request) -> None:
+    async def mark(request: Request) -> None:
         request.scope[DIALECT_SCOPE_KEY] = name
 
     return mark

@@ -14,7 +14,7 @@ from soragate.store.keys import ApiKey
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(dialect("openai"))])
 
 
-def get_admin(request: Request) -> AdminService:
+async def get_admin(request: Request) -> AdminService:
     admin: AdminService = request.state.admin
     return admin
 
