@@ -82,6 +82,7 @@ def serve(
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     first_start = not (settings.data_dir / "admin.key").exists()
     console.print(f"[bold]soragate[/] on {settings.base_url}  (API base URL: {settings.base_url}/v1)")
+    console.print(f"  studio: {settings.base_url}/   admin console: {settings.base_url}/admin")
     console.print(f"  data: {settings.data_dir.resolve()}   database: {settings.db_url.split('://')[0]}")
     if not first_start:
         console.print(f"  admin key: in {settings.data_dir / 'admin.key'}")
