@@ -140,3 +140,15 @@ def snapped_for(task: Task, inputs: TaskInputs, profile: Profile) -> Snapped:
         )
     except SnapRefused as exc:
         raise refused(str(exc)) from None
+
+
+def cannot_look_up(upstream: str) -> ProviderError:
+    """``find`` for upstreams with no way to list or look up jobs: a lost create stays
+    uncertain, and the worker fails the task rather than pay twice."""
+    return ProviderError(
+        TaskError(
+            ErrorCode.UPSTREAM_UNCERTAIN,
+            f"{upstream} cannot list or look up its jobs, so whether a lost create request started one cannot be told.",
+        ),
+        failure=Failure.UNCERTAIN,
+    )

@@ -42,7 +42,16 @@ from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
 from soragate.profiles.registry import shipped_profiles
 from soragate.providers.accounts import ProviderAccount
-from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, snapped_for
+from soragate.providers.base import (
+    Failure,
+    JobState,
+    JobStatus,
+    ProviderError,
+    ResultFile,
+    TaskInputs,
+    cannot_look_up,
+    snapped_for,
+)
 from soragate.providers.http import download, error_for_status, parse_json, retry_after, transport_error
 
 KIND = "gemini"
@@ -82,14 +91,7 @@ class GeminiProvider:
         return name
 
     async def find(self, task: Task) -> str | None:
-        raise ProviderError(
-            TaskError(
-                ErrorCode.UPSTREAM_UNCERTAIN,
-                "The Gemini API cannot list Veo operations, so whether the lost create request "
-                "started one cannot be told.",
-            ),
-            failure=Failure.UNCERTAIN,
-        )
+        raise cannot_look_up("The Gemini API")
 
     async def status(self, upstream_id: str) -> JobStatus:
         answer = await self._request("GET", f"{self.base_url}{API}/{upstream_id}")

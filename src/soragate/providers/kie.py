@@ -35,7 +35,7 @@ from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
 from soragate.profiles.snap import SnapRefused, snap
 from soragate.providers.accounts import ProviderAccount
-from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs
+from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, cannot_look_up
 from soragate.providers.http import call, download, error_for_status
 
 CREATE_PATH = "/api/v1/jobs/createTask"
@@ -112,13 +112,7 @@ class KieProvider:
         return str(task_id)
 
     async def find(self, task: Task) -> str | None:
-        raise ProviderError(
-            TaskError(
-                ErrorCode.UPSTREAM_UNCERTAIN,
-                "Kie has no API to look jobs up, so whether the lost create request started a job cannot be told.",
-            ),
-            failure=Failure.UNCERTAIN,
-        )
+        raise cannot_look_up("Kie")
 
     async def status(self, upstream_id: str) -> JobStatus:
         answer = await call(

@@ -28,7 +28,16 @@ from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
 from soragate.profiles.model import Images
 from soragate.providers.accounts import ProviderAccount
-from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, snapped_for
+from soragate.providers.base import (
+    Failure,
+    JobState,
+    JobStatus,
+    ProviderError,
+    ResultFile,
+    TaskInputs,
+    cannot_look_up,
+    snapped_for,
+)
 from soragate.providers.http import download, error_for_status, parse_json, transport_error
 from soragate.providers.kie import IMAGE_WORDS, MODERATION, RESULT_WORDS
 
@@ -64,10 +73,7 @@ class OpenRouterProvider:
         )
 
     async def find(self, task: Task) -> str | None:
-        raise ProviderError(
-            TaskError(ErrorCode.UPSTREAM_UNCERTAIN, "OpenRouter has no API to list video jobs."),
-            failure=Failure.UNCERTAIN,
-        )
+        raise cannot_look_up("OpenRouter")
 
     async def status(self, upstream_id: str) -> JobStatus:
         answer = await self._send("GET", self._job_url(upstream_id), creating=False)

@@ -29,7 +29,16 @@ import httpx
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
 from soragate.providers.accounts import ProviderAccount
-from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, snapped_for
+from soragate.providers.base import (
+    Failure,
+    JobState,
+    JobStatus,
+    ProviderError,
+    ResultFile,
+    TaskInputs,
+    cannot_look_up,
+    snapped_for,
+)
 from soragate.providers.http import download, error_for_status, parse_json, transport_error
 
 # Anything else (NOT_START, SUBMITTED, QUEUED, IN_PROGRESS, UNKNOWN, new words) is running.
@@ -92,10 +101,7 @@ class RelayV2Provider:
         )
 
     async def find(self, task: Task) -> str | None:
-        raise ProviderError(
-            TaskError(ErrorCode.UPSTREAM_UNCERTAIN, "relay_v2 upstreams cannot list their jobs."),
-            failure=Failure.UNCERTAIN,
-        )
+        raise cannot_look_up("The relay")
 
     async def status(self, upstream_id: str) -> JobStatus:
         url = f"{self._base}/v2/videos/generations/{quote(upstream_id, safe='')}"

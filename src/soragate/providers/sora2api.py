@@ -43,7 +43,7 @@ import httpx
 
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.providers.accounts import ProviderAccount
-from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs
+from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, cannot_look_up
 from soragate.providers.http import call, download, error_for_status, parse_json, transport_error
 
 log = logging.getLogger(__name__)
@@ -134,13 +134,7 @@ class Sora2APIProvider:
         )
 
     async def find(self, task: Task) -> str | None:
-        raise ProviderError(
-            TaskError(
-                ErrorCode.UPSTREAM_UNCERTAIN,
-                "Sora2API cannot list its jobs, so a lost create cannot be found.",
-            ),
-            failure=Failure.UNCERTAIN,
-        )
+        raise cannot_look_up("Sora2API")
 
     async def status(self, upstream_id: str) -> JobStatus:
         if upstream_id.startswith(CHAT_PREFIX):

@@ -31,7 +31,16 @@ from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
 from soragate.profiles.registry import shipped_profiles
 from soragate.providers.accounts import ProviderAccount
-from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, snapped_for
+from soragate.providers.base import (
+    Failure,
+    JobState,
+    JobStatus,
+    ProviderError,
+    ResultFile,
+    TaskInputs,
+    cannot_look_up,
+    snapped_for,
+)
 from soragate.providers.http import call, download
 
 KIND = "xai"
@@ -73,14 +82,7 @@ class XAIProvider:
         return request_id
 
     async def find(self, task: Task) -> str | None:
-        raise ProviderError(
-            TaskError(
-                ErrorCode.UPSTREAM_UNCERTAIN,
-                "xAI has no API to list video requests, so whether the lost create request started "
-                "a job cannot be told.",
-            ),
-            failure=Failure.UNCERTAIN,
-        )
+        raise cannot_look_up("xAI")
 
     async def status(self, upstream_id: str) -> JobStatus:
         answer = await call(
