@@ -32,6 +32,18 @@ class Tracked:
     errors: int = 0
 
 
+def next_interval(tracked: Tracked, hint: float | None) -> float:
+    """Seconds until the next look: the upstream's hint when it gives one, else a tenth of
+    the task's age, within the account's poll_min and poll_max."""
+    options = tracked.runtime.account.options
+    low = float(options.get("poll_min", 1.0))
+    high = float(options.get("poll_max", 15.0))
+    if hint is not None:
+        return max(0.05, min(hint, high))
+    age = time.monotonic() - tracked.started
+    return max(low, min(high, age / 10))
+
+
 StatusHandler = Callable[[Tracked, JobStatus | None, ProviderError | None], Awaitable[float | None]]
 
 

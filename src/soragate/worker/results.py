@@ -1,4 +1,5 @@
-"""Turning an upstream's result files into stored, checked assets."""
+"""A task's files in and out: its inputs loaded for the upstream, and the upstream's result
+files turned into stored, checked assets."""
 
 from __future__ import annotations
 
@@ -6,10 +7,15 @@ import asyncio
 import shutil
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from soragate import media
-from soragate.core.task import Asset, ErrorCode, TaskError
-from soragate.providers.base import Failure, ProviderError, ResultFile
+from soragate.core.task import Asset, ErrorCode, Task, TaskError
+from soragate.providers.base import Failure, ProviderError, ResultFile, TaskInputs
 from soragate.storage import LocalStorage
+from soragate.storage.signing import UrlSigner
+from soragate.store import tasks as task_store
+from soragate.store import uploads as upload_store
 
 
 def _bad_result(message: str) -> ProviderError:
@@ -83,3 +89,17 @@ async def store_results(
         return await asyncio.to_thread(store, storage, task_dir, files)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def load_inputs(engine: AsyncEngine, storage: LocalStorage, signer: UrlSigner, task: Task) -> TaskInputs:
+    """Reference images as bytes and as links soragate serves, and the source task of a remix."""
+    inputs = TaskInputs()
+    for upload_id in task.params.reference_images:
+        upload = await upload_store.get_upload(engine, upload_id=upload_id)
+        if upload is not None:
+            inputs.reference_images.append(storage.path(upload.path).read_bytes())
+            inputs.reference_urls.append(signer.upload_url(upload.id))
+            inputs.reference_mimes.append(upload.mime)
+    if task.params.source_task_id:
+        inputs.source = await task_store.get_task(engine, task_id=task.params.source_task_id)
+    return inputs

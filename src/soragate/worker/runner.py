@@ -30,17 +30,14 @@ from soragate.providers.router import AccountRuntime, NoRoute, Router
 from soragate.settings import Settings
 from soragate.storage import LocalStorage
 from soragate.storage.signing import UrlSigner
-from soragate.store import accounts as account_store
 from soragate.store import tasks as task_store
-from soragate.store import uploads as upload_store
 from soragate.worker.events import TaskEvents
-from soragate.worker.poller import AccountPoller, Tracked
-from soragate.worker.results import store_results
+from soragate.worker.health import AccountHealth
+from soragate.worker.poller import AccountPoller, Tracked, next_interval
+from soragate.worker.results import load_inputs, store_results
 
 log = logging.getLogger("soragate.worker")
 
-COOLDOWN_AFTER = 3  # consecutive retryable failures before an account cools down
-COOLDOWN_SECONDS = 30.0
 GONE_LIMIT = 3  # consecutive "no such job" answers before a task is declared lost
 
 
@@ -75,6 +72,7 @@ class Worker:
         self._pollers: dict[str, AccountPoller] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._media = asyncio.Semaphore(max(1, settings.media_workers))
+        self.health = AccountHealth(engine)
 
     # --- life -----------------------------------------------------------------------------
 
@@ -161,7 +159,7 @@ class Worker:
                 log.exception("renewing leases failed")
             for runtime in self.router.all():
                 try:
-                    await self._save_successes(runtime)
+                    await self.health.save(runtime)
                 except Exception:
                     log.exception("saving account counters failed")
 
@@ -201,7 +199,7 @@ class Worker:
         await self._submit(task)
 
     async def _submit(self, task: Task) -> None:
-        inputs = await self._inputs(task)
+        inputs = await load_inputs(self.engine, self.storage, self.signer, task)
         if task.submit_state == "submitting":
             # We crashed during a submit call: ask the upstream before sending it again.
             runtime = self.router.runtime(task.provider)
@@ -244,7 +242,7 @@ class Worker:
                     )
                 await task_store.reset_submission(self.engine, task_id=task.id, worker_id=self.id)
                 runtime.in_flight = max(0, runtime.in_flight - 1)
-                await self._account_failed(runtime, exc)
+                await self.health.failed(runtime, exc)
                 if exc.final:
                     await self._fail(task, exc.error)
                     return
@@ -297,7 +295,7 @@ class Worker:
             self._let_go(task.id, runtime)
             raise LeaseLost
         log.info("task %s submitted to %s as %s", task.id, runtime.name, upstream_id)
-        await self._account_ok(runtime)
+        await self.health.ok(runtime)
         self.events.publish(task.id)
         task.provider, task.upstream_id = runtime.name, upstream_id
         self._track(task, upstream_id, runtime)
@@ -307,28 +305,7 @@ class Worker:
         first = float(runtime.account.options.get("poll_min", 1.0))
         self._poller(runtime).track(Tracked(task, upstream_id, runtime, progress=task.progress), delay=first)
 
-    async def _inputs(self, task: Task) -> TaskInputs:
-        inputs = TaskInputs()
-        for upload_id in task.params.reference_images:
-            upload = await upload_store.get_upload(self.engine, upload_id=upload_id)
-            if upload is not None:
-                inputs.reference_images.append(self.storage.path(upload.path).read_bytes())
-                inputs.reference_urls.append(self.signer.upload_url(upload.id))
-                inputs.reference_mimes.append(upload.mime)
-        if task.params.source_task_id:
-            inputs.source = await task_store.get_task(self.engine, task_id=task.params.source_task_id)
-        return inputs
-
     # --- polling --------------------------------------------------------------------------
-
-    def _interval(self, tracked: Tracked, hint: float | None) -> float:
-        options = tracked.runtime.account.options
-        low = float(options.get("poll_min", 1.0))
-        high = float(options.get("poll_max", 15.0))
-        if hint is not None:
-            return max(0.05, min(hint, high))
-        age = time.monotonic() - tracked.started
-        return max(low, min(high, age / 10))
 
     async def _on_status(self, tracked: Tracked, status: JobStatus | None, error: ProviderError | None) -> float | None:
         task, runtime = tracked.task, tracked.runtime
@@ -339,13 +316,13 @@ class Worker:
         if error is not None:
             tracked.errors += 1
             if error.failure is Failure.GONE and tracked.errors < GONE_LIMIT:
-                return self._interval(tracked, None)
+                return next_interval(tracked, None)
             if error.final:
                 # The upstream's own code (a review failure, say) is kept; a vanished job says so.
                 lost = TaskError("upstream_task_lost", f"The upstream {runtime.name} no longer knows this task.")
                 await self._fail(task, lost if error.failure is Failure.GONE else error.error, runtime)
                 return None
-            await self._account_failed(runtime, error)
+            await self.health.failed(runtime, error)
             log.warning("task %s: status check on %s failed (%s); will retry", task.id, runtime.name, error.failure)
             return self.backoff.delay(tracked.errors, error.retry_after)
         assert status is not None
@@ -366,7 +343,7 @@ class Worker:
                     self._let_go(task.id, runtime)
                     return None
             self.events.publish(task.id)
-        return self._interval(tracked, status.poll_after)
+        return next_interval(tracked, status.poll_after)
 
     # --- results and endings --------------------------------------------------------------
 
@@ -421,49 +398,3 @@ class Worker:
         except Exception:
             # A callback that cannot be queued must not undo or stall the task itself.
             log.exception("queueing callbacks for task %s failed", task_id)
-
-    # --- account health -------------------------------------------------------------------
-
-    async def _account_ok(self, runtime: AccountRuntime) -> None:
-        account = runtime.account
-        recovered = account.consecutive_failures > 0
-        account.consecutive_failures = 0
-        account.success_count += 1
-        runtime.unsaved_successes += 1
-        # Successes are counted in memory and saved with the lease renewals: one row written per
-        # submission would make the account's row the busiest in the database.
-        if recovered:
-            await self._save_successes(runtime)
-
-    async def _save_successes(self, runtime: AccountRuntime) -> None:
-        count, runtime.unsaved_successes = runtime.unsaved_successes, 0
-        if count and runtime.account.source != "builtin":
-            await account_store.record_outcome(self.engine, account_id=runtime.account.id, ok=True, count=count)
-
-    async def _account_failed(self, runtime: AccountRuntime, exc: ProviderError) -> None:
-        account = runtime.account
-        account.consecutive_failures += 1
-        account.failure_count += 1
-        account.last_error = exc.error.message
-        reason = cooldown = None
-        if exc.failure is Failure.AUTH:
-            reason = f"the upstream refused the account's key: {exc.error.message}"
-        elif exc.failure is Failure.CREDITS:
-            reason = f"the upstream account is out of credits: {exc.error.message}"
-        elif exc.failure is Failure.RETRYABLE and account.consecutive_failures >= COOLDOWN_AFTER:
-            cooldown = time.time() + COOLDOWN_SECONDS
-        if reason:
-            account.enabled, account.disabled_reason = False, reason
-            log.warning("account %s taken out of rotation: %s", account.name, reason)
-        if cooldown:
-            account.cooldown_until = cooldown
-            log.warning("account %s cooling down for %.0f s", account.name, COOLDOWN_SECONDS)
-        if account.source != "builtin":
-            await account_store.record_outcome(
-                self.engine,
-                account_id=account.id,
-                ok=False,
-                error=exc.error.message,
-                cooldown_until=cooldown,
-                disable_reason=reason,
-            )
