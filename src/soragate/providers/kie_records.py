@@ -1,0 +1,169 @@
+"""Reading Kie job records: recordInfo's ``data`` object, and the same record POSTed to a callBackUrl."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from soragate.core.task import ErrorCode, TaskError
+from soragate.providers.base import JobState, JobStatus
+
+STATES = {
+    "waiting": JobState.RUNNING,
+    "queuing": JobState.RUNNING,
+    "generating": JobState.RUNNING,
+    "success": JobState.SUCCEEDED,
+    "fail": JobState.FAILED,
+}
+
+# Kie's failCode vocabulary for content review is undocumented; failures are recognised by
+# wording. soragate's own Kie front door reports its canonical review codes as failCode, so
+# a soragate chained behind this provider passes them through exactly.
+REVIEW_CODES = frozenset({ErrorCode.PROMPT_REVIEW, ErrorCode.IMAGE_REVIEW, ErrorCode.RESULT_REVIEW})
+# Bare "review" or "policy" would also match "please review the parameters".
+MODERATION = re.compile(
+    r"(content|safety|moderation|prompt|image)[ _-]?review|review[ _-]?(failed|rejected)|did not pass"
+    r"|sensitive|(content|usage|safety)[ _-]?polic|violat|moderat|nsfw|prohibited|inappropriate|flagged",
+    re.IGNORECASE,
+)
+IMAGE_WORDS = re.compile(r"\b(image|photo|picture|input file)s?\b", re.IGNORECASE)
+RESULT_WORDS = re.compile(r"\b(output|result|generated (video|content))s?\b", re.IGNORECASE)
+
+# Signed callbacks older (or newer) than this are refused as replays.
+CALLBACK_TOLERANCE = 300.0
+
+
+# --- statuses --------------------------------------------------------------------------------
+
+
+def record_status(data: Mapping[str, Any], *, poll_after: float | None = None) -> JobStatus:
+    """One recordInfo ``data`` object (also the body of a callback) as a JobStatus."""
+    state = STATES.get(str(data.get("state") or "").strip().lower(), JobState.RUNNING)
+    if state is JobState.SUCCEEDED:
+        urls = result_urls(data)
+        if urls:
+            return JobStatus(JobState.SUCCEEDED, progress=100, result_urls=tuple(urls))
+        # "success" before the links are written: ask again rather than fail the download.
+        return JobStatus(JobState.RUNNING, progress=99, poll_after=poll_after)
+    if state is JobState.FAILED:
+        return JobStatus(JobState.FAILED, error=failure_error(data))
+    return JobStatus(JobState.RUNNING, progress=_progress(data.get("progress")), poll_after=poll_after)
+
+
+def result_urls(data: Mapping[str, Any]) -> list[str]:
+    """``resultJson`` is a JSON string ``{"resultUrls": [...]}``; some answers also carry
+    ``resultUrls`` (or ``response.resultUrls``) as a plain list."""
+    found: list[Any] = []
+    raw = data.get("resultJson")
+    parsed: Any = raw
+    if isinstance(raw, str) and raw.strip():
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("resultUrls"), list):
+        found += parsed["resultUrls"]
+    for holder in (data, data.get("response")):
+        if isinstance(holder, Mapping) and isinstance(holder.get("resultUrls"), list):
+            found += holder["resultUrls"]
+    urls: list[str] = []
+    for url in found:
+        if isinstance(url, str) and url.startswith(("http://", "https://")) and url not in urls:
+            urls.append(url)
+    return urls
+
+
+def failure_error(data: Mapping[str, Any]) -> TaskError:
+    code = str(data.get("failCode") or "").strip()
+    message = str(data.get("failMsg") or "").strip()
+    if code in REVIEW_CODES:
+        return TaskError(code, message or "The request did not pass content review.")
+    if MODERATION.search(f"{code} {message}"):
+        return TaskError(review_code(message), message or "The request did not pass content review.")
+    detail = message or "Kie reported the generation as failed."
+    return TaskError(ErrorCode.UPSTREAM_ERROR, f"{detail} (failCode {code})" if code else detail)
+
+
+def review_code(message: str) -> str:
+    if IMAGE_WORDS.search(message):
+        return ErrorCode.IMAGE_REVIEW
+    if RESULT_WORDS.search(message):
+        return ErrorCode.RESULT_REVIEW
+    return ErrorCode.PROMPT_REVIEW
+
+
+def _progress(value: Any) -> int | None:
+    try:
+        number = float(str(value).strip().rstrip("%"))
+    except ValueError:
+        return None
+    return max(0, min(99, int(number)))
+
+
+# --- callbacks -------------------------------------------------------------------------------
+
+
+def verify_callback(
+    body: bytes,
+    headers: Mapping[str, str],
+    signing_key: str | None,
+    *,
+    now: float | None = None,
+    tolerance: float = CALLBACK_TOLERANCE,
+) -> bool:
+    """Whether a callback really comes from Kie.
+
+    Kie (docs.kie.ai/common-api/webhook-verification) signs callbacks when the account has a
+    webhook HMAC key: ``X-Webhook-Timestamp`` (Unix seconds) and ``X-Webhook-Signature`` =
+    base64(HMAC-SHA256(key, taskId + "." + timestamp)), taskId taken from the body. Note that
+    the signature covers the id and time, not the body: which is one more reason to treat a
+    callback only as a cue to poll. A hex digest is accepted too. Without a key configured
+    there is nothing to check and every callback passes.
+    """
+    if not signing_key:
+        return True
+    lowered = {k.lower(): v for k, v in headers.items()}
+    timestamp = lowered.get("x-webhook-timestamp", "").strip()
+    signature = lowered.get("x-webhook-signature", "").strip()
+    if not timestamp or not signature:
+        return False
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        return False
+    if abs((time.time() if now is None else now) - sent_at) > tolerance:
+        return False
+    try:
+        upstream_id, _ = parse_callback(body)
+    except ValueError:
+        return False
+    digest = hmac.new(signing_key.encode(), f"{upstream_id}.{timestamp}".encode(), hashlib.sha256).digest()
+    try:
+        given = base64.b64decode(signature, validate=True)
+    except (binascii.Error, ValueError):
+        given = b""
+    if len(given) == len(digest) and hmac.compare_digest(given, digest):
+        return True
+    return hmac.compare_digest(signature.lower().encode(), digest.hex().encode())
+
+
+def parse_callback(body: bytes) -> tuple[str, JobState]:
+    """The upstream id and state a callback reports; ValueError when it is not a Kie record."""
+    try:
+        payload = json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("the callback body is not JSON") from None
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, dict):
+        raise ValueError("the callback carries no data object")
+    upstream_id = data.get("taskId") or data.get("task_id")
+    if not isinstance(upstream_id, str | int) or not str(upstream_id):
+        raise ValueError("the callback names no task")
+    return str(upstream_id), record_status(data).state
