@@ -17,15 +17,13 @@ and may carry the result link in the status body (``video_url`` or ``metadata.ur
 When the task's route has a model profile, the create body comes from it (``build_body``):
 the profile's upstream model, its snapped fields (``seconds`` as a string or a number, under
 whatever name, ``size`` or ``metadata.resolution``...), and its reference images, sent as
-JSON or multipart as the profile says (``body``).
+JSON or multipart as the profile says (``body``). Create bodies are built in ``openai_body``;
+error answers are read in ``openai_errors``.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
-from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,26 +32,23 @@ from urllib.parse import quote
 import httpx
 
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
-from soragate.profiles.images import image_fields
-from soragate.profiles.model import Profile
 from soragate.providers.accounts import ProviderAccount
-from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, snapped_for
-from soragate.providers.http import download, error_for_status, parse_json, transport_error
+from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs
+from soragate.providers.http import download, parse_json, transport_error
+from soragate.providers.openai_body import (
+    IMAGE_EXT,
+    build_body,
+    create_form,
+    create_json,
+    extension_seconds,
+    form_parts,
+    rejected,
+    sniff_image,
+    source_id,
+)
+from soragate.providers.openai_errors import body_error, cannot_tell, job_error, on_create, response_error
 
 log = logging.getLogger(__name__)
-
-# Upstream error codes that mean a content-policy block, as canonical review codes.
-# The last three are what another soragate (or a relay in its dialect) reports.
-_REVIEW_CODES = {
-    "moderation_blocked": ErrorCode.PROMPT_REVIEW,
-    "content_policy_violation": ErrorCode.PROMPT_REVIEW,
-    "content_filter": ErrorCode.PROMPT_REVIEW,  # Azure
-    "prompt_review_failed": ErrorCode.PROMPT_REVIEW,
-    "image_review_failed": ErrorCode.IMAGE_REVIEW,
-    "result_review_failed": ErrorCode.RESULT_REVIEW,
-}
-# OpenAI answers an empty balance with 429 insufficient_quota; it is not a rate limit.
-_CREDIT_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "insufficient_user_quota"})
 
 _SUCCEEDED = frozenset({"completed", "succeeded", "success"})
 _FAILED = frozenset({"failed", "failure", "error"})
@@ -65,8 +60,6 @@ _ENDED = frozenset({"cancelled", "canceled", "expired"})
 # the upstream's and ours, so allow this much skew.
 FIND_CLOCK_SKEW = 5.0
 FIND_PAGE = 100
-
-_IMAGE_EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
 
 class OpenAIProvider:
@@ -95,12 +88,13 @@ class OpenAIProvider:
             else:
                 response, body = await self._create("videos", json=body)
         elif task.kind in (TaskKind.TEXT_TO_VIDEO, TaskKind.IMAGE_TO_VIDEO):
+            model = self.account.upstream_model(p.model, p.base_model)
             if self._json:
-                response, body = await self._create("videos", json=self._create_json(task, inputs))
+                response, body = await self._create("videos", json=create_json(task, inputs, model))
             else:
-                response, body = await self._create("videos", files=self._create_form(task, inputs))
+                response, body = await self._create("videos", files=create_form(task, inputs, model))
         elif task.kind in (TaskKind.REMIX, TaskKind.EDIT, TaskKind.EXTEND):
-            source = _source_id(task, inputs)
+            source = source_id(task, inputs)
             if task.kind is TaskKind.REMIX:
                 response, body = await self._create(f"videos/{quote(source, safe='')}/remix", json={"prompt": p.prompt})
             elif task.kind is TaskKind.EDIT:
@@ -108,15 +102,15 @@ class OpenAIProvider:
             else:
                 extension = {
                     "prompt": p.prompt,
-                    "seconds": _extension_seconds(task, inputs),
+                    "seconds": extension_seconds(task, inputs),
                     "video": {"id": source},
                 }
                 response, body = await self._create("videos/extensions", json=extension)
         else:
-            raise _rejected(f"An OpenAI-compatible upstream cannot make {task.kind.value.replace('_', ' ')} tasks.")
+            raise rejected(f"An OpenAI-compatible upstream cannot make {task.kind.value.replace('_', ' ')} tasks.")
         upstream_id = body.get("id") if isinstance(body, dict) else None
         if not isinstance(upstream_id, str) or not upstream_id:
-            error = _body_error(body)
+            error = body_error(body)
             if error is not None and error.failure in (Failure.MODERATION, Failure.CREDITS):
                 raise error
             raise ProviderError(
@@ -136,10 +130,10 @@ class OpenAIProvider:
         try:
             _, body = await self._request("GET", "videos", params={"order": "desc", "limit": FIND_PAGE})
         except ProviderError as exc:
-            raise _cannot_tell(f"could not list the upstream's videos: {exc.error.message}", exc.retry_after) from None
+            raise cannot_tell(f"could not list the upstream's videos: {exc.error.message}", exc.retry_after) from None
         items = body.get("data") if isinstance(body, dict) else None
         if not isinstance(items, list):
-            raise _cannot_tell("the upstream's video list is unreadable")
+            raise cannot_tell("the upstream's video list is unreadable")
         since = task.created_at - FIND_CLOCK_SKEW
         oldest = None
         matches: list[tuple[float, str]] = []
@@ -152,14 +146,14 @@ class OpenAIProvider:
             if item.get("prompt") != task.params.prompt or not isinstance(item.get("id"), str):
                 continue
             if created is None:
-                raise _cannot_tell("the upstream lists a job with this prompt but no creation time")
+                raise cannot_tell("the upstream lists a job with this prompt but no creation time")
             if created >= since:
                 matches.append((created, item["id"]))
         if matches:
             # The first job made for the task is the one its uncertain create produced.
             return min(matches)[1]
         if body.get("has_more") and (oldest is None or oldest >= since):
-            raise _cannot_tell(f"more than {FIND_PAGE} upstream jobs since the task was created")
+            raise cannot_tell(f"more than {FIND_PAGE} upstream jobs since the task was created")
         return None
 
     async def status(self, upstream_id: str) -> JobStatus:
@@ -175,7 +169,7 @@ class OpenAIProvider:
             url = _direct_url(body)
             return JobStatus(JobState.SUCCEEDED, progress=100, poll_after=poll_after, result_urls=(url,) if url else ())
         if state in _FAILED:
-            return JobStatus(JobState.FAILED, progress=_progress(body), error=_job_error(body))
+            return JobStatus(JobState.FAILED, progress=_progress(body), error=job_error(body))
         if state in _ENDED:
             message = f"The upstream job was {state}."
             return JobStatus(
@@ -226,8 +220,8 @@ class OpenAIProvider:
         except httpx.HTTPError as exc:
             raise transport_error(exc, creating=creating) from None
         if response.status_code >= 400:
-            error = self._error(response)
-            raise _on_create(error, response.status_code, path) if creating else error
+            error = response_error(response, secret=self.account.secret)
+            raise on_create(error, response.status_code, path) if creating else error
         return response, parse_json(response, creating=creating)
 
     async def _create(self, path: str, **kwargs: Any) -> tuple[httpx.Response, Any]:
@@ -242,45 +236,6 @@ class OpenAIProvider:
     def _content_url(self, upstream_id: str, variant: str | None = None) -> str:
         params = self._params({"variant": variant} if variant else None)
         return str(httpx.URL(f"{self._base}/videos/{quote(upstream_id, safe='')}/content", params=params))
-
-    def _error(self, response: httpx.Response) -> ProviderError:
-        code, message = _error_fields(parse_body(response))
-        if not message:
-            message = response.text[:200]
-        if self.account.secret:
-            message = message.replace(self.account.secret, "***")
-        if code in _REVIEW_CODES:
-            return ProviderError(TaskError(_REVIEW_CODES[code], message[:500]), failure=Failure.MODERATION)
-        if code in _CREDIT_CODES:
-            text = f"upstream answered {response.status_code}: {message}"[:500]
-            return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.CREDITS)
-        return error_for_status(response.status_code, message, response=response)
-
-    # --- creates -----------------------------------------------------------------------
-
-    def _common_fields(self, task: Task) -> dict[str, str]:
-        p = task.params
-        fields = {"prompt": p.prompt, "model": self.account.upstream_model(p.model, p.base_model)}
-        if p.seconds:
-            fields["seconds"] = f"{p.seconds:g}"
-        if p.width and p.height:
-            fields["size"] = p.size
-        return fields
-
-    def _create_form(self, task: Task, inputs: TaskInputs) -> list[tuple[str, Any]]:
-        # (None, value) parts keep the body multipart even without a file, as the SDK sends it.
-        parts: list[tuple[str, Any]] = [(name, (None, value)) for name, value in self._common_fields(task).items()]
-        if inputs.reference_images:
-            data, mime = _reference(inputs)
-            parts.append(("input_reference", (f"reference.{_IMAGE_EXT.get(mime, 'png')}", data, mime)))
-        return parts
-
-    def _create_json(self, task: Task, inputs: TaskInputs) -> dict[str, Any]:
-        body: dict[str, Any] = dict(self._common_fields(task))
-        if inputs.reference_images:
-            data, mime = _reference(inputs)
-            body["input_reference"] = {"image_url": f"data:{mime};base64,{base64.b64encode(data).decode()}"}
-        return body
 
     # --- results -----------------------------------------------------------------------
 
@@ -298,191 +253,11 @@ class OpenAIProvider:
         if mime is None:  # a host that ignores ?variant= sends the video again
             target.unlink(missing_ok=True)
             return None
-        final = target.rename(dest / f"{variant}.{_IMAGE_EXT[mime]}")
+        final = target.rename(dest / f"{variant}.{IMAGE_EXT[mime]}")
         return ResultFile(variant, final, mime)
 
 
-# --- profile-built creates ---------------------------------------------------------------
-
-
-def build_body(task: Task, inputs: TaskInputs) -> dict[str, Any]:
-    """The create fields from the route's profile: ``{prompt, model}``, the snapped fields,
-    and the reference images. Pure. For a multipart profile each image is a file tuple
-    ``(name, bytes, mime)`` (a list of them for mode ``list``); for JSON, the profile's
-    transport (data URL, base64 object or link)."""
-    profile = inputs.profile
-    if profile is None:
-        raise _rejected("No model profile to build the request from.")
-    body: dict[str, Any] = {"prompt": task.params.prompt, "model": profile.model}
-    _merge(body, snapped_for(task, inputs, profile).fields)
-    if inputs.reference_images or inputs.reference_urls:
-        _merge(body, _profile_images(inputs, profile))
-    return body
-
-
-def form_parts(body: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """A built body as multipart parts: files as they are, nested tables as JSON text,
-    everything else as its text ((None, value) keeps the body multipart without a file)."""
-    parts: list[tuple[str, Any]] = []
-    for name, value in body.items():
-        if isinstance(value, tuple):
-            parts.append((name, value))
-        elif isinstance(value, list) and value and all(isinstance(v, tuple) for v in value):
-            parts.extend((name, v) for v in value)
-        elif isinstance(value, dict | list):
-            parts.append((name, (None, json.dumps(value))))
-        elif isinstance(value, bool):
-            parts.append((name, (None, "true" if value else "false")))
-        else:
-            parts.append((name, (None, str(value))))
-    return parts
-
-
-def _profile_images(inputs: TaskInputs, profile: Profile) -> dict[str, Any]:
-    images = profile.images
-    if images is None:
-        raise _rejected(f"{profile.id} takes no reference image.")
-    if profile.body == "multipart":
-        if not inputs.reference_images:
-            raise _rejected(f"{profile.id} takes reference images as uploads, and the task has none to upload.")
-        files = []
-        for index, data in enumerate(inputs.reference_images[: images.max]):
-            mime = inputs.reference_mimes[index] if index < len(inputs.reference_mimes) else None
-            mime = mime or sniff_image(data[:16]) or "image/png"
-            files.append((f"reference-{index + 1}.{_IMAGE_EXT.get(mime, 'png')}", data, mime))
-        fields: dict[str, Any] = {}
-        if images.mode == "list":
-            fields[images.field] = files
-        else:
-            fields[images.field] = files[0]
-            if images.mode == "first_last" and images.last_field and len(files) > 1:
-                fields[images.last_field] = files[1]
-        return fields
-    if images.transport == "url" and not inputs.reference_urls:
-        raise _rejected(
-            f"{profile.id} takes reference images as links, and soragate has no public address to serve "
-            "them from: set SORAGATE_PUBLIC_URL."
-        )
-    if images.transport != "url" and not inputs.reference_images:
-        raise _rejected(f"{profile.id} takes reference images as data, and the task has only links.")
-    return image_fields(images, urls=inputs.reference_urls, data=inputs.reference_images, mimes=inputs.reference_mimes)
-
-
-def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = value
-
-
-# --- helpers ---------------------------------------------------------------------------
-
-
-def _rejected(message: str) -> ProviderError:
-    return ProviderError(TaskError(ErrorCode.INVALID_INPUT, message), failure=Failure.REJECTED)
-
-
-def _cannot_tell(message: str, retry_after: float | None = None) -> ProviderError:
-    return ProviderError(
-        TaskError(ErrorCode.UPSTREAM_UNCERTAIN, message[:500]),
-        failure=Failure.UNCERTAIN,
-        retry_after=retry_after,
-    )
-
-
-def _on_create(exc: ProviderError, status: int, path: str) -> ProviderError:
-    """Sharpen a refused create: was the job made or not?"""
-    if exc.failure is Failure.RETRYABLE:
-        if status in (408, 425, 429, 503):
-            exc.not_created = True  # turned away before any work
-            return exc
-        # A 500/502/504 may come from a proxy whose upstream went on to make the job.
-        return ProviderError(TaskError(ErrorCode.UPSTREAM_UNCERTAIN, exc.error.message), failure=Failure.UNCERTAIN)
-    if exc.failure is Failure.GONE:
-        if path == "videos":
-            # No such endpoint (or model) on this host: the request itself is wrong here.
-            return ProviderError(TaskError(ErrorCode.INVALID_INPUT, exc.error.message), failure=Failure.REJECTED)
-        source_gone = TaskError(ErrorCode.INVALID_INPUT, f"The source video is gone upstream ({exc.error.message}).")
-        return ProviderError(source_gone, failure=Failure.GONE, not_created=True)
-    exc.not_created = True  # any other refusal (auth, credits, moderation, bad request) made nothing
-    return exc
-
-
-def _source_id(task: Task, inputs: TaskInputs) -> str:
-    source = inputs.source
-    if source is None or not source.upstream_id:
-        raise _rejected(f"A {task.kind.value} needs a source video made on this upstream account.")
-    return source.upstream_id
-
-
-def _extension_seconds(task: Task, inputs: TaskInputs) -> str:
-    seconds = task.params.extra.get("extension_seconds")
-    if seconds is None:
-        total = task.params.seconds or 0
-        before = inputs.source.actual_seconds if inputs.source is not None else None
-        seconds = total - (before or 0)
-    return f"{float(seconds):g}"
-
-
-def _reference(inputs: TaskInputs) -> tuple[bytes, str]:
-    data = inputs.reference_images[0]
-    mime = inputs.reference_mimes[0] if inputs.reference_mimes else None
-    return data, mime or sniff_image(data[:16]) or "image/png"
-
-
-def sniff_image(head: bytes) -> str | None:
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    return None
-
-
-def parse_body(response: httpx.Response) -> Any:
-    try:
-        return parse_json(response)
-    except ProviderError:
-        return None
-
-
-def _error_fields(body: Any) -> tuple[str | None, str]:
-    """(code, message) from OpenAI's ``{"error": {"message", "type", "code"}}`` or a bare
-    ``{"code", "message"}``."""
-    if not isinstance(body, dict):
-        return None, ""
-    error = body.get("error")
-    if isinstance(error, str):
-        return None, error
-    source = error if isinstance(error, dict) else body
-    code = source.get("code")
-    message = source.get("message") or source.get("msg") or ""
-    return (str(code) if code else None), str(message)
-
-
-def _body_error(body: Any) -> ProviderError | None:
-    code, message = _error_fields(body)
-    if code in _REVIEW_CODES:
-        return ProviderError(TaskError(_REVIEW_CODES[code], message[:500]), failure=Failure.MODERATION)
-    if code in _CREDIT_CODES:
-        return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, message[:500]), failure=Failure.CREDITS)
-    return None
-
-
-def _job_error(body: dict[str, Any]) -> TaskError:
-    code, message = _error_fields(body)
-    if not message:
-        message = str(body.get("fail_reason") or "")
-    if code in _REVIEW_CODES:
-        return TaskError(_REVIEW_CODES[code], message or "The upstream's content review blocked this request.")
-    detail = f" ({code})" if code else ""
-    return TaskError(
-        ErrorCode.UPSTREAM_ERROR, f"The upstream failed the job{detail}: {message or 'no reason given'}"[:500]
-    )
+# --- reading answers -------------------------------------------------------------------
 
 
 def _progress(body: dict[str, Any]) -> int | None:

@@ -20,7 +20,8 @@ goes to the longer length, so nobody gets less than asked); images become ``gpt-
 ``gpt-image-landscape`` or ``gpt-image-portrait`` by their shape.
 
 Sora2API's errors are OpenAI-shaped but carry no useful code, so content-review failures
-and "No available tokens" are recognised by their wording, here and nowhere else.
+and "No available tokens" are recognised by their wording, in ``sora2api_errors`` and nowhere
+else. The chat stream's machinery lives in ``sora2api_chat``.
 """
 
 from __future__ import annotations
@@ -32,9 +33,6 @@ import json
 import logging
 import math
 import re
-import secrets
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -44,7 +42,20 @@ import httpx
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, cannot_look_up
-from soragate.providers.http import call, download, error_for_status, parse_json, transport_error
+from soragate.providers.http import call, download
+from soragate.providers.sora2api_chat import (
+    CHAT_PREFIX,
+    ChatJob,
+    absorb_line,
+    chat_status,
+    forget_finished,
+    open_chat,
+)
+from soragate.providers.sora2api_errors import body_error, job_error, reclassify, rejected
+
+# The chat job and its line parser under their old names, which tests import from here.
+_ChatJob = ChatJob
+_absorb_line = absorb_line
 
 log = logging.getLogger(__name__)
 
@@ -56,38 +67,7 @@ NATIVE_MODEL = re.compile(
     r"(sora2|sora2pro|sora2pro-hd)-(landscape|portrait)-\d+s|(gpt|sora)-image(-landscape|-portrait)?"
     r"|sora-video-.+"
 )
-CHAT_PREFIX = "s2c_"
-# Finished chat jobs are forgotten after this long (their results are fetched long before).
-CHAT_JOB_TTL = 3600.0
-
-REVIEW_CODES = frozenset({ErrorCode.PROMPT_REVIEW, ErrorCode.IMAGE_REVIEW, ErrorCode.RESULT_REVIEW})
-# Bare "review" or "content" would also match "please review the parameters".
-MODERATION = re.compile(
-    r"(content|safety|moderation|prompt|image)[ _-]?review|review[ _-]?(failed|rejected)|did not pass"
-    r"|(content|usage|safety)[ _-]?polic|violat|moderat|guardrail|nsfw|inappropriate|flagged",
-    re.IGNORECASE,
-)
-IMAGE_WORDS = re.compile(r"\b(input|uploaded|upload|reference|source)\s+(image|photo)|image\s+upload", re.I)
-NO_TOKENS = re.compile(r"no available tokens", re.IGNORECASE)
-PERCENT = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*%")
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
-VIDEO_SRC = re.compile(r"<video\b[^>]*?\bsrc\s*=\s*['\"]([^'\"]+)['\"]", re.IGNORECASE)
-MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?\s*\)")
-
-
-@dataclass
-class _ChatJob:
-    """What one chat-completions stream has shown so far."""
-
-    id: str
-    progress: int = 0
-    content: str = ""
-    result_urls: tuple[str, ...] = ()
-    failed: TaskError | None = None  # the upstream job failed
-    error: ProviderError | None = None  # the stream broke or carried an HTTP-like error
-    done: bool = False
-    finished_at: float | None = None
-    reader: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 class Sora2APIProvider:
@@ -102,7 +82,7 @@ class Sora2APIProvider:
             log.warning("sora2api account %s: unknown options.api %r, using 'tasks'", account.name, self.mode)
             self.mode = "tasks"
         self._headers = {"Authorization": f"Bearer {account.secret}"}
-        self._chats: dict[str, _ChatJob] = {}
+        self._chats: dict[str, ChatJob] = {}
 
     # --- protocol ----------------------------------------------------------------------
 
@@ -122,12 +102,12 @@ class Sora2APIProvider:
                 timeout=self.timeout,
             )
         except ProviderError as exc:
-            raise _reclassify(exc) from None
+            raise reclassify(exc) from None
         task_id = (data.get("task_id") or data.get("id")) if isinstance(data, dict) else None
         if isinstance(task_id, str) and task_id:
             return task_id
         if isinstance(data, dict) and data.get("error"):
-            raise _body_error(data)  # an error under HTTP 200: the upstream refused the create
+            raise body_error(data)  # an error under HTTP 200: the upstream refused the create
         raise ProviderError(
             TaskError(ErrorCode.UPSTREAM_UNCERTAIN, "The upstream's create answer carried no task_id."),
             failure=Failure.UNCERTAIN,
@@ -138,7 +118,7 @@ class Sora2APIProvider:
 
     async def status(self, upstream_id: str) -> JobStatus:
         if upstream_id.startswith(CHAT_PREFIX):
-            return self._chat_status(upstream_id)
+            return chat_status(self._chats.get(upstream_id))
         data = await call(
             self.http,
             "GET",
@@ -152,11 +132,11 @@ class Sora2APIProvider:
                 failure=Failure.RETRYABLE,
             )
         if "status" not in data and data.get("error"):
-            raise _body_error(data)
+            raise body_error(data)
         state = str(data.get("status") or "").lower()
         progress = _percent(data.get("progress"))
         if state == "failed":
-            return JobStatus(JobState.FAILED, progress=progress, error=_job_error(data.get("error_message")))
+            return JobStatus(JobState.FAILED, progress=progress, error=job_error(data.get("error_message")))
         urls = _urls(data.get("result_urls"))
         if state == "completed" and urls:
             return JobStatus(JobState.SUCCEEDED, progress=100, result_urls=tuple(urls))
@@ -198,7 +178,7 @@ class Sora2APIProvider:
             if inputs.reference_images:
                 path, body["image"] = "/v1/images/transform", _data_uri(inputs, 0)
             elif task.kind is TaskKind.IMAGE_TO_IMAGE:
-                raise _rejected("An image-to-image task needs a reference image.")
+                raise rejected("An image-to-image task needs a reference image.")
             body["async_mode"] = True
             return path, body
         if task.kind is TaskKind.REMIX:
@@ -212,9 +192,9 @@ class Sora2APIProvider:
             if inputs.reference_images:
                 path, body["image"] = "/v1/videos/transform", _data_uri(inputs, 0)
             elif task.kind is TaskKind.IMAGE_TO_VIDEO:
-                raise _rejected("An image-to-video task needs a reference image.")
+                raise rejected("An image-to-video task needs a reference image.")
         else:
-            raise _rejected(f"Sora2API upstreams cannot run {task.kind.value} tasks.")
+            raise rejected(f"Sora2API upstreams cannot run {task.kind.value} tasks.")
         if p.style:
             body["style"] = p.style
         body["async_mode"] = True
@@ -226,11 +206,11 @@ class Sora2APIProvider:
             return share
         source = inputs.source
         if source is None or not source.upstream_id:
-            raise _rejected("The video to remix has no upstream id.")
+            raise rejected("The video to remix has no upstream id.")
         if source.provider not in (None, self.name):
-            raise _rejected(f"The video to remix was made by {source.provider}, not by {self.name}.")
+            raise rejected(f"The video to remix was made by {source.provider}, not by {self.name}.")
         if source.upstream_id.startswith(CHAT_PREFIX):
-            raise _rejected("The video to remix came from a chat stream, which leaves no upstream id.")
+            raise rejected("The video to remix came from a chat stream, which leaves no upstream id.")
         return source.upstream_id
 
     # --- the chat-completions stream -----------------------------------------------------
@@ -245,9 +225,9 @@ class Sora2APIProvider:
             TaskKind.TEXT_TO_IMAGE,
             TaskKind.IMAGE_TO_IMAGE,
         ):
-            raise _rejected(f"Sora2API upstreams cannot run {task.kind.value} tasks.")
+            raise rejected(f"Sora2API upstreams cannot run {task.kind.value} tasks.")
         if task.kind in (TaskKind.IMAGE_TO_VIDEO, TaskKind.IMAGE_TO_IMAGE) and not inputs.reference_images:
-            raise _rejected(f"A {task.kind.value} task needs a reference image.")
+            raise rejected(f"A {task.kind.value} task needs a reference image.")
         text = p.prompt
         if task.kind is TaskKind.STORYBOARD:
             text = storyboard_prompt(task)
@@ -259,94 +239,13 @@ class Sora2APIProvider:
             content.append({"type": "image_url", "image_url": {"url": _data_uri(inputs, 0)}})
         body = {"model": model, "stream": True, "messages": [{"role": "user", "content": content}]}
 
-        self._forget_old_chats()
-        job = _ChatJob(id=CHAT_PREFIX + secrets.token_hex(12))
-        accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        job.reader = asyncio.create_task(self._read_chat(job, body, accepted), name=f"sora2api-{job.id}")
-        try:
-            await accepted
-        except BaseException:  # refused, or submit itself was cancelled: no stream lives on
-            job.reader.cancel()
-            await asyncio.gather(job.reader, return_exceptions=True)
-            raise
+        forget_finished(self._chats)
+        job = await open_chat(
+            self.http, self.base + "/v1/chat/completions", body, headers=self._headers, http_timeout=self.timeout
+        )
         self._chats[job.id] = job
         log.info("sora2api %s: chat stream %s started for task %s", self.name, job.id, task.id)
         return job.id
-
-    async def _read_chat(self, job: _ChatJob, body: dict[str, Any], accepted: asyncio.Future[None]) -> None:
-        """Open the stream, settle ``accepted`` once the upstream answered, then follow it."""
-        try:
-            async with self.http.stream(
-                "POST",
-                self.base + "/v1/chat/completions",
-                json=body,
-                headers=self._headers,
-                timeout=self.timeout,
-            ) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    error = error_for_status(
-                        response.status_code, _message_of(response), response=response, creating=True
-                    )
-                    raise _reclassify(error)
-                if "text/event-stream" not in response.headers.get("content-type", ""):
-                    await response.aread()
-                    _absorb_completion(job, parse_json(response, creating=True))
-                    accepted.set_result(None)
-                    return
-                accepted.set_result(None)
-                async for line in response.aiter_lines():
-                    if _absorb_line(job, line):
-                        break
-                else:
-                    if not job.result_urls and job.failed is None and job.error is None:
-                        job.error = ProviderError(
-                            TaskError(ErrorCode.UPSTREAM_ERROR, "The upstream's stream ended before its result."),
-                            failure=Failure.RETRYABLE,
-                        )
-        except asyncio.CancelledError:
-            if not accepted.done():
-                accepted.cancel()
-            raise
-        except httpx.HTTPError as exc:
-            error = transport_error(exc, creating=not accepted.done())
-            if not accepted.done():
-                accepted.set_exception(error)
-                return
-            job.error = error
-        except ProviderError as exc:
-            if not accepted.done():
-                accepted.set_exception(exc)
-                return
-            job.error = exc
-        finally:
-            job.done = True
-            job.finished_at = time.monotonic()
-
-    def _chat_status(self, upstream_id: str) -> JobStatus:
-        job = self._chats.get(upstream_id)
-        if job is None:
-            raise ProviderError(
-                TaskError(ErrorCode.UPSTREAM_ERROR, "The chat stream of this job was lost (the gateway restarted)."),
-                failure=Failure.GONE,
-            )
-        if job.error is not None:
-            # A broken stream cannot be resumed: the job is over, whatever the cause.
-            return JobStatus(JobState.FAILED, error=job.error.error)
-        if job.failed is not None:
-            return JobStatus(JobState.FAILED, progress=job.progress, error=job.failed)
-        if job.done and job.result_urls:
-            return JobStatus(JobState.SUCCEEDED, progress=100, result_urls=job.result_urls)
-        if job.done:
-            return JobStatus(JobState.FAILED, progress=job.progress, error=_no_result(job.content))
-        # Reading local memory costs nothing: ask again soon.
-        return JobStatus(JobState.RUNNING, progress=job.progress, poll_after=1.0)
-
-    def _forget_old_chats(self) -> None:
-        cutoff = time.monotonic() - CHAT_JOB_TTL
-        for job_id, job in list(self._chats.items()):
-            if job.finished_at is not None and job.finished_at < cutoff:
-                del self._chats[job_id]
 
     # --- results -------------------------------------------------------------------------
 
@@ -395,141 +294,6 @@ def _data_uri(inputs: TaskInputs, index: int) -> str:
 # --- reading answers ---------------------------------------------------------------------
 
 
-def _absorb_line(job: _ChatJob, line: str) -> bool:
-    """Fold one SSE line into ``job``; True when the stream is over."""
-    line = line.strip()
-    if not line.startswith("data:"):
-        return False  # blank lines, ": keep-alive" comments, event:/id: fields
-    data = line[5:].strip()
-    if data == "[DONE]":
-        return True
-    try:
-        event = json.loads(data)
-    except json.JSONDecodeError:
-        log.debug("sora2api: skipping an unreadable stream event")
-        return False
-    if not isinstance(event, dict):
-        return False
-    if event.get("error"):
-        failure = _stream_failure(event)
-        if isinstance(failure, ProviderError):
-            job.error = failure
-        else:
-            job.failed = failure
-        return True
-    for choice in _list(event.get("choices")):
-        delta = (choice.get("delta") or choice.get("message") or {}) if isinstance(choice, dict) else {}
-        for key in ("reasoning_content", "content"):
-            text = delta.get(key) if isinstance(delta, dict) else None
-            if isinstance(text, str) and text:
-                _absorb_text(job, text, is_content=key == "content")
-    return False
-
-
-def _absorb_text(job: _ChatJob, text: str, *, is_content: bool) -> None:
-    found = PERCENT.findall(text) if "://" not in text else []  # "%20" in a link is no progress
-    if found:
-        job.progress = max(job.progress, min(99, int(float(found[-1]))))
-    if is_content:
-        job.content += text
-        urls = [m.group(1) for m in VIDEO_SRC.finditer(job.content)]
-        urls += [m.group(1) for m in MARKDOWN_IMAGE.finditer(job.content)]
-        job.result_urls = tuple(dict.fromkeys(urls))
-
-
-def _absorb_completion(job: _ChatJob, data: Any) -> None:
-    """A non-streamed answer to a streamed request: an error, or a finished chat.completion."""
-    if isinstance(data, dict) and data.get("error"):
-        raise _body_error(data)
-    if isinstance(data, dict):
-        for choice in _list(data.get("choices")):
-            message = choice.get("message") if isinstance(choice, dict) else None
-            text = message.get("content") if isinstance(message, dict) else None
-            if isinstance(text, str):
-                _absorb_text(job, text, is_content=True)
-    if not job.result_urls:
-        raise ProviderError(
-            TaskError(ErrorCode.UPSTREAM_ERROR, "The upstream answered without streaming and without a result."),
-            failure=Failure.RETRYABLE,
-            not_created=True,
-        )
-
-
-def _stream_failure(event: dict[str, Any]) -> ProviderError | TaskError:
-    """An SSE error event: a failed job (TaskError) or an HTTP-like error (ProviderError)."""
-    message, code = _error_fields(event)
-    status = event.get("statusCode") or event.get("status_code")
-    if code in REVIEW_CODES:
-        return TaskError(str(code), message)
-    if MODERATION.search(message):
-        return TaskError(_review_code(message), message[:500])
-    if isinstance(status, int) and status >= 400:
-        return _reclassify(error_for_status(status, message))
-    if NO_TOKENS.search(message):
-        return _reclassify(error_for_status(503, message))
-    return TaskError(ErrorCode.UPSTREAM_ERROR, f"The upstream job failed: {message}"[:500])
-
-
-def _job_error(message: Any) -> TaskError:
-    text = str(message or "Generation failed.")
-    if MODERATION.search(text):
-        return TaskError(_review_code(text), text[:500])
-    return TaskError(ErrorCode.UPSTREAM_ERROR, f"The upstream job failed: {text}"[:500])
-
-
-def _no_result(content: str) -> TaskError:
-    detail = f": {content.strip()[:200]}" if content.strip() else "."
-    return TaskError(ErrorCode.UPSTREAM_ERROR, f"The upstream finished without a result{detail}")
-
-
-def _body_error(data: dict[str, Any]) -> ProviderError:
-    """An error carried in a body the HTTP status did not flag."""
-    message, code = _error_fields(data)
-    if code in REVIEW_CODES:
-        return ProviderError(TaskError(str(code), message), failure=Failure.MODERATION)
-    status = data.get("statusCode") or (code if isinstance(code, int) else None)
-    return _reclassify(error_for_status(status if isinstance(status, int) and status >= 400 else 400, message))
-
-
-def _reclassify(exc: ProviderError) -> ProviderError:
-    """Sora2API answers 500 (or 400) whatever went wrong; its wording says what it was."""
-    if exc.failure not in (Failure.REJECTED, Failure.RETRYABLE):
-        return exc
-    message = exc.error.message
-    if MODERATION.search(message):
-        return ProviderError(TaskError(_review_code(message), message), failure=Failure.MODERATION)
-    if NO_TOKENS.search(message):
-        # The upstream had no account to run it on: nothing was created, another account may.
-        return ProviderError(exc.error, failure=Failure.RETRYABLE, retry_after=exc.retry_after, not_created=True)
-    return exc
-
-
-def _error_fields(data: dict[str, Any]) -> tuple[str, str | int | None]:
-    """(message, code) of an OpenAI-shaped error, or of a flat {"message", "code"}."""
-    error = data.get("error")
-    if isinstance(error, dict):
-        message, code = error.get("message") or error.get("type"), error.get("code")
-    else:
-        message, code = error if isinstance(error, str) else data.get("message"), data.get("code")
-    return str(message or "unknown error")[:500], code if isinstance(code, (str, int)) else None
-
-
-def _message_of(response: httpx.Response) -> str:
-    try:
-        data = json.loads(response.content.decode("utf-8-sig", errors="replace"))
-    except json.JSONDecodeError:
-        return response.text[:200]
-    return _error_fields(data)[0] if isinstance(data, dict) else str(data)[:200]
-
-
-def _review_code(message: str) -> str:
-    return ErrorCode.IMAGE_REVIEW if IMAGE_WORDS.search(message) else ErrorCode.PROMPT_REVIEW
-
-
-def _rejected(message: str) -> ProviderError:
-    return ProviderError(TaskError(ErrorCode.INVALID_INPUT, message), failure=Failure.REJECTED)
-
-
 def _percent(value: Any) -> int | None:
     """0-100 from a number or a string such as "45.5" or "45%"."""
     if isinstance(value, str):
@@ -538,10 +302,6 @@ def _percent(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         return None
     return max(0, min(100, int(value)))
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def _urls(value: Any) -> list[str]:
