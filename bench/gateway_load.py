@@ -167,7 +167,7 @@ def serve_fake(port: int, job_seconds: float, key: str) -> None:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    from soragate.media import render_video
+    from soragate.render import render_video
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.mp4"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from soragate.media import render_video  # noqa: E402
+from soragate.render import render_video  # noqa: E402
 
 PROMPT = "A paper boat drifting down a rain-soaked street at dusk, neon reflections, slow dolly shot"
 SHOTS = [(3.0, "Opening: rain on the asphalt"), (5.0, "The boat reaches the storm drain")]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from soragate import media
+from soragate import render
 from soragate.media import (
     ImageInfo,
     MediaError,
@@ -17,6 +17,8 @@ from soragate.media import (
     make_thumbnail,
     probe_image,
     probe_video,
+)
+from soragate.render import (
     render_cache_key,
     render_image,
     render_video,
@@ -116,7 +118,7 @@ def test_failed_render_keeps_previous_file(tmp_path: Path, monkeypatch: pytest.M
         def from_ndarray(*args: object, **kwargs: object) -> None:
             raise RuntimeError("encoder exploded")
 
-    monkeypatch.setattr(media.av, "VideoFrame", Boom)
+    monkeypatch.setattr(render.av, "VideoFrame", Boom)
     with pytest.raises(RuntimeError):
         render_video(out, prompt="p", width=320, height=180, seconds=1, fps=4)
     assert out.read_bytes() == b"old"

@@ -20,7 +20,7 @@ import requests
 from PIL import Image
 from tests.conftest import LiveServer
 
-from soragate import media
+from soragate import render
 
 SHARE_ID = "s_68e3a06dcd888191b150971da152c1f5"
 
@@ -428,7 +428,7 @@ def test_remix_by_share_id_and_by_own_video_id(server: LiveServer) -> None:
 
 def _clip(tmp_path: Path) -> bytes:
     path = tmp_path / "clip.mp4"
-    media.render_video(path, prompt="a character", width=320, height=180, seconds=1, fps=8)
+    render.render_video(path, prompt="a character", width=320, height=180, seconds=1, fps=8)
     return path.read_bytes()
 
 

@@ -63,7 +63,7 @@ MODERATION_MSG = "Your prompt was flagged as sensitive content and violates our 
 @functools.cache
 def sample_mp4() -> bytes:
     """One real H.264 clip per test session (320x180, 2 s, 8 fps)."""
-    from soragate.media import render_video
+    from soragate.render import render_video
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "kie.mp4"

@@ -35,12 +35,12 @@ from tests.fakes.faults import Fault, Faults, before
 def sample_media() -> dict[str, bytes]:
     """One real MP4 (320x180, 2 s, 8 fps) plus its WEBP thumbnail and JPEG spritesheet,
     rendered once per test session."""
-    from soragate import media
+    from soragate import media, render
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         video = root / "video.mp4"
-        media.render_video(video, prompt="fake upstream result", width=320, height=180, seconds=2, fps=8)
+        render.render_video(video, prompt="fake upstream result", width=320, height=180, seconds=2, fps=8)
         media.make_thumbnail(video, root / "thumb.webp")
         media.make_spritesheet(video, root / "sprites.jpg", tile_width=64)
         return {

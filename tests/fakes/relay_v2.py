@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from tests.fakes.faults import Faults, before
 
-from soragate.media import render_video
+from soragate.render import render_video
 
 COST_PER_JOB = 10_000  # quota units
 

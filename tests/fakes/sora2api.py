@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from tests.fakes.faults import Fault, Faults, ResetConnection, before
 
-from soragate import media
+from soragate import render
 
 VIDEO_MODELS = frozenset(
     [f"{family}-{o}-{s}s" for family in ("sora2", "sora2pro") for o in ("landscape", "portrait") for s in (10, 15, 25)]
@@ -52,7 +52,7 @@ def sample_mp4() -> bytes:
     """One small real H.264 MP4 per test session."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "sample.mp4"
-        media.render_video(out, prompt="sora2api fake", width=320, height=180, seconds=2, fps=8)
+        render.render_video(out, prompt="sora2api fake", width=320, height=180, seconds=2, fps=8)
         return out.read_bytes()
 
 

@@ -50,15 +50,15 @@ class SandboxJob:
 
 def _render(job: dict[str, Any], index: int, out: str, fps: int, reference: bytes | None) -> None:
     """Runs in a worker process."""
-    from soragate import media
+    from soragate import render
 
     if job["kind"] == "image":
         prompt = job["prompt"] if job["count"] == 1 else f"{job['prompt']} (#{index + 1})"
-        media.render_image(
+        render.render_image(
             Path(out), prompt=prompt, width=job["width"], height=job["height"], reference_image=reference
         )
     else:
-        media.render_video(
+        render.render_video(
             Path(out),
             prompt=job["prompt"],
             width=job["width"],
