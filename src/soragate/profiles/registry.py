@@ -4,6 +4,7 @@ database). Later sources replace earlier ones with the same id."""
 
 from __future__ import annotations
 
+import functools
 import json
 import tomllib
 from pathlib import Path
@@ -37,6 +38,13 @@ def shipped_profiles() -> list[Profile]:
     for path in sorted(SHIPPED.glob("*.toml")):
         found.extend(read_profiles(path, source="shipped"))
     return found
+
+
+@functools.cache
+def shipped_index(kind: str) -> dict[str, Profile]:
+    """The shipped profiles of one provider kind, by profile id and by upstream model id
+    (read from disk once per process)."""
+    return {key: p for p in shipped_profiles() if p.kind == kind for key in (p.id, p.model)}
 
 
 class ProfileRegistry:

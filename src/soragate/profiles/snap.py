@@ -9,6 +9,7 @@ One policy, applied the same way to length, orientation and resolution:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -110,6 +111,16 @@ def set_field(target: dict[str, Any], dotted: str, value: Any) -> None:
     for part in parts[:-1]:
         target = target.setdefault(part, {})
     target[parts[-1]] = value
+
+
+def merge_fields(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Add ``extra`` into ``target``; nested fields (``metadata.resolution``) arrive as nested
+    dicts and are merged, never clobbered."""
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            merge_fields(target[key], value)
+        else:
+            target[key] = value
 
 
 def snap(

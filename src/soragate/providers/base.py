@@ -16,6 +16,7 @@ from typing import Protocol
 from soragate.core.task import ErrorCode, Task, TaskError
 from soragate.profiles.model import Profile
 from soragate.profiles.snap import Snapped, SnapPolicy, SnapRefused, snap
+from soragate.providers.accounts import ProviderAccount
 
 
 class JobState(StrEnum):
@@ -152,3 +153,17 @@ def cannot_look_up(upstream: str) -> ProviderError:
         ),
         failure=Failure.UNCERTAIN,
     )
+
+
+def default_profile(account: ProviderAccount, task: Task, *, kind: str, upstream: str) -> Profile:
+    """For a task that came without a route: the shipped profile of the model the account
+    maps it to (by upstream model id or profile id)."""
+    from soragate.profiles.registry import shipped_index
+
+    profiles = shipped_index(kind)
+    model = account.upstream_model(task.params.model, task.params.base_model)
+    profile = profiles.get(model)
+    if profile is None:
+        known = ", ".join(sorted({shipped.id for shipped in profiles.values()}))
+        raise refused(f"{upstream} has no model profile for {model!r}; map the model to one of {known}.")
+    return profile

@@ -40,7 +40,7 @@ import httpx
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
-from soragate.profiles.registry import shipped_profiles
+from soragate.profiles.snap import merge_fields
 from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import (
     Failure,
@@ -50,6 +50,8 @@ from soragate.providers.base import (
     ResultFile,
     TaskInputs,
     cannot_look_up,
+    default_profile,
+    refused,
     snapped_for,
 )
 from soragate.providers.http import download, error_for_status, parse_json, retry_after, transport_error
@@ -69,7 +71,6 @@ class GeminiProvider:
         self.base_url = account.base_url.rstrip("/").removesuffix(API)
         self.timeout = float(account.options.get("timeout", 60))
         self.poll_after = float(account.options.get("poll_after", 10.0))
-        self._profiles = {key: p for p in shipped_profiles() if p.kind == KIND for key in (p.id, p.model)}
 
     # --- protocol ----------------------------------------------------------------------
 
@@ -121,13 +122,7 @@ class GeminiProvider:
     # --- request -----------------------------------------------------------------------
 
     def default_profile(self, task: Task) -> Profile:
-        """The shipped profile of the model the account maps the task to."""
-        model = self.account.upstream_model(task.params.model, task.params.base_model)
-        profile = self._profiles.get(model)
-        if profile is None:
-            known = ", ".join(sorted({shipped.id for shipped in self._profiles.values()}))
-            raise _refused(f"The Gemini API has no model profile for {model!r}; map the model to one of {known}.")
-        return profile
+        return default_profile(self.account, task, kind=KIND, upstream="The Gemini API")
 
     def _headers(self) -> dict[str, str]:
         if not self.account.secret:
@@ -155,16 +150,16 @@ def build_body(task: Task, inputs: TaskInputs) -> dict[str, Any]:
     the profile allows."""
     profile = inputs.profile
     if profile is None:
-        raise _refused("The Gemini provider builds its request from a model profile, and the task has none.")
+        raise refused("The Gemini provider builds its request from a model profile, and the task has none.")
     if profile.kind != KIND:
-        raise _refused(f"{profile.id} is a profile for {profile.kind} accounts, not {KIND} ones.")
+        raise refused(f"{profile.id} is a profile for {profile.kind} accounts, not {KIND} ones.")
     if task.kind not in (TaskKind.TEXT_TO_VIDEO, TaskKind.IMAGE_TO_VIDEO):
-        raise _refused(f"Veo on the Gemini API makes no {task.kind.value.replace('_', ' ')} tasks here.")
+        raise refused(f"Veo on the Gemini API makes no {task.kind.value.replace('_', ' ')} tasks here.")
     snapped = snapped_for(task, inputs, profile)
     instance: dict[str, Any] = {"prompt": task.params.prompt}
-    _merge(instance, _images(inputs, profile))
+    merge_fields(instance, _images(inputs, profile))
     body: dict[str, Any] = {"instances": [instance]}
-    _merge(body, snapped.fields)
+    merge_fields(body, snapped.fields)
     return body
 
 
@@ -255,20 +250,12 @@ def _images(inputs: TaskInputs, profile: Profile) -> dict[str, Any]:
     if not inputs.reference_images and not inputs.reference_urls:
         return {}
     if profile.images is None:
-        raise _refused(f"{profile.id} takes no reference image.")
+        raise refused(f"{profile.id} takes no reference image.")
     if profile.images.transport == "url":
-        raise _refused(f"{profile.id}: the Gemini API takes images as base64, not links.")
+        raise refused(f"{profile.id}: the Gemini API takes images as base64, not links.")
     return image_fields(
         profile.images, urls=inputs.reference_urls, data=inputs.reference_images, mimes=inputs.reference_mimes
     )
-
-
-def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = value
 
 
 def _retry_delay(details: list[Mapping[str, Any]]) -> float | None:
@@ -286,7 +273,3 @@ def _retry_delay(details: list[Mapping[str, Any]]) -> float | None:
 def _same_origin(url: str, base: str) -> bool:
     a, b = urlsplit(url), urlsplit(base)
     return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())
-
-
-def _refused(message: str) -> ProviderError:
-    return ProviderError(TaskError(ErrorCode.INVALID_INPUT, message), failure=Failure.REJECTED)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from typing import Any
 
-from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
+from soragate.core.task import Task, TaskKind
 from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
-from soragate.profiles.snap import SnapRefused, snap
+from soragate.profiles.snap import SnapRefused, merge_fields, snap
 from soragate.providers.accounts import ProviderAccount
-from soragate.providers.base import Failure, ProviderError, TaskInputs
+from soragate.providers.base import TaskInputs, refused
 
 
 def build_body(task: Task, inputs: TaskInputs, account: ProviderAccount) -> dict[str, Any]:
@@ -22,11 +21,11 @@ def build_body(task: Task, inputs: TaskInputs, account: ProviderAccount) -> dict
     and the reference-image links in the profile's field. Without one it is Kie's Sora 2
     shape, as named by the account's model mapping and options."""
     if task.kind.is_image:
-        raise _refused("The Kie provider generates videos only.")
+        raise refused("The Kie provider generates videos only.")
     if task.kind in (TaskKind.REMIX, TaskKind.EDIT, TaskKind.EXTEND, TaskKind.CHARACTER):
-        raise _refused(f"Kie's jobs API has no {task.kind.value.replace('_', ' ')} for Sora-style tasks.")
+        raise refused(f"Kie's jobs API has no {task.kind.value.replace('_', ' ')} for Sora-style tasks.")
     if inputs.reference_images and not inputs.reference_urls:
-        raise _refused(
+        raise refused(
             "Kie takes reference images only as URLs, and soragate has no public address to serve "
             "them from: set SORAGATE_PUBLIC_URL."
         )
@@ -45,9 +44,9 @@ def build_body(task: Task, inputs: TaskInputs, account: ProviderAccount) -> dict
 def _profile_input(task: Task, inputs: TaskInputs, profile: Profile) -> dict[str, Any]:
     p = task.params
     if task.kind is TaskKind.STORYBOARD or p.shots:
-        raise _refused(f"The model profile {profile.id} has no storyboard (multi-shot) input.")
+        raise refused(f"The model profile {profile.id} has no storyboard (multi-shot) input.")
     if inputs.reference_urls and profile.images is None:
-        raise _refused(f"{profile.id} ({profile.model}) takes no reference image; route image tasks elsewhere.")
+        raise refused(f"{profile.id} ({profile.model}) takes no reference image; route image tasks elsewhere.")
     snapped = inputs.snapped
     if snapped is None:
         # The worker snaps under the route's policy; a caller without a route gets "nearest".
@@ -61,23 +60,14 @@ def _profile_input(task: Task, inputs: TaskInputs, profile: Profile) -> dict[str
                 references=len(inputs.reference_urls),
             )
         except SnapRefused as exc:
-            raise _refused(str(exc)) from None
+            raise refused(str(exc)) from None
     data: dict[str, Any] = {"prompt": p.prompt}
-    _merge(data, copy.deepcopy(snapped.fields))
+    merge_fields(data, copy.deepcopy(snapped.fields))
     images = image_fields(
         profile.images, urls=inputs.reference_urls, data=inputs.reference_images, mimes=inputs.reference_mimes
     )
-    _merge(data, images)
+    merge_fields(data, images)
     return data
-
-
-def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    """Nested fields (``metadata.resolution``) arrive as nested dicts: merge, never clobber."""
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = value
 
 
 def _sora_input(task: Task, inputs: TaskInputs, account: ProviderAccount) -> tuple[str, dict[str, Any]]:
@@ -125,7 +115,3 @@ def sora_model(account: ProviderAccount, task: Task, *, with_images: bool) -> st
         return "sora-2-pro-storyboard"
     mode = "image-to-video" if with_images else "text-to-video"
     return f"sora-2-pro-{mode}" if pro else f"sora-2-{mode}"
-
-
-def _refused(message: str) -> ProviderError:
-    return ProviderError(TaskError(ErrorCode.INVALID_INPUT, message), failure=Failure.REJECTED)

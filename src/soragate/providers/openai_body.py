@@ -10,6 +10,7 @@ from typing import Any
 from soragate.core.task import ErrorCode, Task, TaskError
 from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
+from soragate.profiles.snap import merge_fields
 from soragate.providers.base import Failure, ProviderError, TaskInputs, snapped_for
 
 IMAGE_EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
@@ -27,9 +28,9 @@ def build_body(task: Task, inputs: TaskInputs) -> dict[str, Any]:
     if profile is None:
         raise rejected("No model profile to build the request from.")
     body: dict[str, Any] = {"prompt": task.params.prompt, "model": profile.model}
-    _merge(body, snapped_for(task, inputs, profile).fields)
+    merge_fields(body, snapped_for(task, inputs, profile).fields)
     if inputs.reference_images or inputs.reference_urls:
-        _merge(body, _profile_images(inputs, profile))
+        merge_fields(body, _profile_images(inputs, profile))
     return body
 
 
@@ -79,14 +80,6 @@ def _profile_images(inputs: TaskInputs, profile: Profile) -> dict[str, Any]:
     if images.transport != "url" and not inputs.reference_images:
         raise rejected(f"{profile.id} takes reference images as data, and the task has only links.")
     return image_fields(images, urls=inputs.reference_urls, data=inputs.reference_images, mimes=inputs.reference_mimes)
-
-
-def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = value
 
 
 # --- plain creates (no profile) ----------------------------------------------------------

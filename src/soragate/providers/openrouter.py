@@ -27,6 +27,7 @@ import httpx
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
 from soragate.profiles.model import Images
+from soragate.profiles.snap import merge_fields
 from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import (
     Failure,
@@ -36,6 +37,7 @@ from soragate.providers.base import (
     ResultFile,
     TaskInputs,
     cannot_look_up,
+    refused,
     snapped_for,
 )
 from soragate.providers.http import download, error_for_status, parse_json, transport_error
@@ -94,7 +96,7 @@ class OpenRouterProvider:
     def request_body(self, task: Task, inputs: TaskInputs) -> dict[str, Any]:
         """The create body: from the route's profile when it has one, else the task as asked."""
         if task.kind not in CREATE_KINDS:
-            raise _refused(f"OpenRouter's video API cannot make {task.kind.value.replace('_', ' ')} tasks.")
+            raise refused(f"OpenRouter's video API cannot make {task.kind.value.replace('_', ' ')} tasks.")
         if inputs.profile is not None:
             return build_body(task, inputs)
         p = task.params
@@ -173,15 +175,15 @@ def build_body(task: Task, inputs: TaskInputs) -> dict[str, Any]:
     the reference images as OpenRouter's content parts. Pure."""
     profile = inputs.profile
     if profile is None:
-        raise _refused("No model profile to build the OpenRouter request from.")
+        raise refused("No model profile to build the OpenRouter request from.")
     body: dict[str, Any] = {"model": profile.model, "prompt": task.params.prompt}
-    _merge(body, snapped_for(task, inputs, profile).fields)
+    merge_fields(body, snapped_for(task, inputs, profile).fields)
     if inputs.reference_images or inputs.reference_urls:
         if profile.images is None:
-            raise _refused(f"{profile.id} takes no reference image.")
+            raise refused(f"{profile.id} takes no reference image.")
         values = _image_values(profile.images, inputs)
         wrapped = _frames(values) if profile.images.field == "frame_images" else _references(values)
-        _merge(body, _nest(profile.images.field, wrapped))
+        merge_fields(body, _nest(profile.images.field, wrapped))
     return body
 
 
@@ -241,14 +243,6 @@ def _nest(dotted: str, value: Any) -> dict[str, Any]:
     return nested
 
 
-def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = value
-
-
 def _error_fields(response: httpx.Response) -> tuple[str, dict[str, Any]]:
     try:
         body = json.loads(response.content.decode("utf-8-sig", errors="replace"))
@@ -300,7 +294,3 @@ def _progress(value: Any) -> int | None:
 def _same_origin(url: str, base: str) -> bool:
     a, b = httpx.URL(url), httpx.URL(base)
     return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
-
-
-def _refused(message: str) -> ProviderError:
-    return ProviderError(TaskError(ErrorCode.INVALID_INPUT, message), failure=Failure.REJECTED)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import httpx
 
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
+from soragate.profiles.snap import merge_fields
 from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import (
     Failure,
@@ -37,6 +37,7 @@ from soragate.providers.base import (
     ResultFile,
     TaskInputs,
     cannot_look_up,
+    refused,
     snapped_for,
 )
 from soragate.providers.http import download, error_for_status, parse_json, transport_error
@@ -80,14 +81,14 @@ class RelayV2Provider:
         if task.kind is TaskKind.REMIX:
             source = inputs.source
             if source is None or not source.upstream_id:
-                raise _rejected("The remix source has no upstream job on this account.")
+                raise refused("The remix source has no upstream job on this account.")
             url = f"{self._base}/v1/videos/{quote(source.upstream_id, safe='')}/remix"
             body: dict[str, Any] = {"prompt": task.params.prompt}
         elif task.kind in CREATE_KINDS:
             url = f"{self._base}/v2/videos/generations"
             body = build_body(task, inputs) if inputs.profile is not None else self._create_body(task, inputs)
         else:
-            raise _rejected(f"relay_v2 upstreams cannot run {task.kind} tasks.")
+            raise refused(f"relay_v2 upstreams cannot run {task.kind} tasks.")
         answer = _unwrap(await self._send("POST", url, creating=True, body=body))
         upstream_id = answer.get("task_id") or answer.get("id")
         if isinstance(upstream_id, (str, int)) and not isinstance(upstream_id, bool) and str(upstream_id):
@@ -228,34 +229,22 @@ def build_body(task: Task, inputs: TaskInputs) -> dict[str, Any]:
     the reference images (links, or data URLs when soragate has no public address). Pure."""
     profile = inputs.profile
     if profile is None:
-        raise _rejected("No model profile to build the relay request from.")
+        raise refused("No model profile to build the relay request from.")
     body: dict[str, Any] = {"model": profile.model, "prompt": task.params.prompt}
-    _merge(body, snapped_for(task, inputs, profile).fields)
+    merge_fields(body, snapped_for(task, inputs, profile).fields)
     if inputs.reference_images or inputs.reference_urls:
         images = profile.images
         if images is None:
-            raise _rejected(f"{profile.id} takes no reference image.")
+            raise refused(f"{profile.id} takes no reference image.")
         if images.transport == "url" and not inputs.reference_urls:
             images = replace(images, transport="data_url")
-        _merge(
+        merge_fields(
             body,
             image_fields(
                 images, urls=inputs.reference_urls, data=inputs.reference_images, mimes=inputs.reference_mimes
             ),
         )
     return body
-
-
-def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = value
-
-
-def _rejected(message: str) -> ProviderError:
-    return ProviderError(TaskError(ErrorCode.INVALID_INPUT, message), failure=Failure.REJECTED)
 
 
 def _data_uri(data: bytes, mime: str) -> str:

@@ -29,7 +29,7 @@ import httpx
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
-from soragate.profiles.registry import shipped_profiles
+from soragate.profiles.snap import merge_fields
 from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import (
     Failure,
@@ -39,6 +39,8 @@ from soragate.providers.base import (
     ResultFile,
     TaskInputs,
     cannot_look_up,
+    default_profile,
+    refused,
     snapped_for,
 )
 from soragate.providers.http import call, download
@@ -59,7 +61,6 @@ class XAIProvider:
         self.base_url = account.base_url.rstrip("/").removesuffix("/v1")
         self.timeout = float(account.options.get("timeout", 60))
         self.poll_after = float(account.options.get("poll_after", 5.0))
-        self._profiles = {key: p for p in shipped_profiles() if p.kind == KIND for key in (p.id, p.model)}
 
     # --- protocol ----------------------------------------------------------------------
 
@@ -121,13 +122,7 @@ class XAIProvider:
         return build_body(task, inputs)
 
     def default_profile(self, task: Task) -> Profile:
-        """The shipped profile of the model the account maps the task to."""
-        model = self.account.upstream_model(task.params.model, task.params.base_model)
-        profile = self._profiles.get(model)
-        if profile is None:
-            known = ", ".join(sorted({shipped.id for shipped in self._profiles.values()}))
-            raise _refused(f"xAI has no model profile for {model!r}; map the model to one of {known}.")
-        return profile
+        return default_profile(self.account, task, kind=KIND, upstream="xAI")
 
     def _headers(self) -> dict[str, str]:
         if not self.account.secret:
@@ -144,15 +139,15 @@ def build_body(task: Task, inputs: TaskInputs) -> dict[str, Any]:
     request is snapped to the nearest values the profile allows."""
     profile = inputs.profile
     if profile is None:
-        raise _refused("The xAI provider builds its request from a model profile, and the task has none.")
+        raise refused("The xAI provider builds its request from a model profile, and the task has none.")
     if profile.kind != KIND:
-        raise _refused(f"{profile.id} is a profile for {profile.kind} accounts, not {KIND} ones.")
+        raise refused(f"{profile.id} is a profile for {profile.kind} accounts, not {KIND} ones.")
     if task.kind not in (TaskKind.TEXT_TO_VIDEO, TaskKind.IMAGE_TO_VIDEO):
-        raise _refused(f"xAI's video API makes no {task.kind.value.replace('_', ' ')} tasks here.")
+        raise refused(f"xAI's video API makes no {task.kind.value.replace('_', ' ')} tasks here.")
     snapped = snapped_for(task, inputs, profile)
     body: dict[str, Any] = {"model": profile.model, "prompt": task.params.prompt}
-    _merge(body, snapped.fields)
-    _merge(body, _images(inputs, profile))
+    merge_fields(body, snapped.fields)
+    merge_fields(body, _images(inputs, profile))
     return body
 
 
@@ -201,23 +196,15 @@ def _images(inputs: TaskInputs, profile: Profile) -> dict[str, Any]:
     if not inputs.reference_images and not inputs.reference_urls:
         return {}
     if profile.images is None:
-        raise _refused(f"{profile.id} takes no reference image.")
+        raise refused(f"{profile.id} takes no reference image.")
     if profile.images.transport == "url" and not inputs.reference_urls:
-        raise _refused(
+        raise refused(
             f"{profile.id} is set to take reference images as links, and soragate has no public "
             "address to serve them from: set SORAGATE_PUBLIC_URL."
         )
     return image_fields(
         profile.images, urls=inputs.reference_urls, data=inputs.reference_images, mimes=inputs.reference_mimes
     )
-
-
-def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = value
 
 
 def _failure(error: Any) -> TaskError:
@@ -239,7 +226,3 @@ def _progress(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return max(0, min(99, int(value)))
-
-
-def _refused(message: str) -> ProviderError:
-    return ProviderError(TaskError(ErrorCode.INVALID_INPUT, message), failure=Failure.REJECTED)
