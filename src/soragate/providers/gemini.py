@@ -54,7 +54,7 @@ from soragate.providers.base import (
     refused,
     snapped_for,
 )
-from soragate.providers.http import download, error_for_status, parse_json, retry_after, transport_error
+from soragate.providers.http import download, error_for_status, parse_json, require_object, retry_after, transport_error
 
 KIND = "gemini"
 API = "/v1beta"
@@ -96,11 +96,7 @@ class GeminiProvider:
 
     async def status(self, upstream_id: str) -> JobStatus:
         answer = await self._request("GET", f"{self.base_url}{API}/{upstream_id}")
-        if not isinstance(answer, dict):
-            raise ProviderError(
-                TaskError(ErrorCode.UPSTREAM_ERROR, "The Gemini API answered with something other than an object."),
-                failure=Failure.RETRYABLE,
-            )
+        answer = require_object(answer, creating=False, upstream="The Gemini API")
         return operation_status(answer, poll_after=self.poll_after)
 
     async def fetch_result(self, upstream_id: str, dest: Path, status: JobStatus) -> list[ResultFile]:

@@ -86,6 +86,20 @@ def parse_json(response: httpx.Response, *, creating: bool = False) -> Any:
         ) from None
 
 
+def require_object(answer: Any, *, creating: bool, upstream: str) -> dict[str, Any]:
+    """A JSON answer that must be an object: anything else is a passing glitch on a read, and
+    an uncertain outcome on a create (the job may exist)."""
+    if isinstance(answer, dict):
+        return answer
+    raise ProviderError(
+        TaskError(
+            ErrorCode.UPSTREAM_UNCERTAIN if creating else ErrorCode.UPSTREAM_ERROR,
+            f"{upstream} answered with something other than a JSON object.",
+        ),
+        failure=Failure.UNCERTAIN if creating else Failure.RETRYABLE,
+    )
+
+
 async def call(client: httpx.AsyncClient, method: str, url: str, *, creating: bool = False, **kwargs: Any) -> Any:
     """Send one request; return its JSON body or raise a classified ProviderError."""
     try:

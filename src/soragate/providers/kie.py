@@ -29,7 +29,7 @@ import httpx
 from soragate.core.task import ErrorCode, Task, TaskError
 from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, cannot_look_up
-from soragate.providers.http import call, download, error_for_status
+from soragate.providers.http import call, download, error_for_status, require_object
 from soragate.providers.kie_body import build_body, sora_duration, sora_model
 from soragate.providers.kie_records import (
     CALLBACK_TOLERANCE,
@@ -107,8 +107,7 @@ class KieProvider:
             headers=self._headers(),
             timeout=self.timeout,
         )
-        if not isinstance(answer, dict):
-            raise _uncertain("Kie answered the create request with something other than a JSON object.")
+        answer = require_object(answer, creating=True, upstream="Kie")
         code = _code(answer)
         if code != 200:
             raise self._body_error(code, answer, creating=True)
@@ -131,11 +130,7 @@ class KieProvider:
             headers=self._headers(),
             timeout=self.timeout,
         )
-        if not isinstance(answer, dict):
-            raise ProviderError(
-                TaskError(ErrorCode.UPSTREAM_ERROR, "Kie answered recordInfo with something other than an object."),
-                failure=Failure.RETRYABLE,
-            )
+        answer = require_object(answer, creating=False, upstream="Kie")
         code = _code(answer)
         if code == 404 or (code == 422 and _message(answer) == NO_RECORD):
             return self._no_record(upstream_id)

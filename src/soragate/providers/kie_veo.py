@@ -25,7 +25,7 @@ from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
 from soragate.profiles.snap import Snapped, SnapRefused, snap
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, TaskInputs
-from soragate.providers.http import call
+from soragate.providers.http import call, require_object
 from soragate.providers.kie import KieProvider, failure_error, result_urls
 
 KIND = "kie_veo"
@@ -59,14 +59,7 @@ class KieFamilyProvider(KieProvider):
             headers=self._headers(),
             timeout=self.timeout,
         )
-        if not isinstance(answer, dict):
-            raise ProviderError(
-                TaskError(
-                    ErrorCode.UPSTREAM_UNCERTAIN,
-                    "Kie answered the create request with something other than a JSON object.",
-                ),
-                failure=Failure.UNCERTAIN,
-            )
+        answer = require_object(answer, creating=True, upstream="Kie")
         code = body_code(answer)
         if code != 200:
             raise self._body_error(code, answer, creating=True)
@@ -89,13 +82,7 @@ class KieFamilyProvider(KieProvider):
             headers=self._headers(),
             timeout=self.timeout,
         )
-        if not isinstance(answer, dict):
-            raise ProviderError(
-                TaskError(
-                    ErrorCode.UPSTREAM_ERROR, "Kie answered a status request with something other than an object."
-                ),
-                failure=Failure.RETRYABLE,
-            )
+        answer = require_object(answer, creating=False, upstream="Kie")
         code = body_code(answer)
         # Kie's answer for an id it has no record of ("recordInfo is null"); see KieProvider.
         if code == 404 or (code == 422 and body_message(answer).lower().endswith("is null")):

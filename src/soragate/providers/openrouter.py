@@ -40,7 +40,7 @@ from soragate.providers.base import (
     refused,
     snapped_for,
 )
-from soragate.providers.http import download, error_for_status, parse_json, transport_error
+from soragate.providers.http import download, error_for_status, parse_json, require_object, transport_error
 from soragate.providers.kie import IMAGE_WORDS, MODERATION, RESULT_WORDS
 
 KIND = "openrouter"
@@ -132,14 +132,7 @@ class OpenRouterProvider:
         if response.status_code >= 400:
             raise self._refusal(response, creating=creating)
         answer = parse_json(response, creating=creating)
-        if not isinstance(answer, dict):
-            raise ProviderError(
-                TaskError(
-                    ErrorCode.UPSTREAM_UNCERTAIN if creating else ErrorCode.UPSTREAM_ERROR,
-                    "OpenRouter answered with something other than a JSON object.",
-                ),
-                failure=Failure.UNCERTAIN if creating else Failure.RETRYABLE,
-            )
+        answer = require_object(answer, creating=creating, upstream="OpenRouter")
         return answer
 
     def _refusal(self, response: httpx.Response, *, creating: bool) -> ProviderError:

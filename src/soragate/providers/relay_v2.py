@@ -40,7 +40,7 @@ from soragate.providers.base import (
     refused,
     snapped_for,
 )
-from soragate.providers.http import download, error_for_status, parse_json, transport_error
+from soragate.providers.http import download, error_for_status, parse_json, require_object, transport_error
 
 # Anything else (NOT_START, SUBMITTED, QUEUED, IN_PROGRESS, UNKNOWN, new words) is running.
 SUCCESS_STATES = frozenset({"SUCCESS", "SUCCEEDED", "COMPLETED"})
@@ -181,14 +181,7 @@ class RelayV2Provider:
             code, message = _error_fields(_loads(response)) or (None, response.text[:200])
             raise self._classify(response, code, message, creating=creating)
         answer = parse_json(response, creating=creating)
-        if not isinstance(answer, dict):
-            raise ProviderError(
-                TaskError(
-                    ErrorCode.UPSTREAM_UNCERTAIN if creating else ErrorCode.UPSTREAM_ERROR,
-                    "The upstream answered with something other than a JSON object.",
-                ),
-                failure=Failure.UNCERTAIN if creating else Failure.RETRYABLE,
-            )
+        answer = require_object(answer, creating=creating, upstream="The upstream")
         return answer
 
     def _classify(self, response: httpx.Response | None, code: Any, message: str, *, creating: bool) -> ProviderError:

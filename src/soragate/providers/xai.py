@@ -43,7 +43,7 @@ from soragate.providers.base import (
     refused,
     snapped_for,
 )
-from soragate.providers.http import call, download
+from soragate.providers.http import call, download, require_object
 
 KIND = "xai"
 CREATE_PATH = "/v1/videos/generations"
@@ -93,11 +93,7 @@ class XAIProvider:
             headers=self._headers(),
             timeout=self.timeout,
         )
-        if not isinstance(answer, dict):
-            raise ProviderError(
-                TaskError(ErrorCode.UPSTREAM_ERROR, "xAI answered a status check with something other than an object."),
-                failure=Failure.RETRYABLE,
-            )
+        answer = require_object(answer, creating=False, upstream="xAI")
         return job_status(answer, poll_after=self.poll_after)
 
     async def fetch_result(self, upstream_id: str, dest: Path, status: JobStatus) -> list[ResultFile]:
