@@ -80,10 +80,12 @@ class Gateway:
         dialect: str,
         kind: TaskKind,
         params: TaskParams,
-        cost: float = 0.0,
+        cost: float | None = None,
         callback_url: str | None = None,
         callback_param: str = "callback_url",
     ) -> Task:
+        if cost is None:
+            cost = self.price(kind, params)
         if callback_url:
             await check_url(callback_url, allow_private=self.settings.allow_private_urls, param=callback_param)
         task = Task(
@@ -103,6 +105,20 @@ class Gateway:
         log.info("task %s created: %s %s via %s by %s", task.id, kind.value, params.model, dialect, owner.prefix)
         self.events.task_created(task.id)
         return task
+
+    def price(self, kind: TaskKind, params: TaskParams) -> float:
+        """Credits a task costs at its model's price: per second of video, per image."""
+        spec = self.catalogue.get(params.model, kind="image" if kind.is_image else "video")
+        return self.catalogue.price(spec, seconds=params.seconds, count=params.n)
+
+    def check_credits(self, owner: ApiKey, cost: float) -> None:
+        """Refuse early, before anything is fetched or stored, what ``create_task`` would
+        refuse anyway (against the balance read when the key signed in)."""
+        remaining = owner.credits_remaining
+        if remaining is not None and cost > remaining + 1e-9:
+            raise InsufficientCredits(
+                f"This key does not have enough credits for this request (it costs {cost:g}, {remaining:g} left)."
+            )
 
     async def _route(self, task: Task, cost: float) -> float:
         """Refuse at once what no upstream account could ever serve (naming what is missing),

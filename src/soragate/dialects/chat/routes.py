@@ -43,7 +43,7 @@ async def _remix_source(gateway: Gateway, key: ApiKey, video_id: str) -> str:
 
 async def _image_task(
     gateway: Gateway, key: ApiKey, model: str, spec: ModelSpec, message: translate.UserInput
-) -> tuple[TaskKind, TaskParams, float]:
+) -> tuple[TaskKind, TaskParams]:
     _, width, height = gateway.catalogue.resolve_image(spec.name, size=None)
     references = await _references(gateway, key, message)
     params = TaskParams(
@@ -55,12 +55,12 @@ async def _image_task(
         reference_images=references,
     )
     kind = TaskKind.IMAGE_TO_IMAGE if references else TaskKind.TEXT_TO_IMAGE
-    return kind, params, gateway.catalogue.price(spec, seconds=None)
+    return kind, params
 
 
 async def _video_task(
     gateway: Gateway, key: ApiKey, model: str, spec: ModelSpec, message: translate.UserInput
-) -> tuple[TaskKind, TaskParams, float]:
+) -> tuple[TaskKind, TaskParams]:
     resolved = gateway.catalogue.resolve_video(spec.name, seconds=None, size=None, image_input=bool(message.images))
     remix = translate.remix_reference(message.text)
     more: dict[str, Any]
@@ -77,7 +77,7 @@ async def _video_task(
         more = {}
     references = await _references(gateway, key, message)
     params = translate.video_params(model, resolved, prompt=prompt, reference_images=references, **more)
-    return kind, params, gateway.catalogue.price(spec, seconds=resolved.seconds)
+    return kind, params
 
 
 @router.post("/v1/chat/completions")
@@ -88,6 +88,6 @@ async def chat_completions(request: Request, gateway: GatewayDep, key: KeyDep) -
     model, spec = translate.model_spec(gateway.catalogue, body.get("model"))
     message = translate.last_user_input(body.get("messages"), max_chars=settings.max_prompt_chars)
     build = _image_task if spec.kind == "image" else _video_task
-    kind, params, cost = await build(gateway, key, model, spec, message)
-    task = await gateway.create_task(owner=key, dialect="chat", kind=kind, params=params, cost=cost)
+    kind, params = await build(gateway, key, model, spec, message)
+    task = await gateway.create_task(owner=key, dialect="chat", kind=kind, params=params)
     return await chatstream.answer(gateway, owner=key, task=task, stream=stream)

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from soragate.dialects.common import GatewayDep, KeyDep, read_json
 from soragate.dialects.kie import translate
 from soragate.dialects.kie.schemas import echo_param, parse_create
-from soragate.errors import InsufficientCredits, InvalidRequest
+from soragate.errors import InvalidRequest
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["kie jobs"])
 
@@ -22,10 +22,7 @@ async def create_task(request: Request, gateway: GatewayDep, key: KeyDep) -> JSO
     body = await read_json(request, limit=settings.max_upload_bytes * 4 // 3 + _JSON_OVERHEAD)
     job = parse_create(body, max_prompt_chars=settings.max_prompt_chars)
     resolved = translate.resolve(gateway.catalogue, job)
-    cost = gateway.catalogue.price(resolved.spec, seconds=resolved.seconds)
-    # Refuse early what create_task would refuse anyway, before an image is fetched and stored.
-    if key.credits_remaining is not None and cost > key.credits_remaining:
-        raise InsufficientCredits("The current credits are insufficient. Please top up.")
+    gateway.check_credits(key, gateway.catalogue.price(resolved.spec, seconds=resolved.seconds))
     if job.callback_url:
         await gateway.check_callback_url(job.callback_url, param="callBackUrl")
     references = []
@@ -38,7 +35,6 @@ async def create_task(request: Request, gateway: GatewayDep, key: KeyDep) -> JSO
         dialect="kie",
         kind=kind,
         params=params,
-        cost=cost,
         callback_url=job.callback_url,
         callback_param="callBackUrl",
     )

@@ -41,8 +41,7 @@ async def _generate(
         n=n,
         reference_images=references,
     )
-    cost = gateway.catalogue.price(spec, seconds=None, count=n)
-    task = await gateway.create_task(owner=key, dialect="openai", kind=kind, params=params, cost=cost)
+    task = await gateway.create_task(owner=key, dialect="openai", kind=kind, params=params)
     # OpenAI answers image requests synchronously; the task runs in the worker either way, so
     # a client that gives up does not orphan it.
     task = await gateway.wait_final(owner=key, task_id=task.id, within=IMAGE_WAIT_SECONDS)

@@ -51,11 +51,6 @@ async def _reference_image(gateway: Gateway, key: ApiKey, value: Any) -> str | N
     raise InvalidRequest("'input_reference' must be a file, {image_url} or {file_id}.", param=param)
 
 
-def _price(gateway: Gateway, params: TaskParams) -> float:
-    spec = gateway.catalogue.get(params.model, kind="video")
-    return gateway.catalogue.price(spec, seconds=params.seconds)
-
-
 async def _source_video(gateway: Gateway, key: ApiKey, value: Any, param: str) -> Task:
     if isinstance(value, dict):
         value = value.get("id")
@@ -97,8 +92,7 @@ async def create_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JS
         reference_images=[reference] if reference else [],
     )
     kind = TaskKind.IMAGE_TO_VIDEO if reference else TaskKind.TEXT_TO_VIDEO
-    cost = gateway.catalogue.price(resolved.spec, seconds=resolved.seconds)
-    task = await gateway.create_task(owner=key, dialect="openai", kind=kind, params=params, cost=cost)
+    task = await gateway.create_task(owner=key, dialect="openai", kind=kind, params=params)
     return _video(task, gateway)
 
 
@@ -141,9 +135,7 @@ async def edit_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JSON
     else:
         source = await _source_video(gateway, key, video, "video")
         params = source.params.follow_up(prompt=prompt, source_task_id=source.id)
-    task = await gateway.create_task(
-        owner=key, dialect="openai", kind=TaskKind.EDIT, params=params, cost=_price(gateway, params)
-    )
+    task = await gateway.create_task(owner=key, dialect="openai", kind=TaskKind.EDIT, params=params)
     return _video(task, gateway)
 
 
@@ -163,9 +155,7 @@ async def extend_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JS
     # An extension's length is the stitched total, as OpenAI reports it.
     params.seconds = (source.actual_seconds or 0) + seconds
     params.extra = {"extension_seconds": seconds}
-    task = await gateway.create_task(
-        owner=key, dialect="openai", kind=TaskKind.EXTEND, params=params, cost=_price(gateway, params)
-    )
+    task = await gateway.create_task(owner=key, dialect="openai", kind=TaskKind.EXTEND, params=params)
     return _video(task, gateway)
 
 
@@ -247,9 +237,7 @@ async def remix_video(video_id: str, request: Request, gateway: GatewayDep, key:
     prompt = require_prompt(body.get("prompt"), max_chars=gateway.settings.max_prompt_chars)
     source = await _source_video(gateway, key, video_id, "video_id")
     params = source.params.follow_up(prompt=prompt, source_task_id=source.id)
-    task = await gateway.create_task(
-        owner=key, dialect=dialect, kind=TaskKind.REMIX, params=params, cost=_price(gateway, params)
-    )
+    task = await gateway.create_task(owner=key, dialect=dialect, kind=TaskKind.REMIX, params=params)
     if dialect == "openai":
         return _video(task, gateway)
     response: Response = presenters[dialect](task)

@@ -14,7 +14,7 @@ from soragate.core.task import Task, TaskKind, TaskParams
 from soragate.dialects.common import FilePart, GatewayDep, KeyDep, read_fields
 from soragate.dialects.relay.schemas import Generation, parse_generation, parse_timestamps
 from soragate.dialects.relay.translate import present, quota_body, status_body
-from soragate.errors import InsufficientCredits, InvalidRequest, NotFound
+from soragate.errors import InvalidRequest, NotFound
 from soragate.gateway import Gateway
 
 if TYPE_CHECKING:
@@ -26,16 +26,11 @@ DEFAULT_CHARACTER_NAME = "character"
 
 
 def _cost(gateway: Gateway, key: ApiKey, generation: Generation) -> float:
-    """Priced at the base model's per-second rate, whichever alias was used. Checked here
-    against the balance read at sign-in so nothing is stored for a request that cannot
-    be paid; ``create_task`` reserves the credits for real."""
+    """Priced at the base model's per-second rate, whichever alias was used, and checked
+    before anything is stored."""
     spec = gateway.catalogue.get(generation.model, kind="video")
     cost = gateway.catalogue.price(spec, seconds=generation.seconds)
-    remaining = key.credits_remaining
-    if remaining is not None and cost > remaining + 1e-9:
-        raise InsufficientCredits(
-            f"This key does not have enough credits for this request (it costs {cost:g}, {remaining:g} left)."
-        )
+    gateway.check_credits(key, cost)
     return cost
 
 

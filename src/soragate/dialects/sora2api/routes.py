@@ -42,20 +42,14 @@ async def _submit(
     *,
     kind: TaskKind,
     params: TaskParams,
-    cost: float,
     delivery: translate.Delivery,
     preamble: str = "",
     extra: dict[str, Any] | None = None,
 ) -> Response:
-    task = await gateway.create_task(owner=key, dialect="sora2api", kind=kind, params=params, cost=cost)
+    task = await gateway.create_task(owner=key, dialect="sora2api", kind=kind, params=params)
     if delivery.async_mode:  # answer at once; ``stream`` does not apply
         return JSONResponse({**translate.accepted(task), **(extra or {})})
     return await chatstream.answer(gateway, owner=key, task=task, stream=delivery.stream, preamble=preamble)
-
-
-def _video_cost(gateway: Gateway, params: TaskParams) -> float:
-    spec = gateway.catalogue.get(params.model, kind="video")
-    return gateway.catalogue.price(spec, seconds=params.seconds)
 
 
 # --- images ------------------------------------------------------------------------------
@@ -76,8 +70,7 @@ async def _image_task(request: Request, gateway: Gateway, key: ApiKey, *, with_i
         reference_images=references,
     )
     kind = TaskKind.IMAGE_TO_IMAGE if with_image else TaskKind.TEXT_TO_IMAGE
-    cost = gateway.catalogue.price(spec, seconds=None)
-    return await _submit(gateway, key, kind=kind, params=params, cost=cost, delivery=delivery)
+    return await _submit(gateway, key, kind=kind, params=params, delivery=delivery)
 
 
 @router.post("/v1/images/generate")
@@ -104,7 +97,6 @@ async def generate_video(request: Request, gateway: GatewayDep, key: KeyDep) -> 
         key,
         kind=TaskKind.TEXT_TO_VIDEO,
         params=params,
-        cost=_video_cost(gateway, params),
         delivery=translate.delivery(fields),
     )
 
@@ -123,7 +115,6 @@ async def transform_video(request: Request, gateway: GatewayDep, key: KeyDep) ->
         key,
         kind=TaskKind.IMAGE_TO_VIDEO,
         params=params,
-        cost=_video_cost(gateway, params),
         delivery=delivery,
     )
 
@@ -153,9 +144,7 @@ async def remix_video(request: Request, gateway: GatewayDep, key: KeyDep) -> Res
     else:
         # A Sora share link names a video soragate never saw; the upstream renders a new one.
         params = translate.video_params(resolved, prompt=prompt, style=style, extra={"remix_share_id": share_id})
-    return await _submit(
-        gateway, key, kind=TaskKind.REMIX, params=params, cost=_video_cost(gateway, params), delivery=delivery
-    )
+    return await _submit(gateway, key, kind=TaskKind.REMIX, params=params, delivery=delivery)
 
 
 @router.post("/v1/videos/storyboard")
@@ -170,7 +159,6 @@ async def storyboard_video(request: Request, gateway: GatewayDep, key: KeyDep) -
         key,
         kind=TaskKind.STORYBOARD,
         params=params,
-        cost=_video_cost(gateway, params),
         delivery=translate.delivery(fields),
     )
 
@@ -220,7 +208,6 @@ async def generate_with_character(request: Request, gateway: GatewayDep, key: Ke
         key,
         kind=TaskKind.CHARACTER,
         params=params,
-        cost=_video_cost(gateway, params),
         delivery=delivery,
         preamble=translate.character_line(character.name, username),
         extra=_character_fields(character),
