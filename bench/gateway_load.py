@@ -25,8 +25,6 @@ import asyncio
 import collections
 import json
 import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -40,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from processes import free_port, spawn, stop, wait_healthy
 
 HERE = Path(__file__).resolve()
 UPSTREAM_KEY = "sk-bench-relay-" + uuid.uuid4().hex[:12]
@@ -52,41 +51,6 @@ SORAGATE_ENV = {
 
 
 # --- processes -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-
-def wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"{url} exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        with suppress(httpx.TransportError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    sys.exit(f"{url} did not answer within {timeout:.0f} s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM for a clean shutdown, then SIGKILL to the whole session."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        with suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=15)
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
 
 
 @dataclass
