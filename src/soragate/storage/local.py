@@ -1,53 +1,97 @@
+"""Files on local disk under one root (``<data dir>/files``), served by Starlette's
+FileResponse (Range, HEAD, If-Range). Disk work runs in threads, off the event loop."""
+
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+from soragate.storage.base import check_relpath, task_dir
+
 
 class LocalStorage:
-    """Files live under ``root``; callers speak in relative paths such as
-    ``tasks/video_ab/video.mp4`` so the database never records absolute locations."""
-
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def path(self, relpath: str) -> Path:
-        full = (self.root / relpath).resolve()
+    def _path(self, relpath: str) -> Path:
+        full = (self.root / check_relpath(relpath)).resolve()
         if not full.is_relative_to(self.root):
             raise ValueError(f"path escapes storage root: {relpath}")
         return full
 
     def task_dir(self, task_id: str) -> str:
-        return f"tasks/{task_id}"
+        return task_dir(task_id)
 
-    def write_bytes(self, relpath: str, data: bytes) -> Path:
-        target = self.path(relpath)
+    def scratch_dir(self, task_id: str) -> Path:
+        # Inside the task's own directory: results are then moved in, not copied, and
+        # deleting the task takes any leftovers with it.
+        return self._path(f"{task_dir(task_id)}/.incoming")
+
+    async def put_file(self, source: Path, relpath: str, *, mime: str) -> None:
+        await asyncio.to_thread(self._move_in, source, self._path(relpath))
+
+    async def put_bytes(self, relpath: str, data: bytes, *, mime: str) -> None:
+        await asyncio.to_thread(self._write, self._path(relpath), data)
+
+    async def read_bytes(self, relpath: str) -> bytes:
+        return await asyncio.to_thread(self._path(relpath).read_bytes)
+
+    async def exists(self, relpath: str) -> bool:
+        return await asyncio.to_thread(self._path(relpath).is_file)
+
+    async def size(self, relpath: str) -> int:
+        return (await asyncio.to_thread(self._path(relpath).stat)).st_size
+
+    async def delete(self, relpath: str) -> None:
+        await asyncio.to_thread(self._path(relpath).unlink, missing_ok=True)
+
+    async def delete_tree(self, prefix: str) -> None:
+        await asyncio.to_thread(shutil.rmtree, self._path(prefix), ignore_errors=True)
+
+    async def response(self, relpath: str, *, mime: str, filename: str | None, request: Request) -> Response:
+        path = self._path(relpath)
+        found = await asyncio.to_thread(path.stat)
+        if not stat.S_ISREG(found.st_mode):
+            raise FileNotFoundError(relpath)
+        return FileResponse(
+            path, media_type=mime, filename=filename, stat_result=found, content_disposition_type="inline"
+        )
+
+    @staticmethod
+    def _write(target: Path, data: bytes) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-        return target
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
-    def adopt(self, source: Path, relpath: str) -> Path:
-        """Move (or copy, across devices) a finished file into storage."""
-        target = self.path(relpath)
+    @staticmethod
+    def _move_in(source: Path, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target.with_name(target.name + ".part"))
-        os.replace(target.with_name(target.name + ".part"), target)
-        return target
-
-    def size(self, relpath: str) -> int:
-        return self.path(relpath).stat().st_size
-
-    def exists(self, relpath: str) -> bool:
-        return self.path(relpath).is_file()
-
-    def delete_tree(self, relpath: str) -> None:
-        shutil.rmtree(self.path(relpath), ignore_errors=True)
-
-    def delete(self, relpath: str) -> None:
-        self.path(relpath).unlink(missing_ok=True)
+        try:
+            os.replace(source, target)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+        # Another file system (a scratch dir elsewhere): copy beside the target, then rename,
+        # so a reader never sees half a file.
+        part = target.with_name(f".part-{target.name}")
+        shutil.copyfile(source, part)
+        os.replace(part, target)
+        source.unlink()

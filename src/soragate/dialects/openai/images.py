@@ -9,12 +9,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from soragate.core.inputs import int_in_range, optional_str, require_prompt
+from soragate.core.keys import ApiKey
 from soragate.core.task import Task, TaskKind, TaskParams, TaskStatus
 from soragate.dialects.common import FilePart, GatewayDep, KeyDep, read_fields
 from soragate.dialects.openai.translate import error_code
 from soragate.errors import ContentPolicyViolation, InvalidRequest, UpstreamError
 from soragate.gateway import Gateway
-from soragate.store.keys import ApiKey
 
 router = APIRouter(tags=["openai images"])
 
@@ -45,10 +45,10 @@ async def _generate(
     # OpenAI answers image requests synchronously; the task runs in the worker either way, so
     # a client that gives up does not orphan it.
     task = await gateway.wait_final(owner=key, task_id=task.id, within=IMAGE_WAIT_SECONDS)
-    return _images_response(gateway, task, response_format)
+    return await _images_response(gateway, task, response_format)
 
 
-def _images_response(gateway: Gateway, task: Task, response_format: str) -> dict[str, Any]:
+async def _images_response(gateway: Gateway, task: Task, response_format: str) -> dict[str, Any]:
     if task.status is TaskStatus.FAILED and task.error is not None:
         code = error_code(task.error.code)
         if code == "moderation_blocked":
@@ -61,7 +61,7 @@ def _images_response(gateway: Gateway, task: Task, response_format: str) -> dict
         if response_format == "url":
             data.append({"url": gateway.signer.url(task.id, asset.variant), "revised_prompt": task.params.prompt})
         else:
-            raw = gateway.storage.path(asset.path).read_bytes()
+            raw = await gateway.asset_bytes(task, asset.variant)
             data.append({"b64_json": base64.b64encode(raw).decode(), "revised_prompt": task.params.prompt})
     first = task.asset("image")
     return {

@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from soragate.core.catalogue import EXTENSION_SECONDS, parse_seconds
 from soragate.core.inputs import int_in_range, optional_str, require_prompt
+from soragate.core.keys import ApiKey
 from soragate.core.task import Task, TaskKind, TaskParams, TaskStatus
+from soragate.core.uploads import Character
 from soragate.dialects.common import DIALECT_SCOPE_KEY, FilePart, GatewayDep, KeyDep, read_fields, read_json
 from soragate.dialects.openai.translate import present, video_object
 from soragate.errors import InvalidRequest, NotFound
 from soragate.gateway import Gateway
-from soragate.store.keys import ApiKey
-from soragate.store.uploads import Character
 
 router = APIRouter(prefix="/v1/videos", tags=["openai videos"])
 
@@ -212,17 +212,13 @@ async def delete_video(video_id: str, gateway: GatewayDep, key: KeyDep) -> dict[
 
 
 @router.api_route("/{video_id}/content", methods=["GET", "HEAD"])
-async def video_content(video_id: str, gateway: GatewayDep, key: KeyDep, variant: str = "video") -> Response:
+async def video_content(
+    video_id: str, request: Request, gateway: GatewayDep, key: KeyDep, variant: str = "video"
+) -> Response:
     if variant not in VARIANTS:
         raise InvalidRequest(f"'variant' must be one of {', '.join(VARIANTS)}.", param="variant")
     task = await _own_video(gateway, key, video_id)
-    path, mime = gateway.asset_file(task, variant)
-    return FileResponse(
-        path,
-        media_type=mime,
-        filename=f"{task.id}.{path.suffix.lstrip('.')}",
-        content_disposition_type="inline",
-    )
+    return await gateway.asset_response(task, variant, request)
 
 
 @router.post("/{video_id}/remix")

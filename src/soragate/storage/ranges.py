@@ -1,0 +1,34 @@
+"""One byte range from a Range header (RFC 9110 §14.1.2), for stores that answer Range
+requests by hand what Starlette's FileResponse answers for local files."""
+
+from __future__ import annotations
+
+
+class RangeNotSatisfiable(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(f"range outside 0-{size}")
+        self.size = size
+
+
+def byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """``(start, end)`` with ``end`` exclusive, or None when the whole object should be
+    sent: the header is not one byte range we understand, which a server may ignore
+    (several ranges included: players ask for one). Raises RangeNotSatisfiable when the
+    range starts past the end."""
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = (part.strip() for part in spec.partition("-"))
+    if not dash or not (first.isdigit() or (not first and last.isdigit())) or (last and not last.isdigit()):
+        return None
+    if not first:  # the last N bytes
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise RangeNotSatisfiable(size)
+        return max(0, size - suffix), size
+    start = int(first)
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        raise RangeNotSatisfiable(size)
+    return start, min(int(last) + 1, size) if last else size
