@@ -1,6 +1,6 @@
-"""In-process notifications: the worker announces task changes, and request handlers
-that wait (image generation, streams, SSE) wake up at once instead of polling the
-database in a tight loop."""
+"""The in-process bus: the worker announces task changes, and request handlers that wait
+(image generation, streams, SSE) wake up at once instead of polling the database in a
+tight loop. It is the whole bus on SQLite and the local half of ``PgTaskEvents``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ class TaskEvents:
         self._everyone: set[asyncio.Queue[str]] = set()
         self.new_task = asyncio.Event()
 
+    async def start(self) -> None:
+        """Nothing to open: every listener is in this process."""
+
+    async def stop(self) -> None:
+        """Nothing to close."""
+
     def publish(self, task_id: str) -> None:
         for event in self._waiters.get(task_id, ()):
             event.set()
@@ -24,6 +30,10 @@ class TaskEvents:
     def task_created(self, task_id: str) -> None:
         self.new_task.set()
         self.publish(task_id)
+
+    def wake(self) -> None:
+        """Wake the claim loops: a task became due (an upstream called back about it)."""
+        self.new_task.set()
 
     async def wait(self, task_id: str, within: float) -> None:
         """Return on the next change of ``task_id`` or after ``within`` seconds."""
