@@ -29,12 +29,12 @@ from tests.fakes.faults import Fault
 from tests.fakes.kie import FakeKie, _validate
 from tests.fakes.server import serve
 
+from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Shot, Task, TaskKind, TaskParams, task_id_for
 from soragate.media import probe_video
 from soragate.profiles.model import Profile, parse_profile
 from soragate.profiles.registry import shipped_profiles
 from soragate.profiles.snap import SnapPolicy, SnapRefused, snap
-from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, TaskInputs
 from soragate.providers.kie import KieProvider, build_body
 

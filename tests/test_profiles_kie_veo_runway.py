@@ -28,13 +28,13 @@ from tests.fakes.kie_runway import FakeKieRunway
 from tests.fakes.kie_veo import FakeKieVeo
 from tests.fakes.server import serve
 
+from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskKind, TaskParams, task_id_for
 from soragate.media import probe_video
 from soragate.profiles import Profile, parse_profile
 from soragate.profiles.registry import ProfileRegistry, shipped_profiles
 from soragate.profiles.snap import SnapPolicy, SnapRefused, snap
 from soragate.providers import kie_runway, kie_veo
-from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, TaskInputs
 from soragate.providers.kie_runway import KieRunwayProvider
 from soragate.providers.kie_veo import KieFamilyProvider, KieVeoProvider

@@ -33,6 +33,7 @@ from tests.fakes.openrouter import FakeOpenRouter
 from tests.fakes.relay_v2 import RelayV2Fake, sample_video
 from tests.fakes.server import serve
 
+from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskKind, TaskParams, task_id_for
 from soragate.media import probe_video
 from soragate.profiles.model import Profile, parse_profile
@@ -41,7 +42,6 @@ from soragate.profiles.snap import SnapPolicy, SnapRefused, snap
 from soragate.providers import openai as openai_kind
 from soragate.providers import openrouter as openrouter_kind
 from soragate.providers import relay_v2 as relay_kind
-from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, TaskInputs
 from soragate.providers.openai import OpenAIProvider
 from soragate.providers.openrouter import OpenRouterProvider

@@ -31,13 +31,13 @@ from tests.fakes.gemini import FakeGemini
 from tests.fakes.server import serve
 from tests.fakes.xai import FakeXAI
 
+from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskKind, TaskParams, task_id_for
 from soragate.media import probe_video
 from soragate.profiles.model import Profile
 from soragate.profiles.registry import shipped_profiles
 from soragate.profiles.snap import SnapPolicy, SnapRefused, snap
 from soragate.providers import gemini, xai
-from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, TaskInputs
 from soragate.providers.gemini import GeminiProvider
 from soragate.providers.xai import XAIProvider

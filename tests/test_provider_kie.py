@@ -24,9 +24,9 @@ from tests.fakes.faults import Fault
 from tests.fakes.kie import FakeKie
 from tests.fakes.server import serve
 
+from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Shot, Task, TaskKind, TaskParams, task_id_for
 from soragate.media import probe_video
-from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, TaskInputs
 from soragate.providers.kie import KieProvider, parse_callback, record_status, verify_callback
 

@@ -19,8 +19,8 @@ from tests.fakes.openai_videos import FakeOpenAIVideos
 from tests.fakes.server import serve
 
 from soragate import media
+from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskKind, TaskParams, new_id
-from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, TaskInputs
 from soragate.providers.openai import OpenAIProvider
 

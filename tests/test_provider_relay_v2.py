@@ -14,9 +14,9 @@ from tests.fakes.faults import Fault
 from tests.fakes.relay_v2 import RelayV2Fake
 from tests.fakes.server import serve
 
+from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskKind, TaskParams, task_id_for
 from soragate.media import probe_video
-from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, TaskInputs
 from soragate.providers.relay_v2 import RelayV2Provider
 

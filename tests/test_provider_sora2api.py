@@ -17,9 +17,9 @@ from tests.fakes.faults import Fault
 from tests.fakes.server import serve
 from tests.fakes.sora2api import NO_TOKENS, FakeSora2API, sample_png
 
+from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Shot, Task, TaskKind, TaskParams, TaskStatus, task_id_for
 from soragate.media import probe_image, probe_video
-from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, TaskInputs
 from soragate.providers.sora2api import Sora2APIProvider, upstream_model
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import LiveServer, free_port, run_server, test_settings
 
-from soragate.providers.file import ProvidersFileError, read_providers_file
+from soragate.routing.providers_file import ProvidersFileError, read_providers_file
 
 FILE = """
 [[providers]]
@@ -57,7 +57,7 @@ def test_a_bad_file_is_reported_with_the_entry(tmp_path: Path) -> None:
     path.write_text(
         '[[providers]]\nname = "x"\nkind = "warp"\nbase_url = "http://h"\nsecret = "s"\nmodels = {a = ""}\n'
     )
-    with pytest.raises(ProvidersFileError, match="provider #1: 'kind' must be one of"):
+    with pytest.raises(ProvidersFileError, match=r"provider #1 \(x\): 'kind' must be one of"):
         read_providers_file(path)
     path.write_text(
         '[[providers]]\nname = "x"\nkind = "kie"\nbase_url = "http://h"\nsecret = "env:NOPE_X"\nmodels = {a = ""}\n'

@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 from soragate.settings import Settings
@@ -24,14 +25,17 @@ T = TypeVar("T")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default ./data).")]
 Models = Annotated[list[str] | None, typer.Option("--model", help="PUBLIC[=UPSTREAM]; repeat. '*' = every model.")]
-Options = Annotated[list[str] | None, typer.Option("--option", help="KEY=VALUE (JSON values allowed); repeat.")]
+Options = Annotated[
+    list[str] | None,
+    typer.Option("--option", help="KEY=VALUE (JSON values allowed); repeat. An update replaces all options."),
+]
 
 
 def _run(data_dir: Path | None, work: Callable[[Any], Awaitable[T]]) -> T:
     from soragate.admin import AdminService
     from soragate.errors import SoragateError
-    from soragate.providers.router import Router, default_factory
     from soragate.providers.sandbox import SandboxProvider
+    from soragate.routing.router import Router, default_factory
     from soragate.store.db import create_engine, migrate
 
     settings = Settings(data_dir=data_dir) if data_dir else Settings()
@@ -58,7 +62,7 @@ def _run(data_dir: Path | None, work: Callable[[Any], Awaitable[T]]) -> T:
     try:
         return asyncio.run(run())
     except SoragateError as exc:
-        err.print(f"[red]error[/]: {exc.message}")
+        err.print(f"[red]error[/]: {escape(exc.message)}", soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -107,7 +111,9 @@ def _fields(
     if options:
         parsed = {}
         for option in options:
-            key, _, raw = option.partition("=")
+            key, sep, raw = option.partition("=")
+            if not sep or not key:
+                raise typer.BadParameter(f"{option!r} is not KEY=VALUE.", param_hint="'--option'")
             try:
                 parsed[key] = json.loads(raw)
             except json.JSONDecodeError:
@@ -149,7 +155,12 @@ def _show(views: list[Any]) -> None:
 @app.command("add")
 def add(
     name: str,
-    kind: Annotated[str, typer.Option(help="openai | relay_v2 | kie | sora2api | sandbox")],
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="openai | relay_v2 | kie | kie_veo | kie_runway | sora2api | xai | gemini | openrouter | sandbox"
+        ),
+    ],
     model: Models = None,
     base_url: Annotated[str | None, typer.Option(help="The upstream's base URL.")] = None,
     secret: Annotated[str | None, typer.Option(help="API key (or use --secret-env).", hide_input=True)] = None,

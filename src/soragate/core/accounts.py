@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, TypeVar
 
+from soragate.core.account_options import AccountOptions, parse_options
 from soragate.core.task import Task, TaskKind
 
 KINDS = ("openai", "relay_v2", "kie", "kie_veo", "kie_runway", "sora2api", "xai", "gemini", "openrouter", "sandbox")
 FEATURES = ("image_input", "remix", "storyboard", "characters", "hd")
+
+OptionsT = TypeVar("OptionsT", bound=AccountOptions)
 
 
 @dataclass
@@ -23,6 +27,7 @@ class ProviderAccount:
     models: dict[str, str] = field(default_factory=dict)
     # {"seconds": [..] | None, "sizes": [..] | None, "features": [..] | None}
     limits: dict[str, Any] = field(default_factory=dict)
+    # As stored; read them through ``opts`` (see core.account_options).
     options: dict[str, Any] = field(default_factory=dict)
     priority: int = 100
     weight: int = 1
@@ -43,6 +48,19 @@ class ProviderAccount:
     @property
     def masked_secret(self) -> str:
         return mask(self.secret)
+
+    @cached_property
+    def opts(self) -> AccountOptions:
+        """``options`` read for the account's kind; raises InvalidOptions naming a bad one.
+        Read once: options are never changed in place (a changed account is a new object)."""
+        return parse_options(self.kind, self.options)
+
+    def options_as(self, model: type[OptionsT]) -> OptionsT:
+        """``opts`` as the options model a provider is written for."""
+        opts = self.opts
+        if not isinstance(opts, model):
+            raise TypeError(f"account {self.name} is of kind {self.kind}, which has no {model.__name__}")
+        return opts
 
     def upstream_model(self, public: str, base: str) -> str:
         for name in (public, base):
@@ -121,7 +139,8 @@ _EDITABLE = {
 
 def account_fields(data: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
     """Check an account definition (admin API, CLI or providers file); returns the fields
-    to store. Raises ValueError naming the first bad field."""
+    to store. Raises ValueError naming the first bad field. A partial update's options are
+    checked by the caller, which knows the account's kind and current options."""
     unknown = set(data) - set(_EDITABLE)
     if unknown:
         raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -163,4 +182,5 @@ def account_fields(data: dict[str, Any], *, partial: bool = False) -> dict[str, 
     if not partial:
         for name, default in (("limits", {}), ("options", {}), ("base_url", ""), ("secret", "")):
             values.setdefault(name, default)
+        parse_options(values["kind"], values["options"])
     return values

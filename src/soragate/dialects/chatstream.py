@@ -19,6 +19,7 @@ from typing import Any
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.responses import Response
 
+from soragate.core.keys import ApiKey
 from soragate.core.task import ErrorCode, Task, TaskStatus
 from soragate.errors import (
     Conflict,
@@ -29,7 +30,6 @@ from soragate.errors import (
     UpstreamUnavailable,
 )
 from soragate.gateway import Gateway
-from soragate.store.keys import ApiKey
 
 # A waiting client is held a little longer than the worker's own deadline for a task.
 WAIT_SECONDS = 35 * 60.0

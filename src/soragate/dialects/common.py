@@ -12,9 +12,9 @@ from fastapi import Depends, Request
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 
+from soragate.core.keys import ApiKey
 from soragate.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge, PermissionDenied
 from soragate.gateway import Gateway
-from soragate.store.keys import ApiKey
 
 DIALECT_SCOPE_KEY = "soragate.dialect"
 

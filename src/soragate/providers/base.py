@@ -13,10 +13,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError
 from soragate.profiles.model import Profile
 from soragate.profiles.snap import Snapped, SnapPolicy, SnapRefused, snap
-from soragate.providers.accounts import ProviderAccount
 
 
 class JobState(StrEnum):
@@ -83,11 +83,15 @@ class ProviderError(Exception):
         failure: Failure,
         retry_after: float | None = None,
         not_created: bool = False,
+        account_fault: bool = False,
     ) -> None:
         super().__init__(error.message)
         self.error = error
         self.failure = failure
         self.retry_after = retry_after
+        # The account itself is unusable for now (refused connections, a rate limit), as
+        # opposed to one job's bad answer: only these cool the account down.
+        self.account_fault = account_fault
         # The upstream certainly did not create a job, so submitting again is safe.
         self.not_created = not_created or failure in (Failure.AUTH, Failure.CREDITS, Failure.REJECTED)
 

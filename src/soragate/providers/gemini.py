@@ -22,8 +22,8 @@ is refused. Profile fields are dotted names into the body (``parameters.duration
 except the images: this kind puts ``image_fields`` into ``instances[0]`` itself, so
 ``images.field`` / ``images.last_field`` name keys of the instance (``image``, ``lastFrame``).
 
-Account options: ``timeout`` (seconds per request, default 60), ``poll_after`` (seconds
-between status checks, default 10, as Google suggests).
+Account options (``GeminiOptions``): ``timeout`` and ``poll_after`` (seconds between status
+checks, default 10, as Google suggests).
 """
 
 from __future__ import annotations
@@ -37,11 +37,12 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from soragate.core.account_options import GeminiOptions
+from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
 from soragate.profiles.snap import merge_fields
-from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import (
     Failure,
     JobState,
@@ -69,8 +70,9 @@ class GeminiProvider:
         self.account = account
         self.http = http
         self.base_url = account.base_url.rstrip("/").removesuffix(API)
-        self.timeout = float(account.options.get("timeout", 60))
-        self.poll_after = float(account.options.get("poll_after", 10.0))
+        opts = account.options_as(GeminiOptions)
+        self.timeout = opts.timeout
+        self.poll_after = opts.poll_after
 
     # --- protocol ----------------------------------------------------------------------
 

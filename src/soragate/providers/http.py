@@ -49,7 +49,12 @@ def error_for_status(
     if status in (402, 433):
         return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.CREDITS)
     if status == 429 or status >= 500 or status in (408, 409, 425):
-        return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.RETRYABLE, retry_after=wait)
+        return ProviderError(
+            TaskError(ErrorCode.UPSTREAM_ERROR, text),
+            failure=Failure.RETRYABLE,
+            retry_after=wait,
+            account_fault=status == 429,
+        )
     if status in (404, 410):
         return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.GONE)
     return ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, text), failure=Failure.REJECTED)
@@ -69,6 +74,7 @@ def transport_error(exc: httpx.HTTPError, *, creating: bool) -> ProviderError:
         TaskError(ErrorCode.UPSTREAM_ERROR, f"could not reach the upstream ({name})"),
         failure=Failure.RETRYABLE,
         not_created=nothing_sent,
+        account_fault=nothing_sent,
     )
 
 

@@ -26,8 +26,9 @@ from typing import Any
 
 import httpx
 
+from soragate.core.account_options import KieFamilyOptions
+from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError
-from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, cannot_look_up
 from soragate.providers.http import call, download, error_for_status, require_object
 from soragate.providers.kie_body import build_body, sora_duration, sora_model
@@ -50,7 +51,6 @@ __all__ = [
     "BUSY_CODES",
     "CALLBACK_TOLERANCE",
     "CREATE_PATH",
-    "DEFAULT_NOT_FOUND_GRACE",
     "IMAGE_WORDS",
     "MODERATION",
     "NO_RECORD",
@@ -77,9 +77,9 @@ RECORD_PATH = "/api/v1/jobs/recordInfo"
 BUSY_CODES = frozenset({455, 500})  # maintenance / server error: try again later
 REFUSED_CODES = frozenset({422, 501, 505})  # validation / generation failed / feature disabled
 # recordInfo's answer for an id it has no record of; Kie also gives it for a moment right
-# after createTask, so a job this provider just created is given a grace period.
+# after createTask, so a job this provider just created is given a grace period (the
+# ``not_found_grace`` option).
 NO_RECORD = "recordInfo is null"
-DEFAULT_NOT_FOUND_GRACE = 60.0
 
 
 class KieProvider:
@@ -88,9 +88,10 @@ class KieProvider:
         self.account = account
         self.http = http
         self.base_url = account.base_url.rstrip("/")
-        self.timeout = float(account.options.get("timeout", 60))
-        self.poll_after = float(account.options.get("poll_after", 3.0))
-        self.not_found_grace = float(account.options.get("not_found_grace", DEFAULT_NOT_FOUND_GRACE))
+        self.opts = account.options_as(KieFamilyOptions)
+        self.timeout = self.opts.timeout
+        self.poll_after = self.opts.poll_after
+        self.not_found_grace = self.opts.not_found_grace
         # upstream id → when this process created it (see NO_RECORD).
         self._created: dict[str, float] = {}
 

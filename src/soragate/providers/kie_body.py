@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from soragate.core.account_options import KieOptions
+from soragate.core.accounts import ProviderAccount
 from soragate.core.task import Task, TaskKind
 from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
 from soragate.profiles.snap import SnapRefused, merge_fields, snap
-from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import TaskInputs, refused
 
 
@@ -34,9 +35,9 @@ def build_body(task: Task, inputs: TaskInputs, account: ProviderAccount) -> dict
     else:
         model, data = inputs.profile.model, _profile_input(task, inputs, inputs.profile)
     body: dict[str, Any] = {"model": model}
-    callback = account.options.get("callback_url")
+    callback = account.options_as(KieOptions).callback_url
     if callback:
-        body["callBackUrl"] = str(callback)
+        body["callBackUrl"] = callback
     body["input"] = data
     return body
 
@@ -88,16 +89,14 @@ def _sora_input(task: Task, inputs: TaskInputs, account: ProviderAccount) -> tup
     data["remove_watermark"] = bool(p.extra.get("remove_watermark", True))
     if "pro" in model:
         data["size"] = "high" if p.hd else "standard"
-    extra = account.options.get("extra_input")
-    if isinstance(extra, dict):
-        data.update(extra)
+    data.update(account.options_as(KieOptions).extra_input)
     return model, data
 
 
 def sora_duration(account: ProviderAccount, seconds: float) -> int:
     """The length to ask for: as is, or snapped up to the account's ``durations`` option
     (Kie's Sora 2 takes 10/15/25 only). The worker bills what the file really lasts."""
-    allowed = sorted(int(d) for d in account.options.get("durations") or [])
+    allowed = sorted(account.options_as(KieOptions).durations)
     if not allowed:
         return round(seconds)
     return next((d for d in allowed if d >= seconds), allowed[-1])

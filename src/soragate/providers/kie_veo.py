@@ -106,8 +106,7 @@ class KieVeoProvider(KieFamilyProvider):
     record_path = RECORD_PATH
 
     def request_body(self, task: Task, inputs: TaskInputs) -> dict[str, Any]:
-        callback = self.account.options.get("callback_url")
-        return build_body(task, inputs, callback_url=str(callback) if callback else None)
+        return build_body(task, inputs, callback_url=self.opts.callback_url)
 
     def read_record(self, data: Mapping[str, Any]) -> JobStatus:
         return record_status(data, poll_after=self.poll_after)

@@ -1,15 +1,9 @@
 """The ``openai`` provider kind: any host that speaks OpenAI's Videos API (``/v1/videos``).
 
 That covers OpenAI itself, Azure-style deployments, new-api/LiteLLM relays, resellers and
-other soragates. Account options:
-
-- ``timeout``: seconds per request (default 60).
-- ``json``: send creates as JSON with ``input_reference: {image_url: <data URL>}`` instead
-  of multipart (what the ``openai`` SDK sends).
-- ``azure_api_version``: Azure style: add ``?api-version=`` to every request and send the
-  key in an ``api-key`` header instead of ``Authorization: Bearer``.
-- ``variants``: also fetch the upstream's thumbnail and spritesheet (default true); hosts
-  without them answer 404 and soragate renders its own.
+other soragates. Account options (``OpenAIOptions``): ``timeout``, ``json`` (JSON creates
+instead of multipart), ``azure_api_version`` (Azure style) and ``variants`` (fetch the
+upstream's thumbnail and spritesheet).
 
 new-api-style hosts add statuses (``processing``, ``pending``, ``cancelled``, ``expired``)
 and may carry the result link in the status body (``video_url`` or ``metadata.url``).
@@ -31,8 +25,9 @@ from urllib.parse import quote
 
 import httpx
 
+from soragate.core.account_options import OpenAIOptions
+from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
-from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs
 from soragate.providers.http import download, parse_json, transport_error
 from soragate.providers.openai_body import (
@@ -68,10 +63,11 @@ class OpenAIProvider:
         self.account = account
         self._http = http
         self._base = account.base_url.rstrip("/")
-        self._timeout = float(account.options.get("timeout", 60))
-        self._json = bool(account.options.get("json", False))
-        self._variants = bool(account.options.get("variants", True))
-        self._api_version = account.options.get("azure_api_version") or None
+        opts = account.options_as(OpenAIOptions)
+        self._timeout = opts.timeout
+        self._json = opts.json_body
+        self._variants = opts.variants
+        self._api_version = opts.azure_api_version
         if self._api_version:
             self._headers = {"api-key": account.secret}
         else:

@@ -9,8 +9,8 @@ which wants the API key) and ``usage.cost``. The base URL is the API root, e.g.
 with the HTTP status in ``code``; 403 means the input was flagged by moderation. There is no
 API to list jobs, so an uncertain create cannot be reconciled.
 
-Account options: ``timeout`` (seconds per request, default 60) and ``poll_after`` (seconds
-between polls, default 10: OpenRouter asks for 10-30).
+Account options (``OpenRouterOptions``): ``timeout`` and ``poll_after`` (seconds between
+polls, default 10: OpenRouter asks for 10-30).
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from urllib.parse import quote
 
 import httpx
 
+from soragate.core.account_options import OpenRouterOptions
+from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
 from soragate.profiles.model import Images
 from soragate.profiles.snap import merge_fields
-from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import (
     Failure,
     JobState,
@@ -49,7 +50,6 @@ CREATE_KINDS = frozenset({TaskKind.TEXT_TO_VIDEO, TaskKind.IMAGE_TO_VIDEO})
 SUCCEEDED = frozenset({"completed"})
 ENDED = frozenset({"failed", "cancelled", "expired"})
 FRAME_TYPES = ("first_frame", "last_frame")
-DEFAULT_POLL_AFTER = 10.0
 
 
 class OpenRouterProvider:
@@ -58,8 +58,9 @@ class OpenRouterProvider:
         self.account = account
         self._http = http
         self._base = account.base_url.rstrip("/")
-        self._timeout = float(account.options.get("timeout", 60))
-        self._poll_after = float(account.options.get("poll_after", DEFAULT_POLL_AFTER))
+        opts = account.options_as(OpenRouterOptions)
+        self._timeout = opts.timeout
+        self._poll_after = opts.poll_after
 
     # --- protocol ----------------------------------------------------------------------
 

@@ -25,10 +25,11 @@ from urllib.parse import quote
 
 import httpx
 
+from soragate.core.account_options import RelayV2Options
+from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
 from soragate.profiles.snap import merge_fields
-from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import (
     Failure,
     JobState,
@@ -72,8 +73,9 @@ class RelayV2Provider:
         self._http = http
         self._base = account.base_url.rstrip("/")
         self._secret = account.secret
-        self._timeout = float(account.options.get("timeout", 60))
-        self._result_auth = bool(account.options.get("result_auth"))
+        opts = account.options_as(RelayV2Options)
+        self._timeout = opts.timeout
+        self._result_auth = opts.result_auth
 
     # --- protocol ----------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The ``sora2api`` provider: an upstream Sora2API gateway (seed 001, SPEC §2.2 and §2.3).
 
-Two ways to talk to it, chosen per account by ``options["api"]``:
+Two ways to talk to it, chosen per account by the ``api`` option (``Sora2APIOptions``):
 
 - ``"tasks"`` (default): the dedicated endpoints (``/v1/videos/generate``, ``/transform``,
   ``/remix``, ``/storyboard``, ``/v1/images/...``) with ``async_mode: true``, which answer at
@@ -39,8 +39,9 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
+from soragate.core.account_options import Sora2APIOptions
+from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
-from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, cannot_look_up
 from soragate.providers.http import call, download
 from soragate.providers.sora2api_chat import (
@@ -76,11 +77,9 @@ class Sora2APIProvider:
         self.account = account
         self.http = http
         self.base = account.base_url.rstrip("/")
-        self.timeout = float(account.options.get("timeout", 60))
-        self.mode = str(account.options.get("api", "tasks"))
-        if self.mode not in ("tasks", "chat"):
-            log.warning("sora2api account %s: unknown options.api %r, using 'tasks'", account.name, self.mode)
-            self.mode = "tasks"
+        opts = account.options_as(Sora2APIOptions)
+        self.timeout = opts.timeout
+        self.mode = opts.api
         self._headers = {"Authorization": f"Bearer {account.secret}"}
         self._chats: dict[str, ChatJob] = {}
 

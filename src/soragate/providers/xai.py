@@ -12,8 +12,8 @@ The body is built from a model profile (``build_body``): the route's, or else th
 ``xai`` profile of the upstream model the account maps the task to (``xai/grok-imagine-video``
 for ``"sora-2": "grok-imagine-video"``). A task with neither is refused, naming the model.
 
-Account options: ``timeout`` (seconds per request, default 60), ``poll_after`` (seconds
-between status checks, default 5).
+Account options (``XAIOptions``): ``timeout`` and ``poll_after`` (seconds between status
+checks, default 5).
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ from urllib.parse import quote
 
 import httpx
 
+from soragate.core.account_options import XAIOptions
+from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
 from soragate.profiles.snap import merge_fields
-from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import (
     Failure,
     JobState,
@@ -59,8 +60,9 @@ class XAIProvider:
         self.account = account
         self.http = http
         self.base_url = account.base_url.rstrip("/").removesuffix("/v1")
-        self.timeout = float(account.options.get("timeout", 60))
-        self.poll_after = float(account.options.get("poll_after", 5.0))
+        opts = account.options_as(XAIOptions)
+        self.timeout = opts.timeout
+        self.poll_after = opts.poll_after
 
     # --- protocol ----------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from soragate.providers.accounts import account_fields
+from soragate.core.accounts import account_fields
 from soragate.store import accounts as account_store
 
 log = logging.getLogger("soragate.providers")
@@ -55,7 +55,8 @@ def read_providers_file(path: Path) -> list[dict[str, Any]]:
         try:
             accounts.append(account_fields(entry))
         except ValueError as exc:
-            raise ProvidersFileError(f"{path}: provider #{index + 1}: {exc}") from None
+            named = f" ({entry['name']})" if isinstance(entry.get("name"), str) else ""
+            raise ProvidersFileError(f"{path}: provider #{index + 1}{named}: {exc}") from None
     return accounts
 
 

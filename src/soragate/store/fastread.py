@@ -16,8 +16,9 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from soragate.core.keys import ApiKey
 from soragate.core.task import Task
-from soragate.store.keys import ApiKey, key_from_mapping
+from soragate.store.keys import key_from_mapping
 from soragate.store.tasks import task_from_mapping
 
 _JSON_COLUMNS = ("params", "assets")

@@ -6,36 +6,16 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from soragate.core.keys import ApiKey
 from soragate.store.db import writing
 from soragate.store.tables import api_keys
 
 KEY_PREFIX = "sk-sg-"
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    id: str
-    name: str
-    prefix: str
-    role: str
-    created_at: float
-    revoked_at: float | None
-    credit_limit: float | None = None
-    credits_used: float = 0.0
-
-    @property
-    def credits_remaining(self) -> float | None:
-        return None if self.credit_limit is None else max(0.0, self.credit_limit - self.credits_used)
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
 
 
 def hash_key(secret: str) -> str:

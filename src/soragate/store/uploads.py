@@ -1,37 +1,13 @@
-"""Uploaded inputs (reference images, character clips) and characters."""
+"""Persistence of uploaded inputs (reference images, character clips) and characters."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from soragate.core.uploads import Character, Upload
 from soragate.store.db import writing
 from soragate.store.tables import characters, uploads
-
-
-@dataclass(frozen=True)
-class Upload:
-    id: str
-    owner_id: str
-    path: str
-    mime: str
-    bytes: int
-    width: int | None
-    height: int | None
-    purpose: str
-    created_at: float
-
-
-@dataclass(frozen=True)
-class Character:
-    id: str
-    owner_id: str
-    name: str
-    username: str
-    upload_id: str | None
-    created_at: float
 
 
 async def insert_upload(engine: AsyncEngine, *, upload: Upload) -> None:

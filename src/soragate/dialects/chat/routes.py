@@ -9,13 +9,13 @@ from starlette.responses import Response
 
 from soragate.core.catalogue import ModelSpec
 from soragate.core.inputs import has_shots, optional_bool, parse_storyboard
+from soragate.core.keys import ApiKey
 from soragate.core.task import TaskKind, TaskParams, TaskStatus
 from soragate.dialects import chatstream
 from soragate.dialects.chat import translate
 from soragate.dialects.common import GatewayDep, KeyDep, read_fields
 from soragate.errors import InvalidRequest, NotFound
 from soragate.gateway import Gateway
-from soragate.store.keys import ApiKey
 
 router = APIRouter(tags=["chat completions"])
 

@@ -18,7 +18,7 @@ from soragate.errors import InvalidRequest, NotFound
 from soragate.gateway import Gateway
 
 if TYPE_CHECKING:
-    from soragate.store.keys import ApiKey
+    from soragate.core.keys import ApiKey
 
 router = APIRouter(tags=["relay v2"])
 

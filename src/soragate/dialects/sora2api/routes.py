@@ -9,14 +9,14 @@ from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from soragate.core.inputs import optional_str, parse_storyboard, require_prompt
+from soragate.core.keys import ApiKey
 from soragate.core.task import TaskKind, TaskParams, TaskStatus
+from soragate.core.uploads import Character
 from soragate.dialects import chatstream
 from soragate.dialects.common import GatewayDep, KeyDep, read_fields
 from soragate.dialects.sora2api import translate
 from soragate.errors import InvalidRequest, NotFound
 from soragate.gateway import Gateway
-from soragate.store.keys import ApiKey
-from soragate.store.uploads import Character
 
 router = APIRouter(tags=["sora2api"])
 

@@ -12,12 +12,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from soragate.core.inputs import int_in_range
+from soragate.core.keys import ApiKey
 from soragate.core.task import ACTIVE_STATUSES
 from soragate.dialects.common import GatewayDep, KeyDep
 from soragate.dialects.sora2api import translate
 from soragate.errors import InvalidRequest, NotFound
 from soragate.gateway import Gateway
-from soragate.store.keys import ApiKey
 
 router = APIRouter(tags=["sora2api"])
 
@@ -66,7 +66,8 @@ async def _stream(request: Request, gateway: Gateway, key: ApiKey) -> AsyncItera
                     while not queue.empty():
                         changed.add(queue.get_nowait())
             except TimeoutError:
-                # Workers in other processes do not reach this bus: look at active tasks too.
+                # Workers in other processes reach this bus only on Postgres, and not while it
+                # reconnects: look at active tasks too.
                 changed |= active
             if await request.is_disconnected():
                 return
