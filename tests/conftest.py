@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import socket
 import threading
 import time
@@ -18,8 +20,8 @@ import uvicorn
 from soragate.app import create_app
 from soragate.settings import Settings
 
-# The `chromium` fixture for page tests.
-pytest_plugins = ["tests.browser"]
+# The `chromium` fixture for page tests; `s3_server` and `s3_bucket` for object storage.
+pytest_plugins = ["tests.browser", "tests.s3"]
 
 # Ports handed out by free_port stay bound until a server takes the socket over, so no
 # other test (or process) can grab one in between.
@@ -47,6 +49,64 @@ def release_port(port: int) -> None:
         sock.close()
 
 
+# The whole suite on the scale-out backends: every server gets a fresh Postgres database
+# (SORAGATE_TEST_SUITE_POSTGRES_URL: a database whose role may CREATE DATABASE) and, with
+# SORAGATE_TEST_SUITE_S3=1, a fresh bucket on a local S3-API server, instead of SQLite and
+# local disk.
+_SUITE_PG = os.environ.get("SORAGATE_TEST_SUITE_POSTGRES_URL")
+_SUITE_S3 = os.environ.get("SORAGATE_TEST_SUITE_S3") == "1"
+_suite_s3: Any = None
+
+
+def _in_thread(work: Any) -> None:
+    """Run a coroutine function to the end from sync code, even inside a running loop."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(work())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _fresh_database(url: str) -> str:
+    import asyncpg
+
+    from soragate.events.pg import asyncpg_dsn
+
+    name = f"sg_{secrets.token_hex(6)}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    _in_thread(create)
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+def _suite_backends(overrides: dict[str, Any]) -> dict[str, Any]:
+    global _suite_s3
+    values: dict[str, Any] = {}
+    if _SUITE_PG and "database_url" not in overrides:
+        values["database_url"] = _fresh_database(_SUITE_PG)
+    if _SUITE_S3 and "storage_url" not in overrides:
+        if _suite_s3 is None:
+            from tests.s3 import MotoS3
+
+            _suite_s3 = MotoS3().__enter__()
+        values.update(_suite_s3.settings(f"s3://{_suite_s3.create_bucket()}/suite"))
+    return values
+
+
 def test_settings(data_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": data_dir,
@@ -57,6 +117,7 @@ def test_settings(data_dir: Path, **overrides: Any) -> Settings:
         "allow_private_urls": True,
         "log_level": "INFO",
     }
+    values.update(_suite_backends(overrides))
     values.update(overrides)
     return Settings(**values)
 
@@ -104,6 +165,22 @@ class LiveServer:
                 await engine.dispose()
 
         return asyncio.run(read())
+
+    def stored_files(self, prefix: str = "") -> dict[str, int]:
+        """What the server's storage holds under ``prefix`` (relative path → bytes), on local
+        disk or in its bucket."""
+        if self.settings.storage_url is None:
+            root = self.settings.files_dir
+            return {
+                str(p.relative_to(root)): p.stat().st_size
+                for p in sorted((root / prefix).rglob("*"))
+                if p.is_file() and ".part" not in p.name
+            }
+        assert _suite_s3 is not None, "only the suite's own S3 server can be listed here"
+        bucket, _, base = self.settings.storage_url.removeprefix("s3://").partition("/")
+        base = base.strip("/") + "/" if base else ""
+        pages = _suite_s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base + prefix)
+        return {item["Key"][len(base) :]: item["Size"] for page in pages for item in page.get("Contents", [])}
 
     def wait_for(self, video_id: str, *, key: str | None = None, timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

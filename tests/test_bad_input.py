@@ -11,7 +11,6 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -54,10 +53,6 @@ class Stored:
     files: dict[str, int]
 
 
-def _files(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 @pytest.fixture(scope="module")
 def stored(live: LiveServer) -> Stored:
     """A finished video stored before any bad request arrives."""
@@ -67,7 +62,7 @@ def stored(live: LiveServer) -> Stored:
         video_id = created.json()["id"]
         assert live.wait_for(video_id)["status"] == "completed"
         content = client.get(f"/v1/videos/{video_id}/content").content
-    return Stored(video_id, hashlib.sha256(content).hexdigest(), _files(live.settings.files_dir))
+    return Stored(video_id, hashlib.sha256(content).hexdigest(), live.stored_files())
 
 
 def _png(size: tuple[int, int] = (64, 48)) -> bytes:
@@ -337,7 +332,7 @@ def test_nothing_stored_is_lost_after_every_bad_request(live: LiveServer, stored
     assert hashlib.sha256(content.content).hexdigest() == stored.video_sha256
     # A refused request creates no task and leaves no file behind.
     assert listed_after == listed_before
-    assert _files(live.settings.files_dir) == stored.files
+    assert live.stored_files() == stored.files
 
 
 # --- uploads over the limit ----------------------------------------------------------------

@@ -321,7 +321,7 @@ def test_bad_requests_are_422_in_kie_shape(kie: KieClient, server: LiveServer, c
     assert isinstance(payload["msg"], str) and payload["msg"]
     assert payload["data"] is None
     # Nothing was stored for a refused request.
-    assert not list((server.settings.files_dir / "uploads").glob("*"))
+    assert not server.stored_files("uploads")
 
 
 def test_auth_unknown_task_and_unsupported(kie: KieClient, server: LiveServer) -> None:
@@ -361,7 +361,7 @@ def test_no_credits_is_402(kie: KieClient, server: LiveServer) -> None:
         {"model": "sora-2-image-to-video", "input": {"prompt": "x", "image_urls": [_png_data_uri()]}}
     )
     assert (response.status_code, response.json()["code"]) == (402, 402)
-    assert not list((server.settings.files_dir / "uploads").glob("*"))
+    assert not server.stored_files("uploads")
 
 
 @pytest.fixture(scope="module")
@@ -386,4 +386,4 @@ def test_private_callback_url_is_refused(strict: LiveServer, url: str) -> None:
     assert response.status_code == 422, response.text
     assert response.json()["code"] == 422
     assert "callBackUrl" in response.json()["msg"]
-    assert not list((strict.settings.files_dir / "uploads").glob("*"))
+    assert not strict.stored_files("uploads")

@@ -71,13 +71,13 @@ def test_list_pages_with_cursor(sdk: openai.OpenAI) -> None:
 
 def test_delete_then_retrieve_is_404(sdk: openai.OpenAI, server: LiveServer) -> None:
     video = sdk.videos.create_and_poll(prompt="short lived", seconds="4")
-    stored = server.settings.files_dir / "tasks" / video.id
-    assert (stored / "video.mp4").exists()
+    stored = f"tasks/{video.id}"
+    assert f"{stored}/video.mp4" in server.stored_files(stored)
     deleted = sdk.videos.delete(video.id)
     assert deleted.deleted is True and deleted.id == video.id
     with pytest.raises(openai.NotFoundError):
         sdk.videos.retrieve(video.id)
-    assert not stored.exists()
+    assert server.stored_files(stored) == {}
 
 
 def test_remix_sets_source(sdk: openai.OpenAI) -> None:

@@ -136,7 +136,7 @@ def test_other_key_cannot_edit_or_extend(bob: httpx.Client, alice: Owner) -> Non
 
 def test_other_key_cannot_delete(live: LiveServer, bob: httpx.Client, alice: Owner) -> None:
     assert_error(bob.delete(f"/v1/videos/{alice.video_id}"), 404, code="not_found")
-    assert (live.settings.files_dir / "tasks" / alice.video_id / "video.mp4").exists()
+    assert f"tasks/{alice.video_id}/video.mp4" in live.stored_files(f"tasks/{alice.video_id}")
     assert_alice_untouched(live, alice)
 
 

@@ -205,6 +205,10 @@ def test_admin_console(server: LiveServer, chromium: object) -> None:
     # Back to the overview: the health table now lists the disabled relay.
     open_tab(page, "Overview")
     page.locator("#overview-providers tr", has_text="relay-a").get_by_text("disabled by an admin").wait_for()
+    # The server's own worker is live, by heartbeat.
+    worker_row = page.locator("#overview-workers tbody tr")
+    worker_row.wait_for()
+    assert worker_row.count() == 1 and "serve" in worker_row.inner_text()
     page.locator("#toast.show").wait_for(state="detached")  # let the last notice fade
     browsing.screenshot("admin")
 

@@ -10,21 +10,23 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.admin_usage import summarize
+from soragate.core.account_options import InvalidOptions, parse_options
+from soragate.core.accounts import ProviderAccount, account_fields
+from soragate.core.keys import ApiKey
 from soragate.core.task import ErrorCode, Task, TaskError, TaskStatus
 from soragate.errors import Conflict, InvalidRequest, NotFound
 from soragate.netguard import check_url
 from soragate.profiles.model import Profile, ProfileError, parse_profile
-from soragate.providers.accounts import ProviderAccount, account_fields
 from soragate.providers.base import Failure, ProviderError
-from soragate.providers.router import Router
+from soragate.routing.router import Router
 from soragate.settings import Settings
 from soragate.store import accounts as account_store
 from soragate.store import deliveries as delivery_store
 from soragate.store import keys as key_store
 from soragate.store import routes as route_store
 from soragate.store import tasks as task_store
+from soragate.store import workers as worker_store
 from soragate.store.deliveries import Delivery, WebhookEndpoint
-from soragate.store.keys import ApiKey
 
 log = logging.getLogger("soragate.admin")
 
@@ -43,6 +45,11 @@ class AdminService:
     settings: Settings
     engine: AsyncEngine
     router: Router
+
+    async def live_workers(self) -> list[dict[str, Any]]:
+        """Worker processes heard from lately (a dead one drops out after three missed beats),
+        with the tasks each is stepping now."""
+        return await worker_store.live_workers(self.engine, fresh_within=self.settings.lease_seconds)
 
     async def list_keys(self) -> list[ApiKey]:
         return await key_store.list_keys(self.engine)
@@ -87,21 +94,21 @@ class AdminService:
 
     async def list_providers(self) -> list[ProviderView]:
         await self.router.refresh(force=True)
-        views = []
-        for account in await account_store.list_accounts(self.engine):
-            runtime = self.router.runtime(account.name)
-            views.append(ProviderView(account, account.health(), runtime.in_flight if runtime else 0))
-        return views
+        held = await task_store.in_flight_counts(self.engine)
+        return [
+            ProviderView(account, account.health(), held.get(account.name, 0))
+            for account in await account_store.list_accounts(self.engine)
+        ]
 
     async def get_provider(self, ident: str) -> ProviderView:
         account = await account_store.get_account(self.engine, ident=ident)
         if account is None:
             raise NotFound(f"No provider account '{ident}'.", param="provider_id")
-        runtime = self.router.runtime(account.name)
-        return ProviderView(account, account.health(), runtime.in_flight if runtime else 0)
+        held = await task_store.in_flight_counts(self.engine)
+        return ProviderView(account, account.health(), held.get(account.name, 0))
 
     async def add_provider(self, data: dict[str, Any]) -> ProviderView:
-        values = _checked(data, partial=False)
+        values = _checked(data)
         if await account_store.get_account(self.engine, ident=values["name"]) is not None:
             raise Conflict(f"A provider account named '{values['name']}' exists.", param="name")
         account = await account_store.create_account(self.engine, values=values)
@@ -111,7 +118,7 @@ class AdminService:
 
     async def update_provider(self, ident: str, data: dict[str, Any]) -> ProviderView:
         current = (await self.get_provider(ident)).account
-        values = _checked(data, partial=True)
+        values = _checked(data, current=current)
         if values.get("enabled") is True:
             values.update(disabled_reason=None, cooldown_until=None, consecutive_failures=0)
         elif values.get("enabled") is False:
@@ -233,11 +240,16 @@ class AdminService:
         await self.router.refresh(force=True)
 
 
-def _checked(data: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+def _checked(data: dict[str, Any], *, current: ProviderAccount | None = None) -> dict[str, Any]:
+    """The fields to store for a new account, or for an update of ``current``."""
     try:
-        return account_fields(data, partial=partial)
+        values = account_fields(data, partial=current is not None)
+        if current is not None and ("kind" in values or "options" in values):
+            parse_options(values.get("kind", current.kind), values.get("options", current.options))
     except ValueError as exc:
-        raise InvalidRequest(f"Invalid provider account: {exc}.", code="invalid_provider") from None
+        param = exc.param if isinstance(exc, InvalidOptions) else None
+        raise InvalidRequest(f"Invalid provider account: {exc}.", code="invalid_provider", param=param) from None
+    return values
 
 
 def _public(error: TaskError) -> str:

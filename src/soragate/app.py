@@ -10,6 +10,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,19 +34,20 @@ from soragate.dialects import sora2api as sora2api_dialect
 from soragate.dialects import upstream_callbacks
 from soragate.dialects.common import DIALECT_SCOPE_KEY
 from soragate.errors import InvalidRequest, NotFound, SoragateError
+from soragate.events import events_for
 from soragate.gateway import Gateway
 from soragate.profiles.registry import ProfileRegistry
-from soragate.providers.file import load_providers_file
-from soragate.providers.router import Router, default_factory
 from soragate.providers.sandbox import SandboxProvider
+from soragate.routing.providers_file import load_providers_file
+from soragate.routing.router import Router, default_factory
 from soragate.settings import Settings
-from soragate.storage import LocalStorage
+from soragate.storage import storage_from_settings
 from soragate.storage.signing import UrlSigner
 from soragate.store import keys as key_store
 from soragate.store.db import create_engine, migrate
 from soragate.store.fastread import FastReader
 from soragate.web import routes as web_routes
-from soragate.worker import TaskEvents, Worker
+from soragate.worker import Worker
 from soragate.worker.callbacks import Callbacks, PayloadRenderer, event_name
 
 log = logging.getLogger("soragate")
@@ -82,7 +84,7 @@ def webhook_event(task: Task) -> dict[str, Any]:
 def _secret_file(path: os.PathLike[str] | str, *, nbytes: int = 32) -> bytes:
     """Read a server secret, creating it (mode 0600) on first start."""
     try:
-        return bytes.fromhex(open(path).read().strip())  # noqa: PTH123, SIM115
+        return bytes.fromhex(Path(path).read_text().strip())
     except FileNotFoundError:
         value = secrets.token_bytes(nbytes)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -105,7 +107,7 @@ async def ensure_admin_key(settings: Settings, engine: Any) -> str | None:
     return secret
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, role: str = "serve") -> FastAPI:
     settings = settings or Settings()
     # The driver's debug log prints every SQL parameter, provider secrets included.
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
@@ -123,9 +125,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.data_dir / "admin.key",
                 admin_secret,
             )
-        storage = LocalStorage(settings.files_dir)
-        signer = UrlSigner(_secret_file(settings.data_dir / "signing.key"), base_url=settings.base_url)
-        events = TaskEvents()
+        storage = storage_from_settings(settings)
+        signing_key = (
+            bytes.fromhex(settings.signing_key.get_secret_value())
+            if settings.signing_key
+            else _secret_file(settings.data_dir / "signing.key")
+        )
+        signer = UrlSigner(signing_key, base_url=settings.base_url)
+        events = events_for(settings.db_url)
+        await events.start()
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         sandbox = SandboxProvider(
             root=settings.data_dir / "sandbox",
@@ -177,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=settings,
             signer=signer,
             on_final=callbacks.task_ended,
+            role=role,
         )
         if settings.worker_enabled:
             await worker.start()
@@ -194,6 +203,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.worker_enabled:
                 await worker.stop()
                 await callbacks.stop()
+            await events.stop()
             await router.aclose()
             await http.aclose()
             if gateway.reader is not None:

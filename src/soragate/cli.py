@@ -67,8 +67,11 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
     data_dir: DataDir = None,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Also run a worker in this process (the default).")
+    ] = True,
 ) -> None:
-    """Run the API server (with its worker)."""
+    """Run the API server (with its worker unless --no-worker)."""
     import uvicorn
 
     from soragate.app import create_app
@@ -78,12 +81,16 @@ def serve(
         overrides["host"] = host
     if port:
         overrides["port"] = port
+    if not worker:
+        overrides["worker_enabled"] = False
     settings = _settings(data_dir, **overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     first_start = not (settings.data_dir / "admin.key").exists()
     console.print(f"[bold]soragate[/] on {settings.base_url}  (API base URL: {settings.base_url}/v1)")
     console.print(f"  studio: {settings.base_url}/   admin console: {settings.base_url}/admin")
     console.print(f"  data: {settings.data_dir.resolve()}   database: {settings.db_url.split('://')[0]}")
+    if not settings.worker_enabled:
+        console.print("  API only: tasks are driven by `soragate worker` processes on the same database")
     if not first_start:
         console.print(f"  admin key: in {settings.data_dir / 'admin.key'}")
     # Open event streams (a studio tab) would otherwise hold a shutdown until every tab closes.
@@ -96,6 +103,32 @@ def serve(
         http="auto",
         timeout_graceful_shutdown=5,
     )
+
+
+@app.command("worker")
+def worker_command(data_dir: DataDir = None) -> None:
+    """Run a worker only (no API): it drives tasks stored in the shared database."""
+    import signal
+
+    from soragate.app import create_app
+
+    settings = _settings(data_dir, worker_enabled=True)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console.print(f"[bold]soragate worker[/]  data: {settings.data_dir.resolve()}")
+    console.print(f"  database: {settings.db_url.split('://')[0]}")
+    application = create_app(settings, role="worker")
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        # The same wiring as the server's (database, storage, providers, worker, callbacks),
+        # with no HTTP listener.
+        async with application.router.lifespan_context(application):
+            await stop.wait()
+
+    asyncio.run(run())
 
 
 @keys_app.command("create")

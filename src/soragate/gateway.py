@@ -13,28 +13,30 @@ import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePosixPath
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+from starlette.responses import Response
 
 from soragate import media
 from soragate.core.catalogue import Catalogue
-from soragate.core.task import ACTIVE_STATUSES, Task, TaskKind, TaskParams, TaskStatus, new_id, task_id_for
+from soragate.core.keys import ApiKey
+from soragate.core.task import ACTIVE_STATUSES, Asset, Task, TaskKind, TaskParams, TaskStatus, new_id, task_id_for
+from soragate.core.uploads import Character, Upload
 from soragate.errors import InsufficientCredits, InvalidRequest, NotFound, PayloadTooLarge
+from soragate.events import TaskEvents
 from soragate.netguard import check_url, fetch_capped
 from soragate.profiles.snap import SnapRefused
-from soragate.providers.router import Router
+from soragate.routing.router import Router
 from soragate.settings import Settings
-from soragate.storage import LocalStorage
+from soragate.storage import Storage
 from soragate.storage.signing import UrlSigner
 from soragate.store import keys as key_store
 from soragate.store import tasks as task_store
 from soragate.store import uploads as upload_store
 from soragate.store.fastread import FastReader
-from soragate.store.keys import ApiKey
-from soragate.store.uploads import Character, Upload
-from soragate.worker.events import TaskEvents
 
 log = logging.getLogger("soragate.tasks")
 
@@ -45,7 +47,7 @@ _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[
 class Gateway:
     settings: Settings
     engine: AsyncEngine
-    storage: LocalStorage
+    storage: Storage
     events: TaskEvents
     catalogue: Catalogue
     signer: UrlSigner
@@ -176,9 +178,15 @@ class Gateway:
         if task.status in ACTIVE_STATUSES:
             await task_store.cancel_task(self.engine, task_id=task.id, owner_id=owner.id)
         await task_store.delete_task(self.engine, task_id=task.id, owner_id=owner.id)
-        self.storage.delete_tree(self.storage.task_dir(task.id))
+        await self.storage.delete_tree(self.storage.task_dir(task.id))
         log.info("task %s deleted by %s", task.id, owner.prefix)
         self.events.publish(task.id)
+
+    async def upstream_changed(self, *, account: str, upstream_id: str) -> None:
+        """An upstream called back about a job: its task is due now, in whichever process
+        drives it."""
+        if await task_store.poke_upstream(self.engine, provider=account, upstream_id=upstream_id):
+            self.events.wake()
 
     async def wait_final(self, *, owner: ApiKey, task_id: str, within: float) -> Task:
         """Wait until the task ends (or ``within`` seconds pass); the task never depends on the waiter."""
@@ -188,18 +196,36 @@ class Gateway:
             left = deadline - time.monotonic()
             if task.status.is_final or left <= 0:
                 return task
-            # Events wake us at once in this process; the timeout covers workers elsewhere.
+            # Events wake us at once (from other processes too, on Postgres); the timeout covers
+            # workers in other processes on SQLite and notifications lost while reconnecting.
             await self.events.wait(task_id, min(left, 2.0))
 
-    def asset_file(self, task: Task, variant: str) -> tuple[Path, str]:
+    def _asset(self, task: Task, variant: str) -> Asset:
         if task.status is not TaskStatus.COMPLETED:
             raise InvalidRequest(
                 f"Task {task.id} is {task.status.value}; its content is not available.", code="not_ready"
             )
         asset = task.asset(variant)
-        if asset is None or not self.storage.exists(asset.path):
+        if asset is None:
             raise NotFound(f"Task {task.id} has no {variant}.", param="variant")
-        return self.storage.path(asset.path), asset.mime
+        return asset
+
+    async def asset_response(self, task: Task, variant: str, request: Request) -> Response:
+        """A result file as the answer to ``request`` (GET or HEAD; Range honoured), named
+        after the task."""
+        asset = self._asset(task, variant)
+        filename = task.id + PurePosixPath(asset.path).suffix
+        try:
+            return await self.storage.response(asset.path, mime=asset.mime, filename=filename, request=request)
+        except FileNotFoundError:
+            raise NotFound(f"Task {task.id} has no {variant}.", param="variant") from None
+
+    async def asset_bytes(self, task: Task, variant: str) -> bytes:
+        asset = self._asset(task, variant)
+        try:
+            return await self.storage.read_bytes(asset.path)
+        except FileNotFoundError:
+            raise NotFound(f"Task {task.id} has no {variant}.", param="variant") from None
 
     # --- uploads ------------------------------------------------------------------------
 
@@ -224,7 +250,7 @@ class Gateway:
             purpose="reference",
             created_at=time.time(),
         )
-        await asyncio.to_thread(self.storage.write_bytes, upload.path, data)
+        await self.storage.put_bytes(upload.path, data, mime=upload.mime)
         await upload_store.insert_upload(self.engine, upload=upload)
         return upload
 
@@ -248,7 +274,7 @@ class Gateway:
             purpose="video",
             created_at=time.time(),
         )
-        await asyncio.to_thread(self.storage.write_bytes, upload.path, data)
+        await self.storage.put_bytes(upload.path, data, mime=upload.mime)
         await upload_store.insert_upload(self.engine, upload=upload)
         return upload, info
 
@@ -263,8 +289,8 @@ class Gateway:
             return upload
         task = await task_store.get_task(self.engine, task_id=file_id, owner_id=owner.id)
         if task is not None and task.kind.is_image and task.status is TaskStatus.COMPLETED:
-            path, _ = self.asset_file(task, "image")
-            return await self.save_image(owner=owner, data=path.read_bytes(), param=param)
+            data = await self.asset_bytes(task, "image")
+            return await self.save_image(owner=owner, data=data, param=param)
         raise InvalidRequest(f"No image file found with id '{file_id}'.", param=param, code="invalid_file_id")
 
     async def bytes_from_reference(self, *, value: str, param: str) -> bytes:
@@ -289,11 +315,16 @@ class Gateway:
         """Refuse a callback URL early, before anything is stored (``create_task`` checks again)."""
         await check_url(url, allow_private=self.settings.allow_private_urls, param=param)
 
-    async def upload_file(self, upload_id: str) -> tuple[Path, str]:
+    async def upload_response(self, upload_id: str, request: Request) -> Response:
+        """An uploaded input as the answer to ``request``, for whoever holds its signed link."""
+        gone = NotFound("This file no longer exists.")
         upload = await upload_store.get_upload(self.engine, upload_id=upload_id)
-        if upload is None or not self.storage.exists(upload.path):
-            raise NotFound("This file no longer exists.")
-        return self.storage.path(upload.path), upload.mime
+        if upload is None:
+            raise gone
+        try:
+            return await self.storage.response(upload.path, mime=upload.mime, filename=None, request=request)
+        except FileNotFoundError:
+            raise gone from None
 
     def _check_size(self, data: bytes, param: str) -> None:
         if len(data) > self.settings.max_upload_bytes:

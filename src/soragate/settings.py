@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_REVIEW_RULES = [
@@ -23,6 +23,17 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    # Where result files and uploads live: None keeps them under <data_dir>/files; an
+    # ``s3://bucket/prefix`` URL puts them in an S3-compatible bucket that replicas share.
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None  # for R2, MinIO, ...; None = AWS
+    s3_region: str | None = None
+    # Without keys, the usual AWS_* variables or an instance role are used.
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    # Redirect content downloads to presigned bucket URLs instead of streaming them through.
+    storage_presign: bool = False
+
     sandbox_delay: float = 5.0
     sandbox_fps: int = 24
     sandbox_render_workers: int = 1
@@ -34,6 +45,7 @@ class Settings(BaseSettings):
     max_prompt_chars: int = 32_000
     max_upload_bytes: int = 20 * 1024 * 1024
 
+    # False: this process serves the API only (``soragate serve --no-worker``).
     worker_enabled: bool = True
     worker_concurrency: int = 1000
     # Result checks and thumbnails run in threads, this many at a time.
@@ -47,6 +59,10 @@ class Settings(BaseSettings):
     retry_base_seconds: float = 1.0
     # A task not finished upstream this long after creation fails with a timeout.
     task_deadline_seconds: float = 1800.0
+    # One upstream request (create, status) is over in this long, whatever the upstream does;
+    # a result download in the second.
+    upstream_timeout_seconds: float = 60.0
+    download_timeout_seconds: float = 600.0
     providers_file: Path | None = None
     # Extra model profiles (TOML or JSON), on top of the shipped ones.
     profiles_file: Path | None = None
@@ -54,6 +70,10 @@ class Settings(BaseSettings):
     snap_policy: str = "nearest"
 
     callback_retry_delays: list[float] = Field(default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 1800.0])
+
+    # Hex key for signed result links; every process that serves links must share it. Unset:
+    # a key made on first start in the data dir (signing.key, mode 0600).
+    signing_key: SecretStr | None = None
 
     log_level: str = "INFO"
 

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 class Fault:
     # status: answer with ``status`` (and Retry-After); reset: cut the connection mid-body;
     # delay: sleep ``seconds`` then go on (a client timeout shorter than that times out);
+    # trickle: a 200 whose body arrives one byte every ``seconds`` (no read ever times out);
     # malformed: a 200 with a body that is not JSON; after: let the request through, then
     # answer 504 (the upstream did the work but the answer is lost).
     kind: str
@@ -65,7 +66,30 @@ async def before(fault: Fault | None) -> Response | None:
         return Response("{not json", media_type="application/json")
     if fault.kind == "reset":
         return _ResetResponse()
+    if fault.kind == "trickle":
+        return _TrickleResponse(fault.seconds)
     return None
+
+
+class _TrickleResponse(Response):
+    """A JSON body sent one byte at a time, ``interval`` seconds apart."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__(media_type="application/json")
+        self.interval = interval
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        body = b'{"status": "IN_PROGRESS", "progress": 50, "padding": "' + b"x" * 200 + b'"}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        for i in range(len(body)):
+            await send({"type": "http.response.body", "body": body[i : i + 1], "more_body": i + 1 < len(body)})
+            await asyncio.sleep(self.interval)
 
 
 class _ResetResponse(Response):

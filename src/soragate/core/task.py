@@ -23,14 +23,14 @@ class TaskStatus(StrEnum):
 FINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 ACTIVE_STATUSES = frozenset({TaskStatus.QUEUED, TaskStatus.IN_PROGRESS})
 
-# Allowed moves; the store enforces them with compare-and-set updates.
-TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
-    TaskStatus.QUEUED: frozenset({TaskStatus.IN_PROGRESS, TaskStatus.FAILED, TaskStatus.CANCELLED}),
-    TaskStatus.IN_PROGRESS: frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED}),
-    TaskStatus.COMPLETED: frozenset(),
-    TaskStatus.FAILED: frozenset(),
-    TaskStatus.CANCELLED: frozenset(),
-}
+
+class SubmitState(StrEnum):
+    """Where a task's submission stands. None (no value) means never sent."""
+
+    # A create call may be in flight: after a crash the upstream is asked before sending again.
+    SUBMITTING = "submitting"
+    # The upstream accepted it; the task's upstream id is set.
+    SUBMITTED = "submitted"
 
 
 class TaskKind(StrEnum):
@@ -164,8 +164,11 @@ class Task:
     progress: int = 0
     provider: str | None = None
     upstream_id: str | None = None
-    submit_state: str | None = None
+    submit_state: SubmitState | None = None
     submit_attempts: int = 0
+    # Failed tries at the current step; the next try is due at the task's next check.
+    step_errors: int = 0
+    tried_accounts: list[str] = field(default_factory=list)
     assets: list[Asset] = field(default_factory=list)
     error: TaskError | None = None
     # Credits reserved for this task; refunded if it fails or is cancelled.

@@ -3,7 +3,7 @@
 An upstream's callback is only a cue to ask it now instead of at the next poll: the
 result is always read back from the upstream itself, so a forged callback can at most
 cause one extra status request. Kie signs its callbacks when the account has a webhook
-HMAC key (``options.callback_signing_key``); unsigned or badly signed ones are refused.
+HMAC key (the ``callback_signing_key`` option); unsigned or badly signed ones are refused.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from soragate.core.account_options import KieFamilyOptions
 from soragate.providers import kie
 
 router = APIRouter(tags=["upstream callbacks"])
@@ -27,12 +28,12 @@ async def kie_callback(account: str, request: Request) -> JSONResponse:
     if runtime is None or runtime.account.kind not in ("kie", "kie_veo", "kie_runway"):
         return JSONResponse({"code": 404, "msg": "unknown account"}, status_code=404)
     body = await request.body()
-    key = runtime.account.options.get("callback_signing_key")
-    if not kie.verify_callback(body, request.headers, str(key) if key else None):
+    key = runtime.account.options_as(KieFamilyOptions).callback_signing_key
+    if not kie.verify_callback(body, request.headers, key.get_secret_value() if key else None):
         return JSONResponse({"code": 401, "msg": "bad signature"}, status_code=401)
     try:
         upstream_id, _ = kie.parse_callback(body)
     except ValueError as exc:
         return JSONResponse({"code": 422, "msg": str(exc)}, status_code=422)
-    request.state.worker.poke(runtime.account.name, upstream_id)
+    await request.state.gateway.upstream_changed(account=runtime.account.name, upstream_id=upstream_id)
     return JSONResponse({"code": 200, "msg": "success"})

@@ -14,18 +14,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from soragate.core.account_options import InvalidOptions
+from soragate.core.accounts import ProviderAccount
 from soragate.core.task import Task, TaskKind
 from soragate.errors import UpstreamUnavailable
 from soragate.profiles.model import Profile, ProfileError, parse_profile
 from soragate.profiles.registry import ProfileRegistry
 from soragate.profiles.snap import Snapped, SnapPolicy, SnapRefused, snap
-from soragate.providers.accounts import ProviderAccount
 from soragate.providers.base import Provider
 from soragate.store import accounts as account_store
 from soragate.store import routes as route_store
@@ -37,36 +38,14 @@ BUILTIN_SANDBOX = "sandbox"
 SOURCE_KINDS = (TaskKind.REMIX, TaskKind.EXTEND, TaskKind.EDIT)
 
 ProviderFactory = Callable[[ProviderAccount], Provider]
-
-
-HEADROOM = 0.9
-
-
-@dataclass
-class Limiter:
-    """Spaces requests evenly so an account never sees more than its rate. Requests leave at
-    90% of the rate: the spare tenth absorbs network jitter that would otherwise bunch a few
-    together on arrival."""
-
-    rate: float
-    _next: float = 0.0
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    async def acquire(self) -> None:
-        async with self._lock:
-            now = time.monotonic()
-            wait = self._next - now
-            self._next = max(now, self._next) + 1.0 / max(self.rate * HEADROOM, 0.001)
-        if wait > 0:
-            await asyncio.sleep(wait)
+# How often a process looks whether another one changed the routing configuration.
+CHECK_SECONDS = 0.1
 
 
 @dataclass
 class AccountRuntime:
     account: ProviderAccount
     provider: Provider
-    limiter: Limiter
-    in_flight: int = 0
     current_weight: int = 0
     unsaved_successes: int = 0
 
@@ -74,8 +53,10 @@ class AccountRuntime:
     def name(self) -> str:
         return self.account.name
 
-    def available(self, now: float) -> bool:
-        return self.account.health(now) == "ok" and self.in_flight < self.account.max_concurrency
+    @property
+    def max_in_flight(self) -> int | None:
+        """The account's job cap, counted in the database; the built-in sandbox has none."""
+        return None if self.account.source == "builtin" else self.account.max_concurrency
 
 
 @dataclass
@@ -139,34 +120,45 @@ class Router:
             source="builtin",
             options={"poll_min": 0.05},
         )
-        self.builtin = AccountRuntime(sandbox_account, sandbox, Limiter(sandbox_account.poll_rate))
+        self.builtin = AccountRuntime(sandbox_account, sandbox)
         self.runtimes: dict[str, AccountRuntime] = {}
         self._loaded_at = 0.0
+        self._checked_at = 0.0
+        self._version: tuple[Any, ...] = ()
+        # Accounts whose stored options do not parse → why (logged when that changes).
+        self._unusable: dict[str, str] = {}
         self._lock = asyncio.Lock()
 
     # --- configuration -------------------------------------------------------------------
 
     async def refresh(self, *, force: bool = False) -> None:
-        """Reload accounts from the database (admins change them while we run)."""
-        if not force and time.monotonic() - self._loaded_at < self.refresh_seconds:
-            return
+        """Reload accounts, routes and profiles from the database: at once when any process
+        changed them (a cheap fingerprint, looked at every ``CHECK_SECONDS``), and every
+        ``refresh_seconds`` anyway for health other processes recorded (cooldowns)."""
+        now = time.monotonic()
+        if not force:
+            if now - self._checked_at < CHECK_SECONDS:
+                return
+            self._checked_at = now
+            if now - self._loaded_at < self.refresh_seconds:
+                if await route_store.config_version(self.engine) == self._version:
+                    return
         async with self._lock:
+            self._version = await route_store.config_version(self.engine)
             accounts = await account_store.list_accounts(self.engine)
             seen = set()
             for account in accounts:
-                seen.add(account.name)
                 current = self.runtimes.get(account.name)
                 if current is None or _connection_changed(current.account, account):
+                    provider = self._build(account)
+                    if provider is None:
+                        continue
                     if current is not None:
                         await current.provider.aclose()
-                    provider = self._build(account)
-                    in_flight = current.in_flight if current else 0
-                    self.runtimes[account.name] = AccountRuntime(
-                        account, provider, Limiter(account.poll_rate), in_flight
-                    )
+                    self.runtimes[account.name] = AccountRuntime(account, provider)
                 else:
                     current.account = account
-                    current.limiter.rate = account.poll_rate
+                seen.add(account.name)
             for name in set(self.runtimes) - seen:
                 await self.runtimes.pop(name).provider.aclose()
             self.routes = await route_store.all_routes(self.engine)
@@ -185,7 +177,17 @@ class Router:
         profile = self.profiles.get(rows[0].profile_id) if rows and rows[0].profile_id else None
         return profile.price_per_second(None) if profile else 0.0
 
-    def _build(self, account: ProviderAccount) -> Provider:
+    def _build(self, account: ProviderAccount) -> Provider | None:
+        """The account's provider; None while its stored options do not parse (written
+        before they were checked), which keeps it out of rotation until they are fixed."""
+        try:
+            account.opts  # noqa: B018 - parsed now, so that nothing later meets bad options
+        except InvalidOptions as exc:
+            if self._unusable.get(account.name) != str(exc):
+                log.error("provider account %s is left out: %s", account.name, exc)
+            self._unusable[account.name] = str(exc)
+            return None
+        self._unusable.pop(account.name, None)
         if account.kind == "sandbox":
             return self.builtin.provider
         return self.factory(account)
@@ -278,14 +280,13 @@ class Router:
             raise UpstreamUnavailable(f"No available upstream for {task.params.model}: {reasons}.")
         return min(enabled, key=lambda r: r.tier)
 
-    def check(self, task: Task, source: Task | None = None) -> None:
-        self.plan(task, source)
-
-    def pick(
+    def candidates(
         self, task: Task, *, source: Task | None = None, exclude: frozenset[str] | set[str] = frozenset()
-    ) -> Route | None:
-        """The route to try next, reserving a slot on its account; None when every able
-        account is busy for now. Raises NoRoute when none can ever serve the task."""
+    ) -> list[Route]:
+        """The routes to try, in order: the best tier first, shared by weight among its
+        accounts; accounts cooling down are left out (the caller takes the first one whose
+        job cap has room). Empty when every able account is cooling down. Raises NoRoute
+        when none can ever serve the task."""
         eligible = [r for r in self._eligible(task, source) if r.name not in exclude]
         if not eligible:
             raise NoRoute("every able upstream account failed")
@@ -296,11 +297,10 @@ class Router:
                 )
             )
         now = time.time()
-        ready = [r for r in eligible if r.runtime.available(now)]
+        ready = sorted((r for r in eligible if r.runtime.account.health(now) == "ok"), key=lambda r: r.tier)
         if not ready:
-            return None
-        best = min(r.tier for r in ready)
-        tier = [r for r in ready if r.tier == best]
+            return []
+        tier = [r for r in ready if r.tier == ready[0].tier]
         # Smooth weighted round-robin (as nginx does): exact shares over any stretch of
         # picks, interleaved rather than in runs, where a random draw would drift.
         total = 0
@@ -309,12 +309,14 @@ class Router:
             total += max(1, route.runtime.account.weight)
         chosen = max(tier, key=lambda r: r.runtime.current_weight)
         chosen.runtime.current_weight -= total
-        chosen.runtime.in_flight += 1
-        return chosen
+        return [chosen, *(r for r in ready if r is not chosen)]
 
-    def pick_would_fail(self, task: Task, *, source: Task | None, exclude: set[str]) -> bool:
+    def all_tried(self, task: Task, *, source: Task | None, exclude: set[str] | frozenset[str]) -> bool:
         """Whether every able, enabled account is in ``exclude``."""
-        eligible = self._eligible(task, source)
+        try:
+            eligible = self._eligible(task, source)
+        except (NoRoute, SnapRefused):
+            return True
         return not [r for r in eligible if r.name not in exclude and r.runtime.account.enabled]
 
     def where(self, public_model: str, base_model: str) -> list[dict[str, Any]]:

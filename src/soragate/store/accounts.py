@@ -7,13 +7,12 @@ import time
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, insert, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from soragate.core.task import ACTIVE_STATUSES
-from soragate.providers.accounts import ProviderAccount
+from soragate.core.accounts import ProviderAccount
 from soragate.store.db import writing
-from soragate.store.tables import provider_accounts, tasks
+from soragate.store.tables import provider_accounts
 
 _FIELDS = {f.name for f in fields(ProviderAccount)}
 
@@ -46,7 +45,7 @@ async def create_account(engine: AsyncEngine, *, values: dict[str, Any]) -> Prov
     now = time.time()
     account = ProviderAccount(id="pa_" + secrets.token_hex(8), created_at=now, updated_at=now, **values)
     async with writing(engine) as conn:
-        await conn.execute(insert(provider_accounts).values(**account.__dict__))
+        await conn.execute(insert(provider_accounts).values({name: getattr(account, name) for name in _FIELDS}))
     return account
 
 
@@ -73,20 +72,33 @@ async def record_outcome(
     ok: bool,
     count: int = 1,
     error: str | None = None,
+    task_id: str | None = None,
+    account_fault: bool = False,
+    cooldown_after: int = 3,
+    cooldown_seconds: float = 30.0,
     cooldown_until: float | None = None,
     disable_reason: str | None = None,
 ) -> None:
-    """Count a success or failure; a failure may start a cooldown or take the account out."""
+    """Count successes or a failure, deciding a cooldown in the same statement so that every
+    process sharing the database agrees. Faults of the account itself (refused connections,
+    rate limits) always count towards it; other passing failures count once per task, so
+    one task failing again and again does not take a healthy account out for the others."""
     c = provider_accounts.c
     values: dict[str, Any]
     if ok:
-        values = {"success_count": c.success_count + count, "consecutive_failures": 0}
+        values = {"success_count": c.success_count + count, "consecutive_failures": 0, "last_failed_task": None}
     else:
-        values = {
-            "failure_count": c.failure_count + 1,
-            "consecutive_failures": c.consecutive_failures + 1,
-            "last_error": error,
-        }
+        values = {"failure_count": c.failure_count + 1, "last_error": error, "last_failed_task": task_id}
+        counts: Any = (
+            true()
+            if account_fault or task_id is None
+            else or_(c.last_failed_task.is_(None), c.last_failed_task != task_id)
+        )
+        failures = case((counts, c.consecutive_failures + 1), else_=c.consecutive_failures)
+        values["consecutive_failures"] = failures
+        values["cooldown_until"] = case(
+            (failures >= cooldown_after, time.time() + cooldown_seconds), else_=c.cooldown_until
+        )
         if cooldown_until is not None:
             values["cooldown_until"] = cooldown_until
         if disable_reason is not None:
@@ -95,14 +107,18 @@ async def record_outcome(
         await conn.execute(update(provider_accounts).where(c.id == account_id).values(**values))
 
 
-async def in_flight_counts(engine: AsyncEngine) -> dict[str, int]:
-    """Active tasks per account name, across every worker sharing the database."""
-    async with engine.connect() as conn:
-        rows = (
+async def take_poll_slots(engine: AsyncEngine, *, name: str, count: int, interval: float, now: float) -> float | None:
+    """Reserve ``count`` status requests on an account, ``interval`` seconds apart, after
+    any another process reserved: returns the first slot's time (None: no such account).
+    One statement, so processes sharing the database never hand out the same slot."""
+    c = provider_accounts.c
+    async with writing(engine) as conn:
+        end = (
             await conn.execute(
-                select(tasks.c.provider, func.count())
-                .where(tasks.c.status.in_([s.value for s in ACTIVE_STATUSES]), tasks.c.provider.is_not(None))
-                .group_by(tasks.c.provider)
+                update(provider_accounts)
+                .where(c.name == name)
+                .values(poll_next_at=case((c.poll_next_at > now, c.poll_next_at), else_=now) + count * interval)
+                .returning(c.poll_next_at)
             )
-        ).all()
-    return {provider: int(count) for provider, count in rows}
+        ).scalar()
+    return None if end is None else float(end) - count * interval

@@ -6,11 +6,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.store.db import writing
-from soragate.store.tables import model_profiles, model_routes
+from soragate.store.tables import model_profiles, model_routes, provider_accounts
 
 
 @dataclass(frozen=True)
@@ -69,3 +69,20 @@ async def delete_profile(engine: AsyncEngine, *, profile_id: str) -> bool:
     async with writing(engine) as conn:
         result = await conn.execute(delete(model_profiles).where(model_profiles.c.id == profile_id))
     return result.rowcount > 0
+
+
+async def config_version(engine: AsyncEngine) -> tuple[Any, ...]:
+    """A fingerprint of the routing configuration (accounts, routes, stored profiles) that
+    changes whenever any process changes it: one cheap query, so every process notices an
+    admin's change at once instead of at its next full reload."""
+    a, r, p = provider_accounts.c, model_routes.c, model_profiles.c
+    query = select(
+        select(func.count()).select_from(provider_accounts).scalar_subquery(),
+        select(func.max(a.updated_at)).scalar_subquery(),
+        select(func.count()).select_from(model_routes).scalar_subquery(),
+        select(func.max(r.created_at)).scalar_subquery(),
+        select(func.count()).select_from(model_profiles).scalar_subquery(),
+        select(func.max(p.updated_at)).scalar_subquery(),
+    )
+    async with engine.connect() as conn:
+        return tuple((await conn.execute(query)).one())

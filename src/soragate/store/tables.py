@@ -39,6 +39,10 @@ tasks = Table(
     # crash); "submitted" → the upstream accepted it and upstream_id is set.
     Column("submit_state", String(20)),
     Column("submit_attempts", Integer, nullable=False, default=0),
+    # Failed tries at the current step (submit, poll or fetch); reset when a step succeeds.
+    Column("step_errors", Integer, nullable=False, server_default="0"),
+    # Accounts a submission already failed on in this round (failover skips them).
+    Column("tried_accounts", JSON),
     Column("lease_owner", String(64)),
     Column("lease_until", Float),
     Column("next_check_at", Float, nullable=False),
@@ -55,6 +59,7 @@ tasks = Table(
 )
 Index("ix_tasks_owner_created", tasks.c.owner_id, tasks.c.created_at)
 Index("ix_tasks_status_check", tasks.c.status, tasks.c.next_check_at)
+Index("ix_tasks_provider_submit", tasks.c.provider, tasks.c.submit_state)
 
 uploads = Table(
     "uploads",
@@ -139,6 +144,12 @@ provider_accounts = Table(
     Column("success_count", Integer, nullable=False, server_default="0"),
     Column("failure_count", Integer, nullable=False, server_default="0"),
     Column("last_error", Text),
+    # The shared poll-rate limit: the earliest moment the next status request may leave,
+    # whichever process sends it.
+    Column("poll_next_at", Float, nullable=False, server_default="0"),
+    # The task behind the latest failure: one task failing again and again is that task's
+    # problem, not the account's, and counts once towards a cooldown.
+    Column("last_failed_task", String(40)),
     Column("source", String(20), nullable=False, server_default="api"),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
@@ -165,4 +176,18 @@ model_profiles = Table(
     Column("data", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+# Worker processes, by heartbeat: the admin console lists the live ones.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("role", String(20), nullable=False),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    # Steps this worker is running now.
+    Column("steps", Integer, nullable=False, server_default="0"),
 )

@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, insert, or_, select, update
+from sqlalchemy import Row, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.task import (
     ACTIVE_STATUSES,
     Asset,
+    SubmitState,
     Task,
     TaskError,
     TaskKind,
@@ -22,7 +23,7 @@ from soragate.core.task import (
     TaskStatus,
 )
 from soragate.store.db import writing
-from soragate.store.tables import api_keys, tasks
+from soragate.store.tables import api_keys, provider_accounts, tasks
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
 
@@ -43,8 +44,10 @@ def task_from_mapping(m: Any) -> Task:
         progress=m["progress"],
         provider=m["provider"],
         upstream_id=m["upstream_id"],
-        submit_state=m["submit_state"],
+        submit_state=SubmitState(m["submit_state"]) if m["submit_state"] else None,
         submit_attempts=m["submit_attempts"],
+        step_errors=m["step_errors"],
+        tried_accounts=list(m["tried_accounts"] or []),
         assets=[Asset(**a) for a in m["assets"] or []],
         error=error,
         created_at=m["created_at"],
@@ -192,49 +195,88 @@ async def cancel_task(engine: AsyncEngine, *, task_id: str, owner_id: str | None
 
 
 # --- worker side -------------------------------------------------------------------------
+#
+# A worker claims due rows (a short lease), performs one step of each, and writes the outcome
+# with one compare-and-set UPDATE that also releases the lease: the next due time, the
+# submission's state, progress, or the end. Nothing a restart must remember is kept elsewhere.
 
 
-async def claim_tasks(
-    engine: AsyncEngine, *, worker_id: str, limit: int, lease_seconds: float, now: float | None = None
+def _free(now: float) -> Any:
+    return or_(tasks.c.lease_owner.is_(None), tasks.c.lease_until < now)
+
+
+async def claim_due(
+    engine: AsyncEngine,
+    *,
+    worker_id: str,
+    limit: int,
+    lease_seconds: float,
+    queued_limit: int | None = None,
+    created_before: float | None = None,
+    now: float | None = None,
 ) -> list[Task]:
-    """Lease up to ``limit`` active tasks that nobody holds (or whose holder's lease ran out)."""
+    """Lease active tasks that are due and that nobody holds (or whose holder's lease ran
+    out), oldest due first: up to ``limit`` already sent upstream, and up to
+    ``queued_limit`` still to be sent (when every account is full there is no point
+    taking more of those), plus those created before ``created_before`` (past their
+    deadline: they are claimed to be failed, room or not)."""
     now = now or time.time()
-    free = or_(tasks.c.lease_owner.is_(None), tasks.c.lease_until < now)
-    async with engine.connect() as conn:
-        candidates = (
-            (
-                await conn.execute(
-                    select(tasks.c.id)
-                    .where(tasks.c.status.in_(_ACTIVE), tasks.c.next_check_at <= now, free)
-                    .order_by(tasks.c.next_check_at)
-                    .limit(limit)
-                )
-            )
-            .scalars()
-            .all()
+    due = and_(tasks.c.status.in_(_ACTIVE), tasks.c.next_check_at <= now, _free(now))
+    queued_limit = limit if queued_limit is None else min(limit, queued_limit)
+    parts = [
+        select(tasks.c.id).where(due, tasks.c.submit_state.is_not(None)).order_by(tasks.c.next_check_at).limit(limit)
+    ]
+    if queued_limit > 0:
+        parts.append(
+            select(tasks.c.id)
+            .where(due, tasks.c.submit_state.is_(None))
+            .order_by(tasks.c.next_check_at, tasks.c.created_at)
+            .limit(queued_limit)
         )
+    if created_before is not None:
+        parts.append(
+            select(tasks.c.id)
+            .where(due, tasks.c.submit_state.is_(None), tasks.c.created_at < created_before)
+            .order_by(tasks.c.created_at)
+            .limit(limit)
+        )
+    lease = {"lease_owner": worker_id, "lease_until": now + lease_seconds}
+    if engine.dialect.name == "postgresql":
+        # Each replica takes rows no other is taking right now, without waiting on them.
+        claimed: list[Any] = []
+        async with writing(engine) as conn:
+            for part in parts:
+                ids = part.with_for_update(skip_locked=True).scalar_subquery()
+                result = await conn.execute(
+                    update(tasks).where(tasks.c.id.in_(ids)).values(**lease).returning(*tasks.c)
+                )
+                claimed.extend(result.all())
+        return [row_to_task(r) for r in claimed]
+    async with engine.connect() as conn:
+        candidates: set[str] = set()
+        for part in parts:
+            candidates.update((await conn.execute(part)).scalars().all())
     if not candidates:
         return []
     # One statement for the batch. On SQLite a transaction holds the database's write lock
     # from its first write to its commit, and every statement is an await: a per-row
-    # UPDATE + SELECT loop held the lock across 2 x limit awaits, seconds under load, and
-    # made every other writer wait out busy_timeout ("database is locked").
+    # UPDATE + SELECT loop held the lock across 2 x limit awaits, seconds under load.
     async with writing(engine) as conn:
         rows = (
             await conn.execute(
                 update(tasks)
-                .where(tasks.c.id.in_(candidates), tasks.c.status.in_(_ACTIVE), free)
-                .values(lease_owner=worker_id, lease_until=now + lease_seconds)
+                .where(tasks.c.id.in_(candidates), tasks.c.status.in_(_ACTIVE), _free(now))
+                .values(**lease)
                 .returning(*tasks.c)
             )
         ).all()
-    order = {task_id: i for i, task_id in enumerate(candidates)}
-    return sorted((row_to_task(row) for row in rows), key=lambda task: order[task.id])
+    return [row_to_task(row) for row in rows]
 
 
-async def submit_state(engine: AsyncEngine, *, task_id: str) -> str | None:
+async def next_due(engine: AsyncEngine) -> float | None:
+    """When the earliest active task is due (for sleeping until then)."""
     async with engine.connect() as conn:
-        return (await conn.execute(select(tasks.c.submit_state).where(tasks.c.id == task_id))).scalar()
+        return (await conn.execute(select(func.min(tasks.c.next_check_at)).where(tasks.c.status.in_(_ACTIVE)))).scalar()
 
 
 async def renew_leases(engine: AsyncEngine, *, worker_id: str, task_ids: Sequence[str], until: float) -> None:
@@ -248,11 +290,14 @@ async def renew_leases(engine: AsyncEngine, *, worker_id: str, task_ids: Sequenc
         )
 
 
-async def release_lease(engine: AsyncEngine, *, task_id: str, worker_id: str) -> None:
+async def release_leases(engine: AsyncEngine, *, worker_id: str, task_ids: Sequence[str]) -> None:
+    """Hand tasks back untouched (a stopping worker): they are due again at once elsewhere."""
+    if not task_ids:
+        return
     async with writing(engine) as conn:
         await conn.execute(
             update(tasks)
-            .where(tasks.c.id == task_id, tasks.c.lease_owner == worker_id)
+            .where(tasks.c.id.in_(list(task_ids)), tasks.c.lease_owner == worker_id)
             .values(lease_owner=None, lease_until=None)
         )
 
@@ -261,15 +306,45 @@ def _held(task_id: str, worker_id: str) -> Any:
     return and_(tasks.c.id == task_id, tasks.c.lease_owner == worker_id, tasks.c.status.in_(_ACTIVE))
 
 
-async def mark_submitting(engine: AsyncEngine, *, task_id: str, worker_id: str, provider: str) -> bool:
-    """Record the intent to submit before the upstream call, so a crash mid-call is seen
-    as an uncertain submission rather than a task that was never sent."""
+def in_flight_clause(account: str) -> Any:
+    """Tasks an account holds: sent or being sent, and not ended."""
+    return and_(tasks.c.provider == account, tasks.c.submit_state.is_not(None), tasks.c.status.in_(_ACTIVE))
+
+
+async def in_flight_counts(engine: AsyncEngine) -> dict[str, int]:
+    """Tasks each account holds now, across every process sharing the database."""
+    query = (
+        select(tasks.c.provider, func.count())
+        .where(tasks.c.status.in_(_ACTIVE), tasks.c.submit_state.is_not(None), tasks.c.provider.is_not(None))
+        .group_by(tasks.c.provider)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return {provider: int(count) for provider, count in rows}
+
+
+async def mark_submitting(
+    engine: AsyncEngine, *, task_id: str, worker_id: str, provider: str, max_in_flight: int | None
+) -> bool | None:
+    """Take a slot on ``provider`` and record the intent to submit, in one transaction, so a
+    crash mid-call is seen as an uncertain submission rather than a task never sent.
+    Returns None when the account already holds ``max_in_flight`` tasks (counted across
+    every process), False when the task changed elsewhere, True when the slot is ours."""
     async with writing(engine) as conn:
+        if max_in_flight is not None:
+            if engine.dialect.name == "postgresql":
+                # The account row's lock makes count-then-take atomic across replicas.
+                await conn.execute(
+                    select(provider_accounts.c.id).where(provider_accounts.c.name == provider).with_for_update()
+                )
+            held = (await conn.execute(select(func.count()).where(in_flight_clause(provider)))).scalar() or 0
+            if held >= max_in_flight:
+                return None
         result = await conn.execute(
             update(tasks)
             .where(_held(task_id, worker_id), tasks.c.submit_state.is_(None))
             .values(
-                submit_state="submitting",
+                submit_state=SubmitState.SUBMITTING.value,
                 provider=provider,
                 submit_attempts=tasks.c.submit_attempts + 1,
                 updated_at=time.time(),
@@ -278,48 +353,84 @@ async def mark_submitting(engine: AsyncEngine, *, task_id: str, worker_id: str, 
     return result.rowcount > 0
 
 
-async def mark_submitted(engine: AsyncEngine, *, task_id: str, worker_id: str, upstream_id: str) -> bool:
+async def mark_submitted(
+    engine: AsyncEngine, *, task_id: str, worker_id: str, upstream_id: str, next_check_at: float
+) -> bool:
     now = time.time()
     async with writing(engine) as conn:
         result = await conn.execute(
             update(tasks)
             .where(_held(task_id, worker_id))
             .values(
-                submit_state="submitted",
+                submit_state=SubmitState.SUBMITTED.value,
                 upstream_id=upstream_id,
                 status=TaskStatus.IN_PROGRESS.value,
                 started_at=now,
                 updated_at=now,
+                step_errors=0,
+                tried_accounts=None,
+                next_check_at=next_check_at,
+                lease_owner=None,
+                lease_until=None,
             )
         )
     return result.rowcount > 0
 
 
-async def reset_submission(engine: AsyncEngine, *, task_id: str, worker_id: str) -> bool:
-    """The upstream certainly refused the submission: it may be sent again."""
+async def retry_later(
+    engine: AsyncEngine,
+    *,
+    task_id: str,
+    worker_id: str,
+    at: float,
+    step_errors: int,
+    tried_accounts: Sequence[str] | None = None,
+    unsubmit: bool = False,
+) -> bool:
+    """A step failed for now: try again at ``at``. ``unsubmit``: the upstream certainly made
+    no job, so the task may be sent again (and gives back its account slot)."""
+    values: dict[str, Any] = {
+        "next_check_at": at,
+        "step_errors": step_errors,
+        "lease_owner": None,
+        "lease_until": None,
+        "updated_at": time.time(),
+    }
+    if tried_accounts is not None:
+        values["tried_accounts"] = list(tried_accounts) or None
+    if unsubmit:
+        values.update(submit_state=None, provider=None)
     async with writing(engine) as conn:
-        result = await conn.execute(
-            update(tasks).where(_held(task_id, worker_id)).values(submit_state=None, updated_at=time.time())
-        )
+        result = await conn.execute(update(tasks).where(_held(task_id, worker_id)).values(**values))
     return result.rowcount > 0
 
 
-async def defer_task(engine: AsyncEngine, *, task_id: str, worker_id: str, until: float) -> None:
-    """Hand a task back to the queue until ``until`` (every able account is busy)."""
+async def check_again(
+    engine: AsyncEngine, *, task_id: str, worker_id: str, at: float, progress: int | None = None
+) -> bool:
+    """The upstream job is still running: look again at ``at``, saving any new progress."""
+    values: dict[str, Any] = {"next_check_at": at, "step_errors": 0, "lease_owner": None, "lease_until": None}
+    if progress is not None:
+        # Progress only grows, whatever order answers arrive in.
+        values["progress"] = case((tasks.c.progress < progress, progress), else_=tasks.c.progress)
+        values["updated_at"] = time.time()
     async with writing(engine) as conn:
-        await conn.execute(
-            update(tasks)
-            .where(tasks.c.id == task_id, tasks.c.lease_owner == worker_id)
-            .values(lease_owner=None, lease_until=None, next_check_at=until)
-        )
+        result = await conn.execute(update(tasks).where(_held(task_id, worker_id)).values(**values))
+    return result.rowcount > 0
 
 
-async def set_progress(engine: AsyncEngine, *, task_id: str, worker_id: str, progress: int) -> bool:
+async def poke_upstream(engine: AsyncEngine, *, provider: str, upstream_id: str, now: float | None = None) -> bool:
+    """An upstream said its job changed: make the task due now."""
     async with writing(engine) as conn:
         result = await conn.execute(
             update(tasks)
-            .where(_held(task_id, worker_id), tasks.c.progress < progress)
-            .values(progress=progress, updated_at=time.time())
+            .where(
+                tasks.c.provider == provider,
+                tasks.c.upstream_id == upstream_id,
+                tasks.c.status.in_(_ACTIVE),
+                tasks.c.next_check_at > (now or time.time()),
+            )
+            .values(next_check_at=now or time.time())
         )
     return result.rowcount > 0
 
@@ -371,13 +482,6 @@ async def fail_task(engine: AsyncEngine, *, task_id: str, worker_id: str | None,
         if result.rowcount:
             await _refund(conn, task_id)
     return result.rowcount > 0
-
-
-async def count_active(engine: AsyncEngine) -> int:
-    from sqlalchemy import func
-
-    async with engine.connect() as conn:
-        return int((await conn.execute(select(func.count()).where(tasks.c.status.in_(_ACTIVE)))).scalar() or 0)
 
 
 async def usage_rows(engine: AsyncEngine, *, since: float) -> list[dict[str, Any]]:

@@ -1,6 +1,5 @@
-"""Claim → submit → poll → store results → finish."""
+"""Claim due tasks → one step each (submit, poll, fetch) → save the outcome."""
 
-from soragate.worker.events import TaskEvents
 from soragate.worker.runner import Worker
 
-__all__ = ["TaskEvents", "Worker"]
+__all__ = ["Worker"]

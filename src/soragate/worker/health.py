@@ -1,6 +1,7 @@
-"""Account health as the worker sees it: successes and failures counted, cooldowns after
-repeated passing failures, accounts taken out of rotation (with the reason) when the
-upstream refuses their key or says they are out of credits."""
+"""Account health as the worker sees it: successes counted, cooldowns after repeated faults
+of the account itself, accounts taken out of rotation (with the reason) when the upstream
+refuses their key or says they are out of credits. Every decision is written to the
+account's row, so every process sharing the database honours it."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ import time
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.providers.base import Failure, ProviderError
-from soragate.providers.router import AccountRuntime
+from soragate.routing.router import AccountRuntime
 from soragate.store import accounts as account_store
 
 log = logging.getLogger("soragate.worker")
 
-COOLDOWN_AFTER = 3  # consecutive retryable failures before an account cools down
+COOLDOWN_AFTER = 3  # consecutive failures (of different tasks) before an account cools down
 COOLDOWN_SECONDS = 30.0
+# A rate limit cools the account for as long as the upstream asks, up to this.
+RATE_LIMIT_COOLDOWN_CAP = 300.0
 
 
 class AccountHealth:
@@ -29,7 +32,7 @@ class AccountHealth:
         account.consecutive_failures = 0
         account.success_count += 1
         runtime.unsaved_successes += 1
-        # Successes are counted in memory and saved with the lease renewals: one row written per
+        # Successes are counted in memory and saved with the heartbeat: one row written per
         # submission would make the account's row the busiest in the database.
         if recovered:
             await self.save(runtime)
@@ -39,9 +42,8 @@ class AccountHealth:
         if count and runtime.account.source != "builtin":
             await account_store.record_outcome(self.engine, account_id=runtime.account.id, ok=True, count=count)
 
-    async def failed(self, runtime: AccountRuntime, exc: ProviderError) -> None:
+    async def failed(self, runtime: AccountRuntime, exc: ProviderError, *, task_id: str | None = None) -> None:
         account = runtime.account
-        account.consecutive_failures += 1
         account.failure_count += 1
         account.last_error = exc.error.message
         reason = cooldown = None
@@ -49,20 +51,28 @@ class AccountHealth:
             reason = f"the upstream refused the account's key: {exc.error.message}"
         elif exc.failure is Failure.CREDITS:
             reason = f"the upstream account is out of credits: {exc.error.message}"
-        elif exc.failure is Failure.RETRYABLE and account.consecutive_failures >= COOLDOWN_AFTER:
-            cooldown = time.time() + COOLDOWN_SECONDS
+        elif exc.account_fault and exc.retry_after:
+            cooldown = time.time() + min(exc.retry_after, RATE_LIMIT_COOLDOWN_CAP)
         if reason:
             account.enabled, account.disabled_reason = False, reason
             log.warning("account %s taken out of rotation: %s", account.name, reason)
         if cooldown:
             account.cooldown_until = cooldown
-            log.warning("account %s cooling down for %.0f s", account.name, COOLDOWN_SECONDS)
-        if account.source != "builtin":
+            log.warning("account %s cooling down for %.0f s", account.name, cooldown - time.time())
+        if account.source != "builtin" and exc.failure is not Failure.UNCERTAIN:
             await account_store.record_outcome(
                 self.engine,
                 account_id=account.id,
                 ok=False,
                 error=exc.error.message,
+                task_id=task_id,
+                account_fault=exc.account_fault,
+                cooldown_after=COOLDOWN_AFTER,
+                cooldown_seconds=COOLDOWN_SECONDS,
                 cooldown_until=cooldown,
                 disable_reason=reason,
             )
+            # This process sees the cooldown at once; the others at their next refresh.
+            fresh = await account_store.get_account(self.engine, ident=account.id)
+            if fresh is not None:
+                account.consecutive_failures, account.cooldown_until = fresh.consecutive_failures, fresh.cooldown_until

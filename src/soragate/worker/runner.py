@@ -1,44 +1,56 @@
-"""The worker: leases tasks from the database and drives each to a final state.
+"""The worker: claims due tasks from the database and performs one step of each.
 
-It runs inside the server process by default, but shares nothing with the API except
-the database and an in-process event bus, so several processes can run workers against
-one database. A lease (renewed while held) marks which worker drives a task; a crashed
-worker's leases run out and another one resumes its tasks.
+Every task row says what comes next and when (``submit_state``, ``next_check_at``,
+``step_errors``, ``tried_accounts``). A worker claims due rows with a short lease, performs
+one step — submit, ask the upstream about a lost submission, poll, or fetch the result —
+with at most one upstream call, and writes the outcome in one compare-and-set UPDATE that
+also releases the lease: the next due time, the submission's state, the end. A retry or a
+poll is a saved due time, never a sleep, so a restart forgets nothing and any process
+sharing the database can take the next step. A crashed worker's leases run out and
+another resumes its tasks.
 
-A task's life: pick an account (``providers.router``) → record the intent to submit →
-submit (retrying, failing over, taking broken accounts out of rotation) → hand the task
-to the account's poller → download and check the result → completed. State writes are
-compare-and-set and shielded from cancellation.
+::
+
+    queued ──submit──▶ submitted ──poll (when due)──▶ fetch ──store──▶ completed
+       │                  │                             │
+       │                  └─ lost answer: find() ─▶ found: submitted / not found: queued
+       └─ failure: due again after backoff or Retry-After;   past the deadline ─▶ failed(timeout)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import heapq
 import logging
+import os
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from soragate.core.task import ErrorCode, Task, TaskError
+from soragate.core.task import ErrorCode, SubmitState, Task, TaskError
+from soragate.events import TaskEvents
 from soragate.profiles.snap import SnapRefused
-from soragate.providers.base import ACCOUNT_FAILURES, Failure, JobState, JobStatus, ProviderError, TaskInputs
-from soragate.providers.retry import Backoff
-from soragate.providers.router import AccountRuntime, NoRoute, Router
+from soragate.providers.base import ACCOUNT_FAILURES, Failure, JobState, JobStatus, ProviderError
+from soragate.routing.limits import PollGate
+from soragate.routing.router import AccountRuntime, NoRoute, Router
 from soragate.settings import Settings
-from soragate.storage import LocalStorage
 from soragate.storage.signing import UrlSigner
 from soragate.store import tasks as task_store
-from soragate.worker.events import TaskEvents
+from soragate.store import workers as worker_store
 from soragate.worker.health import AccountHealth
-from soragate.worker.poller import AccountPoller, Tracked, next_interval
 from soragate.worker.results import load_inputs, store_results
+from soragate.worker.schedule import Schedule, timed_out
 
 log = logging.getLogger("soragate.worker")
 
 GONE_LIMIT = 3  # consecutive "no such job" answers before a task is declared lost
+BUSY_RETRY = 1.0  # seconds before a task that found every able account full looks again
+CLAIM_BATCH = 200
+T = TypeVar("T")
 
 
 class LeaseLost(Exception):
@@ -50,13 +62,15 @@ class Worker:
         self,
         *,
         engine: AsyncEngine,
-        storage: LocalStorage,
+        storage: Any,
         router: Router,
         events: TaskEvents,
         settings: Settings,
         signer: UrlSigner,
         on_final: Callable[[str], Awaitable[None]] | None = None,
-        backoff: Backoff | None = None,
+        schedule: Schedule | None = None,
+        role: str = "serve",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
         self.storage = storage
@@ -65,330 +79,442 @@ class Worker:
         self.settings = settings
         self.signer = signer
         self.on_final = on_final
-        self.backoff = backoff or Backoff(base=settings.retry_base_seconds, cap=60.0, attempts=5)
-        self.id = settings.worker_id or f"worker-{secrets.token_hex(6)}"
-        self._held: set[str] = set()
-        self._jobs: set[asyncio.Task[None]] = set()
-        self._pollers: dict[str, AccountPoller] = {}
+        self.schedule = schedule or Schedule(retry_base=settings.retry_base_seconds)
+        self.role = role
+        # Decisions (deadlines, due times) read this clock, so tests step through time.
+        self.clock = clock
+        self.id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.gate = PollGate(engine)
+        self.health = AccountHealth(engine)
+        self._steps: dict[str, asyncio.Task[None]] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._media = asyncio.Semaphore(max(1, settings.media_workers))
-        self.health = AccountHealth(engine)
+        # Due times this process wrote: a hint for when to claim next, not state.
+        self._due_hints: list[float] = []
+        self._claimed_at = 0.0
 
     # --- life -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.router.refresh(force=True)
+        await worker_store.heartbeat(self.engine, worker_id=self.id, role=self.role, steps=0)
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="soragate-claim"),
-            asyncio.create_task(self._lease_loop(), name="soragate-lease"),
+            asyncio.create_task(self._heartbeat_loop(), name="soragate-heartbeat"),
         ]
         log.info("worker %s started", self.id)
 
     async def stop(self) -> None:
         for loop in self._loops:
             loop.cancel()
-        for job in self._jobs:
-            job.cancel()
-        await asyncio.gather(*self._loops, *self._jobs, return_exceptions=True)
-        for poller in self._pollers.values():
-            await poller.stop()
-        # Hand the tasks back at once instead of making a restart wait out the leases.
-        for task_id in list(self._held):
-            await task_store.release_lease(self.engine, task_id=task_id, worker_id=self.id)
+        steps = list(self._steps.values())
+        for step in steps:
+            step.cancel()
+        await asyncio.gather(*self._loops, *steps, return_exceptions=True)
+        # Hand the tasks back at once instead of making another worker wait out the leases.
+        await task_store.release_leases(self.engine, worker_id=self.id, task_ids=list(self._steps))
+        await worker_store.remove(self.engine, worker_id=self.id)
+        for runtime in self.router.all():
+            await self.health.save(runtime)
         log.info("worker %s stopped", self.id)
-
-    def poke(self, account_name: str, upstream_id: str) -> bool:
-        poller = self._pollers.get(account_name)
-        return poller.poke(upstream_id) if poller else False
-
-    def _spawn(self, job: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(job)
-        self._jobs.add(task)
-        task.add_done_callback(self._jobs.discard)
-
-    def _poller(self, runtime: AccountRuntime) -> AccountPoller:
-        poller = self._pollers.get(runtime.name)
-        if poller is None or poller.runtime is not runtime:
-            poller = AccountPoller(runtime, self._on_status)
-            poller.start()
-            self._pollers[runtime.name] = poller
-        return poller
 
     # --- loops ----------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
         while True:
-            capacity = min(self.settings.worker_concurrency - len(self._held), 200)
-            if capacity > 0:
+            room = min(self.settings.worker_concurrency - len(self._steps), CLAIM_BATCH)
+            claimed: list[Task] = []
+            if room > 0:
                 try:
                     await self.router.refresh()
-                    claimed = await task_store.claim_tasks(
+                    self._claimed_at = self.clock()
+                    claimed = await task_store.claim_due(
                         self.engine,
                         worker_id=self.id,
-                        limit=capacity,
+                        limit=room,
+                        queued_limit=await self._submit_room(room),
+                        created_before=self._claimed_at - self.settings.task_deadline_seconds,
                         lease_seconds=self.settings.lease_seconds,
+                        now=self._claimed_at,
                     )
                 except Exception:
                     log.exception("claiming tasks failed; retrying")
-                    claimed = []
                 for task in claimed:
-                    if task.id in self._held:
+                    if task.id in self._steps:
                         # Our own lease ran out under load and we took the task again: it is
-                        # still being driven here, and a second driver could submit it twice.
+                        # still being stepped here, and a second step could submit it twice.
                         continue
-                    self._held.add(task.id)
-                    self._spawn(self._guard(task, self._adopt(task)))
-                if len(claimed) == capacity:
+                    self._steps[task.id] = asyncio.create_task(self._step(task), name=f"step-{task.id}")
+                if len(claimed) >= room > 0:
                     continue  # more may be waiting
-            self.events.new_task.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.claim_interval):
-                    await self.events.new_task.wait()
+            await self._idle()
 
-    async def _lease_loop(self) -> None:
+    async def run_due(self, *, limit: int = CLAIM_BATCH) -> list[Task]:
+        """Claim the tasks due now and take one step of each, waiting for them all: one call
+        moves every due task one step (tests drive the step machine with this and a clock)."""
+        claimed = await task_store.claim_due(
+            self.engine,
+            worker_id=self.id,
+            limit=limit,
+            queued_limit=await self._submit_room(limit),
+            created_before=self.clock() - self.settings.task_deadline_seconds,
+            lease_seconds=self.settings.lease_seconds,
+            now=self.clock(),
+        )
+        await asyncio.gather(*(self._step(task) for task in claimed))
+        return claimed
+
+    async def _idle(self) -> None:
+        """Sleep until the next due time this process knows of, a wake-up (a new task, a
+        callback, a finished step), or the claim interval, whichever comes first."""
+        now = self.clock()
+        # Only a claim made at or after a due time has seen that task (a timer may fire a
+        # little early, and that claim found nothing yet).
+        while self._due_hints and self._due_hints[0] <= self._claimed_at:
+            heapq.heappop(self._due_hints)
+        wait = self.settings.claim_interval
+        if self._due_hints:
+            wait = max(0.01, min(wait, self._due_hints[0] - now))
+        self.events.new_task.clear()
+        try:
+            async with asyncio.timeout(wait):
+                await self.events.new_task.wait()
+            await asyncio.sleep(0.02)  # let a burst of wake-ups make one claim
+        except TimeoutError:
+            pass
+
+    async def _submit_room(self, room: int) -> int:
+        """How many queued tasks are worth claiming: the free job slots of the accounts that
+        are usable now (a task that finds none would only be handed back)."""
+        runtimes = [r for r in self.router.runtimes.values() if r.account.health() == "ok"]
+        if not self.router.runtimes or any(r.max_in_flight is None for r in runtimes):
+            return room
+        held = await task_store.in_flight_counts(self.engine)
+        free = sum(max(0, r.account.max_concurrency - held.get(r.name, 0)) for r in runtimes)
+        return min(room, free)
+
+    async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.lease_seconds / 3)
             try:
                 await task_store.renew_leases(
                     self.engine,
                     worker_id=self.id,
-                    task_ids=list(self._held),
-                    until=time.time() + self.settings.lease_seconds,
+                    task_ids=list(self._steps),
+                    until=self.clock() + self.settings.lease_seconds,
                 )
-            except Exception:
-                log.exception("renewing leases failed")
-            for runtime in self.router.all():
-                try:
+                await worker_store.heartbeat(self.engine, worker_id=self.id, role=self.role, steps=len(self._steps))
+                for runtime in self.router.all():
                     await self.health.save(runtime)
-                except Exception:
-                    log.exception("saving account counters failed")
+            except Exception:
+                log.exception("heartbeat failed")
 
-    async def _guard(self, task: Task, job: Awaitable[None]) -> None:
+    # --- one step -------------------------------------------------------------------------
+
+    async def _step(self, task: Task) -> None:
         try:
-            await job
+            runtime = self.router.runtime(task.provider)
+            if runtime is None and task.provider:
+                # Another process may have added the account since this one last looked.
+                await self.router.refresh(force=True)
+                runtime = self.router.runtime(task.provider)
+            options = runtime.account.opts if runtime else None
+            deadline = self.schedule.deadline(task.created_at, self.settings.task_deadline_seconds, options)
+            if self.clock() >= deadline:
+                await self._fail(task, timed_out())
+            elif task.submit_state is None:
+                await self._submit(task, deadline)
+            elif runtime is None:
+                message = f"The upstream account {task.provider} was removed."
+                await self._fail(task, TaskError(ErrorCode.UPSTREAM_ERROR, message))
+            elif task.submit_state is SubmitState.SUBMITTING:
+                # We crashed during a submit call: ask the upstream before sending it again.
+                await self._reconcile(task, runtime, deadline)
+            else:
+                await self._poll(task, runtime, deadline)
         except LeaseLost:
             log.info("task %s changed elsewhere; worker %s lets it go", task.id, self.id)
-            self._let_go(task.id)
+            self.events.publish(task.id)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("task %s crashed in the worker", task.id)
             await self._fail(task, TaskError(ErrorCode.UPSTREAM_ERROR, "Internal error while processing the task."))
+        finally:
+            self._steps.pop(task.id, None)
+            self.events.new_task.set()  # a slot may have freed up
 
-    def _let_go(self, task_id: str, runtime: AccountRuntime | None = None) -> None:
-        if task_id in self._held:
-            self._held.discard(task_id)
-            if runtime is not None:
-                runtime.in_flight = max(0, runtime.in_flight - 1)
-        self.events.publish(task_id)
+    async def _bounded(self, call: Awaitable[T], *, seconds: float, creating: bool = False) -> T:
+        """One upstream call, over in ``seconds`` whatever the upstream does (a trickling body
+        resets httpx's read timeout with every byte)."""
+        try:
+            async with asyncio.timeout(seconds):
+                return await call
+        except TimeoutError:
+            message = f"the upstream did not answer within {seconds:g} s"
+            if creating:
+                raise ProviderError(
+                    TaskError(ErrorCode.UPSTREAM_UNCERTAIN, message), failure=Failure.UNCERTAIN
+                ) from None
+            raise ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, message), failure=Failure.RETRYABLE) from None
 
     # --- submission -----------------------------------------------------------------------
 
-    async def _adopt(self, task: Task) -> None:
-        if task.upstream_id:
-            runtime = self.router.runtime(task.provider)
-            if runtime is None:
-                await self._fail(
-                    task,
-                    TaskError(ErrorCode.UPSTREAM_ERROR, f"The upstream account {task.provider} was removed."),
-                )
-                return
-            runtime.in_flight += 1
-            self._track(task, task.upstream_id, runtime)
-            return
-        await self._submit(task)
-
-    async def _submit(self, task: Task) -> None:
+    async def _submit(self, task: Task, deadline: float) -> None:
         inputs = await load_inputs(self.engine, self.storage, self.signer, task)
-        if task.submit_state == "submitting":
-            # We crashed during a submit call: ask the upstream before sending it again.
-            runtime = self.router.runtime(task.provider)
-            if runtime is not None:
-                runtime.in_flight += 1
-                if await self._reconcile(task, runtime):
-                    return
-                await task_store.reset_submission(self.engine, task_id=task.id, worker_id=self.id)
-        tried: set[str] = set()
-        attempt = 0
-        while True:
-            try:
-                route = self.router.pick(task, source=inputs.source, exclude=tried)
-            except (NoRoute, SnapRefused) as exc:
-                await self._fail(task, TaskError("no_available_upstream", f"No available upstream: {exc}."))
-                return
-            if route is None:
-                # Every able account is busy or cooling down: back to the queue for a moment.
-                await task_store.defer_task(self.engine, task_id=task.id, worker_id=self.id, until=time.time() + 1)
-                self._let_go(task.id)
-                return
-            runtime = route.runtime
-            inputs.profile, inputs.snapped = route.profile, route.snap(task)
-            if not await task_store.mark_submitting(
-                self.engine, task_id=task.id, worker_id=self.id, provider=runtime.name
-            ):
-                self._let_go(task.id, runtime)
-                raise LeaseLost
-            try:
-                upstream_id = await runtime.provider.submit(task, inputs)
-            except ProviderError as exc:
-                if exc.failure is Failure.UNCERTAIN:
-                    if await self._reconcile(task, runtime):
-                        return
-                    # The upstream certainly made no job: go on as after any passing failure
-                    # (which gives back the account slot _reconcile just gave back, so take it again).
-                    runtime.in_flight += 1
-                    exc = ProviderError(
-                        TaskError(ErrorCode.UPSTREAM_ERROR, exc.error.message), failure=Failure.RETRYABLE
-                    )
-                await task_store.reset_submission(self.engine, task_id=task.id, worker_id=self.id)
-                runtime.in_flight = max(0, runtime.in_flight - 1)
-                await self.health.failed(runtime, exc)
-                if exc.final:
-                    await self._fail(task, exc.error)
-                    return
-                attempt += 1
-                if attempt >= self.backoff.attempts:
-                    await self._fail(task, exc.error)
-                    return
-                tried.add(runtime.name)
-                if self._all_tried(task, inputs, tried):
-                    if exc.failure in ACCOUNT_FAILURES:
-                        await self._fail(task, TaskError("no_available_upstream", exc.error.message))
-                        return
-                    tried.clear()
-                    await asyncio.sleep(self.backoff.delay(attempt, exc.retry_after))
-                log.warning("task %s: submit to %s failed (%s); trying again", task.id, runtime.name, exc.failure)
-                continue
-            await self._record_submitted(task, runtime, upstream_id)
+        tried = set(task.tried_accounts)
+        try:
+            routes = self.router.candidates(task, source=inputs.source, exclude=tried)
+        except (NoRoute, SnapRefused) as exc:
+            await self._fail(task, TaskError("no_available_upstream", f"No available upstream: {exc}."))
             return
-
-    def _all_tried(self, task: Task, inputs: TaskInputs, tried: set[str]) -> bool:
+        for route in routes:
+            taken = await task_store.mark_submitting(
+                self.engine,
+                task_id=task.id,
+                worker_id=self.id,
+                provider=route.name,
+                max_in_flight=route.runtime.max_in_flight,
+            )
+            if taken is None:
+                continue  # that account's job slots are all taken
+            if not taken:
+                raise LeaseLost
+            break
+        else:
+            # Every able account is full or cooling down: look again shortly (or when a slot frees).
+            await self._later(task, at=min(self.clock() + BUSY_RETRY, deadline), step_errors=task.step_errors)
+            return
+        runtime = route.runtime
+        inputs.profile, inputs.snapped = route.profile, route.snap(task)
         try:
-            return self.router.pick_would_fail(task, source=inputs.source, exclude=tried)
-        except (NoRoute, SnapRefused):
-            return True
+            upstream_id = await self._bounded(
+                runtime.provider.submit(task, inputs), seconds=self.settings.upstream_timeout_seconds, creating=True
+            )
+        except ProviderError as exc:
+            if exc.failure is Failure.UNCERTAIN:
+                found = await self._find(task, runtime)
+                if found is None:
+                    return  # failed as uncertain
+                if found:
+                    await self._submitted(task, runtime, found, deadline)
+                    return
+                # The upstream certainly made no job: go on as after any passing failure.
+                exc = ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, exc.error.message), failure=Failure.RETRYABLE)
+            await self._submit_failed(task, runtime, exc, tried, inputs.source, deadline)
+            return
+        await self._submitted(task, runtime, upstream_id, deadline)
 
-    async def _reconcile(self, task: Task, runtime: AccountRuntime) -> bool:
-        """A create whose answer was lost: find the job upstream, never resubmit blindly."""
+    async def _submit_failed(
+        self,
+        task: Task,
+        runtime: AccountRuntime,
+        exc: ProviderError,
+        tried: set[str],
+        source: Task | None,
+        deadline: float,
+    ) -> None:
+        await self.health.failed(runtime, exc, task_id=task.id)
+        attempt = task.step_errors + 1
+        if exc.final or self.schedule.exhausted(attempt):
+            await self._fail(task, exc.error)
+            return
+        tried.add(runtime.name)
+        at = self.clock()  # fail over to the next account at once
+        if self.router.all_tried(task, source=source, exclude=tried):
+            if exc.failure in ACCOUNT_FAILURES:
+                await self._fail(task, TaskError("no_available_upstream", exc.error.message))
+                return
+            tried.clear()
+            retry = self.schedule.retry(
+                now=self.clock(), attempt=attempt, retry_after=exc.retry_after, deadline=deadline
+            )
+            if isinstance(retry, TaskError):
+                await self._fail(task, retry)
+                return
+            at = retry
+        log.warning("task %s: submit to %s failed (%s); trying again", task.id, runtime.name, exc.failure)
+        await self._later(task, at=at, step_errors=attempt, tried_accounts=sorted(tried), unsubmit=True)
+
+    async def _reconcile(self, task: Task, runtime: AccountRuntime, deadline: float) -> None:
+        found = await self._find(task, runtime)
+        if found:
+            await self._submitted(task, runtime, found, deadline)
+        elif found == "":
+            await self._later(task, at=self.clock(), step_errors=task.step_errors, unsubmit=True)
+
+    async def _find(self, task: Task, runtime: AccountRuntime) -> str | None:
+        """A create whose answer was lost: find the job upstream, never resubmit blindly.
+        Returns its upstream id, "" when the upstream certainly has none, or None when it
+        cannot tell (the task is then failed, rather than pay twice)."""
         try:
-            found = await runtime.provider.find(task)
+            found = await self._bounded(runtime.provider.find(task), seconds=self.settings.upstream_timeout_seconds)
         except ProviderError as exc:
             log.warning("task %s: cannot tell whether %s created it (%s)", task.id, runtime.name, exc.error.message)
-            found = None
             message = (
                 f"The upstream {runtime.name} may or may not have accepted this task and cannot be asked; "
                 "it was not sent again to avoid paying twice."
             )
-            await self._fail(task, TaskError(ErrorCode.UPSTREAM_UNCERTAIN, message), runtime)
-            return True
-        if found is None:
-            runtime.in_flight = max(0, runtime.in_flight - 1)
-            return False
-        await self._record_submitted(task, runtime, found)
-        return True
+            await self._fail(task, TaskError(ErrorCode.UPSTREAM_UNCERTAIN, message))
+            return None
+        return found or ""
 
-    async def _record_submitted(self, task: Task, runtime: AccountRuntime, upstream_id: str) -> None:
+    async def _submitted(self, task: Task, runtime: AccountRuntime, upstream_id: str, deadline: float) -> None:
+        # A job just submitted is not done yet: the first look comes after the shortest interval.
+        first = min(self.clock() + runtime.account.opts.poll_min, deadline)
         ok = await asyncio.shield(
-            task_store.mark_submitted(self.engine, task_id=task.id, worker_id=self.id, upstream_id=upstream_id)
+            task_store.mark_submitted(
+                self.engine, task_id=task.id, worker_id=self.id, upstream_id=upstream_id, next_check_at=first
+            )
         )
         if not ok:
-            self._let_go(task.id, runtime)
             raise LeaseLost
         log.info("task %s submitted to %s as %s", task.id, runtime.name, upstream_id)
+        self._hint(first)
         await self.health.ok(runtime)
         self.events.publish(task.id)
-        task.provider, task.upstream_id = runtime.name, upstream_id
-        self._track(task, upstream_id, runtime)
-
-    def _track(self, task: Task, upstream_id: str, runtime: AccountRuntime) -> None:
-        # A job just submitted is not done yet: the first look comes after the shortest interval.
-        first = float(runtime.account.options.get("poll_min", 1.0))
-        self._poller(runtime).track(Tracked(task, upstream_id, runtime, progress=task.progress), delay=first)
 
     # --- polling --------------------------------------------------------------------------
 
-    async def _on_status(self, tracked: Tracked, status: JobStatus | None, error: ProviderError | None) -> float | None:
-        task, runtime = tracked.task, tracked.runtime
-        deadline = float(runtime.account.options.get("deadline", self.settings.task_deadline_seconds))
-        if time.time() > task.created_at + deadline:
-            await self._fail(task, TaskError(ErrorCode.TIMEOUT, "The upstream did not finish in time."), runtime)
-            return None
-        if error is not None:
-            tracked.errors += 1
-            if error.failure is Failure.GONE and tracked.errors < GONE_LIMIT:
-                return next_interval(tracked, None)
-            if error.final:
-                # The upstream's own code (a review failure, say) is kept; a vanished job says so.
-                lost = TaskError("upstream_task_lost", f"The upstream {runtime.name} no longer knows this task.")
-                await self._fail(task, lost if error.failure is Failure.GONE else error.error, runtime)
-                return None
-            await self.health.failed(runtime, error)
-            log.warning("task %s: status check on %s failed (%s); will retry", task.id, runtime.name, error.failure)
-            return self.backoff.delay(tracked.errors, error.retry_after)
-        assert status is not None
-        tracked.errors = 0
+    async def _poll(self, task: Task, runtime: AccountRuntime, deadline: float) -> None:
+        assert task.upstream_id is not None
+        await self.gate.wait(runtime.account)
+        try:
+            status = await self._bounded(
+                runtime.provider.status(task.upstream_id), seconds=self.settings.upstream_timeout_seconds
+            )
+        except ProviderError as error:
+            await self._status_failed(task, runtime, error, deadline)
+            return
         if status.state is JobState.FAILED:
-            await self._fail(task, status.error or TaskError(ErrorCode.UPSTREAM_ERROR, "Generation failed."), runtime)
-            return None
+            await self._fail(task, status.error or TaskError(ErrorCode.UPSTREAM_ERROR, "Generation failed."))
+            return
         if status.state is JobState.SUCCEEDED:
-            self._spawn(self._guard(task, self._finish(tracked, status)))
-            return None
-        if status.progress is not None and min(status.progress, 99) > tracked.progress:
-            tracked.progress = min(status.progress, 99)
-            if not await task_store.set_progress(
-                self.engine, task_id=task.id, worker_id=self.id, progress=tracked.progress
-            ):
-                current = await task_store.get_task(self.engine, task_id=task.id)
-                if current is None or current.status.is_final:
-                    self._let_go(task.id, runtime)
-                    return None
+            await self._finish(task, runtime, status, deadline)
+            return
+        progress = min(status.progress, 99) if status.progress is not None else None
+        if progress is not None and progress <= task.progress:
+            progress = None
+        at = self.schedule.next_poll(
+            now=self.clock(),
+            started_at=task.started_at or task.created_at,
+            hint=status.poll_after,
+            options=runtime.account.opts,
+            deadline=deadline,
+        )
+        if not await task_store.check_again(self.engine, task_id=task.id, worker_id=self.id, at=at, progress=progress):
+            raise LeaseLost
+        self._hint(at)
+        if progress is not None:
             self.events.publish(task.id)
-        return next_interval(tracked, status.poll_after)
+
+    async def _status_failed(self, task: Task, runtime: AccountRuntime, error: ProviderError, deadline: float) -> None:
+        attempt = task.step_errors + 1
+        if error.failure is Failure.GONE and attempt < GONE_LIMIT:
+            due = self.schedule.next_poll(
+                now=self.clock(),
+                started_at=task.started_at or task.created_at,
+                hint=None,
+                options=runtime.account.opts,
+                deadline=deadline,
+            )
+            await self._later(task, at=due, step_errors=attempt)
+            return
+        if error.final:
+            # The upstream's own code (a review failure, say) is kept; a vanished job says so.
+            lost = TaskError("upstream_task_lost", f"The upstream {runtime.name} no longer knows this task.")
+            await self._fail(task, lost if error.failure is Failure.GONE else error.error)
+            return
+        await self.health.failed(runtime, error, task_id=task.id)
+        log.warning("task %s: status check on %s failed (%s); will retry", task.id, runtime.name, error.failure)
+        at = self.schedule.retry(now=self.clock(), attempt=attempt, retry_after=error.retry_after, deadline=deadline)
+        if isinstance(at, TaskError):
+            await self._fail(task, at)
+            return
+        await self._later(task, at=at, step_errors=attempt)
 
     # --- results and endings --------------------------------------------------------------
 
-    async def _finish(self, tracked: Tracked, status: JobStatus) -> None:
-        task, runtime = tracked.task, tracked.runtime
-        scratch = self.storage.path(f"{self.storage.task_dir(task.id)}/.incoming")
-        for attempt in range(1, self.backoff.attempts + 1):
-            scratch.mkdir(parents=True, exist_ok=True)
-            try:
-                files = await runtime.provider.fetch_result(tracked.upstream_id, scratch, status)
-                # Probing and thumbnails are CPU work in threads: a few at a time keeps the event
-                # loop (and with it every database write) responsive under load.
-                async with self._media:
-                    assets = await store_results(
-                        self.storage, task_id=task.id, is_image=task.kind.is_image, files=files, scratch=scratch
-                    )
-                break
-            except ProviderError as exc:
-                if exc.final or attempt == self.backoff.attempts:
-                    await self._fail(task, exc.error, runtime)
-                    return
-                log.warning("task %s: downloading the result failed (%s); retrying", task.id, exc.failure)
-                await asyncio.sleep(self.backoff.delay(attempt, exc.retry_after))
+    async def _finish(self, task: Task, runtime: AccountRuntime, status: JobStatus, deadline: float) -> None:
+        assert task.upstream_id is not None
+        scratch = self.storage.scratch_dir(task.id)
+        scratch.mkdir(parents=True, exist_ok=True)
+        try:
+            files = await self._bounded(
+                runtime.provider.fetch_result(task.upstream_id, scratch, status),
+                seconds=self.settings.download_timeout_seconds,
+            )
+            # Probing and thumbnails are CPU work in threads: a few at a time keeps the event
+            # loop (and with it every database write) responsive under load.
+            async with self._media:
+                assets = await store_results(
+                    self.storage, task_id=task.id, is_image=task.kind.is_image, files=files, scratch=scratch
+                )
+        except ProviderError as exc:
+            attempt = task.step_errors + 1
+            if exc.final or self.schedule.exhausted(attempt):
+                await self._fail(task, exc.error)
+                return
+            log.warning("task %s: downloading the result failed (%s); retrying", task.id, exc.failure)
+            at = self.schedule.retry(now=self.clock(), attempt=attempt, retry_after=exc.retry_after, deadline=deadline)
+            if isinstance(at, TaskError):
+                await self._fail(task, at)
+                return
+            await self._later(task, at=at, step_errors=attempt)
+            return
         retention = self.settings.retention_hours
-        expires = time.time() + retention * 3600 if retention > 0 else None
+        expires = self.clock() + retention * 3600 if retention > 0 else None
         ok = await asyncio.shield(
             task_store.complete_task(self.engine, task_id=task.id, worker_id=self.id, assets=assets, expires_at=expires)
         )
-        self._let_go(task.id, runtime)
+        self.events.publish(task.id)
         if not ok:
             # Deleted or cancelled while we were copying: do not leave orphan files.
             if await task_store.get_task(self.engine, task_id=task.id) is None:
-                self.storage.delete_tree(self.storage.task_dir(task.id))
+                await self.storage.delete_tree(self.storage.task_dir(task.id))
             return
         video = next((a for a in assets if a.variant == "video"), None)
         detail = f"{video.width}x{video.height} {video.duration}s" if video else f"{len(assets)} image(s)"
         log.info("task %s completed on %s: %s", task.id, runtime.name, detail)
         await self._ended(task.id)
 
-    async def _fail(self, task: Task, error: TaskError, runtime: AccountRuntime | None = None) -> None:
+    async def _later(
+        self,
+        task: Task,
+        *,
+        at: float,
+        step_errors: int,
+        tried_accounts: list[str] | None = None,
+        unsubmit: bool = False,
+    ) -> None:
+        ok = await asyncio.shield(
+            task_store.retry_later(
+                self.engine,
+                task_id=task.id,
+                worker_id=self.id,
+                at=at,
+                step_errors=step_errors,
+                tried_accounts=tried_accounts,
+                unsubmit=unsubmit,
+            )
+        )
+        if not ok:
+            raise LeaseLost
+        self._hint(at)
+
+    async def _fail(self, task: Task, error: TaskError) -> None:
         ok = await asyncio.shield(task_store.fail_task(self.engine, task_id=task.id, worker_id=self.id, error=error))
-        self._let_go(task.id, runtime)
+        self.events.publish(task.id)
         if ok:
             log.info("task %s failed: %s", task.id, error.code)
             await self._ended(task.id)
+
+    def _hint(self, at: float) -> None:
+        heapq.heappush(self._due_hints, at)
+        if len(self._due_hints) > 10_000:
+            self._due_hints = heapq.nsmallest(1_000, self._due_hints)
+        if at <= self.clock() + 0.01:
+            self.events.new_task.set()
 
     async def _ended(self, task_id: str) -> None:
         if self.on_final is None:

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Depends, Request
 
 from soragate.admin import AdminService
 from soragate.core.inputs import int_in_range
+from soragate.core.keys import ApiKey
 from soragate.dialects.common import AdminDep, dialect, read_json
 from soragate.errors import InvalidRequest
 from soragate.store.deliveries import Delivery, WebhookEndpoint
-from soragate.store.keys import ApiKey
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(dialect("openai"))])
 
@@ -142,3 +142,26 @@ async def list_deliveries(
     count = int_in_range(limit, param="limit", low=1, high=500, default=100)
     found = await admin.deliveries(task_id=task_id, endpoint_id=endpoint_id, limit=count)
     return {"object": "list", "data": [delivery_json(d) for d in found]}
+
+
+@router.get("/workers")
+async def list_workers(_: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
+    """Live worker processes (``soragate serve`` and ``soragate worker``), by heartbeat."""
+    workers = await admin.live_workers()
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": w["id"],
+                "object": "worker",
+                "role": w["role"],
+                "host": w["host"],
+                "pid": w["pid"],
+                "started_at": int(w["started_at"]),
+                "heartbeat_at": round(w["heartbeat_at"], 3),
+                "steps": w["steps"],
+                "held": w["held"],
+            }
+            for w in workers
+        ],
+    }

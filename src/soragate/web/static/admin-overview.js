@@ -71,10 +71,34 @@ function renderHealth(providers) {
   );
 }
 
+function workerRow(w) {
+  const age = Math.max(0, Date.now() / 1000 - w.heartbeat_at);
+  return el(
+    "tr",
+    {},
+    el("th", { scope: "row" }, w.id),
+    el("td", {}, w.role),
+    el("td", {}, `${w.host} (pid ${w.pid})`),
+    el("td", { class: "num" }, String(w.held)),
+    el("td", { class: "num" }, `${fmtNumber(age, 0)} s ago`),
+  );
+}
+
+function renderWorkers(workers) {
+  rerender(
+    $("overview-workers"),
+    table(["Worker", "Role", "Host", "Tasks held", "Heartbeat"], workers.map(workerRow), {
+      caption: "Live workers",
+      empty: "No live worker: tasks wait until a `soragate serve` or `soragate worker` process runs.",
+    }),
+  );
+}
+
 export async function load() {
   await Promise.all([
     loadUsage(null),
     run(null, $("usage-error"), () => api("/v1/admin/providers")).then((list) => list && renderHealth(list.data)),
+    run(null, $("usage-error"), () => api("/v1/admin/workers")).then((list) => list && renderWorkers(list.data)),
   ]);
 }
 

@@ -1,0 +1,136 @@
+"""Scale-out: several soragate processes on one Postgres and one S3-API store, against a
+fake relay whose jobs take a fixed time; informational, no assertions.
+
+Run 1 (the invariants): two ``soragate serve`` processes and one ``soragate worker``, ten
+relay_v2 accounts each with ``max_concurrency`` 20 and a poll cap of 5/s, N tasks created
+through both API processes; midway the worker process is killed with SIGKILL (and not
+restarted). Printed, counted at the fake (not at soragate): completed / failed, upstream
+jobs created twice, the most jobs any account had in flight, the most status polls any
+account saw in any 1-second window.
+
+Runs 2 and 3 (the speed-up): one ``serve --no-worker`` plus one, then two ``soragate
+worker`` processes, the same N, each with a real 8 s 1280x720 H.264 result clip (what
+upstreams return), so result processing costs what it costs for users. Printed: wall time
+of each and the ratio.
+
+Needs a Postgres URL (``--database-url`` or $SORAGATE_TEST_POSTGRES_URL; its public schema
+is dropped) and starts a moto S3 server on loopback.
+
+    python bench/scaleout.py [--tasks 2000] [--job-seconds 20] [--speedup-tasks 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.cluster import Cluster, reset_postgres  # noqa: E402
+from tests.s3 import MotoS3  # noqa: E402
+
+
+def run_invariants(args: argparse.Namespace, s3: MotoS3, tmp: Path) -> None:
+    reset_postgres(args.database_url)
+    cluster = Cluster(tmp / "run1", args.database_url, s3.env("scaleout-invariants"), args.job_seconds)
+    cluster.workdir.mkdir()
+    try:
+        cluster.start_relay()
+        cluster.serve("api-a")
+        cluster.serve("api-b")
+        worker = cluster.worker("worker")
+        cluster.add_accounts(10, max_concurrency=20, poll_rate=5)
+        started = time.monotonic()
+        ids, latencies = asyncio.run(cluster.create(args.tasks))
+        print(
+            f"created {len(ids)} tasks in {time.monotonic() - started:.1f} s "
+            f"(p95 create {statistics.quantiles(latencies, n=20)[-1] * 1000:.0f} ms)",
+            flush=True,
+        )
+        killed = False
+
+        def tick(counts: dict[str, int]) -> None:
+            nonlocal killed
+            if not killed and counts.get("completed", 0) >= args.tasks // 3:
+                worker.kill9()
+                killed = True
+                print(
+                    f"  [{time.monotonic() - started:5.0f} s] killed the worker process (SIGKILL) "
+                    f"at {counts.get('completed', 0)} completed",
+                    flush=True,
+                )
+
+        counts = cluster.wait_final(args.tasks, timeout=args.timeout, on_tick=tick)
+        wall = time.monotonic() - started
+        stats = cluster.relay_stats()
+        accounts = stats["accounts"].values()
+        print(f"run 1: 2 x serve + 1 x worker (killed midway), N = {args.tasks}, jobs {args.job_seconds:g} s")
+        print(f"  wall time                         {wall:8.1f} s")
+        print(
+            f"  completed / failed / unfinished   {counts.get('completed', 0)} / {counts.get('failed', 0)} / "
+            f"{args.tasks - sum(counts.get(s, 0) for s in ('completed', 'failed', 'cancelled'))}"
+        )
+        print(
+            f"  upstream jobs created             {stats['jobs']} (prompts created twice: {stats['duplicate_prompts']})"
+        )
+        print(f"  most jobs in flight, any account  {max(a['peak_in_flight'] for a in accounts)} (cap 20)")
+        print(f"  most polls in any 1 s, any account {max(a['max_polls_per_second'] for a in accounts)} (cap 5)")
+        print(f"  upstream requests per task        {sum(stats['counts'].values()) / max(1, args.tasks):.2f}")
+    finally:
+        cluster.stop()
+
+
+def run_speed(args: argparse.Namespace, s3: MotoS3, tmp: Path, workers: int) -> float:
+    reset_postgres(args.database_url)
+    cluster = Cluster(tmp / f"speed{workers}", args.database_url, s3.env(f"scaleout-speed-{workers}"), args.job_seconds)
+    cluster.workdir.mkdir()
+    try:
+        cluster.start_relay(real_clip=True)
+        cluster.serve("api", worker=False)
+        for i in range(workers):
+            cluster.worker(f"worker-{i}")
+        # Caps high enough not to bind: the workers' CPU is what is measured.
+        cluster.add_accounts(10, max_concurrency=1000, poll_rate=50)
+        started = time.monotonic()
+        asyncio.run(cluster.create(args.speedup_tasks))
+        counts = cluster.wait_final(args.speedup_tasks, timeout=args.timeout)
+        wall = time.monotonic() - started
+        print(
+            f"  {workers} worker process(es): {wall:7.1f} s for {args.speedup_tasks} tasks "
+            f"({counts.get('completed', 0)} completed, {counts.get('failed', 0)} failed)",
+            flush=True,
+        )
+        return wall
+    finally:
+        cluster.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--job-seconds", type=float, default=20.0)
+    parser.add_argument("--speedup-tasks", type=int, default=600)
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--database-url", default=os.environ.get("SORAGATE_TEST_POSTGRES_URL"))
+    parser.add_argument("--skip-speedup", action="store_true")
+    args = parser.parse_args()
+    if not args.database_url:
+        sys.exit("needs --database-url or $SORAGATE_TEST_POSTGRES_URL (a Postgres whose schema may be dropped)")
+    with tempfile.TemporaryDirectory() as tmp, MotoS3() as s3:
+        run_invariants(args, s3, Path(tmp))
+        if not args.skip_speedup:
+            print("runs 2 and 3: serve --no-worker + N worker processes, real 8 s 720p result clips")
+            one = run_speed(args, s3, Path(tmp), 1)
+            two = run_speed(args, s3, Path(tmp), 2)
+            print(f"  speed-up, 2 workers over 1:       {one / two:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

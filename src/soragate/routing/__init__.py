@@ -1,0 +1,1 @@
+"""Account choice and the limits every process shares: above providers and the store."""

@@ -1,0 +1,84 @@
+"""Account limits that hold across every process sharing the database.
+
+Concurrency: an account's tasks in flight are counted from the task rows when a slot is
+taken (``store.tasks.mark_submitting``), so N replicas still hold at most
+``max_concurrency`` jobs on it.
+
+Poll rate: each account row carries ``poll_next_at``, the earliest moment its next status
+request may leave. A process reserves a few consecutive slots in one UPDATE and spaces its
+requests by them; another process's reservation starts where this one ended. That is a
+token bucket with a burst of one (GCRA), kept in the database. We chose it over splitting
+the rate across live workers by heartbeat because a split is only right once every process
+has seen the same membership: while a worker starts or dies the others would over- or
+under-use the account, and an upstream that bans over-use bans the account. The cost is
+one write per batch of slots, not per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import defaultdict, deque
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from soragate.core.accounts import ProviderAccount
+from soragate.store import accounts as account_store
+
+# Requests leave at 90% of the rate: the spare tenth absorbs network jitter that would
+# otherwise bunch a few together on arrival.
+HEADROOM = 0.9
+# A reserved slot missed by more than this (or a quarter of the spacing, if less) is
+# dropped rather than used late, which would crowd the slots after it.
+LATE = 0.05
+# One reservation covers at most this many seconds of an account's rate.
+BATCH_SECONDS = 1.0
+
+
+class PollGate:
+    """Waits for this process's turn to send a status request to an account."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._slots: dict[str, deque[float]] = defaultdict(deque)
+        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._waiting: dict[str, int] = defaultdict(int)
+        # Accounts with no row (the built-in sandbox) are spaced in memory.
+        self._local_next: dict[str, float] = defaultdict(float)
+
+    @staticmethod
+    def interval(account: ProviderAccount) -> float:
+        return 1.0 / max(account.poll_rate * HEADROOM, 0.001)
+
+    async def wait(self, account: ProviderAccount) -> None:
+        slot = await self._reserve(account)
+        delay = slot - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _reserve(self, account: ProviderAccount) -> float:
+        name, interval = account.name, self.interval(account)
+        if account.source == "builtin":
+            now = time.time()
+            slot = max(now, self._local_next[name])
+            self._local_next[name] = slot + interval
+            return slot
+        self._waiting[name] += 1
+        try:
+            async with self._locks[name]:
+                slots = self._slots[name]
+                now = time.time()
+                while slots and slots[0] < now - min(LATE, interval / 4):
+                    slots.popleft()
+                if not slots:
+                    count = max(1, min(self._waiting[name], math.ceil(account.poll_rate * BATCH_SECONDS)))
+                    first = await account_store.take_poll_slots(
+                        self.engine, name=name, count=count, interval=interval, now=now
+                    )
+                    if first is None:  # the account was removed meanwhile
+                        return now
+                    slots.extend(first + i * interval for i in range(count))
+                return slots.popleft()
+        finally:
+            self._waiting[name] -= 1

@@ -1,0 +1,305 @@
+"""The step machine, one step at a time: a real SQLite database, real relay providers
+talking HTTP to a fake relay on loopback, and a clock the test moves. Each
+``worker.run_due()`` claims what is due and takes one step of each; the test reads what
+was saved (due time, errors, state), as any other process would."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from tests.conftest import test_settings
+from tests.fakes.faults import Fault
+from tests.fakes.relay_v2 import RelayV2Fake
+from tests.fakes.server import serve
+
+from soragate.core.account_options import AccountOptions
+from soragate.core.task import ErrorCode, Task, TaskKind, TaskParams, new_id
+from soragate.events import TaskEvents
+from soragate.providers.sandbox import SandboxProvider
+from soragate.routing.limits import PollGate
+from soragate.routing.router import Router, default_factory
+from soragate.settings import Settings
+from soragate.storage import storage_from_settings
+from soragate.storage.signing import UrlSigner
+from soragate.store import accounts as account_store
+from soragate.store import tasks as task_store
+from soragate.store.db import create_engine, migrate
+from soragate.worker import Worker
+from soragate.worker.schedule import Schedule
+
+KEY = "sk-relay-test-0123456789"
+DEADLINE = 600.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Rig:
+    engine: AsyncEngine
+    settings: Settings
+    router: Router
+    clock: Clock
+    fakes: dict[str, RelayV2Fake]
+    urls: dict[str, str]
+    http: httpx.AsyncClient
+    contexts: list[Any]
+
+    def worker(self, name: str = "w1") -> Worker:
+        settings = self.settings.model_copy(update={"worker_id": name})
+        return Worker(
+            engine=self.engine,
+            storage=storage_from_settings(settings),
+            router=self.router,
+            events=TaskEvents(),
+            settings=settings,
+            signer=UrlSigner(b"k" * 32, base_url="http://127.0.0.1:1"),
+            clock=self.clock,
+        )
+
+    async def account(self, name: str, **values: Any) -> None:
+        fake = RelayV2Fake(key=KEY, polls_to_finish=2)
+        self.fakes[name] = fake
+        self.urls[name] = self._serve(fake)
+        await account_store.create_account(
+            self.engine,
+            values={
+                "name": name,
+                "kind": "relay_v2",
+                "base_url": self.urls[name],
+                "secret": KEY,
+                "models": {"sora-2": ""},
+                "options": {"timeout": 5, "poll_min": 1.0},
+                **values,
+            },
+        )
+        await self.router.refresh(force=True)
+
+    def _serve(self, fake: RelayV2Fake) -> str:
+        context = serve(fake)
+        url = context.__enter__()
+        self.contexts.append(context)
+        return url
+
+    async def task(self, prompt: str = "a fox in the snow") -> Task:
+        task = Task(
+            id=new_id("video"),
+            owner_id="key_test",
+            dialect="openai",
+            kind=TaskKind.TEXT_TO_VIDEO,
+            params=TaskParams(prompt=prompt, model="sora-2", base_model="sora-2", seconds=4, width=1280, height=720),
+            created_at=self.clock(),
+        )
+        assert await task_store.insert_task(self.engine, task=task)
+        return task
+
+    async def row(self, task_id: str) -> dict[str, Any]:
+        from sqlalchemy import select
+
+        from soragate.store.tables import tasks
+
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).first()
+        assert row is not None
+        return dict(row._mapping)
+
+    async def health(self, name: str) -> tuple[str, int]:
+        account = await account_store.get_account(self.engine, ident=name)
+        assert account is not None
+        return account.health(self.clock()), account.consecutive_failures
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    settings = test_settings(
+        tmp_path / "data", task_deadline_seconds=DEADLINE, upstream_timeout_seconds=0.5, retry_base_seconds=1.0
+    )
+    settings.data_dir.mkdir(parents=True)
+    await migrate(settings.db_url)
+    engine = create_engine(settings.db_url)
+    http = httpx.AsyncClient()
+    sandbox = SandboxProvider(root=tmp_path / "sandbox", delay=0.1, fps=8, review_rules=[])
+    router = Router(engine=engine, factory=default_factory(http), sandbox=sandbox)
+    rig = Rig(engine, settings, router, Clock(), {}, {}, http, [])
+    try:
+        yield rig
+    finally:
+        for context in rig.contexts:
+            context.__exit__(None, None, None)
+        await router.aclose()
+        await http.aclose()
+        await engine.dispose()
+
+
+async def test_a_failed_create_fails_over_at_once_and_the_step_is_saved(rig: Rig) -> None:
+    await rig.account("first", priority=1)
+    await rig.account("second", priority=2)
+    rig.fakes["first"].faults.add("create", Fault("status", status=503))
+    task = await rig.task()
+    worker = rig.worker()
+
+    await worker.run_due()
+    row = await rig.row(task.id)
+    assert (row["status"], row["submit_state"], row["step_errors"]) == ("queued", None, 1)
+    assert row["tried_accounts"] == ["first"] and row["next_check_at"] <= rig.clock() and row["lease_owner"] is None
+
+    await worker.run_due()
+    row = await rig.row(task.id)
+    assert (row["status"], row["provider"], row["submit_state"]) == ("in_progress", "second", "submitted")
+    assert (rig.fakes["first"].creates, rig.fakes["second"].creates) == (0, 1)
+    # The first poll is due after the account's shortest interval, not before.
+    assert row["next_check_at"] == pytest.approx(rig.clock() + 1.0)
+
+
+async def test_a_task_is_polled_when_due_and_completes(rig: Rig) -> None:
+    await rig.account("only")
+    task = await rig.task()
+    worker = rig.worker()
+    await worker.run_due()  # submit
+    assert await worker.run_due() == []  # nothing is due yet
+    for _ in range(4):
+        rig.clock.now = (await rig.row(task.id))["next_check_at"]
+        await worker.run_due()
+        if (await rig.row(task.id))["status"] == "completed":
+            break
+    row = await rig.row(task.id)
+    assert row["status"] == "completed" and row["progress"] == 100
+    assert {a["variant"] for a in row["assets"]} == {"video", "thumbnail", "spritesheet"}
+    assert rig.fakes["only"].creates == 1
+
+
+async def test_a_create_that_keeps_failing_ends_at_the_deadline_and_spares_the_account(rig: Rig) -> None:
+    await rig.account("only")
+    fake = rig.fakes["only"]
+    fake.faults.add("create", Fault("status", status=500), times=1000)
+    task = await rig.task("this prompt always breaks the upstream")
+    worker = rig.worker()
+    for _ in range(20):
+        row = await rig.row(task.id)
+        if row["status"] != "queued":
+            break
+        rig.clock.now = max(rig.clock.now, row["next_check_at"])
+        await worker.run_due()
+    row = await rig.row(task.id)
+    # Five tries, spaced by backoff (each saved as a due time, never slept), then a coded error.
+    assert row["status"] == "failed" and row["error_code"] == ErrorCode.UPSTREAM_ERROR
+    assert fake.faults.hits["create"] == 5
+    assert rig.clock.now - task.created_at < DEADLINE
+    # One task failing again and again is its own problem: the account stays in rotation.
+    assert await rig.health("only") == ("ok", 1)
+    fake.faults.clear()
+    healthy = await rig.task("a healthy prompt")
+    await worker.run_due()
+    assert (await rig.row(healthy.id))["status"] == "in_progress"
+
+
+async def test_failures_of_three_different_tasks_cool_the_account_down(rig: Rig) -> None:
+    await rig.account("only")
+    rig.fakes["only"].faults.add("create", Fault("status", status=503), times=3)
+    for i in range(3):
+        await rig.task(f"task {i}")
+    await rig.worker().run_due()
+    assert await rig.health("only") == ("cooling_down", 3)
+
+
+async def test_retry_after_is_honoured_beyond_a_minute_within_the_deadline(rig: Rig) -> None:
+    await rig.account("only")
+    rig.fakes["only"].faults.add("create", Fault("status", status=429, retry_after=240))
+    task = await rig.task()
+    await rig.worker().run_due()
+    row = await rig.row(task.id)
+    assert row["status"] == "queued" and row["next_check_at"] == pytest.approx(rig.clock() + 240)
+    # A rate limit is the account's fault: it rests for as long as it asked.
+    health, _ = await rig.health("only")
+    assert health == "cooling_down"
+
+
+async def test_retry_after_past_the_deadline_fails_the_task_at_once(rig: Rig) -> None:
+    await rig.account("only")
+    rig.fakes["only"].faults.add("create", Fault("status", status=503, retry_after=DEADLINE * 2))
+    task = await rig.task()
+    await rig.worker().run_due()
+    row = await rig.row(task.id)
+    assert row["status"] == "failed" and row["error_code"] == ErrorCode.TIMEOUT
+    assert "past the task's deadline" in row["error_message"]
+
+
+async def test_a_queued_task_past_its_deadline_fails_with_a_timeout(rig: Rig) -> None:
+    await rig.account("only", enabled=False, disabled_reason="testing")
+    await rig.account("spare", max_concurrency=0)
+    task = await rig.task()
+    rig.clock.now += DEADLINE + 1
+    await rig.worker().run_due()
+    row = await rig.row(task.id)
+    assert row["status"] == "failed" and row["error_code"] == ErrorCode.TIMEOUT
+
+
+async def test_a_trickling_status_answer_is_cut_at_the_request_timeout(rig: Rig) -> None:
+    await rig.account("only")
+    task = await rig.task()
+    worker = rig.worker()
+    await worker.run_due()
+    rig.fakes["only"].faults.add("status", Fault("trickle", seconds=1.0), times=10)
+    rig.clock.now = (await rig.row(task.id))["next_check_at"]
+    started = time.monotonic()
+    await worker.run_due()
+    assert time.monotonic() - started < 3  # the request timeout is 0.5 s; the body would take minutes
+    row = await rig.row(task.id)
+    assert row["status"] == "in_progress" and row["step_errors"] == 1 and row["next_check_at"] > rig.clock()
+    # Still trickling at the deadline: the task ends with a timeout, not a hang.
+    rig.clock.now = task.created_at + DEADLINE
+    await worker.run_due()
+    assert (await rig.row(task.id))["error_code"] == ErrorCode.TIMEOUT
+
+
+async def test_max_concurrency_is_counted_across_workers(rig: Rig) -> None:
+    await rig.account("only", max_concurrency=2)
+    tasks = [await rig.task(f"job {i}") for i in range(5)]
+    await asyncio.gather(rig.worker("w1").run_due(), rig.worker("w2").run_due())
+    rows = [await rig.row(t.id) for t in tasks]
+    assert sorted(r["status"] for r in rows) == ["in_progress"] * 2 + ["queued"] * 3
+    assert rig.fakes["only"].creates == 2
+    # The others wait without a slot of their own, due again shortly.
+    assert all(r["provider"] is None for r in rows if r["status"] == "queued")
+
+
+async def test_poll_slots_are_shared_by_every_process(rig: Rig) -> None:
+    await rig.account("only", poll_rate=5)
+    account = rig.router.runtime("only")
+    assert account is not None
+    gates = [PollGate(rig.engine), PollGate(rig.engine)]
+    slots = await asyncio.gather(*(gates[i % 2]._reserve(account.account) for i in range(20)))
+    slots.sort()
+    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    assert min(gaps) >= PollGate.interval(account.account) - 1e-6
+    in_any_second = max(sum(1 for s in slots if t <= s < t + 1) for t in slots)
+    assert in_any_second <= 5
+
+
+def test_schedule_never_waits_past_the_deadline() -> None:
+    schedule = Schedule(retry_base=1.0)
+    options = AccountOptions(poll_min=1.0, poll_max=15.0)
+    assert schedule.next_poll(now=100, started_at=0, hint=None, options=options, deadline=1000) == 110
+    assert schedule.next_poll(now=100, started_at=99, hint=None, options=options, deadline=1000) == 101
+    assert schedule.next_poll(now=100, started_at=0, hint=3, options=options, deadline=1000) == 103
+    assert schedule.next_poll(now=100, started_at=0, hint=None, options=options, deadline=105) == 105
+    for attempt in range(1, 10):
+        delay = schedule.backoff(attempt)
+        assert min(60, 2 ** (attempt - 1)) / 2 <= delay <= min(60, 2 ** (attempt - 1))
+    assert schedule.retry(now=0, attempt=1, retry_after=300, deadline=1000) == 300
+    refused = schedule.retry(now=0, attempt=1, retry_after=3000, deadline=1000)
+    assert not isinstance(refused, float) and refused.code == ErrorCode.TIMEOUT
+    assert schedule.retry(now=999, attempt=9, retry_after=None, deadline=1000) == 1000
