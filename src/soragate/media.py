@@ -85,23 +85,48 @@ def _grab_frames(video_path: Path, count: int, width: int | None = None) -> list
     """Decode the frames at the centres of `count` equal slices of the video, optionally resized."""
     images = []
     with _open_video(video_path) as (container, stream):
-        tb, start = stream.time_base or Fraction(1, av.time_base), stream.start_time or 0
         duration = _duration(container, stream)
-        for k in range(count):
-            target, chosen = (k + 0.5) * duration / count, None
-            try:
-                container.seek(start + int(target / tb), stream=stream)  # lands on the keyframe before target
-                for frame in container.decode(stream):
-                    chosen = frame
-                    if frame.pts is not None and (frame.pts - start) * tb >= target:
-                        break
-            except av.FFmpegError as exc:
-                raise MediaError(f"cannot decode video: {exc}") from exc
-            if chosen is None:
-                raise MediaError("video has no decodable frames")
-            size = {"width": width, "height": max(1, round(width * chosen.height / chosen.width))} if width else {}
-            images.append(chosen.to_image(**size, interpolation="AREA"))
+        targets = [(k + 0.5) * duration / count for k in range(count)]
+        for frame in _frames_at(container, stream, targets):
+            size = {"width": width, "height": max(1, round(width * frame.height / frame.width))} if width else {}
+            images.append(frame.to_image(**size, interpolation="AREA"))
     return images
+
+
+def _frames_at(container: InputContainer, stream: VideoStream, targets: list[float]) -> list[av.VideoFrame]:
+    """The first frame at or after each target time (seconds, ascending), in one pass.
+
+    Keyframe times come from the packets alone (no decoding). Each target is decoded from the
+    keyframe before it, but only when that keyframe lies ahead of where decoding already is:
+    targets that share a stretch of the video share one decode run instead of each seeking
+    back and decoding it again."""
+    tb, start = stream.time_base or Fraction(1, av.time_base), stream.start_time or 0
+    try:
+        keyframes = sorted(
+            float((p.pts - start) * tb) for p in container.demux(stream) if p.is_keyframe and p.pts is not None
+        )
+        chosen: list[av.VideoFrame] = []
+        decoder: Iterator[av.VideoFrame] | None = None
+        last: av.VideoFrame | None = None
+        position = float("-inf")  # time of the last decoded frame
+        for target in targets:
+            key = max((k for k in keyframes if k <= target), default=0.0)
+            if decoder is None or key > position:
+                container.seek(start + int(key / tb), stream=stream)  # lands on that keyframe
+                decoder, last, position = container.decode(stream), None, float("-inf")
+            while last is None or position < target:
+                frame = next(decoder, None)
+                if frame is None:
+                    break
+                last = frame
+                if frame.pts is not None:
+                    position = float((frame.pts - start) * tb)
+            if last is None:
+                raise MediaError("video has no decodable frames")
+            chosen.append(last)
+    except av.FFmpegError as exc:
+        raise MediaError(f"cannot decode video: {exc}") from exc
+    return chosen
 
 
 def make_thumbnail(video_path: Path, out_path: Path, *, fmt: str = "WEBP") -> None:
