@@ -52,10 +52,16 @@ class PollGate:
         return 1.0 / max(account.poll_rate * HEADROOM, 0.001)
 
     async def wait(self, account: ProviderAccount) -> None:
-        slot = await self._reserve(account)
-        delay = slot - time.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        late = min(LATE, self.interval(account) / 4)
+        while True:
+            slot = await self._reserve(account)
+            delay = slot - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            # A busy event loop may wake us well after the slot: going then would crowd the
+            # next slot (perhaps another process's), so take a fresh one instead.
+            if time.time() - slot <= late or account.source == "builtin":
+                return
 
     async def _reserve(self, account: ProviderAccount) -> float:
         name, interval = account.name, self.interval(account)
@@ -68,10 +74,15 @@ class PollGate:
         try:
             async with self._locks[name]:
                 slots = self._slots[name]
-                now = time.time()
-                while slots and slots[0] < now - min(LATE, interval / 4):
-                    slots.popleft()
-                if not slots:
+                late = min(LATE, interval / 4)
+                while True:
+                    now = time.time()
+                    while slots and slots[0] < now - late:
+                        slots.popleft()
+                    if slots:
+                        return slots.popleft()
+                    # The reservation starts no earlier than ``now``; slots that went by while it
+                    # was being written (a busy database) are dropped above, never sent in a burst.
                     count = max(1, min(self._waiting[name], math.ceil(account.poll_rate * BATCH_SECONDS)))
                     first = await account_store.take_poll_slots(
                         self.engine, name=name, count=count, interval=interval, now=now
@@ -79,6 +90,5 @@ class PollGate:
                     if first is None:  # the account was removed meanwhile
                         return now
                     slots.extend(first + i * interval for i in range(count))
-                return slots.popleft()
         finally:
             self._waiting[name] -= 1
