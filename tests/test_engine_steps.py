@@ -32,6 +32,7 @@ from soragate.storage.signing import UrlSigner
 from soragate.store import accounts as account_store
 from soragate.store import tasks as task_store
 from soragate.store.db import create_engine, migrate
+from soragate.store.durations import Duration
 from soragate.worker import Worker
 from soragate.worker.schedule import Schedule
 
@@ -303,3 +304,44 @@ def test_schedule_never_waits_past_the_deadline() -> None:
     refused = schedule.retry(now=0, attempt=1, retry_after=3000, deadline=1000)
     assert not isinstance(refused, float) and refused.code == ErrorCode.TIMEOUT
     assert schedule.retry(now=999, attempt=9, retry_after=None, deadline=1000) == 1000
+
+
+def test_schedule_asks_when_the_job_should_be_done() -> None:
+    schedule = Schedule()
+    options = AccountOptions(poll_min=1.0, poll_max=15.0)
+    learned = Duration(mean=20.0, low=16.0, samples=10)
+    # Just submitted: the first look when the route's quicker jobs are done.
+    assert schedule.first_poll(now=0, options=options, expected=learned, deadline=1000) == 16
+    assert schedule.first_poll(now=0, options=options, expected=None, deadline=1000) == 1
+    # The upstream says 80% after 16 s: done in about 4 s more.
+    assert schedule.next_poll(
+        now=16, started_at=0, hint=None, options=options, deadline=1000, progress=80, expected=learned
+    ) == pytest.approx(20)
+    # No progress: when the route's jobs are usually done, then tightly, then backing off.
+    assert schedule.next_poll(now=16, started_at=0, hint=None, options=options, deadline=1000, expected=learned) == 20
+    assert schedule.next_poll(now=20, started_at=0, hint=None, options=options, deadline=1000, expected=learned) == 21
+    late = schedule.next_poll(now=60, started_at=0, hint=None, options=options, deadline=1000, expected=learned)
+    assert late == 70
+
+
+def test_durations_are_learned_per_route() -> None:
+    learned = Duration.first(20.0)
+    for seconds in [20.0, 21.0, 19.5, 20.5] * 10:
+        learned = learned.observe(seconds)
+    assert 19.5 <= learned.mean <= 21 and 15 <= learned.low <= 20
+
+
+async def test_a_second_job_on_a_route_is_first_asked_when_the_first_one_was_done(rig: Rig) -> None:
+    await rig.account("only")
+    worker = rig.worker()
+    first = await rig.task("the first of its route")
+    await worker.run_due()
+    started = (await rig.row(first.id))["started_at"]
+    while (await rig.row(first.id))["status"] != "completed":
+        rig.clock.now = max(rig.clock.now + 4, (await rig.row(first.id))["next_check_at"])
+        await worker.run_due()
+    took = rig.clock.now - started
+    second = await rig.task("the second of its route")
+    await worker.run_due()
+    row = await rig.row(second.id)
+    assert row["next_check_at"] - rig.clock.now == pytest.approx(took * 0.8, rel=0.01)

@@ -191,3 +191,17 @@ workers = Table(
     # Steps this worker is running now.
     Column("steps", Integer, nullable=False, server_default="0"),
 )
+
+# How long upstream jobs take, learned per route (account, model, size, length): the worker
+# asks about a job when it is due instead of on a fixed cadence.
+job_durations = Table(
+    "job_durations",
+    metadata,
+    Column("route", String(300), primary_key=True),
+    # A moving average of the time from submission to the job being seen done.
+    Column("mean", Float, nullable=False),
+    # A running estimate of the 10th percentile: when the first look is worth it.
+    Column("low", Float, nullable=False),
+    Column("samples", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

@@ -39,8 +39,10 @@ from soragate.routing.limits import PollGate
 from soragate.routing.router import AccountRuntime, NoRoute, Router
 from soragate.settings import Settings
 from soragate.storage.signing import UrlSigner
+from soragate.store import durations as duration_store
 from soragate.store import tasks as task_store
 from soragate.store import workers as worker_store
+from soragate.store.durations import Duration
 from soragate.worker.health import AccountHealth
 from soragate.worker.results import load_inputs, store_results
 from soragate.worker.schedule import Schedule, timed_out
@@ -92,12 +94,15 @@ class Worker:
         # Due times this process wrote: a hint for when to claim next, not state.
         self._due_hints: list[float] = []
         self._claimed_at = 0.0
+        # Learned job durations per route, reloaded with the heartbeat (every process writes them).
+        self._durations: dict[str, Duration] = {}
 
     # --- life -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.router.refresh(force=True)
         await worker_store.heartbeat(self.engine, worker_id=self.id, role=self.role, steps=0)
+        self._durations = await duration_store.all_durations(self.engine)
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="soragate-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="soragate-heartbeat"),
@@ -204,6 +209,7 @@ class Worker:
                     until=self.clock() + self.settings.lease_seconds,
                 )
                 await worker_store.heartbeat(self.engine, worker_id=self.id, role=self.role, steps=len(self._steps))
+                self._durations = await duration_store.all_durations(self.engine)
                 for runtime in self.router.all():
                     await self.health.save(runtime)
             except Exception:
@@ -361,7 +367,12 @@ class Worker:
 
     async def _submitted(self, task: Task, runtime: AccountRuntime, upstream_id: str, deadline: float) -> None:
         # A job just submitted is not done yet: the first look comes after the shortest interval.
-        first = min(self.clock() + runtime.account.opts.poll_min, deadline)
+        first = self.schedule.first_poll(
+            now=self.clock(),
+            options=runtime.account.opts,
+            expected=self._durations.get(route_key(task, runtime.name)),
+            deadline=deadline,
+        )
         ok = await asyncio.shield(
             task_store.mark_submitted(
                 self.engine, task_id=task.id, worker_id=self.id, upstream_id=upstream_id, next_check_at=first
@@ -401,6 +412,8 @@ class Worker:
             hint=status.poll_after,
             options=runtime.account.opts,
             deadline=deadline,
+            progress=status.progress,
+            expected=self._durations.get(route_key(task, runtime.name)),
         )
         if not await task_store.check_again(self.engine, task_id=task.id, worker_id=self.id, at=at, progress=progress):
             raise LeaseLost
@@ -437,6 +450,7 @@ class Worker:
 
     async def _finish(self, task: Task, runtime: AccountRuntime, status: JobStatus, deadline: float) -> None:
         assert task.upstream_id is not None
+        noticed = self.clock()
         scratch = self.storage.scratch_dir(task.id)
         scratch.mkdir(parents=True, exist_ok=True)
         try:
@@ -473,6 +487,7 @@ class Worker:
             if await task_store.get_task(self.engine, task_id=task.id) is None:
                 await self.storage.delete_tree(self.storage.task_dir(task.id))
             return
+        await self._learn(route_key(task, runtime.name), noticed - (task.started_at or task.created_at))
         video = next((a for a in assets if a.variant == "video"), None)
         detail = f"{video.width}x{video.height} {video.duration}s" if video else f"{len(assets)} image(s)"
         log.info("task %s completed on %s: %s", task.id, runtime.name, detail)
@@ -509,6 +524,14 @@ class Worker:
             log.info("task %s failed: %s", task.id, error.code)
             await self._ended(task.id)
 
+    async def _learn(self, key: str, seconds: float) -> None:
+        """Fold how long a job took into its route's estimate (for when to look next time)."""
+        try:
+            self._durations[key] = await duration_store.observe(self.engine, route=key, seconds=seconds)
+        except Exception:
+            # Two processes learning a new route at once: one sample lost, nothing more.
+            log.debug("learning the duration of %s failed", key, exc_info=True)
+
     def _hint(self, at: float) -> None:
         heapq.heappush(self._due_hints, at)
         if len(self._due_hints) > 10_000:
@@ -524,3 +547,9 @@ class Worker:
         except Exception:
             # A callback that cannot be queued must not undo or stall the task itself.
             log.exception("queueing callbacks for task %s failed", task_id)
+
+
+def route_key(task: Task, account: str) -> str:
+    """What a job's duration depends on: where it runs, the model, the size and the length."""
+    p = task.params
+    return f"{account}|{p.model}|{p.size}|{p.seconds or 0:g}"

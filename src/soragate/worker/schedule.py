@@ -1,8 +1,11 @@
 """When to look at a task next. Pure functions of the clock they are given, so every
 decision is tested without waiting.
 
-- A running upstream job is asked often while young and less often as it ages, sooner when
-  the upstream hints so, within the account's ``poll_min`` and ``poll_max``.
+- A running upstream job is asked when it should be done: first when the quicker jobs of its
+  route (account, model, size, length) are done, then when the upstream's own progress
+  says it will be, or when the route's jobs usually are; tightly once it is due, backing
+  off as it runs late. A route with nothing learned yet is asked at a tenth of the job's
+  age, within the account's ``poll_min`` and ``poll_max``.
 - A failed step is tried again after capped exponential backoff with full jitter, or after
   the upstream's Retry-After. Either way the wait is saved as the task's next due time,
   never slept in memory.
@@ -18,7 +21,10 @@ from dataclasses import dataclass
 
 from soragate.core.account_options import AccountOptions
 from soragate.core.task import ErrorCode, TaskError
+from soragate.store.durations import Duration
 
+# The longest wait an upstream's progress may set between two looks (progress is not always linear).
+ETA_CAP = 60.0
 # Tries of one step (a submit round, a download) before the task fails.
 ATTEMPTS = 5
 BACKOFF_CAP = 60.0
@@ -34,15 +40,38 @@ class Schedule:
         seconds = options.deadline if options is not None and options.deadline is not None else default_seconds
         return created_at + seconds
 
+    def first_poll(self, *, now: float, options: AccountOptions, expected: Duration | None, deadline: float) -> float:
+        """When to look at a job just submitted: when the quicker jobs of its route are done,
+        and not before the account's shortest interval."""
+        wait = options.poll_min if expected is None else max(options.poll_min, expected.low)
+        return min(now + wait, deadline)
+
     def next_poll(
-        self, *, now: float, started_at: float, hint: float | None, options: AccountOptions, deadline: float
+        self,
+        *,
+        now: float,
+        started_at: float,
+        hint: float | None,
+        options: AccountOptions,
+        deadline: float,
+        progress: int | None = None,
+        expected: Duration | None = None,
     ) -> float:
-        """When to ask about a running job next."""
+        """When to ask about a running job next: when the upstream's own progress says it
+        will be done, else when jobs of its route are usually done; tightly once it is due,
+        backing off as it runs late. Without either, a tenth of its age."""
         low, high = options.poll_min, options.poll_max
+        elapsed = max(0.0, now - started_at)
         if hint is not None:
             interval = max(0.05, min(hint, high))
+        elif progress is not None and 0 < progress < 100 and elapsed >= low:
+            interval = max(low, min(elapsed * (100 - progress) / progress, ETA_CAP))
+        elif expected is not None and expected.mean - elapsed > low:
+            interval = expected.mean - elapsed
+        elif expected is not None:
+            interval = max(low, min(high, (elapsed - expected.mean) / 4))
         else:
-            interval = max(low, min(high, (now - started_at) / 10))
+            interval = max(low, min(high, elapsed / 10))
         return min(now + interval, deadline)
 
     def backoff(self, attempt: int, *, rng: random.Random | None = None) -> float:

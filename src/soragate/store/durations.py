@@ -1,0 +1,60 @@
+"""Learned job durations per route, shared by every worker through the database."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from soragate.store.db import writing
+from soragate.store.tables import job_durations
+
+ALPHA = 0.2  # weight of a new sample in the moving average
+LOW_QUANTILE = 0.1
+
+
+@dataclass(frozen=True)
+class Duration:
+    mean: float
+    low: float
+    samples: int
+
+    def observe(self, seconds: float) -> Duration:
+        mean = self.mean + ALPHA * (seconds - self.mean)
+        # Stochastic quantile estimate: step down when below it, up (nine times slower) when not.
+        step = 0.1 * max(self.mean, 1.0)
+        low = self.low + step * (LOW_QUANTILE - (1.0 if seconds < self.low else 0.0))
+        return Duration(mean, max(0.0, min(low, mean)), self.samples + 1)
+
+    @classmethod
+    def first(cls, seconds: float) -> Duration:
+        return cls(seconds, seconds * 0.8, 1)
+
+
+async def all_durations(engine: AsyncEngine) -> dict[str, Duration]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(job_durations))).all()
+    return {r.route: Duration(r.mean, r.low, r.samples) for r in rows}
+
+
+async def observe(engine: AsyncEngine, *, route: str, seconds: float) -> Duration:
+    """Fold one job's duration into its route's estimate."""
+    async with writing(engine) as conn:
+        row = (await conn.execute(select(job_durations).where(job_durations.c.route == route))).first()
+        if row is None:
+            learned = Duration.first(seconds)
+            await conn.execute(
+                insert(job_durations).values(
+                    route=route, mean=learned.mean, low=learned.low, samples=1, updated_at=time.time()
+                )
+            )
+        else:
+            learned = Duration(row.mean, row.low, row.samples).observe(seconds)
+            await conn.execute(
+                update(job_durations)
+                .where(job_durations.c.route == route)
+                .values(mean=learned.mean, low=learned.low, samples=learned.samples, updated_at=time.time())
+            )
+    return learned
