@@ -32,6 +32,8 @@ from soragate.worker.results import store_results
 
 DATA = bytes(i % 251 for i in range(5000))
 KEY = "tasks/video_1/video.mp4"
+# Replicas must share the link-signing key to honour each other's links.
+SIGNING_KEY = "5a" * 32
 
 
 def _s3(s3_server: MotoS3, url: str, scratch: Path, *, presign: bool = False) -> S3Storage:
@@ -290,8 +292,8 @@ def _png(size: tuple[int, int] = (64, 48)) -> bytes:
     return buffer.getvalue()
 
 
-def _signer(data_dir: Path, base_url: str) -> UrlSigner:
-    return UrlSigner(bytes.fromhex((data_dir / "signing.key").read_text().strip()), base_url=base_url)
+def _signer(base_url: str) -> UrlSigner:
+    return UrlSigner(bytes.fromhex(SIGNING_KEY), base_url=base_url)
 
 
 @pytest.fixture(scope="module")
@@ -302,6 +304,7 @@ def bucketed(tmp_path_factory: pytest.TempPathFactory, s3_server: MotoS3) -> Ite
         tmp_path_factory.mktemp("bucketed") / "data",
         port=port,
         public_url=f"http://127.0.0.1:{port}",
+        signing_key=SIGNING_KEY,
         **s3_server.settings(f"s3://{bucket}/gate"),
     )
     live = run_server(settings)
@@ -311,8 +314,8 @@ def bucketed(tmp_path_factory: pytest.TempPathFactory, s3_server: MotoS3) -> Ite
 
 @pytest.fixture(scope="module")
 def replica(tmp_path_factory: pytest.TempPathFactory, s3_server: MotoS3, bucketed: Bucketed) -> Iterator[LiveServer]:
-    """A second soragate on its own data dir, sharing the first one's database and bucket,
-    with no worker: it cannot have made any file itself."""
+    """A second soragate on its own data dir, sharing the first one's database, bucket and
+    signing key, with no worker: it cannot have made any file itself."""
     data_dir = tmp_path_factory.mktemp("replica") / "data"
     data_dir.mkdir()
     shutil.copy(bucketed.server.settings.data_dir / "admin.key", data_dir / "admin.key")
@@ -323,6 +326,7 @@ def replica(tmp_path_factory: pytest.TempPathFactory, s3_server: MotoS3, buckete
         public_url=f"http://127.0.0.1:{port}",
         database_url=bucketed.server.settings.db_url,
         worker_enabled=False,
+        signing_key=SIGNING_KEY,
         **s3_server.settings(f"s3://{bucketed.bucket}/gate"),
     )
     yield from run_server(settings)
@@ -351,10 +355,10 @@ def test_sdk_downloads_come_from_the_bucket(s3_server: MotoS3, bucketed: Buckete
         content = sdk.videos.download_content(made.id, variant=variant).content  # type: ignore[arg-type]
         assert content == s3_server.get(bucketed.bucket, f"gate/tasks/{made.id}/{name}")
     assert Image.open(io.BytesIO(sdk.videos.download_content(made.id, variant="thumbnail").content)).size == (1280, 720)
-    # Nothing stays on local disk: no result files, no scratch.
-    assert not (server.settings.files_dir / "tasks").exists()
+    # Nothing stays on local disk: no result or upload files, no scratch. So the worker read
+    # the reference image back from the bucket.
+    assert not server.settings.files_dir.exists()
     assert not list((server.settings.data_dir / "scratch").glob("*"))
-    # The reference image went to the bucket too, and the worker read it back from there.
     uploads = bucketed.keys(s3_server, "uploads/")
     assert [s3_server.get(bucketed.bucket, f"gate/{key}") for key in uploads] == [_png()]
 
@@ -369,7 +373,7 @@ def test_range_head_and_signed_link(s3_server: MotoS3, bucketed: Bucketed, made:
     assert part.headers["content-range"] == f"bytes 100-199/{len(video)}"
     assert part.content == video[100:200]
     assert (head.status_code, head.content, head.headers["content-length"]) == (200, b"", str(len(video)))
-    link = _signer(server.settings.data_dir, server.url).url(made.id, "video")
+    link = _signer(server.url).url(made.id, "video")
     download = httpx.get(link)  # no key: the signature is the permission
     assert download.status_code == 200
     assert download.content == video
@@ -399,11 +403,11 @@ def test_a_replica_serves_what_another_made(
     with replica.client() as client:
         part = client.get(f"/v1/videos/{made.id}/content", headers={"Range": "bytes=0-63"})
     assert (part.status_code, part.content) == (206, video[:64])
-    link = _signer(replica.settings.data_dir, replica.url).url(made.id, "thumbnail")
+    link = _signer(replica.url).url(made.id, "thumbnail")
     thumbnail = httpx.get(link)
     assert thumbnail.status_code == 200
     assert thumbnail.content == s3_server.get(bucketed.bucket, f"gate/tasks/{made.id}/thumbnail.webp")
-    assert not (replica.settings.files_dir / "tasks").exists()
+    assert not replica.settings.files_dir.exists()
 
 
 def test_delete_removes_the_objects(s3_server: MotoS3, bucketed: Bucketed) -> None:
