@@ -26,9 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from soragate.core.accounts import ProviderAccount
 from soragate.store import accounts as account_store
 
-# Requests leave at 90% of the rate: the spare tenth absorbs network jitter that would
-# otherwise bunch a few together on arrival.
-HEADROOM = 0.9
+# Requests leave at 80% of the rate: the spare fifth absorbs the jitter (a busy event loop
+# on either side, the network) that would otherwise bunch a few together on arrival.
+HEADROOM = 0.8
 # A reserved slot missed by more than this (or a quarter of the spacing, if less) is
 # dropped rather than used late, which would crowd the slots after it.
 LATE = 0.05

@@ -24,6 +24,7 @@ import heapq
 import logging
 import os
 import secrets
+import shutil
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -109,13 +110,19 @@ class Worker:
         ]
         log.info("worker %s started", self.id)
 
-    async def stop(self) -> None:
+    async def stop(self, *, grace: float = 3.0) -> None:
         for loop in self._loops:
             loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        # Steps are short: let them save their outcome rather than cut them off mid-write;
+        # those still waiting on an upstream after ``grace`` are cancelled (a cancelled submit
+        # is reconciled by whoever takes the task next).
         steps = list(self._steps.values())
-        for step in steps:
-            step.cancel()
-        await asyncio.gather(*self._loops, *steps, return_exceptions=True)
+        if steps:
+            _, pending = await asyncio.wait(steps, timeout=grace)
+            for step in pending:
+                step.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         # Hand the tasks back at once instead of making another worker wait out the leases.
         await task_store.release_leases(self.engine, worker_id=self.id, task_ids=list(self._steps))
         await worker_store.remove(self.engine, worker_id=self.id)
@@ -465,6 +472,8 @@ class Worker:
                     self.storage, task_id=task.id, is_image=task.kind.is_image, files=files, scratch=scratch
                 )
         except ProviderError as exc:
+            # store_results clears the scratch dir itself; a failed download leaves it to us.
+            await asyncio.to_thread(shutil.rmtree, scratch, True)
             attempt = task.step_errors + 1
             if exc.final or self.schedule.exhausted(attempt):
                 await self._fail(task, exc.error)
