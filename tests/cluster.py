@@ -98,11 +98,24 @@ class Cluster:
         )
         return env
 
-    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> Process:
+    def _spawn(self, name: str, command: list[str], env: dict[str, str], *, priority: bool = False) -> Process:
         log = self.workdir / f"{name}.log"
+
+        def favour() -> None:
+            # The fake is the measuring instrument: on a saturated machine it must read requests
+            # as they arrive, not when the scheduler next gets round to it (needs root; else as is).
+            with suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, 0, -10)
+
         with log.open("wb") as out:
             popen = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=ROOT
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                cwd=ROOT,
+                preexec_fn=favour if priority else None,  # noqa: PLW1509 - no threads started yet
             )
         process = Process(name, popen, log)
         self.processes.append(process)
@@ -123,7 +136,7 @@ class Cluster:
         port = free_port()
         command = [sys.executable, "-m", "tests.fakes.timed_relay", "--port", str(port)]
         command += ["--job-seconds", str(self.job_seconds)] + (["--real-clip"] if real_clip else [])
-        process = self._spawn("relay", command, self.env())
+        process = self._spawn("relay", command, self.env(), priority=True)
         self.relay_url = f"http://127.0.0.1:{port}"
         self._wait_http(process, self.relay_url + "/_stats")
 

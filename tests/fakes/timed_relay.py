@@ -61,6 +61,18 @@ def max_in_window(times: list[float], window: float = 1.0) -> int:
     return best
 
 
+def worst_window(times: list[float], window: float = 1.0) -> list[float]:
+    times = sorted(times)
+    best: list[float] = []
+    start = 0
+    for end, t in enumerate(times):
+        while times[start] <= t - window:
+            start += 1
+        if end - start + 1 > len(best):
+            best = times[start : end + 1]
+    return best
+
+
 def sample_video(*, real: bool = False) -> bytes:
     """A tiny clip, or (``real``) an 8 s 1280x720 H.264 clip like the ones upstreams return."""
     from soragate.render import render_video
@@ -159,6 +171,10 @@ class TimedRelay:
                 }
                 for key, a in self.accounts.items()
             },
+            "worst_window": worst_window(
+                [t for a in self.accounts.values() for t in a.polls]
+                and max((a.polls for a in self.accounts.values()), key=max_in_window)
+            ),
             "first_success": [j.first_success for j in self.jobs.values()],
             "done_at": [j.done_at for j in self.jobs.values()],
         }
