@@ -139,16 +139,7 @@ class Worker:
             if room > 0:
                 try:
                     await self.router.refresh()
-                    self._claimed_at = self.clock()
-                    claimed = await task_store.claim_due(
-                        self.engine,
-                        worker_id=self.id,
-                        limit=room,
-                        queued_limit=await self._submit_room(room),
-                        created_before=self._claimed_at - self.settings.task_deadline_seconds,
-                        lease_seconds=self.settings.lease_seconds,
-                        now=self._claimed_at,
-                    )
+                    claimed = await self._claim(room)
                 except Exception:
                     log.exception("claiming tasks failed; retrying")
                 for task in claimed:
@@ -164,17 +155,23 @@ class Worker:
     async def run_due(self, *, limit: int = CLAIM_BATCH) -> list[Task]:
         """Claim the tasks due now and take one step of each, waiting for them all: one call
         moves every due task one step (tests drive the step machine with this and a clock)."""
-        claimed = await task_store.claim_due(
+        claimed = await self._claim(limit)
+        await asyncio.gather(*(self._step(task) for task in claimed))
+        return claimed
+
+    async def _claim(self, limit: int) -> list[Task]:
+        """Lease what is due: tasks already sent, queued ones as far as accounts have room,
+        and queued ones past their deadline (to fail them) whatever the room."""
+        self._claimed_at = self.clock()
+        return await task_store.claim_due(
             self.engine,
             worker_id=self.id,
             limit=limit,
             queued_limit=await self._submit_room(limit),
-            created_before=self.clock() - self.settings.task_deadline_seconds,
+            created_before=self._claimed_at - self.settings.task_deadline_seconds,
             lease_seconds=self.settings.lease_seconds,
-            now=self.clock(),
+            now=self._claimed_at,
         )
-        await asyncio.gather(*(self._step(task) for task in claimed))
-        return claimed
 
     async def _idle(self) -> None:
         """Sleep until the next due time this process knows of, a wake-up (a new task, a
