@@ -107,6 +107,25 @@ def _suite_backends(overrides: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def process_env(settings: Settings | None = None) -> dict[str, str]:
+    """The environment for a soragate subprocess (the CLI, a worker) that shares ``settings``'
+    database and storage: what an operator sets for every process of one deployment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SORAGATE_")}
+    if settings is not None and settings.database_url:
+        env["SORAGATE_DATABASE_URL"] = settings.database_url
+    if settings is not None and settings.storage_url:
+        secret = settings.s3_secret_access_key
+        shared = {
+            "STORAGE_URL": settings.storage_url,
+            "S3_ENDPOINT_URL": settings.s3_endpoint_url,
+            "S3_REGION": settings.s3_region,
+            "S3_ACCESS_KEY_ID": settings.s3_access_key_id,
+            "S3_SECRET_ACCESS_KEY": secret.get_secret_value() if secret else None,
+        }
+        env.update({f"SORAGATE_{k}": str(v) for k, v in shared.items() if v is not None})
+    return env
+
+
 def test_settings(data_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": data_dir,

@@ -3,7 +3,6 @@ live server on loopback that shares its data dir."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -13,11 +12,15 @@ from pathlib import Path
 
 import av
 import pytest
-from tests.conftest import LiveServer, free_port, run_server, test_settings
+from tests.conftest import LiveServer, free_port, process_env, run_server, test_settings
+
+from soragate.settings import Settings
 
 
-def soragate(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SORAGATE_")}
+def soragate(
+    *args: str | Path, cwd: Path | None = None, settings: Settings | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = process_env(settings)
     # A wide terminal: at rich's 80-column default for pipes, tables cut ids short.
     env["COLUMNS"] = "200"
     return subprocess.run(
@@ -49,7 +52,7 @@ def slow_server(tmp_path: Path) -> Iterator[LiveServer]:
 def test_keys_create_list_revoke(server: LiveServer) -> None:
     data_dir = server.settings.data_dir
 
-    created = soragate("keys", "create", "ci-bot", "--data-dir", data_dir)
+    created = soragate("keys", "create", "ci-bot", "--data-dir", data_dir, settings=server.settings)
     assert created.returncode == 0, created.stderr
     key = created.stdout.splitlines()[-1]
     assert re.fullmatch(r"sk-sg-[\w-]{20,}", key), created.stdout
@@ -57,24 +60,24 @@ def test_keys_create_list_revoke(server: LiveServer) -> None:
     with server.client(key) as client:
         assert client.get("/v1/videos").status_code == 200
 
-    listed = soragate("keys", "list", "--data-dir", data_dir)
+    listed = soragate("keys", "list", "--data-dir", data_dir, settings=server.settings)
     assert listed.returncode == 0, listed.stderr
     key_id, name, role, prefix, _, revoked = row_of(listed.stdout, "ci-bot")
     assert (name, role, revoked) == ("ci-bot", "user", "-")
     assert key_id in created.stderr
     assert key.startswith(prefix.rstrip("…"))
 
-    revoked_run = soragate("keys", "revoke", "ci-bot", "--data-dir", data_dir)
+    revoked_run = soragate("keys", "revoke", "ci-bot", "--data-dir", data_dir, settings=server.settings)
     assert revoked_run.returncode == 0, revoked_run.stderr
     with server.client(key) as client:
         refused = client.get("/v1/videos")
     assert refused.status_code == 401
     assert refused.json()["error"]["message"] == "Incorrect API key provided."
-    assert row_of(soragate("keys", "list", "--data-dir", data_dir).stdout, "ci-bot")[5] != "-"
+    assert row_of(soragate("keys", "list", "--data-dir", data_dir, settings=server.settings).stdout, "ci-bot")[5] != "-"
     with server.client() as client:  # other keys are untouched
         assert client.get("/v1/videos").status_code == 200
 
-    again = soragate("keys", "revoke", "ci-bot", "--data-dir", data_dir)
+    again = soragate("keys", "revoke", "ci-bot", "--data-dir", data_dir, settings=server.settings)
     assert again.returncode == 1
     assert "no active key matches 'ci-bot'" in again.stderr
 
@@ -136,18 +139,18 @@ def test_tasks_list_show_and_cancel(slow_server: LiveServer) -> None:
     video_id = created.json()["id"]
     wait_in_progress(slow_server, video_id)
 
-    listed = soragate("tasks", "list", "--data-dir", data_dir)
+    listed = soragate("tasks", "list", "--data-dir", data_dir, settings=slow_server.settings)
     assert listed.returncode == 0, listed.stderr
     ident, kind, model, status, *_ = row_of(listed.stdout, video_id)
     assert (ident, kind, model, status) == (video_id, "text_to_video", "sora-2", "in_progress")
 
-    shown = soragate("tasks", "show", video_id, "--data-dir", data_dir)
+    shown = soragate("tasks", "show", video_id, "--data-dir", data_dir, settings=slow_server.settings)
     assert shown.returncode == 0, shown.stderr
     assert row_of(shown.stdout, "prompt")[1] == "a slow sunrise"
     assert row_of(shown.stdout, "size")[1] == "1280x720"
     assert row_of(shown.stdout, "status")[1] == "in_progress"
 
-    cancelled = soragate("tasks", "cancel", video_id, "--data-dir", data_dir)
+    cancelled = soragate("tasks", "cancel", video_id, "--data-dir", data_dir, settings=slow_server.settings)
     assert cancelled.returncode == 0, cancelled.stderr
     assert f"cancelled {video_id}" in cancelled.stdout
 
@@ -155,14 +158,19 @@ def test_tasks_list_show_and_cancel(slow_server: LiveServer) -> None:
         video = client.get(f"/v1/videos/{video_id}").json()
     assert video["status"] == "failed"
     assert video["error"]["code"] == "cancelled"
-    shown = soragate("tasks", "show", video_id, "--data-dir", data_dir)
+    shown = soragate("tasks", "show", video_id, "--data-dir", data_dir, settings=slow_server.settings)
     assert row_of(shown.stdout, "status")[1] == "cancelled"
     assert (
-        row_of(soragate("tasks", "list", "--status", "cancelled", "--data-dir", data_dir).stdout, video_id)[3]
+        row_of(
+            soragate(
+                "tasks", "list", "--status", "cancelled", "--data-dir", data_dir, settings=slow_server.settings
+            ).stdout,
+            video_id,
+        )[3]
         == "cancelled"
     )
 
-    again = soragate("tasks", "cancel", video_id, "--data-dir", data_dir)
+    again = soragate("tasks", "cancel", video_id, "--data-dir", data_dir, settings=slow_server.settings)
     assert again.returncode == 1
     assert "is not queued or running" in again.stderr
 

@@ -264,8 +264,12 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveSer
         "sandbox_delay": 2.0,
     }
     a_settings = test_settings(data, port=ports[0], public_url=f"http://127.0.0.1:{ports[0]}", **common)
+    # One store for both, whichever it is (a bucket when the suite runs on S3).
+    storage = {k: getattr(a_settings, k) for k in ("storage_url", "s3_endpoint_url", "s3_region", "s3_access_key_id")}
+    secret = a_settings.s3_secret_access_key
+    storage["s3_secret_access_key"] = secret.get_secret_value() if secret else None
     b_settings = test_settings(
-        data, port=ports[1], public_url=f"http://127.0.0.1:{ports[1]}", worker_enabled=False, **common
+        data, port=ports[1], public_url=f"http://127.0.0.1:{ports[1]}", worker_enabled=False, **common, **storage
     )
     for a in run_server(a_settings):
         for b in run_server(b_settings):

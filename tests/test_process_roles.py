@@ -4,7 +4,6 @@ a stopped worker hands its tasks back and leaves the list."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import LiveServer, free_port, run_server, test_settings
+from tests.conftest import LiveServer, free_port, process_env, run_server, test_settings
 
 
 @pytest.fixture
@@ -24,7 +23,7 @@ def api_only(tmp_path: Path) -> Iterator[LiveServer]:
 
 
 def start_worker(server: LiveServer, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SORAGATE_")}
+    env = process_env(server.settings)
     env.update(SORAGATE_SANDBOX_DELAY="0.4", SORAGATE_SANDBOX_FPS="8", SORAGATE_CLAIM_INTERVAL="0.1")
     command = [sys.executable, "-m", "soragate.cli", "worker", "--data-dir", str(server.settings.data_dir)]
     with log.open("wb") as out:
