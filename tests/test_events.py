@@ -18,8 +18,8 @@ from typing import Any
 
 import asyncpg
 import pytest
+from tests.cluster import reset_postgres
 from tests.conftest import LiveServer, free_port, run_server, test_settings
-from tests.test_postgres import _reset_schema
 from tests.test_sora2api import sse_events
 
 from soragate.core.task import new_id
@@ -255,7 +255,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveSer
     result files) and one signing key, as replicas on one machine would."""
     if not PG_URL:
         pytest.skip("SORAGATE_TEST_POSTGRES_URL is not set")
-    _reset_schema(PG_URL)
+    reset_postgres(PG_URL)
     data: Path = tmp_path_factory.mktemp("replicas") / "data"
     ports = free_port(), free_port()
     common: dict[str, Any] = {

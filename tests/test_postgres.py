@@ -3,7 +3,6 @@ SORAGATE_TEST_POSTGRES_URL; without it these tests are skipped."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 from collections.abc import Iterator
@@ -12,30 +11,17 @@ from pathlib import Path
 import av
 import openai
 import pytest
-from sqlalchemy import text
+from tests.cluster import reset_postgres
 from tests.conftest import LiveServer, free_port, run_server, test_settings
-
-from soragate.store.db import create_engine
 
 PG_URL = os.environ.get("SORAGATE_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(not PG_URL, reason="SORAGATE_TEST_POSTGRES_URL is not set")
 
 
-def _reset_schema(url: str) -> None:
-    async def reset() -> None:
-        engine = create_engine(url)
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-        await engine.dispose()
-
-    asyncio.run(reset())
-
-
 @pytest.fixture
 def pg_server(tmp_path: Path) -> Iterator[LiveServer]:
     assert PG_URL
-    _reset_schema(PG_URL)
+    reset_postgres(PG_URL)
     port = free_port()
     settings = test_settings(tmp_path / "data", port=port, database_url=PG_URL)
     yield from run_server(settings)
