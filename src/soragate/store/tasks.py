@@ -273,12 +273,6 @@ async def claim_due(
     return [row_to_task(row) for row in rows]
 
 
-async def next_due(engine: AsyncEngine) -> float | None:
-    """When the earliest active task is due (for sleeping until then)."""
-    async with engine.connect() as conn:
-        return (await conn.execute(select(func.min(tasks.c.next_check_at)).where(tasks.c.status.in_(_ACTIVE)))).scalar()
-
-
 async def renew_leases(engine: AsyncEngine, *, worker_id: str, task_ids: Sequence[str], until: float) -> None:
     if not task_ids:
         return

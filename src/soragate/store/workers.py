@@ -60,9 +60,3 @@ async def live_workers(engine: AsyncEngine, *, fresh_within: float, now: float |
             ).all()
         }
     return [{**dict(r._mapping), "held": int(held.get(r.id, 0))} for r in rows]
-
-
-async def forget_dead(engine: AsyncEngine, *, older_than: float) -> int:
-    async with writing(engine) as conn:
-        result = await conn.execute(delete(workers).where(workers.c.heartbeat_at < older_than))
-    return result.rowcount
