@@ -78,11 +78,12 @@ async def record_outcome(
     cooldown_seconds: float = 30.0,
     cooldown_until: float | None = None,
     disable_reason: str | None = None,
-) -> None:
+) -> tuple[int, float | None] | None:
     """Count successes or a failure, deciding a cooldown in the same statement so that every
     process sharing the database agrees. Faults of the account itself (refused connections,
     rate limits) always count towards it; other passing failures count once per task, so
-    one task failing again and again does not take a healthy account out for the others."""
+    one task failing again and again does not take a healthy account out for the others.
+    Returns the account's consecutive failures and cooldown as now stored."""
     c = provider_accounts.c
     values: dict[str, Any]
     if ok:
@@ -104,7 +105,15 @@ async def record_outcome(
         if disable_reason is not None:
             values.update(enabled=False, disabled_reason=disable_reason)
     async with writing(engine) as conn:
-        await conn.execute(update(provider_accounts).where(c.id == account_id).values(**values))
+        row = (
+            await conn.execute(
+                update(provider_accounts)
+                .where(c.id == account_id)
+                .values(**values)
+                .returning(c.consecutive_failures, c.cooldown_until)
+            )
+        ).first()
+    return (row.consecutive_failures, row.cooldown_until) if row is not None else None
 
 
 async def take_poll_slots(engine: AsyncEngine, *, name: str, count: int, interval: float, now: float) -> float | None:

@@ -60,7 +60,7 @@ class AccountHealth:
             account.cooldown_until = cooldown
             log.warning("account %s cooling down for %.0f s", account.name, cooldown - time.time())
         if account.source != "builtin" and exc.failure is not Failure.UNCERTAIN:
-            await account_store.record_outcome(
+            stored = await account_store.record_outcome(
                 self.engine,
                 account_id=account.id,
                 ok=False,
@@ -72,7 +72,9 @@ class AccountHealth:
                 cooldown_until=cooldown,
                 disable_reason=reason,
             )
-            # This process sees the cooldown at once; the others at their next refresh.
-            fresh = await account_store.get_account(self.engine, ident=account.id)
-            if fresh is not None:
-                account.consecutive_failures, account.cooldown_until = fresh.consecutive_failures, fresh.cooldown_until
+            # This process sees the decision at once; the others at their next refresh.
+            if stored is not None:
+                before = account.cooldown_until
+                account.consecutive_failures, account.cooldown_until = stored
+                if cooldown is None and account.cooldown_until and account.cooldown_until != before:
+                    log.warning("account %s cooling down for %.0f s", account.name, COOLDOWN_SECONDS)

@@ -81,15 +81,23 @@ async def store_results(
     return [asset for _, asset in staged]
 
 
-async def load_inputs(engine: AsyncEngine, storage: Storage, signer: UrlSigner, task: Task) -> TaskInputs:
-    """Reference images as bytes and as links soragate serves, and the source task of a remix."""
-    inputs = TaskInputs()
+async def load_source(engine: AsyncEngine, task: Task) -> Task | None:
+    """The task a remix, edit or extension starts from (routing needs it: the account that
+    made it must take the follow-up)."""
+    if not task.params.source_task_id:
+        return None
+    return await task_store.get_task(engine, task_id=task.params.source_task_id)
+
+
+async def load_inputs(
+    engine: AsyncEngine, storage: Storage, signer: UrlSigner, task: Task, *, source: Task | None
+) -> TaskInputs:
+    """Reference images as bytes and as links soragate serves, with the source task."""
+    inputs = TaskInputs(source=source)
     for upload_id in task.params.reference_images:
         upload = await upload_store.get_upload(engine, upload_id=upload_id)
         if upload is not None:
             inputs.reference_images.append(await storage.read_bytes(upload.path))
             inputs.reference_urls.append(signer.upload_url(upload.id))
             inputs.reference_mimes.append(upload.mime)
-    if task.params.source_task_id:
-        inputs.source = await task_store.get_task(engine, task_id=task.params.source_task_id)
     return inputs

@@ -45,7 +45,7 @@ from soragate.store import tasks as task_store
 from soragate.store import workers as worker_store
 from soragate.store.durations import Duration
 from soragate.worker.health import AccountHealth
-from soragate.worker.results import load_inputs, store_results
+from soragate.worker.results import load_inputs, load_source, store_results
 from soragate.worker.schedule import Schedule, timed_out
 
 log = logging.getLogger("soragate.worker")
@@ -271,10 +271,10 @@ class Worker:
     # --- submission -----------------------------------------------------------------------
 
     async def _submit(self, task: Task, deadline: float) -> None:
-        inputs = await load_inputs(self.engine, self.storage, self.signer, task)
+        source = await load_source(self.engine, task)
         tried = set(task.tried_accounts)
         try:
-            routes = self.router.candidates(task, source=inputs.source, exclude=tried)
+            routes = self.router.candidates(task, source=source, exclude=tried)
         except (NoRoute, SnapRefused) as exc:
             await self._fail(task, TaskError("no_available_upstream", f"No available upstream: {exc}."))
             return
@@ -296,6 +296,9 @@ class Worker:
             await self._later(task, at=min(self.clock() + BUSY_RETRY, deadline), step_errors=task.step_errors)
             return
         runtime = route.runtime
+        # Reference images are read only now that an account has room: a task waiting for a
+        # slot does not re-read them from storage every time it looks.
+        inputs = await load_inputs(self.engine, self.storage, self.signer, task, source=source)
         inputs.profile, inputs.snapped = route.profile, route.snap(task)
         try:
             upstream_id = await self._bounded(
