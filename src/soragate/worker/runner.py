@@ -53,6 +53,7 @@ log = logging.getLogger("soragate.worker")
 GONE_LIMIT = 3  # consecutive "no such job" answers before a task is declared lost
 BUSY_RETRY = 1.0  # seconds before a task that found every able account full looks again
 CLAIM_BATCH = 200
+ROOM_SECONDS = 0.25  # how stale the count of free account slots may be when claiming
 T = TypeVar("T")
 
 
@@ -95,6 +96,7 @@ class Worker:
         # Due times this process wrote: a hint for when to claim next, not state.
         self._due_hints: list[float] = []
         self._claimed_at = 0.0
+        self._room, self._room_counted_at = 0, float("-inf")
         # Learned job durations per route, reloaded with the heartbeat (every process writes them).
         self._durations: dict[str, Duration] = {}
 
@@ -198,9 +200,14 @@ class Worker:
         runtimes = [r for r in self.router.runtimes.values() if r.account.health() == "ok"]
         if not self.router.runtimes or any(r.max_in_flight is None for r in runtimes):
             return room
-        held = await task_store.in_flight_counts(self.engine)
-        free = sum(max(0, r.account.max_concurrency - held.get(r.name, 0)) for r in runtimes)
-        return min(room, free)
+        # Counted at most every ROOM_SECONDS: claims follow every finished step, and a count a
+        # moment old only lets a few tasks find the accounts full and look again shortly.
+        now = time.monotonic()
+        if now - self._room_counted_at >= ROOM_SECONDS:
+            held = await task_store.in_flight_counts(self.engine)
+            self._room = sum(max(0, r.account.max_concurrency - held.get(r.name, 0)) for r in runtimes)
+            self._room_counted_at = now
+        return min(room, self._room)
 
     async def _heartbeat_loop(self) -> None:
         while True:
