@@ -1,21 +1,21 @@
-"""Run N video tasks through a real soragate against a fake relay whose jobs take a fixed
-time, and print what the gateway spent on them; informational, no assertions.
+"""Run N video tasks through a real soragate against a fake relay, with the settings a user
+gets, and print what the gateway spent on them; informational, no assertions.
 
-Three processes, so no two share a GIL: ``soragate serve`` (worker on, fresh temp data
-dir), a fake ``relay_v2`` upstream (a Starlette app under uvicorn, run by this script as
-``_fake``), and this script as the load client. One ``relay_v2`` account pointing at the
-fake is added through ``POST /v1/admin/providers`` with ``max_concurrency >= N``. The
-client creates N tasks through ``POST /v1/videos`` (a bounded number at a time), then
-waits for all of them to be final by reading soragate's SQLite database read-only (not by
-polling each task), and lists them once through ``GET /v1/videos`` pages at the end.
+Three processes, so no two share a GIL: ``soragate serve`` (default settings, worker on,
+fresh temp data dir), the timed relay the tests use (``tests/fakes/timed_relay.py``) and
+this script as the load client. ``--accounts`` relay_v2 accounts (10) are added through
+``POST /v1/admin/providers`` with default options (nothing tuned to the fake's job time),
+the given poll cap (50/s, the default) and ``max_concurrency >= N``. Each job takes a time
+drawn from ``--job-seconds`` (20-90 s) and returns an 8 s 1280x720 H.264 clip, as real
+upstreams do (``--small-clip`` for quick runs). The client creates N tasks through
+``POST /v1/videos`` (a bounded number at a time), waits for all to be final by reading
+soragate's SQLite database read-only, and lists them once through ``GET /v1/videos``.
 
-The fake's job is complete ``--job-seconds`` after its create call; the fake records that
-time, when soragate first saw SUCCESS and fetched the result, and counts every request per
-route. Printed: wall time, the gateway's peak RSS and CPU seconds, upstream requests per
-task, and the delay from upstream completion to soragate's ``completed_at``: from the
-database (a float) and from the API (which rounds it down to whole seconds).
+Printed: wall time, create rate and latency, the gateway's peak RSS and CPU seconds,
+upstream requests per task by type, and the delay from upstream completion to soragate's
+``completed_at``, split into done → first SUCCESS answer (noticed) → completed.
 
-    python bench/gateway_load.py [--tasks 1000] [--job-seconds 5] [--poll-rate 50]
+    python bench/gateway_load.py [--tasks 1000] [--job-seconds 20-90] [--accounts 10] [--poll-rate 50]
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import json
 import os
 import sqlite3
 import subprocess
@@ -40,8 +39,11 @@ from typing import Any
 import httpx
 from processes import free_port, spawn, stop, wait_healthy
 
-HERE = Path(__file__).resolve()
-UPSTREAM_KEY = "sk-bench-relay-" + uuid.uuid4().hex[:12]
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.fakes.timed_relay import job_spread  # noqa: E402
+
+UPSTREAM_KEY = "sk-timed-bench-" + uuid.uuid4().hex[:12]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SORAGATE_ENV = {
     "SORAGATE_ALLOW_PRIVATE_URLS": "1",
@@ -120,93 +122,6 @@ class Sampler(threading.Thread):
         return best
 
 
-# --- the fake upstream (runs in its own process) ----------------------------------------------
-
-
-def serve_fake(port: int, job_seconds: float, key: str) -> None:
-    """A relay_v2 upstream whose jobs are done ``job_seconds`` after their create call."""
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
-
-    from soragate.render import render_video
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "result.mp4"
-        render_video(out, prompt="gateway load bench", width=160, height=90, seconds=1, fps=8)
-        video = out.read_bytes()
-
-    base = f"http://127.0.0.1:{port}"
-    counts: collections.Counter[str] = collections.Counter()
-    # id → [prompt, created, complete_at, status polls, first SUCCESS answer, first download]
-    jobs: dict[str, list[Any]] = {}
-    started = time.time()
-
-    def denied(request: Request) -> Response | None:
-        if request.headers.get("authorization") == f"Bearer {key}":
-            return None
-        error = {"message": "Incorrect API key provided", "type": "relay_error", "code": "invalid_api_key"}
-        return JSONResponse({"error": error}, 401)
-
-    async def create(request: Request) -> Response:
-        counts["create"] += 1
-        if (refused := denied(request)) is not None:
-            return refused
-        body = json.loads(await request.body())
-        job_id = uuid.uuid4().hex
-        now = time.time()
-        jobs[job_id] = [str(body.get("prompt", "")), now, now + job_seconds, 0, None, None]
-        return JSONResponse({"task_id": job_id, "status": "NOT_START", "progress": 0, "created_at": int(now)})
-
-    async def status(request: Request) -> Response:
-        counts["status"] += 1
-        if (refused := denied(request)) is not None:
-            return refused
-        job = jobs.get(request.path_params["task_id"])
-        if job is None:
-            return JSONResponse({"code": "task_not_exist", "message": "task_not_exist", "data": None}, 404)
-        job[3] += 1
-        now = time.time()
-        view: dict[str, Any] = {"task_id": request.path_params["task_id"], "video_url": None, "fail_reason": ""}
-        if now >= job[2]:
-            counts["status_success"] += 1
-            if job[4] is None:
-                job[4] = now
-            view |= {
-                "status": "SUCCESS",
-                "progress": 100,
-                "video_url": f"{base}/files/{request.path_params['task_id']}.mp4",
-            }
-        else:
-            counts["status_running"] += 1
-            view |= {"status": "IN_PROGRESS", "progress": min(99, int((now - job[1]) * 100 / job_seconds))}
-        return JSONResponse(view)
-
-    async def result(request: Request) -> Response:
-        counts["download"] += 1
-        job = jobs.get(request.path_params["name"].removesuffix(".mp4"))
-        if job is None or time.time() < job[2]:
-            return Response("Not Found", 404, media_type="text/plain")
-        if job[5] is None:
-            job[5] = time.time()
-        return Response(video, media_type="video/mp4")
-
-    async def stats(request: Request) -> Response:
-        return JSONResponse({"counts": counts, "jobs": jobs, "started": started, "video_bytes": len(video)})
-
-    app = Starlette(
-        routes=[
-            Route("/v2/videos/generations", create, methods=["POST"]),
-            Route("/v2/videos/generations/{task_id}", status, methods=["GET"]),
-            Route("/files/{name}", result, methods=["GET"]),
-            Route("/_stats", stats, methods=["GET"]),
-        ]
-    )
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, backlog=4096)
-
-
 # --- the run ---------------------------------------------------------------------------------
 
 
@@ -218,22 +133,16 @@ class Created:
     seconds: float = 0.0
 
 
-def start_fake(tmp: Path, job_seconds: float) -> tuple[subprocess.Popen[bytes], str]:
+def start_fake(tmp: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str]:
+    """The timed relay the tests use (``tests/fakes/timed_relay.py``), in a process of its own."""
     port = free_port()
-    command = [
-        sys.executable,
-        str(HERE),
-        "_fake",
-        "--port",
-        str(port),
-        "--job-seconds",
-        str(job_seconds),
-        "--key",
-        UPSTREAM_KEY,
-    ]
-    process = spawn(command, tmp / "fake.log")
+    command = [sys.executable, "-m", "tests.fakes.timed_relay", "--port", str(port), "--job-seconds", args.job_seconds]
+    if not args.small_clip:
+        command.append("--real-clip")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = spawn(command, tmp / "fake.log", env)
     url = f"http://127.0.0.1:{port}"
-    wait_healthy(process, url + "/_stats", tmp / "fake.log")
+    wait_healthy(process, url + "/_stats", tmp / "fake.log", timeout=120)
     return process, url
 
 
@@ -249,21 +158,22 @@ def start_soragate(tmp: Path, worker_concurrency: int) -> tuple[subprocess.Popen
     return process, url, data_dir
 
 
-def add_account(url: str, key: str, fake_url: str, args: argparse.Namespace) -> None:
-    body = {
-        "name": "bench-relay",
-        "kind": "relay_v2",
-        "base_url": fake_url,
-        "secret": UPSTREAM_KEY,
-        "models": {"sora-2": ""},
-        "max_concurrency": max(args.tasks, 1),
-        "poll_rate": args.poll_rate,
-        # Young tasks are asked every poll_min; a 5 s job is done in about five of those.
-        "options": {"poll_min": args.job_seconds / 5, "poll_max": args.job_seconds, "timeout": 30},
-    }
-    response = httpx.post(f"{url}/v1/admin/providers", json=body, headers={"Authorization": f"Bearer {key}"})
-    if response.status_code != 200:
-        sys.exit(f"adding the upstream account failed: {response.status_code} {response.text}")
+def add_accounts(url: str, key: str, fake_url: str, args: argparse.Namespace) -> None:
+    """The accounts as a user would add them: the default options (no poll interval tuned to
+    the fake's job time), the given poll cap, and room for every task."""
+    for i in range(args.accounts):
+        body = {
+            "name": f"bench-relay-{i}",
+            "kind": "relay_v2",
+            "base_url": fake_url,
+            "secret": f"{UPSTREAM_KEY}-{i}",
+            "models": {"sora-2": ""},
+            "max_concurrency": max(args.tasks, 1),
+            "poll_rate": args.poll_rate,
+        }
+        response = httpx.post(f"{url}/v1/admin/providers", json=body, headers={"Authorization": f"Bearer {key}"})
+        if response.status_code != 200:
+            sys.exit(f"adding the upstream account failed: {response.status_code} {response.text}")
 
 
 async def create_tasks(url: str, key: str, n: int, concurrency: int) -> Created:
@@ -413,9 +323,9 @@ def report(
 
     lat = sorted(created.latencies)
     print(
-        f"gateway load: N={n} tasks, upstream job {args.job_seconds:g} s, poll_rate {args.poll_rate:g}/s, "
-        f"poll_min/max {args.job_seconds / 5:g}/{args.job_seconds:g} s, worker_concurrency "
-        f"{args.worker_concurrency}, {os.cpu_count()} CPUs"
+        f"gateway load: N={n} tasks, upstream jobs {args.job_seconds} s, {args.accounts} accounts at "
+        f"poll_rate {args.poll_rate:g}/s (default options), {'tiny' if args.small_clip else '8 s 1280x720'} "
+        f"result clip, worker_concurrency {args.worker_concurrency}, {os.cpu_count()} CPUs"
     )
     print(
         f"  wall time              {wall:8.1f} s   (first create → last task final"
@@ -454,7 +364,7 @@ def report(
         print(f"  status polls per job   {', '.join(f'{k}: {dist[k]}' for k in sorted(dist))}")
     print(
         f"  status polls/s         {counts['status'] / max(wall, 1e-9):8.1f}     (account poll_rate "
-        f"{args.poll_rate:g}/s; soragate spaces requests at 90% of it)"
+        f"{args.poll_rate:g}/s per account, {args.accounts} accounts)"
     )
     print(f"  upstream done → soragate completed_at   {quantiles(delays)}  ({len(delays)} tasks; DB)")
     print(f"    same from the API's whole seconds     {quantiles(api_delays)}")
@@ -483,12 +393,12 @@ def measure(args: argparse.Namespace) -> None:
         processes: list[subprocess.Popen[bytes]] = []
         sampler: Sampler | None = None
         try:
-            fake, fake_url = start_fake(tmp, args.job_seconds)
+            fake, fake_url = start_fake(tmp, args)
             processes.append(fake)
             soragate, url, data_dir = start_soragate(tmp, args.worker_concurrency)
             processes.append(soragate)
             key = (data_dir / "admin.key").read_text().strip()
-            add_account(url, key, fake_url, args)
+            add_accounts(url, key, fake_url, args)
             db = data_dir / "soragate.db"
 
             baseline = proc_usage(soragate.pid)
@@ -539,7 +449,13 @@ def main() -> None:
         description="N video tasks through soragate against a fake relay_v2 upstream with fixed-time jobs."
     )
     parser.add_argument("--tasks", type=int, default=1000, help="Tasks to create (1000).")
-    parser.add_argument("--job-seconds", type=float, default=5.0, help="Upstream time per job (5).")
+    parser.add_argument(
+        "--job-seconds", default="20-90", help="Upstream time per job, or a range drawn from uniformly (20-90)."
+    )
+    parser.add_argument("--accounts", type=int, default=10, help="relay_v2 accounts (10).")
+    parser.add_argument(
+        "--small-clip", action="store_true", help="A tiny result clip instead of an 8 s 1280x720 H.264 one."
+    )
     parser.add_argument("--poll-rate", type=float, default=50.0, help="The account's poll_rate, requests/s (50).")
     parser.add_argument("--create-concurrency", type=int, default=32, help="Creates in flight at once (32).")
     parser.add_argument(
@@ -555,23 +471,19 @@ def main() -> None:
         help="Seconds to wait for all tasks to be final (default: from N and the rate).",
     )
     parser.add_argument("--keep-logs", metavar="DIR", help="Copy soragate's and the fake's logs here.")
-    roles = parser.add_subparsers(dest="role", help=argparse.SUPPRESS)
-    fake = roles.add_parser("_fake", help=argparse.SUPPRESS)
-    fake.add_argument("--port", type=int, required=True)
-    fake.add_argument("--job-seconds", type=float, required=True)
-    fake.add_argument("--key", required=True)
     args = parser.parse_args()
 
-    if args.role == "_fake":
-        serve_fake(args.port, args.job_seconds, args.key)
-        return
-    if args.tasks <= 0 or args.job_seconds <= 0 or args.poll_rate <= 0 or args.create_concurrency <= 0:
-        parser.error("--tasks, --job-seconds, --poll-rate and --create-concurrency must be positive")
+    try:
+        longest = job_spread(args.job_seconds)[1]
+    except ValueError as exc:
+        parser.error(str(exc))
+    if min(args.tasks, args.accounts, args.poll_rate, args.create_concurrency) <= 0:
+        parser.error("--tasks, --accounts, --poll-rate and --create-concurrency must be positive")
     if args.worker_concurrency is None:
         args.worker_concurrency = max(1000, args.tasks)
     if args.timeout is None:
         # Polling is the floor: about two status reads per task at 90% of the rate.
-        args.timeout = max(300.0, 4 * (args.tasks * 2 / (0.9 * args.poll_rate) + args.job_seconds))
+        args.timeout = max(300.0, 4 * (args.tasks * 2 / (0.8 * args.poll_rate * args.accounts) + longest))
     measure(args)
 
 

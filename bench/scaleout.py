@@ -79,7 +79,8 @@ def run_invariants(args: argparse.Namespace, s3: MotoS3, tmp: Path) -> None:
             f"{args.tasks - sum(counts.get(s, 0) for s in ('completed', 'failed', 'cancelled'))}"
         )
         print(
-            f"  upstream jobs created             {stats['jobs']} (prompts created twice: {stats['duplicate_prompts']})"
+            f"  upstream jobs created             {len(stats['jobs'])} "
+            f"(prompts created twice: {stats['duplicate_prompts']})"
         )
         print(f"  most jobs in flight, any account  {max(a['peak_in_flight'] for a in accounts)} (cap 20)")
         print(f"  most polls in any 1 s, any account {max(a['max_polls_per_second'] for a in accounts)} (cap 5)")

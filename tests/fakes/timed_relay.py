@@ -16,6 +16,7 @@ import argparse
 import bisect
 import collections
 import json
+import random
 import tempfile
 import time
 import uuid
@@ -39,6 +40,7 @@ class Job:
     done_at: float
     first_success: float | None = None
     downloaded: float | None = None
+    polls: int = 0
 
 
 @dataclass
@@ -84,9 +86,21 @@ def sample_video(*, real: bool = False) -> bytes:
         return out.read_bytes()
 
 
+def job_spread(text: str) -> tuple[float, float]:
+    """``"20"`` → every job takes 20 s; ``"20-90"`` → each takes a uniform draw from that range."""
+    low, _, high = text.partition("-")
+    spread = (float(low), float(high or low))
+    if not 0 < spread[0] <= spread[1]:
+        raise ValueError(f"job seconds must be positive and low-high, not {text!r}")
+    return spread
+
+
 class TimedRelay:
-    def __init__(self, *, job_seconds: float, video: bytes | None = None, base_url: str = "") -> None:
-        self.job_seconds = job_seconds
+    def __init__(
+        self, *, job_seconds: float | tuple[float, float], video: bytes | None = None, base_url: str = ""
+    ) -> None:
+        self.job_seconds = job_seconds if isinstance(job_seconds, tuple) else (job_seconds, job_seconds)
+        self._rng = random.Random(7)  # noqa: S311 - job times, not security
         self.video = video if video is not None else sample_video()
         self.base_url = base_url
         self.jobs: dict[str, Job] = {}
@@ -118,7 +132,7 @@ class TimedRelay:
         body = json.loads(await request.body())
         now = time.time()
         job_id = uuid.uuid4().hex
-        job = Job(key, str(body.get("prompt", "")), now, now + self.job_seconds)
+        job = Job(key, str(body.get("prompt", "")), now, now + self._rng.uniform(*self.job_seconds))
         self.jobs[job_id] = job
         self.prompts[job.prompt] += 1
         account = self.accounts[key]
@@ -139,14 +153,17 @@ class TimedRelay:
         job = self.jobs.get(task_id)
         if job is None or job.key != key:
             return JSONResponse({"code": "task_not_exist", "message": "task_not_exist", "data": None}, 404)
+        job.polls += 1
         view: dict[str, Any] = {"task_id": task_id, "video_url": None, "fail_reason": ""}
         if now >= job.done_at:
+            self.counts["status_success"] += 1
             job.first_success = job.first_success or now
             base = self.base_url or str(request.base_url).rstrip("/")
             return JSONResponse(
                 view | {"status": "SUCCESS", "progress": 100, "video_url": f"{base}/files/{task_id}.mp4"}
             )
-        progress = min(99, int((now - job.created) * 100 / self.job_seconds))
+        self.counts["status_running"] += 1
+        progress = min(99, int((now - job.created) * 100 / (job.done_at - job.created)))
         return JSONResponse(view | {"status": "IN_PROGRESS", "progress": progress})
 
     async def result(self, request: Request) -> Response:
@@ -160,7 +177,11 @@ class TimedRelay:
     def summary(self) -> dict[str, Any]:
         return {
             "counts": dict(self.counts),
-            "jobs": len(self.jobs),
+            # id → [prompt, created, done_at, status polls, first SUCCESS answer, first download]
+            "jobs": {
+                job_id: [j.prompt, j.created, j.done_at, j.polls, j.first_success, j.downloaded]
+                for job_id, j in self.jobs.items()
+            },
             "duplicate_prompts": sum(1 for n in self.prompts.values() if n > 1),
             "accounts": {
                 key: {
@@ -175,8 +196,6 @@ class TimedRelay:
                 [t for a in self.accounts.values() for t in a.polls]
                 and max((a.polls for a in self.accounts.values()), key=max_in_window)
             ),
-            "first_success": [j.first_success for j in self.jobs.values()],
-            "done_at": [j.done_at for j in self.jobs.values()],
         }
 
     async def stats(self, request: Request) -> Response:
@@ -188,7 +207,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--job-seconds", type=float, default=20.0)
+    parser.add_argument("--job-seconds", type=job_spread, default=(20.0, 20.0), help="20, or a range: 20-90")
     parser.add_argument("--real-clip", action="store_true", help="return an 8 s 1280x720 clip")
     args = parser.parse_args()
     video = sample_video(real=args.real_clip)
