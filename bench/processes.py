@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
@@ -21,10 +22,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+SERVER_CPUS = {0}  # servers under measurement run here; load generators on the other cores
+
+
+def load_cpus() -> set[int] | None:
+    """The cores left for a load generator (None on a one-core machine: share it)."""
+    others = set(os.sched_getaffinity(0)) - SERVER_CPUS
+    return others or None
+
+
+def on_cpus(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` holding the child (and its children) to ``cpus``."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def spawn(
+    command: list[str], log: Path, env: dict[str, str] | None = None, *, cpus: set[int] | None = None
+) -> subprocess.Popen[bytes]:
     """Its own session, so ``stop`` also reaches soragate's render-pool children."""
     with log.open("wb") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return subprocess.Popen(  # noqa: PLW1509 - the bench starts no threads before this
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=on_cpus(cpus)
+        )
 
 
 def wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 60) -> None:

@@ -12,7 +12,10 @@ Runs 2 and 3 (the speed-up): one ``serve --no-worker`` holding N queued tasks, t
 then two ``soragate worker`` processes started to drain them; each job returns a real 8 s
 1280x720 H.264 clip (what upstreams return; ``--speedup-clip small`` for a tiny one), so
 result processing costs what it costs for users. Printed: the time from starting the
-workers to the last task final, and the ratio.
+workers to the last task final, the ratio, and the CPU each kind of process used meanwhile
+(as a share of the machine: what is left idle is what a second worker could still use).
+Runs 4 and 5 repeat 2 and 3 with each worker process (and its result-check processes) held
+to a core of its own, as if each worker had a machine to itself.
 
 Needs a Postgres URL (``--database-url`` or $SORAGATE_TEST_POSTGRES_URL; its public schema
 is dropped) and starts a moto S3 server on loopback.
@@ -34,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.cluster import Cluster, reset_postgres  # noqa: E402
+from tests.cluster import Cluster, cpu_seconds, reset_postgres  # noqa: E402
 from tests.s3 import MotoS3  # noqa: E402
 
 
@@ -91,9 +94,10 @@ def run_invariants(args: argparse.Namespace, s3: MotoS3, tmp: Path) -> None:
         cluster.stop()
 
 
-def run_speed(args: argparse.Namespace, s3: MotoS3, tmp: Path, workers: int) -> float:
+def run_speed(args: argparse.Namespace, s3: MotoS3, tmp: Path, workers: int, *, pin: bool) -> float:
     reset_postgres(args.database_url)
-    cluster = Cluster(tmp / f"speed{workers}", args.database_url, s3.env(f"scaleout-speed-{workers}"), args.job_seconds)
+    name = f"speed-{workers}" + ("-pinned" if pin else "")
+    cluster = Cluster(tmp / name, args.database_url, s3.env(f"scaleout-{name}"), args.job_seconds)
     cluster.workdir.mkdir()
     try:
         cluster.start_relay(real_clip=args.speedup_clip == "real")
@@ -102,14 +106,22 @@ def run_speed(args: argparse.Namespace, s3: MotoS3, tmp: Path, workers: int) -> 
         # queue first, so the clock runs only while workers drain it.
         cluster.add_accounts(10, max_concurrency=100_000, poll_rate=50)
         asyncio.run(cluster.create(args.speedup_tasks))
+        cpu_before = cpu_seconds()
         started = time.monotonic()
         for i in range(workers):
-            cluster.worker(f"worker-{i}")
+            cluster.worker(f"worker-{i}", cpus={i % (os.cpu_count() or 1)} if pin else None)
         counts = cluster.wait_final(args.speedup_tasks, timeout=args.timeout)
         wall = time.monotonic() - started
+        cpu = {group: used - cpu_before.get(group, 0.0) for group, used in cpu_seconds().items()}
         print(
             f"  {workers} worker process(es): {wall:7.1f} s for {args.speedup_tasks} tasks "
             f"({counts.get('completed', 0)} completed, {counts.get('failed', 0)} failed)",
+            flush=True,
+        )
+        machine = os.cpu_count() or 1
+        print(
+            "    CPU used while draining (% of the machine): "
+            + ", ".join(f"{group} {used / wall / machine:.0%}" for group, used in sorted(cpu.items()) if used > 0),
             flush=True,
         )
         return wall
@@ -137,8 +149,12 @@ def main() -> None:
             run_invariants(args, s3, Path(tmp))
         if not args.skip_speedup:
             print(f"runs 2 and 3: serve --no-worker + N worker processes, {args.speedup_clip} result clips")
-            one = run_speed(args, s3, Path(tmp), 1)
-            two = run_speed(args, s3, Path(tmp), 2)
+            one = run_speed(args, s3, Path(tmp), 1, pin=False)
+            two = run_speed(args, s3, Path(tmp), 2, pin=False)
+            print(f"  speed-up, 2 workers over 1:       {one / two:.2f}x")
+            print("runs 4 and 5: the same, each worker process (with its result-check processes) on a core of its own")
+            one = run_speed(args, s3, Path(tmp), 1, pin=True)
+            two = run_speed(args, s3, Path(tmp), 2, pin=True)
             print(f"  speed-up, 2 workers over 1:       {one / two:.2f}x")
 
 

@@ -34,6 +34,37 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by the processes on this machine, grouped by
+    role: soragate API and worker processes, the fake upstream, Postgres, and this process
+    (which runs the S3-API server in a thread). Linux /proc; read before and after a run."""
+    tick = os.sysconf("SC_CLK_TCK")
+    groups: dict[str, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError, ValueError, IndexError):
+            pid = int(stat.parent.name)
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            used = (int(fields[11]) + int(fields[12])) / tick
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            comm = (stat.parent / "comm").read_text().strip()
+            if pid == os.getpid():
+                group = "bench + S3 server"
+            elif "multiprocessing" in cmdline:
+                group = "result checks (worker's processes)"
+            elif "soragate.cli worker" in cmdline:
+                group = "soragate worker"
+            elif "soragate.cli serve" in cmdline:
+                group = "soragate serve"
+            elif "tests.fakes" in cmdline:
+                group = "fake upstream"
+            elif comm.startswith("postgres") or comm.startswith("postmaster"):
+                group = "postgres"
+            else:
+                continue
+            groups[group] = groups.get(group, 0.0) + used
+    return groups
+
+
 def reset_postgres(url: str) -> None:
     from sqlalchemy import text
 
@@ -98,14 +129,25 @@ class Cluster:
         )
         return env
 
-    def _spawn(self, name: str, command: list[str], env: dict[str, str], *, priority: bool = False) -> Process:
+    def _spawn(
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str],
+        *,
+        priority: bool = False,
+        cpus: set[int] | None = None,
+    ) -> Process:
         log = self.workdir / f"{name}.log"
 
-        def favour() -> None:
-            # The fake is the measuring instrument: on a saturated machine it must read requests
-            # as they arrive, not when the scheduler next gets round to it (needs root; else as is).
-            with suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, 0, -10)
+        def prepare() -> None:
+            if priority:
+                # The fake is the measuring instrument: on a saturated machine it must read requests
+                # as they arrive, not when the scheduler next gets round to it (needs root; else as is).
+                with suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, 0, -10)
+            if cpus:
+                os.sched_setaffinity(0, cpus)  # inherited by the process's own children
 
         with log.open("wb") as out:
             popen = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -115,7 +157,7 @@ class Cluster:
                 env=env,
                 start_new_session=True,
                 cwd=ROOT,
-                preexec_fn=favour if priority else None,  # noqa: PLW1509 - no threads started yet
+                preexec_fn=prepare if priority or cpus else None,  # noqa: PLW1509 - no threads started yet
             )
         process = Process(name, popen, log)
         self.processes.append(process)
@@ -152,10 +194,11 @@ class Cluster:
             self.admin_key = (self.data_dir / "admin.key").read_text().strip()
         return process
 
-    def worker(self, name: str, **env: str) -> Process:
-        """A ``soragate worker`` process; returns once its heartbeat is in the database."""
+    def worker(self, name: str, *, cpus: set[int] | None = None, **env: str) -> Process:
+        """A ``soragate worker`` process (on ``cpus`` only, if given); returns once its
+        heartbeat is in the database."""
         before = self._workers_alive()
-        process = self._spawn(name, [sys.executable, "-m", "soragate.cli", "worker"], self.env(**env))
+        process = self._spawn(name, [sys.executable, "-m", "soragate.cli", "worker"], self.env(**env), cpus=cpus)
         deadline = time.monotonic() + 60
         while self._workers_alive() <= before:
             if not process.alive() or time.monotonic() > deadline:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import av
@@ -23,6 +24,7 @@ from soragate.render import (
     render_image,
     render_video,
 )
+from soragate.result_files import BadResult, CheckCrashed, MediaPool, stage_video
 
 
 def _frames(path: Path) -> list[np.ndarray]:
@@ -181,3 +183,25 @@ def test_render_cache_key() -> None:
     assert base != render_cache_key(prompt="p", seconds=4, ref="abc", shots=[(1.0, "a")])
     with pytest.raises(TypeError):
         render_cache_key(obj=object())
+
+
+async def test_result_checks_run_in_other_processes_and_survive_one_dying(hd_video: Path, tmp_path: Path) -> None:
+    pool = MediaPool(2)
+    try:
+        staged = await pool.run(stage_video, "tasks/t1", {"video": hd_video}, tmp_path)
+        assert [(a.variant, a.width, a.height) for _, a in staged] == [
+            ("video", 1280, 720),
+            ("thumbnail", None, None),
+            ("spritesheet", None, None),
+        ]
+        assert all(path.stat().st_size > 0 for path, _ in staged)
+        assert await pool.run(os.getpid) != os.getpid()
+        with pytest.raises(BadResult, match="not a playable video"):
+            await pool.run(stage_video, "tasks/t2", {"video": tmp_path / "made-thumbnail.webp"}, tmp_path)
+        # A checking process that dies (out of memory, a decoder crash) fails that one check...
+        with pytest.raises(CheckCrashed):
+            await pool.run(os._exit, 1)
+        # ... and the next one gets a fresh pool.
+        assert (await pool.run(stage_video, "tasks/t3", {"video": hd_video}, tmp_path))[0][1].duration
+    finally:
+        pool.close()

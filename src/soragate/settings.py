@@ -48,8 +48,10 @@ class Settings(BaseSettings):
     # False: this process serves the API only (``soragate serve --no-worker``).
     worker_enabled: bool = True
     worker_concurrency: int = 1000
-    # Result checks and thumbnails run in threads, this many at a time.
+    # Processes that check results and make thumbnails and spritesheets (0: a thread of the
+    # worker process itself); results downloaded and stored at once (bounds the scratch disk).
     media_workers: int = 2
+    result_downloads: int = 32
     worker_id: str | None = None
     lease_seconds: float = 30.0
     claim_interval: float = 0.5

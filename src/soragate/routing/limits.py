@@ -29,8 +29,11 @@ from soragate.store import accounts as account_store
 # Requests leave at 80% of the rate: the spare fifth absorbs the jitter (a busy event loop
 # on either side, the network) that would otherwise bunch a few together on arrival.
 HEADROOM = 0.8
-# A reserved slot missed by more than this (or a quarter of the spacing, if less) is
-# dropped rather than used late, which would crowd the slots after it.
+# A reserved slot missed by more than this is dropped rather than used late. Slots spaced at
+# 1 / (rate × HEADROOM) put at most ``rate`` requests in any 1-second window as long as none
+# is later than 1 / HEADROOM - 1 = 0.25 s, whatever the rate; 0.05 s here leaves the rest
+# for the way out (a busy event loop, the network). Tighter would only waste slots, and with
+# them the account's rate, whenever the event loop is busy.
 LATE = 0.05
 # One reservation covers at most this many seconds of an account's rate.
 BATCH_SECONDS = 1.0
@@ -52,7 +55,6 @@ class PollGate:
         return 1.0 / max(account.poll_rate * HEADROOM, 0.001)
 
     async def wait(self, account: ProviderAccount) -> None:
-        late = min(LATE, self.interval(account) / 4)
         while True:
             slot = await self._reserve(account)
             delay = slot - time.time()
@@ -60,7 +62,7 @@ class PollGate:
                 await asyncio.sleep(delay)
             # A busy event loop may wake us well after the slot: going then would crowd the
             # next slot (perhaps another process's), so take a fresh one instead.
-            if time.time() - slot <= late or account.source == "builtin":
+            if time.time() - slot <= LATE or account.source == "builtin":
                 return
 
     async def _reserve(self, account: ProviderAccount) -> float:
@@ -74,10 +76,9 @@ class PollGate:
         try:
             async with self._locks[name]:
                 slots = self._slots[name]
-                late = min(LATE, interval / 4)
                 while True:
                     now = time.time()
-                    while slots and slots[0] < now - late:
+                    while slots and slots[0] < now - LATE:
                         slots.popleft()
                     if slots:
                         return slots.popleft()

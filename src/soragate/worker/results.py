@@ -9,69 +9,40 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from soragate import media
 from soragate.core.task import Asset, ErrorCode, Task, TaskError
 from soragate.providers.base import Failure, ProviderError, ResultFile, TaskInputs
+from soragate.result_files import BadResult, CheckCrashed, MediaPool, stage_images, stage_video
 from soragate.storage import Storage, StorageError
 from soragate.storage.signing import UrlSigner
 from soragate.store import tasks as task_store
 from soragate.store import uploads as upload_store
 
 
-def _bad_result(message: str) -> ProviderError:
-    return ProviderError(TaskError(ErrorCode.RESULT_UNAVAILABLE, message), failure=Failure.GONE)
-
-
-def _stage_video(task_dir: str, files: list[ResultFile], scratch: Path) -> list[tuple[Path, Asset]]:
-    video = next((f for f in files if f.variant == "video"), None)
-    if video is None:
-        raise _bad_result("The upstream reported success but returned no video.")
-    try:
-        info = media.probe_video(video.path)
-    except media.MediaError as exc:
-        raise _bad_result(f"The upstream's result is not a playable video ({exc}).") from None
-    given = {f.variant: f.path for f in files}
-    thumb = given.get("thumbnail") or scratch / "made-thumbnail.webp"
-    if "thumbnail" not in given:
-        media.make_thumbnail(video.path, thumb)
-    sprites = given.get("spritesheet") or scratch / "made-spritesheet.jpg"
-    if "spritesheet" not in given:
-        media.make_spritesheet(video.path, sprites)
-    size, duration = video.path.stat().st_size, round(info.duration, 3)
-    return [
-        (video.path, Asset("video", f"{task_dir}/video.mp4", "video/mp4", size, info.width, info.height, duration)),
-        (thumb, Asset("thumbnail", f"{task_dir}/thumbnail.webp", "image/webp", thumb.stat().st_size)),
-        (sprites, Asset("spritesheet", f"{task_dir}/spritesheet.jpg", "image/jpeg", sprites.stat().st_size)),
-    ]
-
-
-def _stage_images(task_dir: str, files: list[ResultFile], scratch: Path) -> list[tuple[Path, Asset]]:
-    staged = []
-    for index, image in enumerate(f for f in files if f.variant == "image"):
-        data = image.path.read_bytes()
-        try:
-            info = media.probe_image(data)
-        except media.MediaError as exc:
-            raise _bad_result(f"The upstream's result is not an image ({exc}).") from None
-        ext = info.format.lower().replace("jpeg", "jpg")
-        variant = f"image-{index}" if index else "image"
-        relpath = f"{task_dir}/image-{index}.{ext}"
-        staged.append((image.path, Asset(variant, relpath, info.mime, len(data), info.width, info.height)))
-    if not staged:
-        raise _bad_result("The upstream reported success but returned no image.")
-    return staged
-
-
 async def store_results(
-    storage: Storage, *, task_id: str, is_image: bool, files: list[ResultFile], scratch: Path
+    storage: Storage,
+    *,
+    task_id: str,
+    is_image: bool,
+    files: list[ResultFile],
+    scratch: Path,
+    pool: MediaPool | None = None,
 ) -> list[Asset]:
     """Check the downloaded files and make the thumbnail and spritesheet in ``scratch``
-    (local disk), then store them all; ``scratch`` is removed either way."""
-    stage = _stage_images if is_image else _stage_video
+    (local disk; in ``pool``'s processes, else a thread), then store them all; ``scratch``
+    is removed either way."""
+    task_dir = storage.task_dir(task_id)
+    pool = pool or MediaPool(0)
     try:
-        staged = await asyncio.to_thread(stage, storage.task_dir(task_id), files, scratch)
-        for local, asset in staged:
-            await storage.put_file(local, asset.path, mime=asset.mime)
+        if is_image:
+            staged = await pool.run(stage_images, task_dir, [f.path for f in files if f.variant == "image"])
+        else:
+            staged = await pool.run(stage_video, task_dir, {f.variant: f.path for f in files}, scratch)
+        await asyncio.gather(*(storage.put_file(local, asset.path, mime=asset.mime) for local, asset in staged))
+    except BadResult as exc:
+        raise ProviderError(TaskError(ErrorCode.RESULT_UNAVAILABLE, str(exc)), failure=Failure.GONE) from None
+    except CheckCrashed as exc:
+        # Maybe this file, maybe the machine (out of memory): tried again like a failed download.
+        raise ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, str(exc)), failure=Failure.RETRYABLE) from None
     except StorageError as exc:
         # Retried like a failed download: the result is still upstream, the store may be back.
         message = "The result could not be stored; the file store did not answer."

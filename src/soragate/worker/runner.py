@@ -36,6 +36,7 @@ from soragate.core.task import ErrorCode, SubmitState, Task, TaskError
 from soragate.events import TaskEvents
 from soragate.profiles.snap import SnapRefused
 from soragate.providers.base import ACCOUNT_FAILURES, Failure, JobState, JobStatus, ProviderError
+from soragate.result_files import MediaPool
 from soragate.routing.limits import PollGate
 from soragate.routing.router import AccountRuntime, NoRoute, Router
 from soragate.settings import Settings
@@ -92,7 +93,10 @@ class Worker:
         self.health = AccountHealth(engine)
         self._steps: dict[str, asyncio.Task[None]] = {}
         self._loops: list[asyncio.Task[None]] = []
-        self._media = asyncio.Semaphore(max(1, settings.media_workers))
+        # Results being downloaded, checked and stored at once: bounds the scratch disk. The
+        # checks and previews run in ``media``'s processes, off this event loop and its GIL.
+        self._results = asyncio.Semaphore(max(1, settings.result_downloads))
+        self.media = MediaPool(settings.media_workers)
         # Due times this process wrote: a hint for when to claim next, not state.
         self._due_hints: list[float] = []
         self._claimed_at = 0.0
@@ -128,6 +132,7 @@ class Worker:
         # Hand the tasks back at once instead of making another worker wait out the leases.
         await task_store.release_leases(self.engine, worker_id=self.id, task_ids=list(self._steps))
         await worker_store.remove(self.engine, worker_id=self.id)
+        self.media.close()
         for runtime in self.router.all():
             await self.health.save(runtime)
         log.info("worker %s stopped", self.id)
@@ -468,15 +473,18 @@ class Worker:
         scratch = self.storage.scratch_dir(task.id)
         scratch.mkdir(parents=True, exist_ok=True)
         try:
-            files = await self._bounded(
-                runtime.provider.fetch_result(task.upstream_id, scratch, status),
-                seconds=self.settings.download_timeout_seconds,
-            )
-            # Probing and thumbnails are CPU work in threads: a few at a time keeps the event
-            # loop (and with it every database write) responsive under load.
-            async with self._media:
+            async with self._results:
+                files = await self._bounded(
+                    runtime.provider.fetch_result(task.upstream_id, scratch, status),
+                    seconds=self.settings.download_timeout_seconds,
+                )
                 assets = await store_results(
-                    self.storage, task_id=task.id, is_image=task.kind.is_image, files=files, scratch=scratch
+                    self.storage,
+                    task_id=task.id,
+                    is_image=task.kind.is_image,
+                    files=files,
+                    scratch=scratch,
+                    pool=self.media,
                 )
         except ProviderError as exc:
             # store_results clears the scratch dir itself; a failed download leaves it to us.
