@@ -239,6 +239,8 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    # Status reads are most requests: first in the table (it excludes the fixed GET routes beside it).
+    app.router.routes.insert(0, openai_dialect.status_route)
     # Sora2API's fixed paths (/v1/videos/generate, ...) must win over OpenAI's /v1/videos/{id}.
     app.include_router(sora2api_dialect.router)
     app.include_router(chat_dialect.router)

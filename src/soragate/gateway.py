@@ -12,7 +12,7 @@ import re
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 import httpx
@@ -40,6 +40,9 @@ from soragate.store.fastread import FastReader
 
 log = logging.getLogger("soragate.tasks")
 
+KEY_CACHE_SECONDS = 1.0
+KEY_CACHE_SIZE = 10_000
+
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I)
 
 
@@ -54,13 +57,37 @@ class Gateway:
     http: httpx.AsyncClient
     reader: FastReader | None = None
     router: Router | None = None
+    # key hash → (key, when read): see ``authenticate``
+    _keys: dict[str, tuple[ApiKey, float]] = field(default_factory=dict, repr=False)
 
     # --- keys ---------------------------------------------------------------------------
 
     async def authenticate(self, secret: str) -> ApiKey | None:
+        """The key behind ``secret``. Keys without a credit limit are remembered for up to
+        KEY_CACHE_SECONDS (a revoked key stops working within that); keys with one are read
+        every time, so their balance is never stale."""
+        digest = key_store.hash_key(secret)
+        now = time.monotonic()
+        cached = self._keys.get(digest)
+        if cached is not None and now - cached[1] < KEY_CACHE_SECONDS:
+            return cached[0]
+        key = await self._read_key(digest, secret)
+        if key is not None and key.credit_limit is None:
+            if len(self._keys) >= KEY_CACHE_SIZE:
+                self._keys.clear()
+            self._keys[digest] = (key, now)
+        else:
+            self._keys.pop(digest, None)
+        return key
+
+    def forget_keys(self) -> None:
+        """Read every key afresh next time (this process revoked or changed one)."""
+        self._keys.clear()
+
+    async def _read_key(self, digest: str, secret: str) -> ApiKey | None:
         if self.reader is not None:
             try:
-                return self.reader.key(key_store.hash_key(secret))
+                return self.reader.key(digest)
             except sqlite3.Error:
                 log.warning("fast key read failed; using the async driver", exc_info=True)
         return await key_store.authenticate(self.engine, secret=secret)

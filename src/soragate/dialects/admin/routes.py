@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from soragate.admin import AdminService
 from soragate.core.inputs import int_in_range
 from soragate.core.keys import ApiKey
-from soragate.dialects.common import AdminDep, dialect, read_json
+from soragate.dialects.common import AdminDep, GatewayDep, dialect, read_json
 from soragate.errors import InvalidRequest
 from soragate.store.deliveries import Delivery, WebhookEndpoint
 
@@ -65,17 +65,22 @@ async def create_key(request: Request, _: AdminDep, admin: AdminServiceDep) -> d
 
 
 @router.post("/keys/{key_id}/revoke")
-async def revoke_key(key_id: str, _: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
+async def revoke_key(key_id: str, _: AdminDep, admin: AdminServiceDep, gateway: GatewayDep) -> dict[str, Any]:
     await admin.revoke_key(key_id=key_id)
+    gateway.forget_keys()  # at once here; other processes within KEY_CACHE_SECONDS
     return {"id": key_id, "revoked": True}
 
 
 @router.patch("/keys/{key_id}")
-async def update_key(key_id: str, request: Request, _: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
+async def update_key(
+    key_id: str, request: Request, _: AdminDep, admin: AdminServiceDep, gateway: GatewayDep
+) -> dict[str, Any]:
     body = await read_json(request, limit=64 * 1024)
     if "credit_limit" not in body:
         raise InvalidRequest("Nothing to change: send 'credit_limit' (a number, or null for unlimited).")
-    return key_json(await admin.set_credit_limit(key_id=key_id, credit_limit=_credit_limit(body)))
+    key = await admin.set_credit_limit(key_id=key_id, credit_limit=_credit_limit(body))
+    gateway.forget_keys()
+    return key_json(key)
 
 
 def webhook_json(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> dict[str, Any]:

@@ -9,5 +9,7 @@ from soragate.dialects.openai.translate import error_response, present, video_ob
 router = APIRouter(dependencies=[Depends(dialect("openai"))])
 router.include_router(videos.router)
 router.include_router(images.router)
+# GET /v1/videos/{id}: a plain route, added after ``router`` (see ``videos.retrieve_video``).
+status_route = videos.status_route
 
-__all__ = ["router", "error_response", "present", "video_object"]
+__all__ = ["router", "status_route", "error_response", "present", "video_object"]

@@ -6,13 +6,23 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.convertors import StringConvertor, register_url_convertor
+from starlette.routing import Route
 
 from soragate.core.catalogue import EXTENSION_SECONDS, parse_seconds
 from soragate.core.inputs import int_in_range, optional_str, require_prompt
 from soragate.core.keys import ApiKey
 from soragate.core.task import Task, TaskKind, TaskParams, TaskStatus
 from soragate.core.uploads import Character
-from soragate.dialects.common import DIALECT_SCOPE_KEY, FilePart, GatewayDep, KeyDep, read_fields, read_json
+from soragate.dialects.common import (
+    DIALECT_SCOPE_KEY,
+    FilePart,
+    GatewayDep,
+    KeyDep,
+    current_key,
+    read_fields,
+    read_json,
+)
 from soragate.dialects.openai.translate import present, video_object
 from soragate.errors import InvalidRequest, NotFound
 from soragate.gateway import Gateway
@@ -199,9 +209,23 @@ async def _own_video(gateway: Gateway, key: ApiKey, video_id: str) -> Task:
     return task
 
 
-@router.get("/{video_id}")
-async def retrieve_video(video_id: str, gateway: GatewayDep, key: KeyDep) -> JSONResponse:
-    return _video(await _own_video(gateway, key, video_id), gateway)
+async def retrieve_video(request: Request) -> JSONResponse:
+    """``GET /v1/videos/{video_id}``: what the SDK's ``poll`` and every status check call,
+    most of all traffic. A plain Starlette route at the head of the route table (``app.py``):
+    no scan through every dialect's routes and no dependency solving per request."""
+    gateway: Gateway = request.state.gateway
+    key = await current_key(request, gateway)
+    return _video(await _own_video(gateway, key, request.path_params["video_id"]), gateway)
+
+
+class VideoIdConvertor(StringConvertor):
+    """One path segment, but not the name of a fixed route beside it (``/v1/videos/characters``)."""
+
+    regex = "(?!characters$)[^/]+"
+
+
+register_url_convertor("video_id", VideoIdConvertor())
+status_route = Route("/v1/videos/{video_id:video_id}", retrieve_video, methods=["GET"])
 
 
 @router.delete("/{video_id}")
