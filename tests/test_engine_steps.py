@@ -317,6 +317,11 @@ def test_schedule_asks_when_the_job_should_be_done() -> None:
     assert schedule.next_poll(
         now=16, started_at=0, hint=None, options=options, deadline=1000, progress=80, expected=learned
     ) == pytest.approx(20)
+    # 1% after 1 s says only "done between 50 and 100 s": look at 50 s, the earliest it can be
+    # done, where the percent tells the end within a second; then at that end.
+    early = dict(started_at=0, hint=None, options=options, deadline=1000, expected=None)
+    assert schedule.next_poll(now=1, progress=1, **early) == pytest.approx(50)  # type: ignore[arg-type]
+    assert schedule.next_poll(now=50, progress=83, **early) == pytest.approx(50 * 100 / 83)  # type: ignore[arg-type]
     # No progress: when the route's jobs are usually done, then tightly, then backing off.
     assert schedule.next_poll(now=16, started_at=0, hint=None, options=options, deadline=1000, expected=learned) == 20
     assert schedule.next_poll(now=20, started_at=0, hint=None, options=options, deadline=1000, expected=learned) == 21

@@ -71,7 +71,9 @@ def _open_video(source: Path | bytes) -> Iterator[tuple[InputContainer, VideoStr
         if name.endswith("_pipe") or name in _IMAGE_DEMUXERS or not container.streams.video:
             raise MediaError(f"not a video: no video stream or an image format ({name})")
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        # Slice threads only: frame threads cost a quarter more CPU for the short decode runs
+        # done here, and results are checked several at a time in processes of their own.
+        stream.thread_type = "SLICE"
         yield container, stream
 
 
@@ -136,7 +138,8 @@ def make_thumbnail(video_path: Path, out_path: Path, *, fmt: str = "WEBP") -> No
         raise ValueError(f"unsupported image format {fmt!r}")
     (img,) = _grab_frames(video_path, 1)
     with atomic_path(out_path) as tmp:
-        img.save(tmp, format=fmt.upper(), quality=85)
+        # WebP's fastest method: a sixth of the default's CPU for a 720p frame, a little larger.
+        img.save(tmp, format=fmt.upper(), quality=85, method=0)
 
 
 def make_spritesheet(

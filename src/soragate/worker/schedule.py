@@ -23,8 +23,11 @@ from soragate.core.account_options import AccountOptions
 from soragate.core.task import ErrorCode, TaskError
 from soragate.store.durations import Duration
 
-# The longest wait an upstream's progress may set between two looks (progress is not always linear).
-ETA_CAP = 60.0
+# The longest wait an upstream's progress may set between two looks (progress is not always
+# linear): long enough that one early look at a job of a minute and a half tells when it ends.
+ETA_CAP = 90.0
+# How late after a job's end a look guided by its progress may come, at most.
+ETA_SLACK = 2.0
 # Tries of one step (a submit round, a download) before the task fails.
 ATTEMPTS = 5
 BACKOFF_CAP = 60.0
@@ -65,7 +68,12 @@ class Schedule:
         if hint is not None:
             interval = max(0.05, min(hint, high))
         elif progress is not None and 0 < progress < 100 and elapsed >= low:
-            interval = max(low, min(elapsed * (100 - progress) / progress, ETA_CAP))
+            # A whole percent: the job ends between ``earliest`` and ``latest``. Look at the
+            # latest when that is close enough; else at the earliest, where progress will be
+            # far enough along to tell the end closely.
+            earliest, latest = elapsed * 100 / (progress + 1), elapsed * 100 / progress
+            finish = latest if latest - earliest <= ETA_SLACK else earliest
+            interval = max(low, min(finish - elapsed, ETA_CAP))
         elif expected is not None and expected.mean - elapsed > low:
             interval = expected.mean - elapsed
         elif expected is not None:
