@@ -14,6 +14,8 @@ soragate's SQLite database read-only, and lists them once through ``GET /v1/vide
 Printed: wall time, create rate and latency, the gateway's peak RSS and CPU seconds,
 upstream requests per task by type, and the delay from upstream completion to soragate's
 ``completed_at``, split into done → first SUCCESS answer (noticed) → completed.
+``--warmup M`` first runs M tasks that are not counted, as in a deployment that has been
+running (job durations learned); without it the deployment is fresh.
 
     python bench/gateway_load.py [--tasks 1000] [--job-seconds 20-90] [--accounts 10] [--poll-rate 50]
 """
@@ -176,7 +178,7 @@ def add_accounts(url: str, key: str, fake_url: str, args: argparse.Namespace) ->
             sys.exit(f"adding the upstream account failed: {response.status_code} {response.text}")
 
 
-async def create_tasks(url: str, key: str, n: int, concurrency: int) -> Created:
+async def create_tasks(url: str, key: str, n: int, concurrency: int, *, tag: str = "") -> Created:
     created = Created()
     gate = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -190,7 +192,7 @@ async def create_tasks(url: str, key: str, n: int, concurrency: int) -> Created:
                 t0 = time.perf_counter()
                 try:
                     response = await client.post(
-                        "/v1/videos", json={"prompt": f"load bench clip {i}", "seconds": "4", "size": "1280x720"}
+                        "/v1/videos", json={"prompt": f"{tag}load bench clip {i}", "seconds": "4", "size": "1280x720"}
                     )
                 except httpx.HTTPError as exc:
                     created.failures[type(exc).__name__] += 1
@@ -233,7 +235,7 @@ def db_tasks(db: Path) -> list[sqlite3.Row]:
 FINAL = ("completed", "failed", "cancelled")
 
 
-def wait_final(db: Path, n: int, timeout: float, sampler: Sampler, t0: float) -> tuple[bool, float]:
+def wait_final(db: Path, n: int, timeout: float, sampler: Sampler | None, t0: float) -> tuple[bool, float]:
     """Until every task is final (read-only reads of the database, once a second)."""
     deadline = time.monotonic() + timeout
     last_note = 0.0
@@ -244,7 +246,7 @@ def wait_final(db: Path, n: int, timeout: float, sampler: Sampler, t0: float) ->
         if final >= n:
             return True, now
         if now - last_note >= 10:
-            usage = sampler.samples[-1][1] if sampler.samples else None
+            usage = sampler.samples[-1][1] if sampler is not None and sampler.samples else None
             cpu = f", gateway CPU {usage.cpu:.0f} s, RSS {usage.rss_mb:.0f} MB" if usage else ""
             print(f"  [{now - t0:5.0f} s] {dict(counts)}{cpu}", file=sys.stderr, flush=True)
             last_note = now
@@ -319,7 +321,8 @@ def report(
             finish_lags.append(row["completed_at"] - success_seen)
     polls_per_job = [job[3] for job in jobs.values()]
     videos, pages, list_seconds = listed
-    api_statuses = collections.Counter(v["status"] for v in videos.values())
+    measured = set(created.ids)
+    api_statuses = collections.Counter(v["status"] for i, v in videos.items() if i in measured)
 
     lat = sorted(created.latencies)
     print(
@@ -401,6 +404,12 @@ def measure(args: argparse.Namespace) -> None:
             add_accounts(url, key, fake_url, args)
             db = data_dir / "soragate.db"
 
+            if args.warmup:
+                # A deployment that has run a while: the routes' job durations are learned.
+                warm = asyncio.run(create_tasks(url, key, args.warmup, args.create_concurrency, tag="warm-up "))
+                wait_final(db, len(warm.ids), args.timeout, None, time.monotonic())
+                httpx.post(fake_url + "/_reset", timeout=60).raise_for_status()
+                print(f"  warm-up: {len(warm.ids)} tasks done, the fake's counts reset", file=sys.stderr)
             baseline = proc_usage(soragate.pid)
             assert baseline is not None
             sampler = Sampler(soragate.pid)
@@ -408,7 +417,7 @@ def measure(args: argparse.Namespace) -> None:
             t0 = time.monotonic()
             created = asyncio.run(create_tasks(url, key, args.tasks, args.create_concurrency))
             print(f"  [{time.monotonic() - t0:5.0f} s] created {len(created.ids)} tasks", file=sys.stderr)
-            all_final, t_end = wait_final(db, len(created.ids), args.timeout, sampler, t0)
+            all_final, t_end = wait_final(db, args.warmup + len(created.ids), args.timeout, sampler, t0)
             wall = t_end - t0
 
             gateway = proc_usage(soragate.pid)
@@ -417,7 +426,8 @@ def measure(args: argparse.Namespace) -> None:
             fake_usage = proc_usage(fake.pid)
             sampler.done.set()
             stats = httpx.get(fake_url + "/_stats", timeout=60).json()
-            rows = db_tasks(db)
+            measured = set(created.ids)
+            rows = [row for row in db_tasks(db) if row["id"] in measured]
             listed = list_all(url, key)
             report(
                 args,
@@ -453,6 +463,13 @@ def main() -> None:
         "--job-seconds", default="20-90", help="Upstream time per job, or a range drawn from uniformly (20-90)."
     )
     parser.add_argument("--accounts", type=int, default=10, help="relay_v2 accounts (10).")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="Tasks run (and not counted) first, so that job durations are learned as in a deployment "
+        "that has been running (0: a fresh one).",
+    )
     parser.add_argument(
         "--small-clip", action="store_true", help="A tiny result clip instead of an 8 s 1280x720 H.264 one."
     )

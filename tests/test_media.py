@@ -24,7 +24,7 @@ from soragate.render import (
     render_image,
     render_video,
 )
-from soragate.result_files import BadResult, CheckCrashed, MediaPool, stage_video
+from soragate.result_files import BadResult, CheckCrashed, MediaPool, make_spritesheet_file, stage_video
 
 
 def _frames(path: Path) -> list[np.ndarray]:
@@ -194,7 +194,11 @@ async def test_result_checks_run_in_other_processes_and_survive_one_dying(hd_vid
             ("thumbnail", None, None),
             ("spritesheet", None, None),
         ]
-        assert all(path.stat().st_size > 0 for path, _ in staged)
+        # The video and its thumbnail now; the spritesheet is listed, made after completion.
+        assert [path is not None and path.stat().st_size > 0 for path, _ in staged] == [True, True, False]
+        assert await pool.run(make_spritesheet_file, hd_video, tmp_path / "sheet.jpg") > 0
+        with Image.open(tmp_path / "sheet.jpg") as sheet:
+            assert sheet.format == "JPEG" and sheet.width == 5 * 256
         assert await pool.run(os.getpid) != os.getpid()
         with pytest.raises(BadResult, match="not a playable video"):
             await pool.run(stage_video, "tasks/t2", {"video": tmp_path / "made-thumbnail.webp"}, tmp_path)

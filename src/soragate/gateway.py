@@ -29,6 +29,7 @@ from soragate.errors import InsufficientCredits, InvalidRequest, NotFound, Paylo
 from soragate.events import TaskEvents
 from soragate.netguard import check_url, fetch_capped
 from soragate.profiles.snap import SnapRefused
+from soragate.result_files import MediaPool
 from soragate.routing.router import Router
 from soragate.settings import Settings
 from soragate.storage import Storage
@@ -37,6 +38,7 @@ from soragate.store import keys as key_store
 from soragate.store import tasks as task_store
 from soragate.store import uploads as upload_store
 from soragate.store.fastread import FastReader
+from soragate.worker.results import make_spritesheet
 
 log = logging.getLogger("soragate.tasks")
 
@@ -59,6 +61,8 @@ class Gateway:
     router: Router | None = None
     # key hash → (key, when read): see ``authenticate``
     _keys: dict[str, tuple[ApiKey, float]] = field(default_factory=dict, repr=False)
+    # task id → its spritesheet being made on request (one at a time per task)
+    _making: dict[str, asyncio.Future[bool]] = field(default_factory=dict, repr=False)
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -237,10 +241,25 @@ class Gateway:
             raise NotFound(f"Task {task.id} has no {variant}.", param="variant")
         return asset
 
+    async def _made_asset(self, task: Task, variant: str) -> Asset:
+        """The stored asset, made now if it is a spritesheet not made yet (the worker makes
+        it right after completion; a client may ask first)."""
+        asset = self._asset(task, variant)
+        if variant == "spritesheet" and asset.bytes == 0 and not await self.storage.exists(asset.path):
+            making = self._making.get(task.id)
+            if making is None:
+                making = self._making[task.id] = asyncio.ensure_future(
+                    make_spritesheet(self.engine, self.storage, task_id=task.id, assets=task.assets, pool=MediaPool(0))
+                )
+                making.add_done_callback(lambda _: self._making.pop(task.id, None))
+            if not await asyncio.shield(making):
+                raise NotFound(f"Task {task.id} has no {variant}.", param="variant")
+        return asset
+
     async def asset_response(self, task: Task, variant: str, request: Request) -> Response:
         """A result file as the answer to ``request`` (GET or HEAD; Range honoured), named
         after the task."""
-        asset = self._asset(task, variant)
+        asset = await self._made_asset(task, variant)
         filename = task.id + PurePosixPath(asset.path).suffix
         try:
             return await self.storage.response(asset.path, mime=asset.mime, filename=filename, request=request)
@@ -248,7 +267,7 @@ class Gateway:
             raise NotFound(f"Task {task.id} has no {variant}.", param="variant") from None
 
     async def asset_bytes(self, task: Task, variant: str) -> bytes:
-        asset = self._asset(task, variant)
+        asset = await self._made_asset(task, variant)
         try:
             return await self.storage.read_bytes(asset.path)
         except FileNotFoundError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -20,7 +21,7 @@ from soragate.core.task import Asset
 
 T = TypeVar("T")
 
-Staged = list[tuple[Path, Asset]]  # a local file and the asset it becomes once stored
+Staged = list[tuple[Path | None, Asset]]  # a local file and the asset it becomes once stored
 
 
 class BadResult(Exception):
@@ -32,8 +33,10 @@ class CheckCrashed(Exception):
 
 
 def stage_video(task_dir: str, files: dict[str, Path], scratch: Path) -> Staged:
-    """Check the video and make its thumbnail and spritesheet (unless the upstream sent them),
-    in one decoding pass each; ``files`` maps variant → downloaded path."""
+    """Check the video and make its thumbnail (unless the upstream sent one); ``files`` maps
+    variant → downloaded path. The spritesheet is the upstream's, or listed without a file
+    (``None``): made from the stored video right after (``make_spritesheet_file``), or on
+    first request, so that a task is done as soon as its video and thumbnail are."""
     video = files.get("video")
     if video is None:
         raise BadResult("The upstream reported success but returned no video.")
@@ -44,20 +47,30 @@ def stage_video(task_dir: str, files: dict[str, Path], scratch: Path) -> Staged:
     thumb = files.get("thumbnail") or scratch / "made-thumbnail.webp"
     if "thumbnail" not in files:
         media.make_thumbnail(video, thumb)
-    sprites = files.get("spritesheet") or scratch / "made-spritesheet.jpg"
-    if "spritesheet" not in files:
-        media.make_spritesheet(video, sprites)
+    sprites = files.get("spritesheet")
     size, duration = video.stat().st_size, round(info.duration, 3)
     return [
         (video, Asset("video", f"{task_dir}/video.mp4", "video/mp4", size, info.width, info.height, duration)),
         (thumb, Asset("thumbnail", f"{task_dir}/thumbnail.webp", "image/webp", thumb.stat().st_size)),
-        (sprites, Asset("spritesheet", f"{task_dir}/spritesheet.jpg", "image/jpeg", sprites.stat().st_size)),
+        (
+            sprites,
+            Asset("spritesheet", f"{task_dir}/spritesheet.jpg", "image/jpeg", sprites.stat().st_size if sprites else 0),
+        ),
     ]
+
+
+def make_spritesheet_file(video: Path, out: Path) -> int:
+    """A spritesheet of ``video`` at ``out``; its size in bytes."""
+    try:
+        media.make_spritesheet(video, out)
+    except media.MediaError as exc:
+        raise BadResult(f"The stored video cannot be read ({exc}).") from None
+    return out.stat().st_size
 
 
 def stage_images(task_dir: str, images: list[Path]) -> Staged:
     """Check each image and name it by what it really is."""
-    staged = []
+    staged: Staged = []
     for index, path in enumerate(images):
         data = path.read_bytes()
         try:
@@ -82,8 +95,9 @@ class MediaPool:
     ``CheckCrashed`` and the next call starts a fresh pool.
     """
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, *, nice: int = 0) -> None:
         self.processes = processes
+        self.nice = nice  # added to the processes' niceness: background work yields the CPU
         self._pool: ProcessPoolExecutor | None = None
         self._slots = asyncio.Semaphore(max(1, processes))  # waiting here, not in the pool's queue
 
@@ -95,7 +109,12 @@ class MediaPool:
         if self.processes <= 0:
             return await asyncio.to_thread(fn, *args)
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self.processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=os.nice,  # 0: as this process
+                initargs=(self.nice,),
+            )
         pool = self._pool
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)

@@ -113,6 +113,7 @@ class TimedRelay:
                 Route("/v2/videos/generations/{task_id}", self.status, methods=["GET"]),
                 Route("/files/{name}", self.result, methods=["GET"]),
                 Route("/_stats", self.stats, methods=["GET"]),
+                Route("/_reset", self.reset, methods=["POST"]),
             ]
         )
 
@@ -200,6 +201,14 @@ class TimedRelay:
 
     async def stats(self, request: Request) -> Response:
         return JSONResponse(self.summary())
+
+    async def reset(self, request: Request) -> Response:
+        """Forget every job and count (a load test's warm-up is over)."""
+        self.jobs.clear()
+        self.accounts.clear()
+        self.prompts.clear()
+        self.counts.clear()
+        return JSONResponse({"reset": True})
 
 
 def main() -> None:

@@ -456,6 +456,18 @@ async def complete_task(
     return result.rowcount > 0
 
 
+async def set_asset_bytes(engine: AsyncEngine, *, task_id: str, variant: str, size: int) -> bool:
+    """Record the size of an asset made after its task completed (a spritesheet); False if
+    the task is gone."""
+    async with writing(engine) as conn:
+        row = (await conn.execute(select(tasks.c.assets).where(tasks.c.id == task_id))).first()
+        if row is None:
+            return False
+        assets = [a | {"bytes": size} if a["variant"] == variant else a for a in row.assets or []]
+        await conn.execute(update(tasks).where(tasks.c.id == task_id).values(assets=assets))
+    return True
+
+
 async def fail_task(engine: AsyncEngine, *, task_id: str, worker_id: str | None, error: TaskError) -> bool:
     now = time.time()
     query = update(tasks).where(tasks.c.id == task_id, tasks.c.status.in_(_ACTIVE))

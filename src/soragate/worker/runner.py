@@ -46,7 +46,7 @@ from soragate.store import tasks as task_store
 from soragate.store import workers as worker_store
 from soragate.store.durations import Duration
 from soragate.worker.health import AccountHealth
-from soragate.worker.results import load_inputs, load_source, store_results
+from soragate.worker.results import load_inputs, load_source, make_spritesheet, spritesheet_pending, store_results
 from soragate.worker.schedule import Schedule, timed_out
 
 log = logging.getLogger("soragate.worker")
@@ -97,6 +97,10 @@ class Worker:
         # checks and previews run in ``media``'s processes, off this event loop and its GIL.
         self._results = asyncio.Semaphore(max(1, settings.result_downloads))
         self.media = MediaPool(settings.media_workers)
+        # Spritesheets of completed videos: one process at a lower priority than the checks
+        # that hold tasks back; best effort (a missing one is made on first request).
+        self.previews = MediaPool(min(1, settings.media_workers), nice=10)
+        self._background: set[asyncio.Task[bool]] = set()
         # Due times this process wrote: a hint for when to claim next, not state.
         self._due_hints: list[float] = []
         self._claimed_at = 0.0
@@ -132,7 +136,11 @@ class Worker:
         # Hand the tasks back at once instead of making another worker wait out the leases.
         await task_store.release_leases(self.engine, worker_id=self.id, task_ids=list(self._steps))
         await worker_store.remove(self.engine, worker_id=self.id)
+        for job in self._background:
+            job.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         self.media.close()
+        self.previews.close()
         for runtime in self.router.all():
             await self.health.save(runtime)
         log.info("worker %s stopped", self.id)
@@ -512,6 +520,13 @@ class Worker:
                 await self.storage.delete_tree(self.storage.task_dir(task.id))
             return
         await self._learn(route_key(task, runtime.name), noticed - (task.started_at or task.created_at))
+        if spritesheet_pending(assets):
+            job = asyncio.create_task(
+                make_spritesheet(self.engine, self.storage, task_id=task.id, assets=assets, pool=self.previews),
+                name=f"spritesheet-{task.id}",
+            )
+            self._background.add(job)
+            job.add_done_callback(self._background.discard)
         video = next((a for a in assets if a.variant == "video"), None)
         detail = f"{video.width}x{video.height} {video.duration}s" if video else f"{len(assets)} image(s)"
         log.info("task %s completed on %s: %s", task.id, runtime.name, detail)
