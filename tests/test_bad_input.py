@@ -9,6 +9,7 @@ import http.server
 import io
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +63,14 @@ def stored(live: LiveServer) -> Stored:
         video_id = created.json()["id"]
         assert live.wait_for(video_id)["status"] == "completed"
         content = client.get(f"/v1/videos/{video_id}/content").content
-    return Stored(video_id, hashlib.sha256(content).hexdigest(), live.stored_files())
+        # Every variant stored (the spritesheet follows completion) before the snapshot.
+        assert client.get(f"/v1/videos/{video_id}/content", params={"variant": "spritesheet"}).status_code == 200
+    for _ in range(100):  # and the worker's own spritesheet run finished with its scratch files
+        files = live.stored_files()
+        if not any("-spritesheet-" in name for name in files):
+            break
+        time.sleep(0.1)
+    return Stored(video_id, hashlib.sha256(content).hexdigest(), files)
 
 
 def _png(size: tuple[int, int] = (64, 48)) -> bytes:
