@@ -8,17 +8,20 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.app import create_app
 from soragate.settings import Settings
+
+T = TypeVar("T")
 
 # The `chromium` fixture for page tests; `s3_server` and `s3_bucket` for object storage.
 pytest_plugins = ["tests.browser", "tests.s3"]
@@ -158,32 +161,30 @@ class LiveServer:
         headers = {"Authorization": f"Bearer {key or self.admin_key}"} if key != "" else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
 
-    def create_key(self, name: str, *, admin: bool = False) -> str:
-        from soragate.store import keys as key_store
+    def on_db(self, use: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+        """``use`` run with an engine on this server's database, as another process would
+        (for what no API shows or does)."""
         from soragate.store.db import create_engine
 
-        async def make() -> str:
+        async def run() -> T:
             engine = create_engine(self.settings.db_url)
             try:
-                return (await key_store.create_key(engine, name=name, admin=admin))[1]
+                return await use(engine)
             finally:
                 await engine.dispose()
 
-        return asyncio.run(make())
+        return asyncio.run(run())
+
+    def create_key(self, name: str, *, admin: bool = False) -> str:
+        from soragate.store import keys as key_store
+
+        return self.on_db(lambda engine: key_store.create_key(engine, name=name, admin=admin))[1]
 
     def task(self, task_id: str) -> Any:
         """The stored task, read straight from the database (for what no API shows)."""
         from soragate.store import tasks as task_store
-        from soragate.store.db import create_engine
 
-        async def read() -> Any:
-            engine = create_engine(self.settings.db_url)
-            try:
-                return await task_store.get_task(engine, task_id=task_id)
-            finally:
-                await engine.dispose()
-
-        return asyncio.run(read())
+        return self.on_db(lambda engine: task_store.get_task(engine, task_id=task_id))
 
     def stored_files(self, prefix: str = "") -> dict[str, int]:
         """What the server's storage holds under ``prefix`` (relative path → bytes), on local

@@ -4,7 +4,6 @@ stranger learns nothing about what exists."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from PIL import Image
 from tests.conftest import LiveServer, free_port, run_server, test_settings
 
 from soragate.storage.signing import UrlSigner
+from soragate.store import keys as key_store
 
 
 @pytest.fixture(scope="module")
@@ -188,21 +188,6 @@ def test_missing_key_is_401(live: LiveServer, alice: Owner) -> None:
             assert_error(response, 401, code="invalid_api_key")
 
 
-def _revoke_elsewhere(live: LiveServer, key_id: str) -> None:
-    """Revoke as another process would (the CLI, another replica): straight in the database."""
-    from soragate.store import keys as key_store
-    from soragate.store.db import create_engine
-
-    async def revoke() -> None:
-        engine = create_engine(live.settings.db_url)
-        try:
-            assert await key_store.revoke_key(engine, ident=key_id)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(revoke())
-
-
 def test_a_revoked_key_stops_working_at_once_here_and_within_a_second_elsewhere(live: LiveServer) -> None:
     here, elsewhere = live.create_key("revoked-here"), live.create_key("revoked-elsewhere")
     with live.client() as admin:
@@ -210,7 +195,8 @@ def test_a_revoked_key_stops_working_at_once_here_and_within_a_second_elsewhere(
     with live.client(here) as client, live.client(elsewhere) as other:
         assert client.get("/v1/videos").status_code == 200  # both keys just used (and remembered)
         assert other.get("/v1/videos").status_code == 200
-        _revoke_elsewhere(live, ids["revoked-elsewhere"])
+        # As another process would (the CLI, another replica): straight in the database.
+        assert live.on_db(lambda engine: key_store.revoke_key(engine, ident=ids["revoked-elsewhere"]))
         revoked_at = time.monotonic()
         while other.get("/v1/videos").status_code == 200:
             assert time.monotonic() - revoked_at < 1.5, "a key revoked elsewhere still worked after 1.5 s"

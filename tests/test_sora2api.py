@@ -3,7 +3,6 @@ the task query shared by every dialect, and bad input."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -252,17 +251,7 @@ def sse_events(response: httpx.Response) -> list[Any]:
 
 
 def stored_params(server: LiveServer, task_id: str) -> Any:
-    from soragate.store import tasks as task_store
-    from soragate.store.db import create_engine
-
-    async def read() -> Any:
-        engine = create_engine(server.settings.db_url)
-        try:
-            return await task_store.get_task(engine, task_id=task_id)
-        finally:
-            await engine.dispose()
-
-    task = asyncio.run(read())
+    task = server.task(task_id)
     assert task is not None
     return task
 
