@@ -32,13 +32,13 @@ from soragate.profiles.snap import SnapRefused
 from soragate.result_files import MediaPool
 from soragate.routing.router import Router
 from soragate.settings import Settings
+from soragate.spritesheets import make_spritesheet
 from soragate.storage import Storage
 from soragate.storage.signing import UrlSigner
 from soragate.store import keys as key_store
 from soragate.store import tasks as task_store
 from soragate.store import uploads as upload_store
 from soragate.store.fastread import FastReader
-from soragate.worker.results import make_spritesheet
 
 log = logging.getLogger("soragate.tasks")
 
@@ -63,6 +63,8 @@ class Gateway:
     _keys: dict[str, tuple[ApiKey, float]] = field(default_factory=dict, repr=False)
     # task id → its spritesheet being made on request (one at a time per task)
     _making: dict[str, asyncio.Future[bool]] = field(default_factory=dict, repr=False)
+    # made in a thread, one at a time: a client's first request, not the worker's job
+    _previews: MediaPool = field(default_factory=lambda: MediaPool(0), repr=False)
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -249,7 +251,9 @@ class Gateway:
             making = self._making.get(task.id)
             if making is None:
                 making = self._making[task.id] = asyncio.ensure_future(
-                    make_spritesheet(self.engine, self.storage, task_id=task.id, assets=task.assets, pool=MediaPool(0))
+                    make_spritesheet(
+                        self.engine, self.storage, task_id=task.id, assets=task.assets, pool=self._previews
+                    )
                 )
                 making.add_done_callback(lambda _: self._making.pop(task.id, None))
             if not await asyncio.shield(making):

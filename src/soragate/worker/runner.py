@@ -40,13 +40,14 @@ from soragate.result_files import MediaPool
 from soragate.routing.limits import PollGate
 from soragate.routing.router import AccountRuntime, NoRoute, Router
 from soragate.settings import Settings
+from soragate.spritesheets import make_spritesheet, spritesheet_pending
 from soragate.storage.signing import UrlSigner
 from soragate.store import durations as duration_store
 from soragate.store import tasks as task_store
 from soragate.store import workers as worker_store
 from soragate.store.durations import Duration
 from soragate.worker.health import AccountHealth
-from soragate.worker.results import load_inputs, load_source, make_spritesheet, spritesheet_pending, store_results
+from soragate.worker.results import load_inputs, load_source, store_results
 from soragate.worker.schedule import Schedule, timed_out
 
 log = logging.getLogger("soragate.worker")
