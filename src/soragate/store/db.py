@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import Context, ContextVar, copy_context
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +29,72 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-_WRITE_LOCKS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+class _WriteTurns:
+    """SQLite's single write lock as seen from this process: writers queue here, on the event
+    loop, instead of each holding a pooled connection while SQLite's busy handler sleeps
+    (which under load runs out of connections and ends in "database is locked"). Writes made
+    for a caller waiting on an answer (a create, a cancel) go before queued background writes
+    (the worker's step outcomes), so a create never waits behind more than the write in
+    progress, however busy the worker is."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._urgent: deque[asyncio.Future[None]] = deque()
+        self._background: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self, *, background: bool) -> None:
+        if not self._held and not self._urgent and not self._background:
+            self._held = True
+            return
+        turn = asyncio.get_running_loop().create_future()
+        queue = self._background if background else self._urgent
+        queue.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed the lock just as we were cancelled: pass it on
+            else:
+                queue.remove(turn)
+            raise
+
+    def release(self) -> None:
+        for queue in (self._urgent, self._background):
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)  # the lock passes straight to the next writer
+                    return
+        self._held = False
+
+
+_TURNS: weakref.WeakKeyDictionary[Any, _WriteTurns] = weakref.WeakKeyDictionary()
+# Set in the worker's tasks: their writes yield to those of requests being answered.
+_BACKGROUND: ContextVar[bool] = ContextVar("soragate_background_writes", default=False)
+
+
+def background_context() -> Context:
+    """A context for the worker's tasks (and those they start): their writes are background."""
+    context = copy_context()
+    context.run(_BACKGROUND.set, True)
+    return context
 
 
 @asynccontextmanager
 async def writing(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A write transaction. SQLite has one writer at a time: writers in this process queue
-    here, on an asyncio lock, instead of each holding a pooled connection while SQLite's
-    busy handler sleeps, which under load runs out of connections and ends in "database is
-    locked". Every store write goes through here; they never nest."""
+    """A write transaction. On SQLite, writers in this process take turns (``_WriteTurns``);
+    every store write goes through here, and they never nest."""
     if engine.dialect.name != "sqlite":
         async with engine.begin() as conn:
             yield conn
         return
-    lock = _WRITE_LOCKS.setdefault(engine.sync_engine, asyncio.Lock())
-    async with lock, engine.begin() as conn:
-        yield conn
+    turns = _TURNS.setdefault(engine.sync_engine, _WriteTurns())
+    await turns.acquire(background=_BACKGROUND.get())
+    try:
+        async with engine.begin() as conn:
+            yield conn
+    finally:
+        turns.release()
 
 
 def create_engine(url: str) -> AsyncEngine:

@@ -24,6 +24,7 @@ from soragate.errors import InvalidRequest
 from soragate.netguard import check_url
 from soragate.store import deliveries as delivery_store
 from soragate.store import tasks as task_store
+from soragate.store.db import background_context
 
 log = logging.getLogger("soragate.callbacks")
 
@@ -96,7 +97,7 @@ class Callbacks:
         self._wake.set()
 
     async def start(self) -> None:
-        self._loop = asyncio.create_task(self._run(), name="soragate-callbacks")
+        self._loop = asyncio.create_task(self._run(), name="soragate-callbacks", context=background_context())
 
     async def stop(self) -> None:
         if self._loop is not None:

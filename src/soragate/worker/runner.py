@@ -45,6 +45,7 @@ from soragate.storage.signing import UrlSigner
 from soragate.store import durations as duration_store
 from soragate.store import tasks as task_store
 from soragate.store import workers as worker_store
+from soragate.store.db import background_context
 from soragate.store.durations import Duration
 from soragate.worker.health import AccountHealth
 from soragate.worker.results import load_inputs, load_source, store_results
@@ -115,9 +116,12 @@ class Worker:
         await self.router.refresh(force=True)
         await worker_store.heartbeat(self.engine, worker_id=self.id, role=self.role, steps=0)
         self._durations = await duration_store.all_durations(self.engine)
+        # Steps are started by the claim loop and inherit its context: every write the worker
+        # makes yields to the writes of requests being answered (SQLite has one writer).
+        context = background_context()
         self._loops = [
-            asyncio.create_task(self._claim_loop(), name="soragate-claim"),
-            asyncio.create_task(self._heartbeat_loop(), name="soragate-heartbeat"),
+            asyncio.create_task(self._claim_loop(), name="soragate-claim", context=context),
+            asyncio.create_task(self._heartbeat_loop(), name="soragate-heartbeat", context=context),
         ]
         log.info("worker %s started", self.id)
 
