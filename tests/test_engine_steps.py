@@ -322,6 +322,10 @@ def test_schedule_asks_when_the_job_should_be_done() -> None:
     early = dict(started_at=0, hint=None, options=options, deadline=1000, expected=None)
     assert schedule.next_poll(now=1, progress=1, **early) == pytest.approx(50)  # type: ignore[arg-type]
     assert schedule.next_poll(now=50, progress=83, **early) == pytest.approx(50 * 100 / 83)  # type: ignore[arg-type]
+    # 24% after 22 s: done between 88 and 91.7 s, close enough to look once, at the latest end
+    # (one look instead of two); 16% after 15 s leaves 88.2-93.8 s: the earliest end first.
+    assert schedule.next_poll(now=22, progress=24, **early) == pytest.approx(2200 / 24)  # type: ignore[arg-type]
+    assert schedule.next_poll(now=15, progress=16, **early) == pytest.approx(1500 / 17)  # type: ignore[arg-type]
     # No progress: when the route's jobs are usually done, then tightly, then backing off.
     assert schedule.next_poll(now=16, started_at=0, hint=None, options=options, deadline=1000, expected=learned) == 20
     assert schedule.next_poll(now=20, started_at=0, hint=None, options=options, deadline=1000, expected=learned) == 21

@@ -15,7 +15,7 @@ ALPHA = 0.2  # weight of a new sample in the moving average
 # The first look at a job comes when this share of its route's jobs are done: low, because a
 # job that finishes before the first look waits for it, and one that does not is told its ETA
 # by the upstream's progress at that look.
-LOW_QUANTILE = 0.03
+LOW_QUANTILE = 0.05
 
 
 @dataclass(frozen=True)

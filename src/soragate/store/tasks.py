@@ -348,8 +348,15 @@ async def mark_submitting(
 
 
 async def mark_submitted(
-    engine: AsyncEngine, *, task_id: str, worker_id: str, upstream_id: str, next_check_at: float
+    engine: AsyncEngine,
+    *,
+    task_id: str,
+    worker_id: str,
+    upstream_id: str,
+    next_check_at: float,
+    started_at: float | None = None,
 ) -> bool:
+    """The upstream made the job; ``started_at``: when (best known), else now."""
     now = time.time()
     async with writing(engine) as conn:
         result = await conn.execute(
@@ -359,7 +366,7 @@ async def mark_submitted(
                 submit_state=SubmitState.SUBMITTED.value,
                 upstream_id=upstream_id,
                 status=TaskStatus.IN_PROGRESS.value,
-                started_at=now,
+                started_at=started_at or now,
                 updated_at=now,
                 step_errors=0,
                 tried_accounts=None,

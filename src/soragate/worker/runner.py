@@ -325,6 +325,7 @@ class Worker:
         # slot does not re-read them from storage every time it looks.
         inputs = await load_inputs(self.engine, self.storage, self.signer, task, source=source)
         inputs.profile, inputs.snapped = route.profile, route.snap(task)
+        asked = self.clock()
         try:
             upstream_id = await self._bounded(
                 runtime.provider.submit(task, inputs), seconds=self.settings.upstream_timeout_seconds, creating=True
@@ -341,7 +342,8 @@ class Worker:
                 exc = ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, exc.error.message), failure=Failure.RETRYABLE)
             await self._submit_failed(task, runtime, exc, tried, inputs.source, deadline)
             return
-        await self._submitted(task, runtime, upstream_id, deadline)
+        # The upstream's clock started while our request was out: halfway is the best guess.
+        await self._submitted(task, runtime, upstream_id, deadline, started_at=(asked + self.clock()) / 2)
 
     async def _submit_failed(
         self,
@@ -397,7 +399,9 @@ class Worker:
             return None
         return found or ""
 
-    async def _submitted(self, task: Task, runtime: AccountRuntime, upstream_id: str, deadline: float) -> None:
+    async def _submitted(
+        self, task: Task, runtime: AccountRuntime, upstream_id: str, deadline: float, started_at: float | None = None
+    ) -> None:
         # A job just submitted is not done yet: the first look comes after the shortest interval.
         first = self.schedule.first_poll(
             now=self.clock(),
@@ -407,7 +411,12 @@ class Worker:
         )
         ok = await asyncio.shield(
             task_store.mark_submitted(
-                self.engine, task_id=task.id, worker_id=self.id, upstream_id=upstream_id, next_check_at=first
+                self.engine,
+                task_id=task.id,
+                worker_id=self.id,
+                upstream_id=upstream_id,
+                next_check_at=first,
+                started_at=started_at,
             )
         )
         if not ok:
@@ -422,6 +431,7 @@ class Worker:
     async def _poll(self, task: Task, runtime: AccountRuntime, deadline: float) -> None:
         assert task.upstream_id is not None
         await self.gate.wait(runtime.account)
+        asked = self.clock()
         try:
             status = await self._bounded(
                 runtime.provider.status(task.upstream_id), seconds=self.settings.upstream_timeout_seconds
@@ -438,8 +448,10 @@ class Worker:
         progress = min(status.progress, 99) if status.progress is not None else None
         if progress is not None and progress <= task.progress:
             progress = None
+        # Progress was measured while the request was out, not when its answer was read, and
+        # the ETA multiplies any error in the job's age by 100/progress: halfway is the best guess.
         at = self.schedule.next_poll(
-            now=self.clock(),
+            now=(asked + self.clock()) / 2,
             started_at=task.started_at or task.created_at,
             hint=status.poll_after,
             options=runtime.account.opts,

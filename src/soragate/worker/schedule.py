@@ -27,7 +27,7 @@ from soragate.store.durations import Duration
 # linear): long enough that one early look at a job of a minute and a half tells when it ends.
 ETA_CAP = 90.0
 # How late after a job's end a look guided by its progress may come, at most.
-ETA_SLACK = 2.0
+ETA_SLACK = 4.0
 # Tries of one step (a submit round, a download) before the task fails.
 ATTEMPTS = 5
 BACKOFF_CAP = 60.0
