@@ -216,6 +216,47 @@ async def test_failures_of_three_different_tasks_cool_the_account_down(rig: Rig)
     assert await rig.health("only") == ("cooling_down", 3)
 
 
+async def test_status_errors_of_jobs_do_not_cool_the_account_down(rig: Rig) -> None:
+    await rig.account("only")
+    tasks = [await rig.task(f"task {i}") for i in range(4)]
+    worker = rig.worker()
+    await worker.run_due()
+    # Each job's status answers 500 twice: their own trouble, not the account's.
+    rig.fakes["only"].faults.add("status", Fault("status", status=500), times=8)
+    for _ in range(2):
+        rig.clock.now = max([(await rig.row(t.id))["next_check_at"] for t in tasks])
+        await worker.run_due()
+    assert await rig.health("only") == ("ok", 0)
+    rows = [await rig.row(t.id) for t in tasks]
+    assert all(r["status"] == "in_progress" and r["step_errors"] == 2 for r in rows)
+    # A new task is sent at once, not held back by a cooldown.
+    fresh = await rig.task("a new prompt")
+    await worker.run_due()
+    assert (await rig.row(fresh.id))["status"] == "in_progress"
+    # A rate limit on a status check is the account's fault: it rests.
+    rig.fakes["only"].faults.add("status", Fault("status", status=429, retry_after=20))
+    rig.clock.now = max([(await rig.row(t.id))["next_check_at"] for t in tasks])
+    await worker.run_due()
+    health, _ = await rig.health("only")
+    assert health == "cooling_down"
+
+
+async def test_a_good_status_answer_ends_a_failure_streak(rig: Rig) -> None:
+    await rig.account("only")
+    sent = await rig.task("sent first")
+    worker = rig.worker()
+    await worker.run_due()
+    # Two creates refused, to be tried again only in 5 minutes.
+    rig.fakes["only"].faults.add("create", Fault("status", status=503, retry_after=300), times=2)
+    for i in range(2):
+        await rig.task(f"refused {i}")
+    await worker.run_due()
+    assert await rig.health("only") == ("ok", 2)  # one more and it would cool down
+    rig.clock.now = (await rig.row(sent.id))["next_check_at"]
+    await worker.run_due()
+    assert await rig.health("only") == ("ok", 0)
+
+
 async def test_retry_after_is_honoured_beyond_a_minute_within_the_deadline(rig: Rig) -> None:
     await rig.account("only")
     rig.fakes["only"].faults.add("create", Fault("status", status=429, retry_after=240))

@@ -7,7 +7,7 @@ import time
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import case, delete, insert, or_, select, true, update
+from sqlalchemy import and_, case, delete, false, insert, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.accounts import ProviderAccount
@@ -74,6 +74,7 @@ async def record_outcome(
     error: str | None = None,
     task_id: str | None = None,
     account_fault: bool = False,
+    job_fault: bool = False,
     cooldown_after: int = 3,
     cooldown_seconds: float = 30.0,
     cooldown_until: float | None = None,
@@ -81,8 +82,10 @@ async def record_outcome(
 ) -> tuple[int, float | None] | None:
     """Count successes or a failure, deciding a cooldown in the same statement so that every
     process sharing the database agrees. Faults of the account itself (refused connections,
-    rate limits) always count towards it; other passing failures count once per task, so
-    one task failing again and again does not take a healthy account out for the others.
+    rate limits) always count towards it; a job's own trouble (``job_fault``: its status or
+    result failing, the account being fine) never does; other passing failures (a refused
+    create) count once per task, so one task failing again and again does not take a
+    healthy account out for the others.
     Returns the account's consecutive failures and cooldown as now stored."""
     c = provider_accounts.c
     values: dict[str, Any]
@@ -90,15 +93,19 @@ async def record_outcome(
         values = {"success_count": c.success_count + count, "consecutive_failures": 0, "last_failed_task": None}
     else:
         values = {"failure_count": c.failure_count + 1, "last_error": error, "last_failed_task": task_id}
-        counts: Any = (
-            true()
-            if account_fault or task_id is None
-            else or_(c.last_failed_task.is_(None), c.last_failed_task != task_id)
-        )
+        counts: Any
+        if account_fault or task_id is None:
+            counts = true()
+        elif job_fault:
+            counts = false()
+        else:
+            counts = or_(c.last_failed_task.is_(None), c.last_failed_task != task_id)
         failures = case((counts, c.consecutive_failures + 1), else_=c.consecutive_failures)
         values["consecutive_failures"] = failures
+        # Only a failure that counts starts a cooldown (one that does not must not extend one).
         values["cooldown_until"] = case(
-            (failures >= cooldown_after, time.time() + cooldown_seconds), else_=c.cooldown_until
+            (and_(counts, c.consecutive_failures + 1 >= cooldown_after), time.time() + cooldown_seconds),
+            else_=c.cooldown_until,
         )
         if cooldown_until is not None:
             values["cooldown_until"] = cooldown_until

@@ -10,7 +10,7 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from soragate.providers.base import Failure, ProviderError
+from soragate.providers.base import ACCOUNT_FAILURES, Failure, ProviderError
 from soragate.routing.router import AccountRuntime
 from soragate.store import accounts as account_store
 
@@ -37,12 +37,24 @@ class AccountHealth:
         if recovered:
             await self.save(runtime)
 
-    async def save(self, runtime: AccountRuntime) -> None:
+    async def answered(self, runtime: AccountRuntime) -> None:
+        """The upstream answered about a job: the account works, whatever one job's earlier
+        answers were (not counted as a success; those are jobs made)."""
+        if runtime.account.consecutive_failures > 0:
+            runtime.account.consecutive_failures = 0
+            await self.save(runtime, force=True)
+
+    async def save(self, runtime: AccountRuntime, *, force: bool = False) -> None:
         count, runtime.unsaved_successes = runtime.unsaved_successes, 0
-        if count and runtime.account.source != "builtin":
+        if (count or force) and runtime.account.source != "builtin":
             await account_store.record_outcome(self.engine, account_id=runtime.account.id, ok=True, count=count)
 
-    async def failed(self, runtime: AccountRuntime, exc: ProviderError, *, task_id: str | None = None) -> None:
+    async def failed(
+        self, runtime: AccountRuntime, exc: ProviderError, *, task_id: str | None = None, job: bool = False
+    ) -> None:
+        """Count a failure. ``job``: it concerns one job already made (its status, its result):
+        that job's own trouble unless the account is at fault (refused key, no credits, rate
+        limit, no connection), so it never cools the account down for the other tasks."""
         account = runtime.account
         account.failure_count += 1
         account.last_error = exc.error.message
@@ -66,7 +78,8 @@ class AccountHealth:
                 ok=False,
                 error=exc.error.message,
                 task_id=task_id,
-                account_fault=exc.account_fault,
+                account_fault=exc.account_fault or exc.failure in ACCOUNT_FAILURES,
+                job_fault=job,
                 cooldown_after=COOLDOWN_AFTER,
                 cooldown_seconds=COOLDOWN_SECONDS,
                 cooldown_until=cooldown,

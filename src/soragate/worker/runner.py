@@ -439,6 +439,7 @@ class Worker:
         except ProviderError as error:
             await self._status_failed(task, runtime, error, deadline)
             return
+        await self.health.answered(runtime)
         if status.state is JobState.FAILED:
             await self._fail(task, status.error or TaskError(ErrorCode.UPSTREAM_ERROR, "Generation failed."))
             return
@@ -482,7 +483,7 @@ class Worker:
             lost = TaskError("upstream_task_lost", f"The upstream {runtime.name} no longer knows this task.")
             await self._fail(task, lost if error.failure is Failure.GONE else error.error)
             return
-        await self.health.failed(runtime, error, task_id=task.id)
+        await self.health.failed(runtime, error, task_id=task.id, job=True)
         log.warning("task %s: status check on %s failed (%s); will retry", task.id, runtime.name, error.failure)
         at = self.schedule.retry(now=self.clock(), attempt=attempt, retry_after=error.retry_after, deadline=deadline)
         if isinstance(at, TaskError):
