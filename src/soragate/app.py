@@ -3,6 +3,7 @@ storage, HTTP client, providers and the worker, and hands them to routes as stat
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -36,6 +37,7 @@ from soragate.dialects.common import DIALECT_SCOPE_KEY
 from soragate.errors import InvalidRequest, NotFound, SoragateError
 from soragate.events import events_for
 from soragate.gateway import Gateway
+from soragate.permissions import make_private
 from soragate.profiles.registry import ProfileRegistry
 from soragate.providers.sandbox import SandboxProvider
 from soragate.routing.providers_file import load_providers_file
@@ -114,7 +116,8 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Before anything is created: the database, keys, result files, render processes.
+        await asyncio.to_thread(make_private, settings)
         await migrate(settings.db_url)
         engine = create_engine(settings.db_url)
         admin_secret = await ensure_admin_key(settings, engine)

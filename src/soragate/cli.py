@@ -44,10 +44,11 @@ def _settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
 
 
 def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    from soragate.permissions import make_private
     from soragate.store.db import create_engine, migrate
 
     async def run() -> T:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(settings)
         await migrate(settings.db_url)
         engine = create_engine(settings.db_url)
         try:

@@ -34,6 +34,7 @@ Options = Annotated[
 def _run(data_dir: Path | None, work: Callable[[Any], Awaitable[T]]) -> T:
     from soragate.admin import AdminService
     from soragate.errors import SoragateError
+    from soragate.permissions import make_private
     from soragate.providers.sandbox import SandboxProvider
     from soragate.routing.router import Router, default_factory
     from soragate.store.db import create_engine, migrate
@@ -41,7 +42,7 @@ def _run(data_dir: Path | None, work: Callable[[Any], Awaitable[T]]) -> T:
     settings = Settings(data_dir=data_dir) if data_dir else Settings()
 
     async def run() -> T:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(settings)
         await migrate(settings.db_url)
         engine = create_engine(settings.db_url)
         http = httpx.AsyncClient(timeout=30)
