@@ -10,9 +10,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.admin_usage import summarize
-from soragate.core.account_options import InvalidOptions, parse_options
+from soragate.core.account_options import InvalidOptions, parse_options, secret_option_names
 from soragate.core.accounts import ProviderAccount, account_fields
 from soragate.core.keys import ApiKey
+from soragate.core.masks import mask
 from soragate.core.task import ErrorCode, Task, TaskError, TaskStatus
 from soragate.errors import Conflict, InvalidRequest, NotFound
 from soragate.netguard import check_url
@@ -59,19 +60,31 @@ class AdminService:
         log.info("key %s (%s, %s) created", key.id, key.name, key.role)
         return key, secret
 
-    async def revoke_key(self, *, key_id: str) -> None:
-        if not await key_store.revoke_key(self.engine, ident=key_id):
+    async def find_key(self, ident: str, *, active_only: bool = False) -> ApiKey:
+        """A key by id, name or shown prefix."""
+        try:
+            key = await key_store.find_key(self.engine, ident=ident, active_only=active_only)
+        except key_store.AmbiguousKey as exc:
+            raise InvalidRequest(f"{exc}.", param="key_id", code="ambiguous_key") from None
+        if key is None:
+            raise NotFound(f"No {'active ' if active_only else ''}key '{ident}'.", param="key_id")
+        return key
+
+    async def revoke_key(self, *, key_id: str) -> ApiKey:
+        key = await self.find_key(key_id, active_only=True)
+        if not await key_store.revoke_key(self.engine, key_id=key.id):
             raise NotFound(f"No active key '{key_id}'.", param="key_id")
-        log.info("key %s revoked", key_id)
+        log.info("key %s revoked", key.id)
+        return key
 
     async def set_credit_limit(self, *, key_id: str, credit_limit: float | None) -> ApiKey:
         if credit_limit is not None and credit_limit < 0:
             raise InvalidRequest("'credit_limit' must be zero or more (or null for unlimited).", param="credit_limit")
-        if not await key_store.set_credit_limit(self.engine, ident=key_id, credit_limit=credit_limit):
-            raise NotFound(f"No key '{key_id}'.", param="key_id")
-        key = await key_store.get_key(self.engine, key_id=key_id)
-        assert key is not None
-        return key
+        key = await self.find_key(key_id)
+        await key_store.set_credit_limit(self.engine, key_id=key.id, credit_limit=credit_limit)
+        updated = await key_store.get_key(self.engine, key_id=key.id)
+        assert updated is not None
+        return updated
 
     async def add_webhook(self, *, url: str, events: list[str]) -> WebhookEndpoint:
         await check_url(url, allow_private=self.settings.allow_private_urls, param="url")
@@ -118,7 +131,7 @@ class AdminService:
 
     async def update_provider(self, ident: str, data: dict[str, Any]) -> ProviderView:
         current = (await self.get_provider(ident)).account
-        values = _checked(data, current=current)
+        values = _checked(_unmasked(data, current), current=current)
         if values.get("enabled") is True:
             values.update(disabled_reason=None, cooldown_until=None, consecutive_failures=0)
         elif values.get("enabled") is False:
@@ -250,6 +263,23 @@ def _checked(data: dict[str, Any], *, current: ProviderAccount | None = None) ->
         param = exc.param if isinstance(exc, InvalidOptions) else None
         raise InvalidRequest(f"Invalid provider account: {exc}.", code="invalid_provider", param=param) from None
     return values
+
+
+def _unmasked(data: dict[str, Any], current: ProviderAccount) -> dict[str, Any]:
+    """An update with the stored secrets put back where it carries them as they are shown
+    (masked): a form filled from a response sends them back that way, meaning "unchanged"."""
+    data = dict(data)
+    if current.secret and data.get("secret") == current.masked_secret:
+        del data["secret"]
+    options = data.get("options")
+    if isinstance(options, dict):
+        stored = current.options
+        secret = secret_option_names(str(data.get("kind", current.kind))) & options.keys()
+        data["options"] = {
+            **options,
+            **{name: stored[name] for name in secret if stored.get(name) and options[name] == mask(str(stored[name]))},
+        }
+    return data
 
 
 def _public(error: TaskError) -> str:

@@ -165,7 +165,16 @@ def keys_revoke(
     """Revoke a key: it is refused from the next request on."""
     from soragate.store import keys as key_store
 
-    if not _with_engine(_settings(data_dir), lambda e: key_store.revoke_key(e, ident=ident)):
+    async def revoke(engine: Any) -> bool:
+        key = await key_store.find_key(engine, ident=ident, active_only=True)
+        return key is not None and await key_store.revoke_key(engine, key_id=key.id)
+
+    try:
+        revoked = _with_engine(_settings(data_dir), revoke)
+    except key_store.AmbiguousKey as exc:
+        err.print(f"{exc}")
+        raise typer.Exit(1) from None
+    if not revoked:
         err.print(f"no active key matches '{ident}'")
         raise typer.Exit(1)
     console.print(f"revoked {ident}")

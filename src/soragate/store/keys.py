@@ -16,6 +16,12 @@ from soragate.store.db import writing
 from soragate.store.tables import api_keys
 
 KEY_PREFIX = "sk-sg-"
+# Characters of the key shown after KEY_PREFIX to tell keys apart (masks show at most 4).
+SHOWN = 4
+
+
+class AmbiguousKey(LookupError):
+    """A name or prefix that more than one key has: the caller must use the key's id."""
 
 
 def hash_key(secret: str) -> str:
@@ -47,7 +53,7 @@ async def create_key(
     key = ApiKey(
         id="key_" + secrets.token_hex(8),
         name=name,
-        prefix=secret[: len(KEY_PREFIX) + 6],
+        prefix=secret[: len(KEY_PREFIX) + SHOWN],
         role="admin" if admin else "user",
         created_at=time.time(),
         revoked_at=None,
@@ -85,15 +91,27 @@ async def list_keys(engine: AsyncEngine) -> list[ApiKey]:
     return [_to_key(r) for r in rows]
 
 
-async def revoke_key(engine: AsyncEngine, *, ident: str) -> bool:
-    """Revoke by id, name or displayed prefix."""
+async def find_key(engine: AsyncEngine, *, ident: str, active_only: bool = False) -> ApiKey | None:
+    """The key whose id, name or shown prefix is ``ident`` (an id wins); raises AmbiguousKey
+    when a name or prefix belongs to several keys."""
+    query = select(api_keys).where(or_(api_keys.c.id == ident, api_keys.c.name == ident, api_keys.c.prefix == ident))
+    if active_only:
+        query = query.where(api_keys.c.revoked_at.is_(None))
+    async with engine.connect() as conn:
+        found = [_to_key(row) for row in (await conn.execute(query)).all()]
+    by_id = [key for key in found if key.id == ident]
+    if by_id:
+        return by_id[0]
+    if len(found) <= 1:
+        return found[0] if found else None
+    raise AmbiguousKey(f"'{ident}' matches {len(found)} keys; use the key's id")
+
+
+async def revoke_key(engine: AsyncEngine, *, key_id: str) -> bool:
     async with writing(engine) as conn:
         result = await conn.execute(
             update(api_keys)
-            .where(
-                or_(api_keys.c.id == ident, api_keys.c.name == ident, api_keys.c.prefix == ident),
-                api_keys.c.revoked_at.is_(None),
-            )
+            .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
             .values(revoked_at=time.time())
         )
     return result.rowcount > 0
@@ -117,12 +135,8 @@ async def get_key(engine: AsyncEngine, *, key_id: str) -> ApiKey | None:
     return _to_key(row) if row else None
 
 
-async def set_credit_limit(engine: AsyncEngine, *, ident: str, credit_limit: float | None) -> bool:
-    """Set a key's credit limit (None: unlimited), by id, name or prefix."""
+async def set_credit_limit(engine: AsyncEngine, *, key_id: str, credit_limit: float | None) -> bool:
+    """Set a key's credit limit (None: unlimited)."""
     async with writing(engine) as conn:
-        result = await conn.execute(
-            update(api_keys)
-            .where(or_(api_keys.c.id == ident, api_keys.c.name == ident, api_keys.c.prefix == ident))
-            .values(credit_limit=credit_limit)
-        )
+        result = await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(credit_limit=credit_limit))
     return result.rowcount > 0

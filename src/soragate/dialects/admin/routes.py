@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from soragate.admin import AdminService
 from soragate.core.inputs import int_in_range
 from soragate.core.keys import ApiKey
+from soragate.core.masks import mask
 from soragate.dialects.common import AdminDep, GatewayDep, dialect, read_json
 from soragate.errors import InvalidRequest
 from soragate.store.deliveries import Delivery, WebhookEndpoint
@@ -66,9 +67,9 @@ async def create_key(request: Request, _: AdminDep, admin: AdminServiceDep) -> d
 
 @router.post("/keys/{key_id}/revoke")
 async def revoke_key(key_id: str, _: AdminDep, admin: AdminServiceDep, gateway: GatewayDep) -> dict[str, Any]:
-    await admin.revoke_key(key_id=key_id)
+    key = await admin.revoke_key(key_id=key_id)
     gateway.forget_keys()  # at once here; other processes within KEY_CACHE_SECONDS
-    return {"id": key_id, "revoked": True}
+    return {"id": key.id, "revoked": True}
 
 
 @router.patch("/keys/{key_id}")
@@ -91,7 +92,7 @@ def webhook_json(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> dic
         "events": endpoint.events,
         "enabled": endpoint.enabled,
         "created_at": int(endpoint.created_at),
-        "secret": endpoint.secret if with_secret else endpoint.secret[:10] + "…",
+        "secret": endpoint.secret if with_secret else mask(endpoint.secret),
     }
     return data
 
