@@ -109,8 +109,9 @@ def test_a_masked_secret_option_sent_back_keeps_the_stored_one(server: LiveServe
 
 async def _stored_secret(engine: Any) -> str:
     from soragate.store import accounts as account_store
+    from soragate.store.cipher import SecretCipher
 
-    account = await account_store.get_account(engine, ident="kie")
+    account = await account_store.get_account(engine, ident="kie", cipher=SecretCipher())
     assert account is not None
     return account.secret
 

@@ -27,6 +27,7 @@ from soragate.store import keys as key_store
 from soragate.store import routes as route_store
 from soragate.store import tasks as task_store
 from soragate.store import workers as worker_store
+from soragate.store.cipher import SecretCipher
 from soragate.store.deliveries import Delivery, WebhookEndpoint
 
 log = logging.getLogger("soragate.admin")
@@ -46,6 +47,7 @@ class AdminService:
     settings: Settings
     engine: AsyncEngine
     router: Router
+    cipher: SecretCipher
 
     async def live_workers(self) -> list[dict[str, Any]]:
         """Worker processes heard from lately (a dead one drops out after three missed beats),
@@ -91,10 +93,10 @@ class AdminService:
         unknown = [e for e in events if e not in WEBHOOK_EVENTS]
         if unknown or not events:
             raise InvalidRequest(f"'events' must be a non-empty list of {', '.join(WEBHOOK_EVENTS)}.", param="events")
-        return await delivery_store.create_endpoint(self.engine, url=url, events=events)
+        return await delivery_store.create_endpoint(self.engine, url=url, events=events, cipher=self.cipher)
 
     async def list_webhooks(self) -> list[WebhookEndpoint]:
-        return await delivery_store.list_endpoints(self.engine)
+        return await delivery_store.list_endpoints(self.engine, cipher=self.cipher)
 
     async def remove_webhook(self, *, endpoint_id: str) -> None:
         if not await delivery_store.delete_endpoint(self.engine, endpoint_id=endpoint_id):
@@ -110,11 +112,11 @@ class AdminService:
         held = await task_store.in_flight_counts(self.engine)
         return [
             ProviderView(account, account.health(), held.get(account.name, 0))
-            for account in await account_store.list_accounts(self.engine)
+            for account in await account_store.list_accounts(self.engine, cipher=self.cipher)
         ]
 
     async def get_provider(self, ident: str) -> ProviderView:
-        account = await account_store.get_account(self.engine, ident=ident)
+        account = await account_store.get_account(self.engine, ident=ident, cipher=self.cipher)
         if account is None:
             raise NotFound(f"No provider account '{ident}'.", param="provider_id")
         held = await task_store.in_flight_counts(self.engine)
@@ -122,9 +124,9 @@ class AdminService:
 
     async def add_provider(self, data: dict[str, Any]) -> ProviderView:
         values = _checked(data)
-        if await account_store.get_account(self.engine, ident=values["name"]) is not None:
+        if await account_store.get_account(self.engine, ident=values["name"], cipher=self.cipher) is not None:
             raise Conflict(f"A provider account named '{values['name']}' exists.", param="name")
-        account = await account_store.create_account(self.engine, values=values)
+        account = await account_store.create_account(self.engine, values=values, cipher=self.cipher)
         log.info("provider account %s (%s) added", account.name, account.kind)
         await self.router.refresh(force=True)
         return await self.get_provider(account.id)
@@ -136,7 +138,7 @@ class AdminService:
             values.update(disabled_reason=None, cooldown_until=None, consecutive_failures=0)
         elif values.get("enabled") is False:
             values.setdefault("disabled_reason", "disabled by an admin")
-        await account_store.update_account(self.engine, account_id=current.id, values=values)
+        await account_store.update_account(self.engine, account_id=current.id, values=values, cipher=self.cipher)
         log.info("provider account %s updated (%s)", current.name, ", ".join(sorted(values)))
         await self.router.refresh(force=True)
         return await self.get_provider(current.id)

@@ -18,6 +18,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
 from soragate.cli_providers import app as providers_app
+from soragate.cli_secrets import app as secrets_app
+from soragate.cli_secrets import preflight
 from soragate.settings import Settings
 
 app = typer.Typer(help="soragate: a self-hosted gateway for Sora-style video APIs.", no_args_is_help=True)
@@ -26,6 +28,7 @@ tasks_app = typer.Typer(help="Inspect and cancel tasks.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(providers_app, name="providers")
+app.add_typer(secrets_app, name="secrets")
 
 # Piped output gets room for whole rows instead of Rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -86,6 +89,7 @@ def serve(
         overrides["worker_enabled"] = False
     settings = _settings(data_dir, **overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    preflight(settings)
     first_start = not (settings.data_dir / "admin.key").exists()
     console.print(f"[bold]soragate[/] on {settings.base_url}  (API base URL: {settings.base_url}/v1)")
     console.print(f"  studio: {settings.base_url}/   admin console: {settings.base_url}/admin")
@@ -115,6 +119,7 @@ def worker_command(data_dir: DataDir = None) -> None:
 
     settings = _settings(data_dir, worker_enabled=True)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    preflight(settings)
     console.print(f"[bold]soragate worker[/]  data: {settings.data_dir.resolve()}")
     console.print(f"  database: {settings.db_url.split('://')[0]}")
     application = create_app(settings, role="worker")

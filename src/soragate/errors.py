@@ -11,9 +11,11 @@ error body in one handler.
     ├── Conflict                    409     conflict
     ├── PayloadTooLarge             413     payload_too_large
     ├── RateLimited                 429     rate_limit_exceeded
-    └── UpstreamError               502     upstream_error
-        ├── UpstreamUnavailable     503     no_available_upstream
-        └── UpstreamTimeout         504     timeout
+    ├── UpstreamError               502     upstream_error
+    │   ├── UpstreamUnavailable     503     no_available_upstream
+    │   └── UpstreamTimeout         504     timeout
+    └── SecretKeyError              500     secret_key_error (no or a wrong SORAGATE_SECRET_KEY
+                                            for the stored secrets: checked at start)
 
 Task failures carry a code and message too, but they are data on the task (see
 ``core.task.TaskError``), not exceptions raised to the caller.
@@ -100,3 +102,9 @@ class UpstreamUnavailable(UpstreamError):
 class UpstreamTimeout(UpstreamError):
     status_code = 504
     default_code = "timeout"
+
+
+class SecretKeyError(SoragateError):
+    """The stored secrets cannot be read (or sealed) with the configured secret key."""
+
+    default_code = "secret_key_error"

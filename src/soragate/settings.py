@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     # a key made on first start in the data dir (signing.key, mode 0600).
     signing_key: SecretStr | None = None
 
+    # Encrypts provider and webhook secrets in the database (Fernet keys: ``soragate secrets
+    # new-key``). Several, comma-separated, rotate: the first encrypts, each decrypts. Unset:
+    # read from ``secret_key_file``; neither: secrets are stored as given.
+    secret_key: SecretStr | None = None
+    secret_key_file: Path | None = None
+
     log_level: str = "INFO"
 
     @property

@@ -215,6 +215,8 @@ def _secret_fields(model: type[AccountOptions]) -> frozenset[str]:
 
 
 _SECRET_OPTIONS = {kind: _secret_fields(model) for kind, model in OPTIONS_MODELS.items()}
+# Secret options of any kind: what the store encrypts.
+SECRET_OPTIONS = frozenset().union(*_SECRET_OPTIONS.values())
 
 
 def parse_options(kind: str, data: Any) -> AccountOptions:

@@ -91,8 +91,9 @@ webhook_endpoints = Table(
     metadata,
     Column("id", String(40), primary_key=True),
     Column("url", Text, nullable=False),
-    # The signing secret must be usable to sign, so it is stored as is; APIs only show it once.
-    Column("secret", String(100), nullable=False),
+    # The signing secret must be usable to sign: stored as is, or encrypted with the secret
+    # key (store.cipher), which needs more room. APIs show it whole only once.
+    Column("secret", Text, nullable=False),
     Column("events", JSON, nullable=False),
     Column("enabled", Boolean, nullable=False, server_default="1"),
     Column("created_at", Float, nullable=False),
@@ -126,6 +127,7 @@ provider_accounts = Table(
     Column("name", String(100), nullable=False, unique=True),
     Column("kind", String(20), nullable=False),
     Column("base_url", Text, nullable=False),
+    # As given, or encrypted with the secret key (store.cipher); so are secret ``options``.
     Column("secret", Text, nullable=False),
     # public model name → upstream model name ("" = same name)
     Column("models", JSON, nullable=False),
