@@ -106,7 +106,7 @@ class Rig:
             params=TaskParams(prompt=prompt, model="sora-2", base_model="sora-2", seconds=4, width=1280, height=720),
             created_at=self.clock(),
         )
-        assert await task_store.insert_task(self.engine, task=task)
+        assert await task_store.insert_task(self.engine, task=task) is None
         return task
 
     async def row(self, task_id: str) -> dict[str, Any]:

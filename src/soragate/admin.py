@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from soragate.admin_usage import summarize
 from soragate.core.account_options import InvalidOptions, parse_options, secret_option_names
 from soragate.core.accounts import ProviderAccount, account_fields
-from soragate.core.keys import ApiKey
+from soragate.core.keys import LIMITS, ApiKey, InvalidLimit, parse_limits
 from soragate.core.masks import mask
 from soragate.core.task import ErrorCode, Task, TaskError, TaskStatus
 from soragate.errors import Conflict, InvalidRequest, NotFound
@@ -57,8 +57,8 @@ class AdminService:
     async def list_keys(self) -> list[ApiKey]:
         return await key_store.list_keys(self.engine)
 
-    async def create_key(self, *, name: str, admin: bool, credit_limit: float | None) -> tuple[ApiKey, str]:
-        key, secret = await key_store.create_key(self.engine, name=name, admin=admin, credit_limit=credit_limit)
+    async def create_key(self, *, name: str, admin: bool, limits: dict[str, Any]) -> tuple[ApiKey, str]:
+        key, secret = await key_store.create_key(self.engine, name=name, admin=admin, **_checked_limits(limits))
         log.info("key %s (%s, %s) created", key.id, key.name, key.role)
         return key, secret
 
@@ -79,11 +79,14 @@ class AdminService:
         log.info("key %s revoked", key.id)
         return key
 
-    async def set_credit_limit(self, *, key_id: str, credit_limit: float | None) -> ApiKey:
-        if credit_limit is not None and credit_limit < 0:
-            raise InvalidRequest("'credit_limit' must be zero or more (or null for unlimited).", param="credit_limit")
+    async def set_limits(self, *, key_id: str, limits: dict[str, Any]) -> ApiKey:
+        """Change some of a key's limits: credits, requests per minute, tasks in flight."""
+        checked = _checked_limits(limits)
+        if not checked:
+            raise InvalidRequest(f"Nothing to change: send {', '.join(LIMITS[:-1])} or {LIMITS[-1]} (null lifts one).")
         key = await self.find_key(key_id)
-        await key_store.set_credit_limit(self.engine, key_id=key.id, credit_limit=credit_limit)
+        await key_store.set_limits(self.engine, key_id=key.id, limits=checked)
+        log.info("key %s limits set: %s", key.id, ", ".join(f"{k}={v}" for k, v in checked.items()))
         updated = await key_store.get_key(self.engine, key_id=key.id)
         assert updated is not None
         return updated
@@ -265,6 +268,13 @@ def _checked(data: dict[str, Any], *, current: ProviderAccount | None = None) ->
         param = exc.param if isinstance(exc, InvalidOptions) else None
         raise InvalidRequest(f"Invalid provider account: {exc}.", code="invalid_provider", param=param) from None
     return values
+
+
+def _checked_limits(data: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return parse_limits(data)
+    except InvalidLimit as exc:
+        raise InvalidRequest(str(exc), param=exc.param) from None
 
 
 def _unmasked(data: dict[str, Any], current: ProviderAccount) -> dict[str, Any]:

@@ -23,6 +23,8 @@ Task failures carry a code and message too, but they are data on the task (see
 
 from __future__ import annotations
 
+import math
+
 
 class SoragateError(Exception):
     status_code = 500
@@ -87,6 +89,12 @@ class RateLimited(SoragateError):
     error_type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
 
+    def __init__(
+        self, message: str, *, retry_after: float = 5.0, code: str | None = None, param: str | None = None
+    ) -> None:
+        super().__init__(message, code=code, param=param)
+        self.retry_after = retry_after
+
 
 class UpstreamError(SoragateError):
     status_code = 502
@@ -108,3 +116,12 @@ class SecretKeyError(SoragateError):
     """The stored secrets cannot be read (or sealed) with the configured secret key."""
 
     default_code = "secret_key_error"
+
+
+def retry_after_header(exc: SoragateError) -> dict[str, str] | None:
+    """The Retry-After header every dialect sends with a 429 or 503: whole seconds, at least 1."""
+    if isinstance(exc, RateLimited):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    if exc.status_code == 503:
+        return {"Retry-After": "5"}
+    return None

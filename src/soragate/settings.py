@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     secret_key_file: Path | None = None
 
+    # Brakes (see soragate.brakes): defaults for keys without limits of their own (unset:
+    # unlimited), requests per minute that create or change something, and tasks in flight.
+    key_rate_limit: int | None = Field(default=None, ge=1)
+    key_max_in_flight: int | None = Field(default=None, ge=1)
+
     log_level: str = "INFO"
 
     @property

@@ -8,7 +8,7 @@ import secrets
 import time
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.keys import ApiKey
@@ -42,11 +42,19 @@ def key_from_mapping(m: Any) -> ApiKey:
         m["revoked_at"],
         m["credit_limit"],
         m["credits_used"],
+        m["rate_limit"],
+        m["max_in_flight"],
     )
 
 
 async def create_key(
-    engine: AsyncEngine, *, name: str, admin: bool = False, credit_limit: float | None = None
+    engine: AsyncEngine,
+    *,
+    name: str,
+    admin: bool = False,
+    credit_limit: float | None = None,
+    rate_limit: int | None = None,
+    max_in_flight: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Returns the record and the plaintext key, which is never stored or shown again."""
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -58,6 +66,8 @@ async def create_key(
         created_at=time.time(),
         revoked_at=None,
         credit_limit=credit_limit,
+        rate_limit=rate_limit,
+        max_in_flight=max_in_flight,
     )
     async with writing(engine) as conn:
         await conn.execute(
@@ -70,6 +80,8 @@ async def create_key(
                 created_at=key.created_at,
                 credit_limit=credit_limit,
                 credits_used=0.0,
+                rate_limit=rate_limit,
+                max_in_flight=max_in_flight,
             )
         )
     return key, secret
@@ -135,8 +147,42 @@ async def get_key(engine: AsyncEngine, *, key_id: str) -> ApiKey | None:
     return _to_key(row) if row else None
 
 
-async def set_credit_limit(engine: AsyncEngine, *, key_id: str, credit_limit: float | None) -> bool:
-    """Set a key's credit limit (None: unlimited)."""
+LIMITS = ("credit_limit", "rate_limit", "max_in_flight")
+
+
+async def set_limits(engine: AsyncEngine, *, key_id: str, limits: dict[str, float | int | None]) -> bool:
+    """Set some of a key's LIMITS (None: unlimited, or the server's default for the brakes)."""
+    assert limits and set(limits) <= set(LIMITS), limits
     async with writing(engine) as conn:
-        result = await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(credit_limit=credit_limit))
+        result = await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(**limits))
     return result.rowcount > 0
+
+
+# A burst of a whole minute's requests fits exactly; float sums of 60 / N may overshoot by a hair.
+_EPSILON = 1e-6
+
+
+async def take_request(engine: AsyncEngine, *, key_id: str, per_minute: int, now: float) -> float | None:
+    """Count one request against a key's rate: None when it may go ahead, else the seconds
+    until the next one may.
+
+    A token bucket of ``per_minute`` requests refilled at ``per_minute`` a minute, kept as
+    one number on the key row (GCRA, as for accounts' poll rates in ``routing.limits``):
+    ``rate_next_at`` is when the bucket would be full again. A request is admitted by one
+    conditional UPDATE, so every API process sharing the database draws from the same
+    bucket (Postgres re-checks the condition on the row it locked; SQLite has one writer)."""
+    interval = 60.0 / per_minute
+    c = api_keys.c
+    start = case((c.rate_next_at > now, c.rate_next_at), else_=now)
+    async with writing(engine) as conn:
+        admitted = await conn.execute(
+            update(api_keys)
+            .where(c.id == key_id, start + interval - now <= 60.0 + _EPSILON)
+            .values(rate_next_at=start + interval)
+        )
+        if admitted.rowcount:
+            return None
+        full_at = (await conn.execute(select(c.rate_next_at).where(c.id == key_id))).scalar()
+    if full_at is None:  # no such key (deleted meanwhile): nothing to count against
+        return None
+    return max(0.0, float(full_at) + interval - 60.0 - now)

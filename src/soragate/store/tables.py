@@ -20,6 +20,12 @@ api_keys = Table(
     # None: unlimited. Credits are reserved when a task is accepted and refunded if it fails.
     Column("credit_limit", Float),
     Column("credits_used", Float, nullable=False, server_default="0"),
+    # Brakes (None: the server default, unset by default: unlimited). Requests per minute that
+    # create or change something, and tasks queued or in progress at once.
+    Column("rate_limit", Integer),
+    Column("max_in_flight", Integer),
+    # The request rate's shared state: when the key's bucket is full again (store.keys.take_request).
+    Column("rate_next_at", Float, nullable=False, server_default="0"),
 )
 
 tasks = Table(
@@ -58,6 +64,8 @@ tasks = Table(
     Column("callback_url", Text),
 )
 Index("ix_tasks_owner_created", tasks.c.owner_id, tasks.c.created_at)
+# A key's tasks in flight, counted when it creates one.
+Index("ix_tasks_owner_status", tasks.c.owner_id, tasks.c.status)
 Index("ix_tasks_status_check", tasks.c.status, tasks.c.next_check_at)
 Index("ix_tasks_provider_submit", tasks.c.provider, tasks.c.submit_state)
 

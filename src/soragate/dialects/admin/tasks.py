@@ -99,4 +99,7 @@ async def settings_view(request: Request, _: AdminDep, admin: AdminServiceDep) -
         "task_deadline_seconds": s.task_deadline_seconds,
         "retention_hours": s.retention_hours,
         "providers_file": str(s.providers_file) if s.providers_file else None,
+        "key_rate_limit": s.key_rate_limit,
+        "key_max_in_flight": s.key_max_in_flight,
+        "secrets_encrypted": admin.cipher.enabled,
     }

@@ -19,9 +19,13 @@ const LABELS = {
   task_deadline_seconds: "Task deadline",
   retention_hours: "Keep results for",
   providers_file: "Providers file",
+  key_rate_limit: "Requests per minute, keys without their own limit",
+  key_max_in_flight: "Tasks in flight, keys without their own limit",
+  secrets_encrypted: "Provider and webhook secrets encrypted at rest",
 };
 
 function show(name, value) {
+  if (name === "key_rate_limit" || name === "key_max_in_flight") return value ? fmtNumber(value, 0) : "unlimited";
   if (value === null || value === undefined || value === "") return "—";
   if (typeof value === "boolean") return value ? "yes" : "no";
   if (Array.isArray(value)) return value.length ? el("ul", {}, value.map((v) => el("li", {}, el("code", {}, v)))) : "none";
