@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     # unlimited), requests per minute that create or change something, and tasks in flight.
     key_rate_limit: int | None = Field(default=None, ge=1)
     key_max_in_flight: int | None = Field(default=None, ge=1)
+    # Failed sign-ins one client address may make per window before it gets 429 (0: no brake).
+    auth_failure_limit: int = Field(default=20, ge=0)
+    auth_failure_window: float = Field(default=60.0, gt=0)
 
     log_level: str = "INFO"
 

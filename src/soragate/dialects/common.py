@@ -51,12 +51,17 @@ READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def signed_in(request: Request, gateway: GatewayDep) -> ApiKey:
-    """The key behind the request."""
+    """The key behind the request. An address that failed to sign in too often lately is
+    refused before its key is even looked at."""
+    client = request.client.host if request.client else None
+    gateway.brakes.check_address(client)
     secret = bearer_secret(request)
     if not secret:
+        gateway.brakes.failed(client)
         raise AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.")
     key = await gateway.authenticate(secret)
     if key is None:
+        gateway.brakes.failed(client)
         raise AuthenticationFailed("Incorrect API key provided.")
     request.state.api_key = key
     return key

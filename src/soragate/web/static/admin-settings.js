@@ -21,6 +21,8 @@ const LABELS = {
   providers_file: "Providers file",
   key_rate_limit: "Requests per minute, keys without their own limit",
   key_max_in_flight: "Tasks in flight, keys without their own limit",
+  auth_failure_limit: "Failed sign-ins per address before 429",
+  auth_failure_window: "Failed sign-ins counted over",
   secrets_encrypted: "Provider and webhook secrets encrypted at rest",
 };
 
@@ -32,6 +34,8 @@ function show(name, value) {
   if (name === "max_upload_bytes") return `${fmtNumber(value / 1048576, 1)} MiB`;
   if (name === "max_prompt_chars") return `${fmtNumber(value, 0)} characters`;
   if (name === "retention_hours") return value ? `${fmtNumber(value, 1)} hours` : "forever";
+  if (name === "auth_failure_limit") return value ? fmtNumber(value, 0) : "no limit";
+  if (name === "auth_failure_window") return `${fmtNumber(value, 0)} s`;
   if (name.endsWith("_seconds") || name === "sandbox_delay") return `${fmtNumber(value, 1)} s`;
   return String(value);
 }
