@@ -52,7 +52,7 @@ async def create_key(request: Request, _: AdminDep, admin: AdminServiceDep) -> d
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequest("'name' is required.", param="name")
-    limits = {name: body[name] for name in LIMITS if name in body}
+    limits = {field: body[field] for field in LIMITS if field in body}
     key, secret = await admin.create_key(name=name.strip(), admin=bool(body.get("admin", False)), limits=limits)
     # The only response that ever carries the key itself.
     return {**key_json(key), "key": secret}
@@ -70,7 +70,7 @@ async def update_key(
     key_id: str, request: Request, _: AdminDep, admin: AdminServiceDep, gateway: GatewayDep
 ) -> dict[str, Any]:
     body = await read_json(request, limit=64 * 1024)
-    key = await admin.set_limits(key_id=key_id, limits={name: body[name] for name in LIMITS if name in body})
+    key = await admin.set_limits(key_id=key_id, limits={field: body[field] for field in LIMITS if field in body})
     gateway.forget_keys()
     return key_json(key)
 
