@@ -112,10 +112,14 @@ def _suite_backends(overrides: dict[str, Any]) -> dict[str, Any]:
 
 def process_env(settings: Settings | None = None) -> dict[str, str]:
     """The environment for a soragate subprocess (the CLI, a worker) that shares ``settings``'
-    database and storage: what an operator sets for every process of one deployment."""
+    database, storage and secret key: what an operator sets for every process of one deployment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SORAGATE_")}
     if settings is not None and settings.database_url:
         env["SORAGATE_DATABASE_URL"] = settings.database_url
+    if settings is not None and settings.secret_key is not None:
+        env["SORAGATE_SECRET_KEY"] = settings.secret_key.get_secret_value()
+    if settings is not None and settings.secret_key_file is not None:
+        env["SORAGATE_SECRET_KEY_FILE"] = str(settings.secret_key_file)
     if settings is not None and settings.storage_url:
         secret = settings.s3_secret_access_key
         shared = {

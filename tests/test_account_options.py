@@ -25,6 +25,7 @@ from soragate.providers.sandbox import SandboxProvider
 from soragate.routing.providers_file import ProvidersFileError, read_providers_file
 from soragate.routing.router import Router, default_factory
 from soragate.store import accounts as account_store
+from soragate.store.cipher import SecretCipher
 from soragate.store.db import create_engine, migrate
 from soragate.worker.schedule import Schedule
 
@@ -206,7 +207,7 @@ async def test_options_given_to_the_admin_api_reach_the_provider(
 
     engine = create_engine(server.settings.db_url)
     sandbox = SandboxProvider(root=tmp_path / "sandbox", delay=0, fps=1, review_rules=[])
-    router = Router(engine=engine, factory=default_factory(http), sandbox=sandbox)
+    router = Router(engine=engine, factory=default_factory(http), sandbox=sandbox, cipher=SecretCipher())
     try:
         await router.refresh(force=True)
         runtime = router.runtime("relay-opts")
@@ -239,10 +240,12 @@ async def test_stored_options_that_no_longer_parse_keep_only_that_account_out(
     # Written before options were checked: the store takes what it is given.
     for name, options in (("old", {"timout": 5}), ("new", {"timeout": 5})):
         values = account_fields(relay_account("http://127.0.0.1:9"))
-        await account_store.create_account(engine, values={**values, "name": name, "options": options})
+        await account_store.create_account(
+            engine, values={**values, "name": name, "options": options}, cipher=SecretCipher()
+        )
     sandbox = SandboxProvider(root=tmp_path / "sandbox", delay=0, fps=1, review_rules=[])
     async with httpx.AsyncClient() as http:
-        router = Router(engine=engine, factory=default_factory(http), sandbox=sandbox)
+        router = Router(engine=engine, factory=default_factory(http), sandbox=sandbox, cipher=SecretCipher())
         try:
             with caplog.at_level(logging.ERROR, logger="soragate.router"):
                 await router.refresh(force=True)

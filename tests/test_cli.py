@@ -62,7 +62,7 @@ def test_keys_create_list_revoke(server: LiveServer) -> None:
 
     listed = soragate("keys", "list", "--data-dir", data_dir, settings=server.settings)
     assert listed.returncode == 0, listed.stderr
-    key_id, name, role, prefix, _, revoked = row_of(listed.stdout, "ci-bot")
+    key_id, name, role, prefix, _, revoked, *_ = row_of(listed.stdout, "ci-bot")
     assert (name, role, revoked) == ("ci-bot", "user", "-")
     assert key_id in created.stderr
     assert key.startswith(prefix.rstrip("…"))
@@ -180,3 +180,33 @@ def test_tasks_show_unknown_id_exits_1(server: LiveServer) -> None:
 
     assert run.returncode == 1
     assert "no task video_nope" in run.stderr
+
+
+def test_keys_limit_sets_a_keys_brakes(server: LiveServer) -> None:
+    data_dir = server.settings.data_dir
+    key = server.create_key("metered")
+
+    limited = soragate(
+        "keys", "limit", "metered", "--rate", "2", "--in-flight", "5", "--data-dir", data_dir, settings=server.settings
+    )
+    assert limited.returncode == 0, limited.stderr
+    assert "metered: 2 requests per minute, 5 tasks in flight" in limited.stdout
+    listed = soragate("keys", "list", "--data-dir", data_dir, settings=server.settings)
+    assert row_of(listed.stdout, "metered")[6:] == ["2", "5"]
+    assert row_of(listed.stdout, "admin")[6:] == ["-", "-"]
+
+    # The running server brakes the key (it reads keys afresh within a second).
+    with server.client(key) as client:
+        deadline = time.monotonic() + 5
+        statuses: list[int] = []
+        while statuses[-3:] != [200, 200, 429]:
+            assert time.monotonic() < deadline, statuses
+            statuses.append(client.post("/v1/videos", json={"prompt": "metered", "seconds": "4"}).status_code)
+        assert client.post("/v1/videos", json={"prompt": "metered"}).headers["Retry-After"]
+
+    lifted = soragate("keys", "limit", "metered", "--rate", "none", "--data-dir", data_dir, settings=server.settings)
+    assert "metered: default requests per minute, 5 tasks in flight" in lifted.stdout
+    bad = soragate("keys", "limit", "metered", "--rate", "0", "--data-dir", data_dir, settings=server.settings)
+    assert bad.returncode == 2 and "a whole number of at least 1, or 'none'" in bad.stderr
+    nothing = soragate("keys", "limit", "metered", "--data-dir", data_dir, settings=server.settings)
+    assert nothing.returncode == 2 and "nothing to change" in nothing.stderr

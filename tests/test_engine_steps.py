@@ -31,6 +31,7 @@ from soragate.storage import storage_from_settings
 from soragate.storage.signing import UrlSigner
 from soragate.store import accounts as account_store
 from soragate.store import tasks as task_store
+from soragate.store.cipher import SecretCipher
 from soragate.store.db import create_engine, migrate
 from soragate.store.durations import Duration
 from soragate.worker import Worker
@@ -86,6 +87,7 @@ class Rig:
                 "options": {"timeout": 5, "poll_min": 1.0},
                 **values,
             },
+            cipher=SecretCipher(),
         )
         await self.router.refresh(force=True)
 
@@ -104,7 +106,7 @@ class Rig:
             params=TaskParams(prompt=prompt, model="sora-2", base_model="sora-2", seconds=4, width=1280, height=720),
             created_at=self.clock(),
         )
-        assert await task_store.insert_task(self.engine, task=task)
+        assert await task_store.insert_task(self.engine, task=task) is None
         return task
 
     async def row(self, task_id: str) -> dict[str, Any]:
@@ -118,7 +120,7 @@ class Rig:
         return dict(row._mapping)
 
     async def health(self, name: str) -> tuple[str, int]:
-        account = await account_store.get_account(self.engine, ident=name)
+        account = await account_store.get_account(self.engine, ident=name, cipher=SecretCipher())
         assert account is not None
         return account.health(self.clock()), account.consecutive_failures
 
@@ -133,7 +135,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     engine = create_engine(settings.db_url)
     http = httpx.AsyncClient()
     sandbox = SandboxProvider(root=tmp_path / "sandbox", delay=0.1, fps=8, review_rules=[])
-    router = Router(engine=engine, factory=default_factory(http), sandbox=sandbox)
+    router = Router(engine=engine, factory=default_factory(http), sandbox=sandbox, cipher=SecretCipher())
     rig = Rig(engine, settings, router, Clock(), {}, {}, http, [])
     try:
         yield rig

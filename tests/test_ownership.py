@@ -196,7 +196,7 @@ def test_a_revoked_key_stops_working_at_once_here_and_within_a_second_elsewhere(
         assert client.get("/v1/videos").status_code == 200  # both keys just used (and remembered)
         assert other.get("/v1/videos").status_code == 200
         # As another process would (the CLI, another replica): straight in the database.
-        assert live.on_db(lambda engine: key_store.revoke_key(engine, ident=ids["revoked-elsewhere"]))
+        assert live.on_db(lambda engine: key_store.revoke_key(engine, key_id=ids["revoked-elsewhere"]))
         revoked_at = time.monotonic()
         while other.get("/v1/videos").status_code == 200:
             assert time.monotonic() - revoked_at < 1.5, "a key revoked elsewhere still worked after 1.5 s"

@@ -10,9 +10,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.admin_usage import summarize
-from soragate.core.account_options import InvalidOptions, parse_options
+from soragate.core.account_options import InvalidOptions, parse_options, secret_option_names
 from soragate.core.accounts import ProviderAccount, account_fields
-from soragate.core.keys import ApiKey
+from soragate.core.keys import LIMITS, ApiKey, InvalidLimit, parse_limits
+from soragate.core.masks import mask
 from soragate.core.task import ErrorCode, Task, TaskError, TaskStatus
 from soragate.errors import Conflict, InvalidRequest, NotFound
 from soragate.netguard import check_url
@@ -26,6 +27,7 @@ from soragate.store import keys as key_store
 from soragate.store import routes as route_store
 from soragate.store import tasks as task_store
 from soragate.store import workers as worker_store
+from soragate.store.cipher import SecretCipher
 from soragate.store.deliveries import Delivery, WebhookEndpoint
 
 log = logging.getLogger("soragate.admin")
@@ -45,6 +47,7 @@ class AdminService:
     settings: Settings
     engine: AsyncEngine
     router: Router
+    cipher: SecretCipher
 
     async def live_workers(self) -> list[dict[str, Any]]:
         """Worker processes heard from lately (a dead one drops out after three missed beats),
@@ -54,34 +57,49 @@ class AdminService:
     async def list_keys(self) -> list[ApiKey]:
         return await key_store.list_keys(self.engine)
 
-    async def create_key(self, *, name: str, admin: bool, credit_limit: float | None) -> tuple[ApiKey, str]:
-        key, secret = await key_store.create_key(self.engine, name=name, admin=admin, credit_limit=credit_limit)
+    async def create_key(self, *, name: str, admin: bool, limits: dict[str, Any]) -> tuple[ApiKey, str]:
+        key, secret = await key_store.create_key(self.engine, name=name, admin=admin, **_checked_limits(limits))
         log.info("key %s (%s, %s) created", key.id, key.name, key.role)
         return key, secret
 
-    async def revoke_key(self, *, key_id: str) -> None:
-        if not await key_store.revoke_key(self.engine, ident=key_id):
-            raise NotFound(f"No active key '{key_id}'.", param="key_id")
-        log.info("key %s revoked", key_id)
-
-    async def set_credit_limit(self, *, key_id: str, credit_limit: float | None) -> ApiKey:
-        if credit_limit is not None and credit_limit < 0:
-            raise InvalidRequest("'credit_limit' must be zero or more (or null for unlimited).", param="credit_limit")
-        if not await key_store.set_credit_limit(self.engine, ident=key_id, credit_limit=credit_limit):
-            raise NotFound(f"No key '{key_id}'.", param="key_id")
-        key = await key_store.get_key(self.engine, key_id=key_id)
-        assert key is not None
+    async def find_key(self, ident: str, *, active_only: bool = False) -> ApiKey:
+        """A key by id, name or shown prefix."""
+        try:
+            key = await key_store.find_key(self.engine, ident=ident, active_only=active_only)
+        except key_store.AmbiguousKey as exc:
+            raise InvalidRequest(f"{exc}.", param="key_id", code="ambiguous_key") from None
+        if key is None:
+            raise NotFound(f"No {'active ' if active_only else ''}key '{ident}'.", param="key_id")
         return key
+
+    async def revoke_key(self, *, key_id: str) -> ApiKey:
+        key = await self.find_key(key_id, active_only=True)
+        if not await key_store.revoke_key(self.engine, key_id=key.id):
+            raise NotFound(f"No active key '{key_id}'.", param="key_id")
+        log.info("key %s revoked", key.id)
+        return key
+
+    async def set_limits(self, *, key_id: str, limits: dict[str, Any]) -> ApiKey:
+        """Change some of a key's limits: credits, requests per minute, tasks in flight."""
+        checked = _checked_limits(limits)
+        if not checked:
+            raise InvalidRequest(f"Nothing to change: send {', '.join(LIMITS[:-1])} or {LIMITS[-1]} (null lifts one).")
+        key = await self.find_key(key_id)
+        await key_store.set_limits(self.engine, key_id=key.id, limits=checked)
+        log.info("key %s limits set: %s", key.id, ", ".join(f"{k}={v}" for k, v in checked.items()))
+        updated = await key_store.get_key(self.engine, key_id=key.id)
+        assert updated is not None
+        return updated
 
     async def add_webhook(self, *, url: str, events: list[str]) -> WebhookEndpoint:
         await check_url(url, allow_private=self.settings.allow_private_urls, param="url")
         unknown = [e for e in events if e not in WEBHOOK_EVENTS]
         if unknown or not events:
             raise InvalidRequest(f"'events' must be a non-empty list of {', '.join(WEBHOOK_EVENTS)}.", param="events")
-        return await delivery_store.create_endpoint(self.engine, url=url, events=events)
+        return await delivery_store.create_endpoint(self.engine, url=url, events=events, cipher=self.cipher)
 
     async def list_webhooks(self) -> list[WebhookEndpoint]:
-        return await delivery_store.list_endpoints(self.engine)
+        return await delivery_store.list_endpoints(self.engine, cipher=self.cipher)
 
     async def remove_webhook(self, *, endpoint_id: str) -> None:
         if not await delivery_store.delete_endpoint(self.engine, endpoint_id=endpoint_id):
@@ -97,11 +115,11 @@ class AdminService:
         held = await task_store.in_flight_counts(self.engine)
         return [
             ProviderView(account, account.health(), held.get(account.name, 0))
-            for account in await account_store.list_accounts(self.engine)
+            for account in await account_store.list_accounts(self.engine, cipher=self.cipher)
         ]
 
     async def get_provider(self, ident: str) -> ProviderView:
-        account = await account_store.get_account(self.engine, ident=ident)
+        account = await account_store.get_account(self.engine, ident=ident, cipher=self.cipher)
         if account is None:
             raise NotFound(f"No provider account '{ident}'.", param="provider_id")
         held = await task_store.in_flight_counts(self.engine)
@@ -109,21 +127,21 @@ class AdminService:
 
     async def add_provider(self, data: dict[str, Any]) -> ProviderView:
         values = _checked(data)
-        if await account_store.get_account(self.engine, ident=values["name"]) is not None:
+        if await account_store.get_account(self.engine, ident=values["name"], cipher=self.cipher) is not None:
             raise Conflict(f"A provider account named '{values['name']}' exists.", param="name")
-        account = await account_store.create_account(self.engine, values=values)
+        account = await account_store.create_account(self.engine, values=values, cipher=self.cipher)
         log.info("provider account %s (%s) added", account.name, account.kind)
         await self.router.refresh(force=True)
         return await self.get_provider(account.id)
 
     async def update_provider(self, ident: str, data: dict[str, Any]) -> ProviderView:
         current = (await self.get_provider(ident)).account
-        values = _checked(data, current=current)
+        values = _checked(_unmasked(data, current), current=current)
         if values.get("enabled") is True:
             values.update(disabled_reason=None, cooldown_until=None, consecutive_failures=0)
         elif values.get("enabled") is False:
             values.setdefault("disabled_reason", "disabled by an admin")
-        await account_store.update_account(self.engine, account_id=current.id, values=values)
+        await account_store.update_account(self.engine, account_id=current.id, values=values, cipher=self.cipher)
         log.info("provider account %s updated (%s)", current.name, ", ".join(sorted(values)))
         await self.router.refresh(force=True)
         return await self.get_provider(current.id)
@@ -250,6 +268,30 @@ def _checked(data: dict[str, Any], *, current: ProviderAccount | None = None) ->
         param = exc.param if isinstance(exc, InvalidOptions) else None
         raise InvalidRequest(f"Invalid provider account: {exc}.", code="invalid_provider", param=param) from None
     return values
+
+
+def _checked_limits(data: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return parse_limits(data)
+    except InvalidLimit as exc:
+        raise InvalidRequest(str(exc), param=exc.param) from None
+
+
+def _unmasked(data: dict[str, Any], current: ProviderAccount) -> dict[str, Any]:
+    """An update with the stored secrets put back where it carries them as they are shown
+    (masked): a form filled from a response sends them back that way, meaning "unchanged"."""
+    data = dict(data)
+    if current.secret and data.get("secret") == current.masked_secret:
+        del data["secret"]
+    options = data.get("options")
+    if isinstance(options, dict):
+        stored = current.options
+        secret = secret_option_names(str(data.get("kind", current.kind))) & options.keys()
+        data["options"] = {
+            **options,
+            **{name: stored[name] for name in secret if stored.get(name) and options[name] == mask(str(stored[name]))},
+        }
+    return data
 
 
 def _public(error: TaskError) -> str:

@@ -3,6 +3,7 @@ storage, HTTP client, providers and the worker, and hands them to routes as stat
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -33,9 +34,10 @@ from soragate.dialects import relay as relay_dialect
 from soragate.dialects import sora2api as sora2api_dialect
 from soragate.dialects import upstream_callbacks
 from soragate.dialects.common import DIALECT_SCOPE_KEY
-from soragate.errors import InvalidRequest, NotFound, SoragateError
+from soragate.errors import InvalidRequest, NotFound, SecretKeyError, SoragateError
 from soragate.events import events_for
 from soragate.gateway import Gateway
+from soragate.permissions import make_private
 from soragate.profiles.registry import ProfileRegistry
 from soragate.providers.sandbox import SandboxProvider
 from soragate.routing.providers_file import load_providers_file
@@ -44,8 +46,10 @@ from soragate.settings import Settings
 from soragate.storage import storage_from_settings
 from soragate.storage.signing import UrlSigner
 from soragate.store import keys as key_store
+from soragate.store.cipher import SecretCipher
 from soragate.store.db import create_engine, migrate
 from soragate.store.fastread import FastReader
+from soragate.store.sealed import check_secrets
 from soragate.web import routes as web_routes
 from soragate.worker import Worker
 from soragate.worker.callbacks import Callbacks, PayloadRenderer, event_name
@@ -107,6 +111,18 @@ async def ensure_admin_key(settings: Settings, engine: Any) -> str | None:
     return secret
 
 
+async def report_secrets(engine: Any, cipher: SecretCipher) -> None:
+    """Stop here if the stored secrets cannot be read with this key (SecretKeyError says
+    why); say so when some are still stored in plain text."""
+    state = await check_secrets(engine, cipher)
+    if state.stale:
+        log.warning(
+            "%d stored secrets are in plain text or under an older key; `soragate secrets encrypt` "
+            "encrypts them with the current key (they also are when next changed)",
+            state.stale,
+        )
+
+
 def create_app(settings: Settings | None = None, *, role: str = "serve") -> FastAPI:
     settings = settings or Settings()
     # The driver's debug log prints every SQL parameter, provider secrets included.
@@ -114,9 +130,16 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        cipher = SecretCipher.from_settings(settings)  # a malformed key stops the start here
+        # Before anything is created: the database, keys, result files, render processes.
+        await asyncio.to_thread(make_private, settings)
         await migrate(settings.db_url)
         engine = create_engine(settings.db_url)
+        try:
+            await report_secrets(engine, cipher)
+        except SecretKeyError:
+            await engine.dispose()
+            raise
         admin_secret = await ensure_admin_key(settings, engine)
         if admin_secret:
             # Shown once, on purpose: this is the only place the plaintext key is printed.
@@ -150,9 +173,10 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
             sandbox=sandbox,
             profiles=profiles,
             on_routes=catalogue.set_routed,
+            cipher=cipher,
         )
         if settings.providers_file:
-            await load_providers_file(engine, settings.providers_file)
+            await load_providers_file(engine, settings.providers_file, cipher=cipher)
         gateway = Gateway(
             settings=settings,
             engine=engine,
@@ -176,6 +200,7 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
             event_renderer=webhook_event,
             retry_delays=settings.callback_retry_delays,
             allow_private=settings.allow_private_urls,
+            cipher=cipher,
         )
         worker = Worker(
             engine=engine,
@@ -194,7 +219,7 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
         try:
             yield {
                 "gateway": gateway,
-                "admin": AdminService(settings=settings, engine=engine, router=router),
+                "admin": AdminService(settings=settings, engine=engine, router=router, cipher=cipher),
                 "worker": worker,
                 "router": router,
                 "presenters": PRESENTERS,

@@ -18,6 +18,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
 from soragate.cli_providers import app as providers_app
+from soragate.cli_secrets import app as secrets_app
+from soragate.cli_secrets import preflight
 from soragate.settings import Settings
 
 app = typer.Typer(help="soragate: a self-hosted gateway for Sora-style video APIs.", no_args_is_help=True)
@@ -26,6 +28,7 @@ tasks_app = typer.Typer(help="Inspect and cancel tasks.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(providers_app, name="providers")
+app.add_typer(secrets_app, name="secrets")
 
 # Piped output gets room for whole rows instead of Rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -44,10 +47,11 @@ def _settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
 
 
 def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    from soragate.permissions import make_private
     from soragate.store.db import create_engine, migrate
 
     async def run() -> T:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(settings)
         await migrate(settings.db_url)
         engine = create_engine(settings.db_url)
         try:
@@ -85,6 +89,7 @@ def serve(
         overrides["worker_enabled"] = False
     settings = _settings(data_dir, **overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    preflight(settings)
     first_start = not (settings.data_dir / "admin.key").exists()
     console.print(f"[bold]soragate[/] on {settings.base_url}  (API base URL: {settings.base_url}/v1)")
     console.print(f"  studio: {settings.base_url}/   admin console: {settings.base_url}/admin")
@@ -114,6 +119,7 @@ def worker_command(data_dir: DataDir = None) -> None:
 
     settings = _settings(data_dir, worker_enabled=True)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    preflight(settings)
     console.print(f"[bold]soragate worker[/]  data: {settings.data_dir.resolve()}")
     console.print(f"  database: {settings.db_url.split('://')[0]}")
     application = create_app(settings, role="worker")
@@ -131,30 +137,117 @@ def worker_command(data_dir: DataDir = None) -> None:
     asyncio.run(run())
 
 
+def _limit(value: str | None, option: str) -> int | None:
+    """A brake given on the command line: a whole number of at least 1, or "none"."""
+    if value is None or value.lower() in ("none", "default"):
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise typer.BadParameter("a whole number of at least 1, or 'none'", param_hint=option)
+    return number
+
+
+RateOption = Annotated[
+    str | None, typer.Option("--rate", help="Requests per minute that create or change something ('none': default).")
+]
+InFlightOption = Annotated[
+    str | None, typer.Option("--in-flight", help="Tasks queued or in progress at once ('none': default).")
+]
+
+
 @keys_app.command("create")
 def keys_create(
     name: str,
     admin: Annotated[bool, typer.Option("--admin", help="Give the key admin rights.")] = False,
+    rate: RateOption = None,
+    in_flight: InFlightOption = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create an API key; the key is printed alone on the last line, once."""
     from soragate.store import keys as key_store
 
-    key, secret = _with_engine(_settings(data_dir), lambda e: key_store.create_key(e, name=name, admin=admin))
+    limits = {"rate_limit": _limit(rate, "--rate"), "max_in_flight": _limit(in_flight, "--in-flight")}
+    key, secret = _with_engine(_settings(data_dir), lambda e: key_store.create_key(e, name=name, admin=admin, **limits))
     err.print(f"created {key.role} key {key.id} ({key.name}); it is shown only now:")
     print(secret)  # noqa: T201 - the key alone on stdout, for scripts
 
 
+def _brake(value: int | None, default: int | None) -> str:
+    if value is not None:
+        return str(value)
+    return f"default ({default})" if default else "-"
+
+
 @keys_app.command("list")
 def keys_list(data_dir: DataDir = None) -> None:
-    """List API keys (prefixes only; keys are stored hashed)."""
+    """List API keys (prefixes only; keys are stored hashed) with their limits."""
     from soragate.store import keys as key_store
 
-    keys = _with_engine(_settings(data_dir), lambda e: key_store.list_keys(e))
-    table = Table(Column("id", no_wrap=True), "name", "role", Column("prefix", no_wrap=True), "created", "revoked")
+    settings = _settings(data_dir)
+    keys = _with_engine(settings, lambda e: key_store.list_keys(e))
+    table = Table(
+        Column("id", no_wrap=True),
+        "name",
+        "role",
+        Column("prefix", no_wrap=True),
+        "created",
+        "revoked",
+        Column("rate/min", no_wrap=True),
+        Column("in flight", no_wrap=True),
+    )
     for key in keys:
-        table.add_row(key.id, key.name, key.role, key.prefix + "…", _when(key.created_at), _when(key.revoked_at))
+        table.add_row(
+            key.id,
+            key.name,
+            key.role,
+            key.prefix + "…",
+            _when(key.created_at),
+            _when(key.revoked_at),
+            _brake(key.rate_limit, settings.key_rate_limit),
+            _brake(key.max_in_flight, settings.key_max_in_flight),
+        )
     console.print(table)
+
+
+@keys_app.command("limit")
+def keys_limit(
+    ident: Annotated[str, typer.Argument(help="Key id, name or prefix.")],
+    rate: RateOption = None,
+    in_flight: InFlightOption = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Set a key's brakes: requests per minute and tasks in flight ('none' lifts one)."""
+    from soragate.store import keys as key_store
+
+    limits: dict[str, float | int | None] = {}
+    if rate is not None:
+        limits["rate_limit"] = _limit(rate, "--rate")
+    if in_flight is not None:
+        limits["max_in_flight"] = _limit(in_flight, "--in-flight")
+    if not limits:
+        err.print("nothing to change: give --rate and/or --in-flight")
+        raise typer.Exit(2)
+
+    async def apply(engine: Any) -> Any:
+        key = await key_store.find_key(engine, ident=ident)
+        if key is not None:
+            await key_store.set_limits(engine, key_id=key.id, limits=limits)
+            key = await key_store.get_key(engine, key_id=key.id)
+        return key
+
+    try:
+        key = _with_engine(_settings(data_dir), apply)
+    except key_store.AmbiguousKey as exc:
+        err.print(f"{exc}")
+        raise typer.Exit(1) from None
+    if key is None:
+        err.print(f"no key matches '{ident}'")
+        raise typer.Exit(1)
+    shown = {"requests per minute": key.rate_limit, "tasks in flight": key.max_in_flight}
+    console.print(f"{key.name}: " + ", ".join(f"{v if v is not None else 'default'} {k}" for k, v in shown.items()))
 
 
 @keys_app.command("revoke")
@@ -164,7 +257,16 @@ def keys_revoke(
     """Revoke a key: it is refused from the next request on."""
     from soragate.store import keys as key_store
 
-    if not _with_engine(_settings(data_dir), lambda e: key_store.revoke_key(e, ident=ident)):
+    async def revoke(engine: Any) -> bool:
+        key = await key_store.find_key(engine, ident=ident, active_only=True)
+        return key is not None and await key_store.revoke_key(engine, key_id=key.id)
+
+    try:
+        revoked = _with_engine(_settings(data_dir), revoke)
+    except key_store.AmbiguousKey as exc:
+        err.print(f"{exc}")
+        raise typer.Exit(1) from None
+    if not revoked:
         err.print(f"no active key matches '{ident}'")
         raise typer.Exit(1)
     console.print(f"revoked {ident}")

@@ -34,14 +34,17 @@ Options = Annotated[
 def _run(data_dir: Path | None, work: Callable[[Any], Awaitable[T]]) -> T:
     from soragate.admin import AdminService
     from soragate.errors import SoragateError
+    from soragate.permissions import make_private
     from soragate.providers.sandbox import SandboxProvider
     from soragate.routing.router import Router, default_factory
+    from soragate.store.cipher import SecretCipher
     from soragate.store.db import create_engine, migrate
 
     settings = Settings(data_dir=data_dir) if data_dir else Settings()
 
     async def run() -> T:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        cipher = SecretCipher.from_settings(settings)
+        make_private(settings)
         await migrate(settings.db_url)
         engine = create_engine(settings.db_url)
         http = httpx.AsyncClient(timeout=30)
@@ -51,9 +54,9 @@ def _run(data_dir: Path | None, work: Callable[[Any], Awaitable[T]]) -> T:
             fps=settings.sandbox_fps,
             review_rules=settings.sandbox_review_rules,
         )
-        router = Router(engine=engine, factory=default_factory(http), sandbox=sandbox)
+        router = Router(engine=engine, factory=default_factory(http), sandbox=sandbox, cipher=cipher)
         try:
-            return await work(AdminService(settings=settings, engine=engine, router=router))
+            return await work(AdminService(settings=settings, engine=engine, router=router, cipher=cipher))
         finally:
             await router.aclose()
             await http.aclose()

@@ -11,15 +11,19 @@ error body in one handler.
     ├── Conflict                    409     conflict
     ├── PayloadTooLarge             413     payload_too_large
     ├── RateLimited                 429     rate_limit_exceeded
-    └── UpstreamError               502     upstream_error
-        ├── UpstreamUnavailable     503     no_available_upstream
-        └── UpstreamTimeout         504     timeout
+    ├── UpstreamError               502     upstream_error
+    │   ├── UpstreamUnavailable     503     no_available_upstream
+    │   └── UpstreamTimeout         504     timeout
+    └── SecretKeyError              500     secret_key_error (no or a wrong SORAGATE_SECRET_KEY
+                                            for the stored secrets: checked at start)
 
 Task failures carry a code and message too, but they are data on the task (see
 ``core.task.TaskError``), not exceptions raised to the caller.
 """
 
 from __future__ import annotations
+
+import math
 
 
 class SoragateError(Exception):
@@ -85,6 +89,12 @@ class RateLimited(SoragateError):
     error_type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
 
+    def __init__(
+        self, message: str, *, retry_after: float = 5.0, code: str | None = None, param: str | None = None
+    ) -> None:
+        super().__init__(message, code=code, param=param)
+        self.retry_after = retry_after
+
 
 class UpstreamError(SoragateError):
     status_code = 502
@@ -100,3 +110,18 @@ class UpstreamUnavailable(UpstreamError):
 class UpstreamTimeout(UpstreamError):
     status_code = 504
     default_code = "timeout"
+
+
+class SecretKeyError(SoragateError):
+    """The stored secrets cannot be read (or sealed) with the configured secret key."""
+
+    default_code = "secret_key_error"
+
+
+def retry_after_header(exc: SoragateError) -> dict[str, str] | None:
+    """The Retry-After header every dialect sends with a 429 or 503: whole seconds, at least 1."""
+    if isinstance(exc, RateLimited):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    if exc.status_code == 503:
+        return {"Retry-After": "5"}
+    return None

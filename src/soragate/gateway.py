@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from soragate import media
+from soragate.brakes import Brakes
 from soragate.core.catalogue import Catalogue
 from soragate.core.keys import ApiKey
 from soragate.core.task import ACTIVE_STATUSES, Asset, Task, TaskKind, TaskParams, TaskStatus, new_id, task_id_for
@@ -65,6 +66,10 @@ class Gateway:
     _making: dict[str, asyncio.Future[bool]] = field(default_factory=dict, repr=False)
     # made in a thread, one at a time: a client's first request, not the worker's job
     _previews: MediaPool = field(default_factory=lambda: MediaPool(0), repr=False)
+    brakes: Brakes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.brakes = Brakes(engine=self.engine, settings=self.settings)
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -135,8 +140,12 @@ class Gateway:
         )
         if self.router is not None:
             task.cost = await self._route(task, cost)
-        if not await task_store.insert_task(self.engine, task=task):
+        max_in_flight = self.brakes.in_flight_limit(owner)
+        refused = await task_store.insert_task(self.engine, task=task, max_in_flight=max_in_flight)
+        if refused is task_store.Refusal.CREDITS:
             raise InsufficientCredits(f"This key does not have enough credits for this request (it costs {cost:g}).")
+        if refused is task_store.Refusal.IN_FLIGHT:
+            raise self.brakes.too_many_in_flight(max_in_flight or 0)
         log.info("task %s created: %s %s via %s by %s", task.id, kind.value, params.model, dialect, owner.prefix)
         self.events.task_created(task.id)
         return task

@@ -77,6 +77,20 @@ class Settings(BaseSettings):
     # a key made on first start in the data dir (signing.key, mode 0600).
     signing_key: SecretStr | None = None
 
+    # Encrypts provider and webhook secrets in the database (Fernet keys: ``soragate secrets
+    # new-key``). Several, comma-separated, rotate: the first encrypts, each decrypts. Unset:
+    # read from ``secret_key_file``; neither: secrets are stored as given.
+    secret_key: SecretStr | None = None
+    secret_key_file: Path | None = None
+
+    # Brakes (see soragate.brakes): defaults for keys without limits of their own (unset:
+    # unlimited), requests per minute that create or change something, and tasks in flight.
+    key_rate_limit: int | None = Field(default=None, ge=1)
+    key_max_in_flight: int | None = Field(default=None, ge=1)
+    # Failed sign-ins one client address may make per window before it gets 429 (0: no brake).
+    auth_failure_limit: int = Field(default=20, ge=0)
+    auth_failure_window: float = Field(default=60.0, gt=0)
+
     log_level: str = "INFO"
 
     @property

@@ -9,7 +9,7 @@ instead of being silently ignored. The field descriptions are the options' docum
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, get_args
 
 from pydantic import (
     BaseModel,
@@ -198,6 +198,25 @@ def options_model(kind: str) -> type[AccountOptions]:
 def option_names(kind: str) -> list[str]:
     """The option names a kind takes, as written in ``options``."""
     return [field.alias or name for name, field in options_model(kind).model_fields.items()]
+
+
+def secret_option_names(kind: str) -> frozenset[str]:
+    """The options of a kind that hold secrets (typed ``SecretStr``): write-only, masked
+    when shown, and encrypted at rest with the provider secret."""
+    return _SECRET_OPTIONS.get(kind, frozenset())
+
+
+def _secret_fields(model: type[AccountOptions]) -> frozenset[str]:
+    return frozenset(
+        field.alias or name
+        for name, field in model.model_fields.items()
+        if field.annotation is SecretStr or SecretStr in get_args(field.annotation)
+    )
+
+
+_SECRET_OPTIONS = {kind: _secret_fields(model) for kind, model in OPTIONS_MODELS.items()}
+# Secret options of any kind: what the store encrypts.
+SECRET_OPTIONS = frozenset().union(*_SECRET_OPTIONS.values())
 
 
 def parse_options(kind: str, data: Any) -> AccountOptions:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
 
-from soragate.core.account_options import AccountOptions, parse_options
+from soragate.core.account_options import AccountOptions, parse_options, secret_option_names
+from soragate.core.masks import mask
 from soragate.core.task import Task, TaskKind
 
 KINDS = ("openai", "relay_v2", "kie", "kie_veo", "kie_runway", "sora2api", "xai", "gemini", "openrouter", "sandbox")
@@ -48,6 +49,12 @@ class ProviderAccount:
     @property
     def masked_secret(self) -> str:
         return mask(self.secret)
+
+    @property
+    def masked_options(self) -> dict[str, Any]:
+        """``options`` as shown: secret ones (Kie's ``callback_signing_key``) masked."""
+        secret = secret_option_names(self.kind)
+        return {k: mask(str(v)) if k in secret and v else v for k, v in self.options.items()}
 
     @cached_property
     def opts(self) -> AccountOptions:
@@ -112,12 +119,6 @@ def needed_features(task: Task) -> list[str]:
     if p.hd:
         needed.append("hd")
     return needed
-
-
-def mask(secret: str) -> str:
-    if len(secret) <= 8:
-        return "…" * min(3, len(secret))
-    return f"{secret[:3]}…{secret[-4:]}"
 
 
 _EDITABLE = {

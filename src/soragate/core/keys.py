@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,9 @@ class ApiKey:
     revoked_at: float | None
     credit_limit: float | None = None
     credits_used: float = 0.0
+    # Brakes set by an admin; None: the server's default (SORAGATE_KEY_RATE_LIMIT, ...).
+    rate_limit: int | None = None  # requests per minute that create or change something
+    max_in_flight: int | None = None  # tasks queued or in progress at once
 
     @property
     def credits_remaining(self) -> float | None:
@@ -23,3 +28,35 @@ class ApiKey:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+
+# What an admin may limit on a key; null (None) lifts a limit (the brakes fall back to the
+# server's defaults, which are unset unless configured).
+LIMITS = ("credit_limit", "rate_limit", "max_in_flight")
+
+
+class InvalidLimit(ValueError):
+    def __init__(self, message: str, *, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def parse_limits(data: Mapping[str, Any]) -> dict[str, float | int | None]:
+    """The LIMITS present in ``data``, checked: ``credit_limit`` a number of at least 0,
+    ``rate_limit`` (requests per minute) and ``max_in_flight`` whole numbers of at least 1."""
+    limits: dict[str, float | int | None] = {}
+    for name in LIMITS:
+        if name not in data:
+            continue
+        value = data[name]
+        if value is None:
+            limits[name] = None
+        elif name == "credit_limit":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise InvalidLimit("'credit_limit' must be a number of at least 0, or null for unlimited.", param=name)
+            limits[name] = float(value)
+        else:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidLimit(f"'{name}' must be a whole number of at least 1, or null for none.", param=name)
+            limits[name] = value
+    return limits

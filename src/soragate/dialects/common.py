@@ -46,18 +46,36 @@ def bearer_secret(request: Request) -> str | None:
     return request.headers.get("x-api-key") or request.headers.get("api-key")
 
 
-async def current_key(request: Request, gateway: GatewayDep) -> ApiKey:
+# Requests that only read: never counted against a key's rate (see soragate.brakes).
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def signed_in(request: Request, gateway: GatewayDep) -> ApiKey:
+    """The key behind the request. An address that failed to sign in too often lately is
+    refused before its key is even looked at."""
+    client = request.client.host if request.client else None
+    gateway.brakes.check_address(client)
     secret = bearer_secret(request)
     if not secret:
+        gateway.brakes.failed(client)
         raise AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.")
     key = await gateway.authenticate(secret)
     if key is None:
+        gateway.brakes.failed(client)
         raise AuthenticationFailed("Incorrect API key provided.")
     request.state.api_key = key
     return key
 
 
-async def admin_key(key: Annotated[ApiKey, Depends(current_key)]) -> ApiKey:
+async def current_key(request: Request, gateway: GatewayDep) -> ApiKey:
+    """The caller's key; a request that creates or changes something counts against its rate."""
+    key = await signed_in(request, gateway)
+    if request.method not in READS:
+        await gateway.brakes.admit_write(key)
+    return key
+
+
+async def admin_key(key: Annotated[ApiKey, Depends(signed_in)]) -> ApiKey:
     if not key.is_admin:
         raise PermissionDenied("This route needs an admin key.")
     return key

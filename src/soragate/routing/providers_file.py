@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.accounts import account_fields
 from soragate.store import accounts as account_store
+from soragate.store.cipher import SecretCipher
 
 log = logging.getLogger("soragate.providers")
 
@@ -60,11 +61,11 @@ def read_providers_file(path: Path) -> list[dict[str, Any]]:
     return accounts
 
 
-async def load_providers_file(engine: AsyncEngine, path: Path) -> None:
+async def load_providers_file(engine: AsyncEngine, path: Path, *, cipher: SecretCipher) -> None:
     for values in read_providers_file(path):
-        existing = await account_store.get_account(engine, ident=values["name"])
+        existing = await account_store.get_account(engine, ident=values["name"], cipher=cipher)
         if existing is None:
-            await account_store.create_account(engine, values={**values, "source": "file"})
+            await account_store.create_account(engine, values={**values, "source": "file"}, cipher=cipher)
         else:
-            await account_store.update_account(engine, account_id=existing.id, values=values)
+            await account_store.update_account(engine, account_id=existing.id, values=values, cipher=cipher)
         log.info("provider account %s loaded from %s", values["name"], path)

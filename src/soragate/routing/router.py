@@ -30,6 +30,7 @@ from soragate.profiles.snap import Snapped, SnapPolicy, SnapRefused, snap
 from soragate.providers.base import Provider
 from soragate.store import accounts as account_store
 from soragate.store import routes as route_store
+from soragate.store.cipher import SecretCipher
 from soragate.store.routes import RouteRow
 
 log = logging.getLogger("soragate.router")
@@ -98,12 +99,14 @@ class Router:
         engine: AsyncEngine,
         factory: ProviderFactory,
         sandbox: Provider,
+        cipher: SecretCipher,
         profiles: ProfileRegistry | None = None,
         on_routes: Callable[[dict[str, float]], None] | None = None,
         refresh_seconds: float = 2.0,
     ) -> None:
         self.on_routes = on_routes
         self.engine = engine
+        self.cipher = cipher
         self.profiles = profiles or ProfileRegistry()
         self.routes: dict[str, list[RouteRow]] = {}
         self.factory = factory
@@ -145,7 +148,7 @@ class Router:
                     return
         async with self._lock:
             self._version = await route_store.config_version(self.engine)
-            accounts = await account_store.list_accounts(self.engine)
+            accounts = await account_store.list_accounts(self.engine, cipher=self.cipher)
             seen = set()
             for account in accounts:
                 current = self.runtimes.get(account.name)

@@ -1,4 +1,5 @@
-"""Provider account persistence."""
+"""Provider account persistence. The account's secret and its secret options are sealed
+with the cipher on the way in and opened on the way out (``store.cipher``)."""
 
 from __future__ import annotations
 
@@ -11,50 +12,65 @@ from sqlalchemy import and_, case, delete, false, insert, or_, select, true, upd
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.accounts import ProviderAccount
+from soragate.store.cipher import SecretCipher
 from soragate.store.db import writing
 from soragate.store.tables import provider_accounts
 
 _FIELDS = {f.name for f in fields(ProviderAccount)}
 
 
-def _to_account(row: Any) -> ProviderAccount:
-    return ProviderAccount(**{k: v for k, v in row._mapping.items() if k in _FIELDS})
+def _to_account(row: Any, cipher: SecretCipher) -> ProviderAccount:
+    values = {k: v for k, v in row._mapping.items() if k in _FIELDS}
+    what = f"provider account {values['name']!r}"
+    values["secret"] = cipher.open(values["secret"], what=f"the secret of {what}")
+    values["options"] = cipher.open_options(values["options"], what=what)
+    return ProviderAccount(**values)
 
 
-async def list_accounts(engine: AsyncEngine) -> list[ProviderAccount]:
+def _sealed(values: dict[str, Any], cipher: SecretCipher) -> dict[str, Any]:
+    sealed = dict(values)
+    if "secret" in sealed:
+        sealed["secret"] = cipher.seal(sealed["secret"])
+    if "options" in sealed:
+        sealed["options"] = cipher.seal_options(sealed["options"])
+    return sealed
+
+
+async def list_accounts(engine: AsyncEngine, *, cipher: SecretCipher) -> list[ProviderAccount]:
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
                 select(provider_accounts).order_by(provider_accounts.c.priority, provider_accounts.c.name)
             )
         ).all()
-    return [_to_account(r) for r in rows]
+    return [_to_account(r, cipher) for r in rows]
 
 
-async def get_account(engine: AsyncEngine, *, ident: str) -> ProviderAccount | None:
+async def get_account(engine: AsyncEngine, *, ident: str, cipher: SecretCipher) -> ProviderAccount | None:
     async with engine.connect() as conn:
         row = (
             await conn.execute(
                 select(provider_accounts).where((provider_accounts.c.id == ident) | (provider_accounts.c.name == ident))
             )
         ).first()
-    return _to_account(row) if row else None
+    return _to_account(row, cipher) if row else None
 
 
-async def create_account(engine: AsyncEngine, *, values: dict[str, Any]) -> ProviderAccount:
+async def create_account(engine: AsyncEngine, *, values: dict[str, Any], cipher: SecretCipher) -> ProviderAccount:
     now = time.time()
     account = ProviderAccount(id="pa_" + secrets.token_hex(8), created_at=now, updated_at=now, **values)
+    stored = _sealed({name: getattr(account, name) for name in _FIELDS}, cipher)
     async with writing(engine) as conn:
-        await conn.execute(insert(provider_accounts).values({name: getattr(account, name) for name in _FIELDS}))
+        await conn.execute(insert(provider_accounts).values(stored))
     return account
 
 
-async def update_account(engine: AsyncEngine, *, account_id: str, values: dict[str, Any]) -> bool:
+async def update_account(engine: AsyncEngine, *, account_id: str, values: dict[str, Any], cipher: SecretCipher) -> bool:
     async with writing(engine) as conn:
         result = await conn.execute(
             update(provider_accounts)
             .where(provider_accounts.c.id == account_id)
-            .values(**values, updated_at=time.time())
+            .values(**_sealed(values, cipher), updated_at=time.time())
         )
     return result.rowcount > 0
 

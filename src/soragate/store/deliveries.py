@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from soragate.store.cipher import SecretCipher
 from soragate.store.db import writing
 from soragate.store.tables import deliveries, webhook_endpoints
 
@@ -42,7 +43,7 @@ class Delivery:
     delivered_at: float | None
 
 
-async def create_endpoint(engine: AsyncEngine, *, url: str, events: list[str]) -> WebhookEndpoint:
+async def create_endpoint(engine: AsyncEngine, *, url: str, events: list[str], cipher: SecretCipher) -> WebhookEndpoint:
     endpoint = WebhookEndpoint(
         id="wh_" + secrets.token_hex(8),
         url=url,
@@ -53,17 +54,24 @@ async def create_endpoint(engine: AsyncEngine, *, url: str, events: list[str]) -
         created_at=time.time(),
     )
     async with writing(engine) as conn:
-        await conn.execute(insert(webhook_endpoints).values(**endpoint.__dict__))
+        await conn.execute(
+            insert(webhook_endpoints).values(**{**endpoint.__dict__, "secret": cipher.seal(endpoint.secret)})
+        )
     return endpoint
 
 
-async def list_endpoints(engine: AsyncEngine, *, enabled_only: bool = False) -> list[WebhookEndpoint]:
+async def list_endpoints(
+    engine: AsyncEngine, *, cipher: SecretCipher, enabled_only: bool = False
+) -> list[WebhookEndpoint]:
     query = select(webhook_endpoints).order_by(webhook_endpoints.c.created_at)
     if enabled_only:
         query = query.where(webhook_endpoints.c.enabled.is_(True))
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    return [WebhookEndpoint(**r._mapping) for r in rows]
+    return [
+        WebhookEndpoint(**{**r._mapping, "secret": cipher.open(r.secret, what=f"the secret of webhook {r.id}")})
+        for r in rows
+    ]
 
 
 async def delete_endpoint(engine: AsyncEngine, *, endpoint_id: str) -> bool:

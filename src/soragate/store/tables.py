@@ -20,6 +20,12 @@ api_keys = Table(
     # None: unlimited. Credits are reserved when a task is accepted and refunded if it fails.
     Column("credit_limit", Float),
     Column("credits_used", Float, nullable=False, server_default="0"),
+    # Brakes (None: the server default, unset by default: unlimited). Requests per minute that
+    # create or change something, and tasks queued or in progress at once.
+    Column("rate_limit", Integer),
+    Column("max_in_flight", Integer),
+    # The request rate's shared state: when the key's bucket is full again (store.keys.take_request).
+    Column("rate_next_at", Float, nullable=False, server_default="0"),
 )
 
 tasks = Table(
@@ -58,6 +64,8 @@ tasks = Table(
     Column("callback_url", Text),
 )
 Index("ix_tasks_owner_created", tasks.c.owner_id, tasks.c.created_at)
+# A key's tasks in flight, counted when it creates one.
+Index("ix_tasks_owner_status", tasks.c.owner_id, tasks.c.status)
 Index("ix_tasks_status_check", tasks.c.status, tasks.c.next_check_at)
 Index("ix_tasks_provider_submit", tasks.c.provider, tasks.c.submit_state)
 
@@ -91,8 +99,9 @@ webhook_endpoints = Table(
     metadata,
     Column("id", String(40), primary_key=True),
     Column("url", Text, nullable=False),
-    # The signing secret must be usable to sign, so it is stored as is; APIs only show it once.
-    Column("secret", String(100), nullable=False),
+    # The signing secret must be usable to sign: stored as is, or encrypted with the secret
+    # key (store.cipher), which needs more room. APIs show it whole only once.
+    Column("secret", Text, nullable=False),
     Column("events", JSON, nullable=False),
     Column("enabled", Boolean, nullable=False, server_default="1"),
     Column("created_at", Float, nullable=False),
@@ -126,6 +135,7 @@ provider_accounts = Table(
     Column("name", String(100), nullable=False, unique=True),
     Column("kind", String(20), nullable=False),
     Column("base_url", Text, nullable=False),
+    # As given, or encrypted with the secret key (store.cipher); so are secret ``options``.
     Column("secret", Text, nullable=False),
     # public model name → upstream model name ("" = same name)
     Column("models", JSON, nullable=False),

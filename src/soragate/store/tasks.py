@@ -7,9 +7,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import Row, and_, case, delete, func, insert, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.task import (
@@ -59,25 +60,51 @@ def task_from_mapping(m: Any) -> Task:
     )
 
 
-async def insert_task(engine: AsyncEngine, *, task: Task) -> bool:
-    """Store a new task, reserving its cost from the owner's credits in the same
-    transaction. Returns False (and stores nothing) when the credits do not cover it."""
+class Refusal(StrEnum):
+    """Why ``insert_task`` stored nothing."""
+
+    CREDITS = "credits"  # the owner's credits do not cover the task
+    IN_FLIGHT = "in_flight"  # the owner has max_in_flight tasks queued or in progress
+
+
+class _Refused(Exception):
+    def __init__(self, refusal: Refusal) -> None:
+        self.refusal = refusal
+
+
+async def insert_task(engine: AsyncEngine, *, task: Task, max_in_flight: int | None = None) -> Refusal | None:
+    """Store a new task, reserving its cost from the owner's credits in the same transaction,
+    and only while the owner has fewer than ``max_in_flight`` tasks queued or in progress.
+    Returns None when stored, else why not (and nothing is stored)."""
+    try:
+        await _insert(engine, task, max_in_flight)
+    except _Refused as refused:
+        return refused.refusal
+    return None
+
+
+async def _insert(engine: AsyncEngine, task: Task, max_in_flight: int | None) -> None:
     now = task.created_at or time.time()
+    k = api_keys.c
     async with writing(engine) as conn:
-        if task.cost > 0:
+        if task.cost > 0 or max_in_flight is not None:
+            # Writing the key row first also locks it (Postgres) or takes the write lock
+            # (SQLite), so one key's creates count its tasks in flight one after another, in
+            # every process: none can slip in between another's count and insert.
+            covered = or_(k.credit_limit.is_(None), k.credits_used + task.cost <= k.credit_limit)
             reserved = await conn.execute(
                 update(api_keys)
-                .where(
-                    api_keys.c.id == task.owner_id,
-                    or_(
-                        api_keys.c.credit_limit.is_(None),
-                        api_keys.c.credits_used + task.cost <= api_keys.c.credit_limit,
-                    ),
-                )
-                .values(credits_used=api_keys.c.credits_used + task.cost)
+                .where(k.id == task.owner_id, covered if task.cost > 0 else true())
+                .values(credits_used=k.credits_used + task.cost)
             )
             if reserved.rowcount == 0:
-                return False
+                raise _Refused(Refusal.CREDITS)
+        if max_in_flight is not None:
+            held = await conn.scalar(
+                select(func.count()).where(tasks.c.owner_id == task.owner_id, tasks.c.status.in_(_ACTIVE))
+            )
+            if (held or 0) >= max_in_flight:
+                raise _Refused(Refusal.IN_FLIGHT)  # rolls the reservation back
         await conn.execute(
             insert(tasks).values(
                 id=task.id,
@@ -97,7 +124,6 @@ async def insert_task(engine: AsyncEngine, *, task: Task) -> bool:
                 callback_url=task.callback_url,
             )
         )
-    return True
 
 
 async def get_task(engine: AsyncEngine, *, task_id: str, owner_id: str | None = None) -> Task | None:

@@ -24,6 +24,7 @@ from soragate.errors import InvalidRequest
 from soragate.netguard import check_url
 from soragate.store import deliveries as delivery_store
 from soragate.store import tasks as task_store
+from soragate.store.cipher import SecretCipher
 from soragate.store.db import background_context
 
 log = logging.getLogger("soragate.callbacks")
@@ -53,9 +54,11 @@ class Callbacks:
         event_renderer: PayloadRenderer,
         retry_delays: list[float],
         allow_private: bool,
+        cipher: SecretCipher,
         interval: float = 1.0,
     ) -> None:
         self.engine = engine
+        self.cipher = cipher
         self.http = http
         self.renderers = renderers
         self.event_renderer = event_renderer
@@ -81,7 +84,7 @@ class Callbacks:
                 payload=renderer(task),
                 endpoint_id=None,
             )
-        endpoints = await delivery_store.list_endpoints(self.engine, enabled_only=True)
+        endpoints = await delivery_store.list_endpoints(self.engine, cipher=self.cipher, enabled_only=True)
         wanted = [e for e in endpoints if event in e.events or "*" in e.events]
         if wanted:
             payload = self.event_renderer(task)
@@ -126,10 +129,8 @@ class Callbacks:
         body = json.dumps(delivery.payload, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "User-Agent": "soragate-callbacks"}
         if delivery.endpoint_id:
-            endpoint = next(
-                (e for e in await delivery_store.list_endpoints(self.engine) if e.id == delivery.endpoint_id),
-                None,
-            )
+            endpoints = await delivery_store.list_endpoints(self.engine, cipher=self.cipher)
+            endpoint = next((e for e in endpoints if e.id == delivery.endpoint_id), None)
             if endpoint is None:
                 await self._record(delivery, ok=False, status=None, error="endpoint removed", final=True)
                 return

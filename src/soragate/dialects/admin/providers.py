@@ -1,4 +1,6 @@
-"""/v1/admin/providers: upstream accounts. Secrets are write-only: responses mask them."""
+"""/v1/admin/providers: upstream accounts. Secrets (the key, secret options such as Kie's
+``callback_signing_key``) are write-only: responses mask them, and a masked value sent
+back unchanged (a form filled from a response) keeps the stored one."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ def provider_json(view: ProviderView) -> dict[str, Any]:
         "secret": a.masked_secret,
         "models": a.models,
         "limits": a.limits,
-        "options": a.options,
+        "options": a.masked_options,
         "priority": a.priority,
         "weight": a.weight,
         "max_concurrency": a.max_concurrency,

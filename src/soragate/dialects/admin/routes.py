@@ -6,7 +6,8 @@ from fastapi import APIRouter, Depends, Request
 
 from soragate.admin import AdminService
 from soragate.core.inputs import int_in_range
-from soragate.core.keys import ApiKey
+from soragate.core.keys import LIMITS, ApiKey
+from soragate.core.masks import mask
 from soragate.dialects.common import AdminDep, GatewayDep, dialect, read_json
 from soragate.errors import InvalidRequest
 from soragate.store.deliveries import Delivery, WebhookEndpoint
@@ -34,16 +35,10 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "credit_limit": key.credit_limit,
         "credits_used": round(key.credits_used, 6),
         "credits_remaining": key.credits_remaining,
+        # null: the server's default (GET /v1/admin/settings), unlimited unless one is set.
+        "rate_limit": key.rate_limit,
+        "max_in_flight": key.max_in_flight,
     }
-
-
-def _credit_limit(body: dict[str, Any]) -> float | None:
-    value = body.get("credit_limit")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRequest("'credit_limit' must be a number or null.", param="credit_limit")
-    return float(value)
 
 
 @router.get("/keys")
@@ -57,18 +52,17 @@ async def create_key(request: Request, _: AdminDep, admin: AdminServiceDep) -> d
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequest("'name' is required.", param="name")
-    key, secret = await admin.create_key(
-        name=name.strip(), admin=bool(body.get("admin", False)), credit_limit=_credit_limit(body)
-    )
+    limits = {field: body[field] for field in LIMITS if field in body}
+    key, secret = await admin.create_key(name=name.strip(), admin=bool(body.get("admin", False)), limits=limits)
     # The only response that ever carries the key itself.
     return {**key_json(key), "key": secret}
 
 
 @router.post("/keys/{key_id}/revoke")
 async def revoke_key(key_id: str, _: AdminDep, admin: AdminServiceDep, gateway: GatewayDep) -> dict[str, Any]:
-    await admin.revoke_key(key_id=key_id)
+    key = await admin.revoke_key(key_id=key_id)
     gateway.forget_keys()  # at once here; other processes within KEY_CACHE_SECONDS
-    return {"id": key_id, "revoked": True}
+    return {"id": key.id, "revoked": True}
 
 
 @router.patch("/keys/{key_id}")
@@ -76,9 +70,7 @@ async def update_key(
     key_id: str, request: Request, _: AdminDep, admin: AdminServiceDep, gateway: GatewayDep
 ) -> dict[str, Any]:
     body = await read_json(request, limit=64 * 1024)
-    if "credit_limit" not in body:
-        raise InvalidRequest("Nothing to change: send 'credit_limit' (a number, or null for unlimited).")
-    key = await admin.set_credit_limit(key_id=key_id, credit_limit=_credit_limit(body))
+    key = await admin.set_limits(key_id=key_id, limits={field: body[field] for field in LIMITS if field in body})
     gateway.forget_keys()
     return key_json(key)
 
@@ -91,7 +83,7 @@ def webhook_json(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> dic
         "events": endpoint.events,
         "enabled": endpoint.enabled,
         "created_at": int(endpoint.created_at),
-        "secret": endpoint.secret if with_secret else endpoint.secret[:10] + "…",
+        "secret": endpoint.secret if with_secret else mask(endpoint.secret),
     }
     return data
 

@@ -99,4 +99,9 @@ async def settings_view(request: Request, _: AdminDep, admin: AdminServiceDep) -
         "task_deadline_seconds": s.task_deadline_seconds,
         "retention_hours": s.retention_hours,
         "providers_file": str(s.providers_file) if s.providers_file else None,
+        "key_rate_limit": s.key_rate_limit,
+        "key_max_in_flight": s.key_max_in_flight,
+        "auth_failure_limit": s.auth_failure_limit,
+        "auth_failure_window": s.auth_failure_window,
+        "secrets_encrypted": admin.cipher.enabled,
     }

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from soragate.core.catalogue import Catalogue, ModelSpec, ResolvedVideo
 from soragate.core.task import Shot, Task, TaskKind, TaskParams, TaskStatus
 from soragate.dialects.kie.schemas import CreateTask, Mode, UnsupportedFeature
-from soragate.errors import InvalidRequest, RateLimited, SoragateError, UpstreamUnavailable
+from soragate.errors import InvalidRequest, SoragateError, retry_after_header
 
 SD_SIZES = {False: "1280x720", True: "720x1280"}  # by portrait
 HD_SIZES = {False: "1792x1024", True: "1024x1792"}
@@ -169,9 +169,6 @@ def error_code(exc: SoragateError) -> int:
 
 def error_response(exc: SoragateError) -> JSONResponse:
     code = error_code(exc)
-    retry = isinstance(exc, (RateLimited, UpstreamUnavailable))
     return JSONResponse(
-        {"code": code, "msg": exc.message, "data": None},
-        status_code=code,
-        headers={"Retry-After": "5"} if retry else None,
+        {"code": code, "msg": exc.message, "data": None}, status_code=code, headers=retry_after_header(exc)
     )

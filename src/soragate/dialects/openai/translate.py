@@ -7,7 +7,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from soragate.core.task import ErrorCode, Task, TaskStatus
-from soragate.errors import InsufficientCredits, SoragateError
+from soragate.errors import InsufficientCredits, SoragateError, retry_after_header
 
 # OpenAI's Video.status knows only these four; the SDK's poll() stops on anything else.
 _STATUS = {
@@ -64,8 +64,7 @@ def error_body(exc: SoragateError) -> dict[str, Any]:
 def error_response(exc: SoragateError) -> JSONResponse:
     # OpenAI reports an exhausted balance as 429 insufficient_quota, and its SDK expects that.
     status = 429 if isinstance(exc, InsufficientCredits) else exc.status_code
-    headers = {"Retry-After": "5"} if status in (429, 503) and not isinstance(exc, InsufficientCredits) else None
-    return JSONResponse(error_body(exc), status_code=status, headers=headers)
+    return JSONResponse(error_body(exc), status_code=status, headers=retry_after_header(exc))
 
 
 def present(task: Task, *, poll_after_ms: int | None = None) -> JSONResponse:

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from soragate.core.task import Task, TaskStatus
-from soragate.errors import SoragateError
+from soragate.errors import SoragateError, retry_after_header
 
 # A signed public link to one of a task's files: ``(task_id, variant) -> url``.
 Linker = Callable[[str, str], str]
@@ -91,5 +91,4 @@ def error_body(exc: SoragateError) -> dict[str, Any]:
 
 
 def error_response(exc: SoragateError) -> JSONResponse:
-    headers = {"Retry-After": "5"} if exc.status_code in (429, 503) else None
-    return JSONResponse(error_body(exc), status_code=exc.status_code, headers=headers)
+    return JSONResponse(error_body(exc), status_code=exc.status_code, headers=retry_after_header(exc))

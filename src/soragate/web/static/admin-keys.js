@@ -1,4 +1,5 @@
-// API keys: create (the key is shown once), revoke, credit limits and balances, usage.
+// API keys: create (the key is shown once), revoke, credit limits and balances, brakes
+// (requests per minute, tasks in flight), usage.
 
 import { api, el, session, toast } from "/static/api.js";
 import { $, announce, confirmButton, fmtNumber, fmtTime, listen, rerender, run, showOnce, table } from "/static/admin-ui.js";
@@ -6,6 +7,7 @@ import { $, announce, confirmButton, fmtNumber, fmtTime, listen, rerender, run, 
 let keys = [];
 let usageByKey = new Map();
 let usageDays = 14;
+let defaults = { rate: null, inFlight: null }; // the server's, for keys without their own
 
 export const isMine = (key) => Boolean(session.key && session.key.startsWith(key.prefix));
 
@@ -30,6 +32,46 @@ function limitForm(key) {
     );
     if (saved) {
       toast(`Credit limit for ${key.name}: ${credit_limit === null ? "unlimited" : fmtNumber(credit_limit, 4)}.`);
+      await load();
+    }
+  });
+  return form;
+}
+
+const describe = (value, unit) => (value === null ? `server default ${unit}` : `${fmtNumber(value, 0)} ${unit}`);
+
+// Requests per minute (creates and changes) and tasks in flight; empty = the server's default.
+function brakesForm(key) {
+  const field = (name, value, fallback, label, focus) =>
+    el("input", {
+      type: "number",
+      min: "1",
+      step: "1",
+      name,
+      value: value ?? "",
+      placeholder: fallback ? `default ${fallback}` : "none",
+      "aria-label": `${label} for ${key.name}`,
+      dataset: { focus: `${focus}:${key.id}` },
+    });
+  const rate = field("rate_limit", key.rate_limit, defaults.rate, "Requests per minute", "rate");
+  const inFlight = field("max_in_flight", key.max_in_flight, defaults.inFlight, "Tasks in flight", "inflight");
+  const error = el("span", { class: "error", role: "alert" });
+  const button = el("button", { type: "submit", class: "secondary", dataset: { focus: `brakes:${key.id}` } }, "Set limits");
+  const form = el(
+    "form",
+    { class: "limit-form brakes-form" },
+    el("label", {}, rate, el("span", { class: "muted small" }, "/min")),
+    el("label", {}, inFlight, el("span", { class: "muted small" }, "in flight")),
+    button,
+    error,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const value = (input) => (input.value.trim() === "" ? null : input.valueAsNumber);
+    const body = { rate_limit: value(rate), max_in_flight: value(inFlight) };
+    const saved = await run(button, error, () => api(`/v1/admin/keys/${key.id}`, { method: "PATCH", json: body }));
+    if (saved) {
+      toast(`Limits for ${key.name}: ${describe(saved.rate_limit, "requests per minute")}, ${describe(saved.max_in_flight, "in flight")}.`);
       await load();
     }
   });
@@ -68,6 +110,7 @@ function row(key) {
     el("td", { class: "num" }, fmtNumber(key.credits_used, 4)),
     el("td", {}, revoked ? fmtNumber(key.credit_limit, 4) : limitForm(key)),
     el("td", { class: "num" }, key.credits_remaining === null ? "unlimited" : fmtNumber(key.credits_remaining, 4)),
+    el("td", {}, revoked ? "—" : brakesForm(key)),
     el("td", { class: "num" }, used ? `${used.tasks} task${used.tasks === 1 ? "" : "s"}, ${fmtNumber(used.seconds, 1)} s` : "none"),
     el(
       "td",
@@ -86,14 +129,15 @@ function row(key) {
 }
 
 function render() {
-  const headers = ["Name", "Role", "Key", "Created", "Status", "Credits used", "Credit limit", "Remaining", `Usage, ${usageDays} d`, ""];
+  const headers = ["Name", "Role", "Key", "Created", "Status", "Credits used", "Credit limit", "Remaining", "Limits", `Usage, ${usageDays} d`, ""];
   rerender($("key-list"), table(headers, keys.map(row), { caption: "API keys" }));
 }
 
 export async function load() {
-  const data = await run(null, $("keys-error"), () => api("/v1/admin/keys"));
+  const [data, settings] = await run(null, $("keys-error"), () => Promise.all([api("/v1/admin/keys"), api("/v1/admin/settings")])) || [];
   if (!data) return;
   keys = data.data;
+  defaults = { rate: settings.key_rate_limit, inFlight: settings.key_max_in_flight };
   render();
   announce("keys", keys);
 }

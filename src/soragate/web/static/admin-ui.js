@@ -64,7 +64,13 @@ function refocus(button) {
 export function rerender(container, nodes) {
   const active = document.activeElement;
   const key = active && container.contains(active) ? active.dataset.focus : null;
+  // What someone is typing survives a redraw (other data arriving meanwhile, say).
+  const typed = [...container.querySelectorAll("input[data-focus]")].filter((input) => input.value !== input.defaultValue);
   container.replaceChildren(...[nodes].flat());
+  for (const input of typed) {
+    const again = container.querySelector(`input[data-focus="${CSS.escape(input.dataset.focus)}"]`);
+    if (again) again.value = input.value;
+  }
   if (key) {
     const again = container.querySelector(`[data-focus="${CSS.escape(key)}"]`);
     if (again && !again.disabled) again.focus();
