@@ -335,7 +335,8 @@ def test_verify_callback_rules():
     assert not verify_callback(body, _signed("task_1", now - 3600), "k")  # a replay
     assert not verify_callback(body, {}, "k")
     assert not verify_callback(b"not json", _signed("task_1", now), "k")
-    assert verify_callback(body, {}, None)  # no key configured: nothing to check
+    assert not verify_callback(body, {}, None)  # no key configured: nothing can be checked
+    assert not verify_callback(body, _signed("task_1", now), None)
     snake = json.dumps({"data": {"task_id": "task_1", "state": "fail"}}).encode()
     assert parse_callback(snake) == ("task_1", JobState.FAILED)
     with pytest.raises(ValueError):

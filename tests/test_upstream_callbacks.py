@@ -86,3 +86,42 @@ def test_forged_callback_is_refused(gateway: LiveServer, kie: tuple[FakeKie, str
     unsigned = httpx.post(f"{gateway.url}/callbacks/kie/kie-main", json=body)
     unknown = httpx.post(f"{gateway.url}/callbacks/kie/nobody", json=body)
     assert (forged.status_code, unsigned.status_code, unknown.status_code) == (401, 401, 404)
+
+
+def test_callbacks_to_an_account_without_a_signing_key_are_refused(
+    gateway: LiveServer, kie: tuple[FakeKie, str]
+) -> None:
+    fake, url = kie
+    with gateway.client() as client:
+        client.post(
+            "/v1/admin/providers",
+            json={
+                "name": "kie-open",
+                "kind": "kie",
+                "base_url": url,
+                "secret": KEY,
+                "models": {"sora-2": "sora-2-text-to-video"},
+                "options": {"poll_min": 3600, "poll_max": 3600},
+            },
+        ).raise_for_status()
+        video = client.post("/v1/videos", json={"prompt": "a kie fox", "seconds": "10", "size": "1280x720"}).json()
+        deadline = time.monotonic() + 10
+        while not fake.jobs and time.monotonic() < deadline:
+            time.sleep(0.05)
+        fake.complete_all()
+        (upstream_id,) = fake.jobs
+        # Signed or not, nothing can be checked: refused, and the task waits for its own poll.
+        body = {"code": 200, "msg": "success", "data": {"taskId": upstream_id, "state": "success"}}
+        stamp = str(int(time.time()))
+        refused = [
+            httpx.post(f"{gateway.url}/callbacks/kie/kie-open", json=body),
+            httpx.post(
+                f"{gateway.url}/callbacks/kie/kie-open",
+                json=body,
+                headers={"X-Webhook-Timestamp": stamp, "X-Webhook-Signature": "AAAA"},
+            ),
+        ]
+        assert [r.status_code for r in refused] == [401, 401]
+        assert "callback_signing_key" in refused[0].json()["msg"]
+        time.sleep(1.0)
+        assert client.get(f"/v1/videos/{video['id']}").json()["status"] != "completed"

@@ -3,7 +3,8 @@
 An upstream's callback is only a cue to ask it now instead of at the next poll: the
 result is always read back from the upstream itself, so a forged callback can at most
 cause one extra status request. Kie signs its callbacks when the account has a webhook
-HMAC key (the ``callback_signing_key`` option); unsigned or badly signed ones are refused.
+HMAC key (the ``callback_signing_key`` option); unsigned or badly signed ones are refused, and
+so is every callback to an account without that key.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ async def kie_callback(account: str, request: Request) -> JSONResponse:
         return JSONResponse({"code": 404, "msg": "unknown account"}, status_code=404)
     body = await request.body()
     key = runtime.account.options_as(KieFamilyOptions).callback_signing_key
-    if not kie.verify_callback(body, request.headers, key.get_secret_value() if key else None):
+    if key is None:
+        message = "callbacks are refused: this account has no callback_signing_key to check them with"
+        return JSONResponse({"code": 401, "msg": message}, status_code=401)
+    if not kie.verify_callback(body, request.headers, key.get_secret_value()):
         return JSONResponse({"code": 401, "msg": "bad signature"}, status_code=401)
     try:
         upstream_id, _ = kie.parse_callback(body)

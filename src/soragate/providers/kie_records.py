@@ -125,10 +125,10 @@ def verify_callback(
     base64(HMAC-SHA256(key, taskId + "." + timestamp)), taskId taken from the body. Note that
     the signature covers the id and time, not the body: which is one more reason to treat a
     callback only as a cue to poll. A hex digest is accepted too. Without a key configured
-    there is nothing to check and every callback passes.
+    nothing can be checked, and no callback passes.
     """
     if not signing_key:
-        return True
+        return False
     lowered = {k.lower(): v for k, v in headers.items()}
     timestamp = lowered.get("x-webhook-timestamp", "").strip()
     signature = lowered.get("x-webhook-signature", "").strip()
