@@ -7,6 +7,7 @@ import base64
 import hashlib
 import http.server
 import io
+import ipaddress
 import os
 import threading
 import time
@@ -18,6 +19,8 @@ import httpx
 import pytest
 from PIL import Image
 from tests.conftest import LiveServer, free_port, run_server, test_settings
+
+from soragate.netguard import is_public
 
 SMALL_LIMIT = 200_000
 
@@ -442,6 +445,12 @@ def test_private_url_is_refused_without_being_fetched(
         "http://169.254.169.254/latest",
         "http://[::1]/x.png",
         "http://192.168.0.1/x.png",
+        # IPv6 forms that carry a private IPv4 host: IPv4-compatible, mapped, NAT64, 6to4.
+        "http://[::127.0.0.1]/x.png",
+        "http://[::ffff:127.0.0.1]/x.png",
+        "http://[64:ff9b::7f00:1]/x.png",
+        "http://[64:ff9b:1::808:808]/x.png",
+        "http://[2002:a01:203::1]/x.png",
     ]
     with strict.client() as client:
         before = client.get("/v1/videos").json()["data"]
@@ -497,3 +506,20 @@ def test_unfinished_video_has_no_content_and_cannot_be_a_source(strict: LiveServ
     assert_error(remix, 400, param="video_id", code="video_not_ready")
     assert_error(extend, 400, param="video", code="video_not_ready")
     assert_error(edit, 400, param="video", code="video_not_ready")
+
+
+def test_ipv6_addresses_carrying_ipv4_hosts_are_judged_by_that_host() -> None:
+    public = ["8.8.8.8", "2606:4700::1111", "64:ff9b::808:808", "2002:808:808::1"]
+    private = [
+        "::127.0.0.1",
+        "::8.8.8.8",  # IPv4-compatible addresses are deprecated: none is public
+        "::ffff:10.0.0.1",
+        "64:ff9b::7f00:1",
+        "64:ff9b::a9fe:a9fe",  # 169.254.169.254
+        "64:ff9b:1::808:808",  # a local-use NAT64 prefix
+        "2002:7f00:1::",
+        "2002:c0a8:1::1",
+        "fe80::1",
+    ]
+    assert [a for a in public if not is_public(ipaddress.ip_address(a))] == []
+    assert [a for a in private if is_public(ipaddress.ip_address(a))] == []

@@ -16,6 +16,26 @@ import httpx
 
 from soragate.errors import InvalidRequest, PayloadTooLarge
 
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known prefix: the last 32 bits are the IPv4 host
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # local-use prefix: the network's own translators
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A globally reachable address, and so is any IPv4 address an IPv6 one carries (mapped,
+    IPv4-compatible, 6to4, Teredo, NAT64): ``::127.0.0.1`` or ``64:ff9b::7f00:1`` reach
+    loopback through a translator or a dual stack although ``ipaddress`` calls them global."""
+    if not address.is_global:
+        return False
+    if isinstance(address, ipaddress.IPv4Address):
+        return True
+    if address in _IPV4_COMPATIBLE or address in _NAT64_LOCAL:
+        return False
+    embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+    if address in _NAT64:
+        embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return all(v4 is None or v4.is_global for v4 in embedded)
+
 
 async def check_url(url: str, *, allow_private: bool, param: str) -> None:
     parts = urlsplit(url)
@@ -28,8 +48,7 @@ async def check_url(url: str, *, allow_private: bool, param: str) -> None:
     except socket.gaierror:
         raise InvalidRequest(f"The host in '{param}' cannot be resolved.", param=param, code="invalid_url") from None
     for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
+        if not is_public(ipaddress.ip_address(info[4][0])):
             raise InvalidRequest(
                 f"'{param}' points to a private or loopback address, which this server does not fetch.",
                 param=param,
