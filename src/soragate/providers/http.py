@@ -131,6 +131,13 @@ def _error_message(response: httpx.Response) -> str:
     return str(body)[:200]
 
 
+MAX_REDIRECTS = 5
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
+
+
 async def download(
     client: httpx.AsyncClient,
     url: str,
@@ -139,25 +146,42 @@ async def download(
     headers: dict[str, str] | None = None,
     limit: int = MAX_RESULT_BYTES,
 ) -> Path:
-    """Stream ``url`` into ``dest``; a link that is gone is final, anything else retryable."""
+    """Stream ``url`` into ``dest``; a link that is gone is final, anything else retryable.
+    Redirects are followed here, not by httpx (which strips only ``Authorization``): the
+    account's headers (whatever carries its key) go to the origin they were meant for, and on
+    the first hop to another origin every one of them is dropped."""
+    target = httpx.URL(url)
     try:
-        async with client.stream("GET", url, headers=headers, follow_redirects=True) as response:
-            if response.status_code >= 400:
-                await response.aread()
-                error = error_for_status(response.status_code, "result download failed", response=response)
-                if error.failure is Failure.GONE:
-                    error.error = TaskError(ErrorCode.RESULT_UNAVAILABLE, "The upstream's result link is gone.")
-                raise error
-            size = 0
-            with dest.open("wb") as handle:
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise ProviderError(
-                            TaskError(ErrorCode.RESULT_UNAVAILABLE, "The upstream's result is too large."),
-                            failure=Failure.GONE,
-                        )
-                    handle.write(chunk)
+        for _ in range(MAX_REDIRECTS + 1):
+            async with client.stream("GET", target, headers=headers, follow_redirects=False) as response:
+                if response.is_redirect and "location" in response.headers:
+                    following = target.join(response.headers["location"])
+                    if _origin(following) != _origin(target):
+                        headers = None
+                    target = following
+                    continue
+                if response.status_code >= 400:
+                    await response.aread()
+                    error = error_for_status(response.status_code, "result download failed", response=response)
+                    if error.failure is Failure.GONE:
+                        error.error = TaskError(ErrorCode.RESULT_UNAVAILABLE, "The upstream's result link is gone.")
+                    raise error
+                size = 0
+                with dest.open("wb") as handle:
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > limit:
+                            raise ProviderError(
+                                TaskError(ErrorCode.RESULT_UNAVAILABLE, "The upstream's result is too large."),
+                                failure=Failure.GONE,
+                            )
+                        handle.write(chunk)
+                return dest
     except httpx.HTTPError as exc:
         raise transport_error(exc, creating=False) from None
-    return dest
+    raise ProviderError(
+        TaskError(
+            ErrorCode.RESULT_UNAVAILABLE, f"The upstream's result link redirects more than {MAX_REDIRECTS} times."
+        ),
+        failure=Failure.GONE,
+    )

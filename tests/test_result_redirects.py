@@ -1,0 +1,93 @@
+"""A result link that redirects to another origin (a CDN, or a hostile upstream's choice) never
+receives the account's key, whatever header carries it; a hop within the upstream's own
+origin keeps it. Two loopback origins: different ports are different origins."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+from tests.fakes.server import serve
+
+from soragate.providers.base import ProviderError
+from soragate.providers.http import download
+
+SECRET = "sk-account-secret-0123456789"
+# The headers the provider kinds put their key in (OpenAI-shaped hosts, relays, Kie and
+# Sora2API: Authorization; Gemini: x-goog-api-key; Azure-style hosts: api-key; others x-api-key).
+AUTH_HEADERS = [
+    {"Authorization": f"Bearer {SECRET}"},
+    {"x-goog-api-key": SECRET},
+    {"api-key": SECRET},
+    {"x-api-key": SECRET},
+]
+CLIP = b"\x00\x00\x00\x18ftypmp42" + b"x" * 1000
+
+
+def _recording_app(seen: list[dict[str, str]], *, elsewhere: str = "") -> Starlette:
+    async def file(request: Request) -> Response:
+        seen.append(dict(request.headers))
+        return Response(CLIP, media_type="video/mp4")
+
+    async def away(request: Request) -> Response:
+        seen.append(dict(request.headers))
+        return RedirectResponse(f"{elsewhere}/file", status_code=302)
+
+    async def same(request: Request) -> Response:
+        seen.append(dict(request.headers))
+        return RedirectResponse("/file", status_code=307)
+
+    async def loop(request: Request) -> Response:
+        return RedirectResponse("/loop", status_code=302)
+
+    return Starlette(routes=[Route("/file", file), Route("/away", away), Route("/same", same), Route("/loop", loop)])
+
+
+@pytest.fixture
+def origins() -> Iterator[tuple[str, list[dict[str, str]], list[dict[str, str]]]]:
+    cdn_seen: list[dict[str, str]] = []
+    upstream_seen: list[dict[str, str]] = []
+    with serve(_recording_app(cdn_seen)) as cdn, serve(_recording_app(upstream_seen, elsewhere=cdn)) as upstream:
+        yield upstream, upstream_seen, cdn_seen
+
+
+def _carries_secret(headers: dict[str, str]) -> bool:
+    return any(SECRET in value for value in headers.values())
+
+
+@pytest.mark.parametrize("auth", AUTH_HEADERS, ids=lambda h: next(iter(h)))
+async def test_a_redirect_to_another_origin_carries_no_secret(
+    origins: tuple[str, list[dict[str, str]], list[dict[str, str]]], auth: dict[str, str], tmp_path: Path
+) -> None:
+    upstream, upstream_seen, cdn_seen = origins
+    async with httpx.AsyncClient() as client:
+        path = await download(client, f"{upstream}/away", tmp_path / "video.mp4", headers=auth)
+    assert path.read_bytes() == CLIP
+    assert len(upstream_seen) == 1 and _carries_secret(upstream_seen[0])
+    assert len(cdn_seen) == 1 and not _carries_secret(cdn_seen[0])
+
+
+@pytest.mark.parametrize("auth", AUTH_HEADERS, ids=lambda h: next(iter(h)))
+async def test_a_redirect_within_the_upstream_keeps_the_key(
+    origins: tuple[str, list[dict[str, str]], list[dict[str, str]]], auth: dict[str, str], tmp_path: Path
+) -> None:
+    upstream, upstream_seen, _ = origins
+    async with httpx.AsyncClient() as client:
+        await download(client, f"{upstream}/same", tmp_path / "video.mp4", headers=auth)
+    assert [_carries_secret(h) for h in upstream_seen] == [True, True]
+
+
+async def test_endless_redirects_end_as_an_unavailable_result(
+    origins: tuple[str, list[dict[str, str]], list[dict[str, str]]], tmp_path: Path
+) -> None:
+    upstream, _, _ = origins
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(ProviderError) as raised:
+            await download(client, f"{upstream}/loop", tmp_path / "video.mp4")
+    assert raised.value.error.code == "result_unavailable" and raised.value.final
