@@ -3,12 +3,14 @@ never a 500, never a task, never a lost file."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import http.server
 import io
 import ipaddress
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +22,8 @@ import pytest
 from PIL import Image
 from tests.conftest import LiveServer, free_port, run_server, test_settings
 
-from soragate.netguard import is_public
+from soragate.errors import InvalidRequest
+from soragate.netguard import fetch_capped, is_public
 
 SMALL_LIMIT = 200_000
 
@@ -523,3 +526,33 @@ def test_ipv6_addresses_carrying_ipv4_hosts_are_judged_by_that_host() -> None:
     ]
     assert [a for a in public if not is_public(ipaddress.ip_address(a))] == []
     assert [a for a in private if is_public(ipaddress.ip_address(a))] == []
+
+
+async def test_a_name_that_rebinds_to_loopback_cannot_reach_it(
+    monkeypatch: pytest.MonkeyPatch, loopback_image: tuple[str, list[str]]
+) -> None:
+    """The name answers a public address to the check and loopback to any later lookup: the
+    fetch goes to the address checked, never looked up again, so the loopback listener sees
+    nothing (the public address is unreachable from here and the fetch fails)."""
+    url, hits = loopback_image
+    port = int(url.split(":")[2].split("/")[0])
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+    lookups: list[str] = []
+
+    async def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host  # httpcore asks with bytes
+        if name != "rebind.example":
+            return await real(host, *args, **kwargs)
+        lookups.append(name)
+        address = "8.8.8.8" if len(lookups) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", rebinding)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(1.0)) as client:
+        with pytest.raises(InvalidRequest) as refused:
+            await fetch_capped(
+                client, f"http://rebind.example:{port}/ref.png", limit=1 << 20, allow_private=False, param="image"
+            )
+    assert refused.value.code == "fetch_failed"
+    assert lookups == ["rebind.example"] and hits == []

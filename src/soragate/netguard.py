@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -37,29 +39,55 @@ def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return all(v4 is None or v4.is_global for v4 in embedded)
 
 
-async def check_url(url: str, *, allow_private: bool, param: str) -> None:
+@dataclass(frozen=True)
+class Pinned:
+    """A URL bound to the address that was checked: requests go to that address, naming the
+    host in ``Host`` and in TLS (SNI and certificate), so the name is never looked up again.
+    Otherwise a name could answer a public address to the check and a private one to the
+    connection (DNS rebinding)."""
+
+    url: httpx.URL
+    headers: dict[str, str] = field(default_factory=dict)
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+
+async def pin_url(url: str, *, allow_private: bool, param: str) -> Pinned:
+    """Check ``url`` (http(s), and a public address unless private ones are allowed) and bind
+    it to the address checked."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequest(f"'{param}' must be an http(s) URL.", param=param, code="invalid_url")
     if allow_private:
-        return
+        return Pinned(httpx.URL(url))
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443)
     except socket.gaierror:
         raise InvalidRequest(f"The host in '{param}' cannot be resolved.", param=param, code="invalid_url") from None
-    for info in infos:
-        if not is_public(ipaddress.ip_address(info[4][0])):
-            raise InvalidRequest(
-                f"'{param}' points to a private or loopback address, which this server does not fetch.",
-                param=param,
-                code="private_url_refused",
-            )
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    if not addresses or not all(is_public(address) for address in addresses):
+        raise InvalidRequest(
+            f"'{param}' points to a private or loopback address, which this server does not fetch.",
+            param=param,
+            code="private_url_refused",
+        )
+    original = httpx.URL(url)
+    if original.host == str(addresses[0]):
+        return Pinned(original)
+    extensions: dict[str, Any] = {"sni_hostname": original.host} if original.scheme == "https" else {}
+    return Pinned(original.copy_with(host=str(addresses[0])), {"Host": original.netloc.decode()}, extensions)
+
+
+async def check_url(url: str, *, allow_private: bool, param: str) -> None:
+    """Check ``url`` before storing it; whoever later calls it pins it again (``pin_url``)."""
+    await pin_url(url, allow_private=allow_private, param=param)
 
 
 async def fetch_capped(client: httpx.AsyncClient, url: str, *, limit: int, allow_private: bool, param: str) -> bytes:
-    await check_url(url, allow_private=allow_private, param=param)
+    pinned = await pin_url(url, allow_private=allow_private, param=param)
     try:
-        async with client.stream("GET", url, follow_redirects=False) as response:
+        async with client.stream(
+            "GET", pinned.url, headers=pinned.headers, extensions=pinned.extensions, follow_redirects=False
+        ) as response:
             if response.status_code != 200:
                 raise InvalidRequest(
                     f"Fetching '{param}' failed with HTTP {response.status_code}.",

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.task import Task, TaskStatus
 from soragate.errors import InvalidRequest
-from soragate.netguard import check_url
+from soragate.netguard import pin_url
 from soragate.store import deliveries as delivery_store
 from soragate.store import tasks as task_store
 from soragate.store.cipher import SecretCipher
@@ -144,8 +144,15 @@ class Callbacks:
             )
         status: int | None = None
         try:
-            await check_url(delivery.url, allow_private=self.allow_private, param="callback_url")
-            response = await self.http.post(delivery.url, content=body, headers=headers, timeout=10.0)
+            pinned = await pin_url(delivery.url, allow_private=self.allow_private, param="callback_url")
+            response = await self.http.post(
+                pinned.url,
+                content=body,
+                headers=headers | pinned.headers,
+                extensions=pinned.extensions,
+                timeout=10.0,
+                follow_redirects=False,
+            )
             status = response.status_code
             ok = 200 <= status < 300
             error = None if ok else f"HTTP {status}"
