@@ -7,7 +7,8 @@ from fastapi import APIRouter, Depends, Request
 from soragate.admin import AdminService
 from soragate.core.inputs import int_in_range
 from soragate.core.keys import ApiKey
-from soragate.dialects.common import AdminDep, GatewayDep, dialect, read_json
+from soragate.dialects.bodies import read_json
+from soragate.dialects.common import AdminDep, GatewayDep, dialect
 from soragate.errors import InvalidRequest
 from soragate.store.deliveries import Delivery, WebhookEndpoint
 
