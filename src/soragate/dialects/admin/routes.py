@@ -14,6 +14,8 @@ from soragate.store.deliveries import Delivery, WebhookEndpoint
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(dialect("openai"))])
 
+MAX_KEY_NAME_CHARS = 200
+
 
 async def get_admin(request: Request) -> AdminService:
     admin: AdminService = request.state.admin
@@ -58,6 +60,8 @@ async def create_key(request: Request, _: AdminDep, admin: AdminServiceDep) -> d
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequest("'name' is required.", param="name")
+    if len(name.strip()) > MAX_KEY_NAME_CHARS:
+        raise InvalidRequest(f"'name' is longer than {MAX_KEY_NAME_CHARS} characters.", param="name")
     key, secret = await admin.create_key(
         name=name.strip(), admin=bool(body.get("admin", False)), credit_limit=_credit_limit(body)
     )
