@@ -9,14 +9,57 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import socket
+import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from soragate.errors import InvalidRequest, PayloadTooLarge
+
+# Longer than any real link (presigned ones included); more is someone testing the server.
+MAX_URL_CHARS = 8192
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+
+
+def _invalid(param: str, why: str = "must be an http(s) URL") -> InvalidRequest:
+    return InvalidRequest(f"'{param}' {why}.", param=param, code="invalid_url")
+
+
+def parse_url(url: str, *, param: str) -> httpx.URL:
+    """``url`` as the HTTP client will read it, or a 400 before any connection is tried:
+    http(s), a host (an IP address, or a name the resolver accepts: no empty label, none
+    over 63 characters), a port in 1-65535, no spaces or control characters."""
+    if len(url) > MAX_URL_CHARS:
+        raise _invalid(param, f"is longer than {MAX_URL_CHARS} characters")
+    if _SPACE_OR_CONTROL.search(url):
+        raise _invalid(param, "contains spaces or control characters")
+    try:
+        parsed = httpx.URL(url)
+        host = parsed.raw_host.decode("ascii")
+    except (httpx.InvalidURL, ValueError):  # idna's errors are UnicodeErrors, so ValueErrors
+        raise _invalid(param) from None
+    if parsed.scheme not in ("http", "https") or not host:
+        raise _invalid(param)
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise _invalid(param, f"has an invalid port ({parsed.port})")
+    if not _is_ip(host):
+        try:
+            host.encode("idna")  # the check the resolver itself makes
+        except UnicodeError:
+            raise _invalid(param, "has an invalid host name") from None
+        if len(host.rstrip(".")) > 253:
+            raise _invalid(param, "has a host name longer than 253 characters")
+    return parsed
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
 
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known prefix: the last 32 bits are the IPv4 host
@@ -52,16 +95,15 @@ class Pinned:
 
 
 async def pin_url(url: str, *, allow_private: bool, param: str) -> Pinned:
-    """Check ``url`` (http(s), and a public address unless private ones are allowed) and bind
-    it to the address checked."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest(f"'{param}' must be an http(s) URL.", param=param, code="invalid_url")
+    """Check ``url`` (``parse_url``, and a public address unless private ones are allowed) and
+    bind it to the address checked."""
+    parsed = parse_url(url, param=param)
     if allow_private:
-        return Pinned(httpx.URL(url))
+        return Pinned(parsed)
+    host = parsed.raw_host.decode("ascii")
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443)
-    except socket.gaierror:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, parsed.port or 443)
+    except (OSError, UnicodeError):
         raise InvalidRequest(f"The host in '{param}' cannot be resolved.", param=param, code="invalid_url") from None
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     if not addresses or not all(is_public(address) for address in addresses):
@@ -70,11 +112,10 @@ async def pin_url(url: str, *, allow_private: bool, param: str) -> Pinned:
             param=param,
             code="private_url_refused",
         )
-    original = httpx.URL(url)
-    if original.host == str(addresses[0]):
-        return Pinned(original)
-    extensions: dict[str, Any] = {"sni_hostname": original.host} if original.scheme == "https" else {}
-    return Pinned(original.copy_with(host=str(addresses[0])), {"Host": original.netloc.decode()}, extensions)
+    if parsed.host == str(addresses[0]):
+        return Pinned(parsed)
+    extensions: dict[str, Any] = {"sni_hostname": parsed.host} if parsed.scheme == "https" else {}
+    return Pinned(parsed.copy_with(host=str(addresses[0])), {"Host": parsed.netloc.decode()}, extensions)
 
 
 async def check_url(url: str, *, allow_private: bool, param: str) -> None:

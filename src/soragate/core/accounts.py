@@ -161,6 +161,12 @@ def account_fields(data: dict[str, Any], *, partial: bool = False) -> dict[str, 
         if not isinstance(value, expected):  # type: ignore[arg-type]
             raise ValueError(f"'{name}' has the wrong type")
         values[name] = value
+    if "name" in values and not 0 < len(values["name"]) <= 100:
+        raise ValueError("'name' must be 1-100 characters")
+    for name in ("priority", "weight", "max_concurrency"):
+        # Stored in 32-bit columns.
+        if name in values and not -(2**31) < values[name] < 2**31:
+            raise ValueError(f"'{name}' is out of range")
     if "kind" in values and values["kind"] not in KINDS:
         raise ValueError(f"'kind' must be one of {', '.join(KINDS)}")
     if "base_url" in values and values["base_url"] and not str(values["base_url"]).startswith(("http://", "https://")):

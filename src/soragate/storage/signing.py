@@ -30,6 +30,7 @@ class UrlSigner:
         return f"{self.base_url}/files/uploads/{upload_id}?exp={expires}&sig={signature}"
 
     def verify(self, task_id: str, variant: str, expires: int, signature: str) -> bool:
-        if expires < time.time():
+        # compare_digest takes str only when it is ASCII; no real signature is anything else.
+        if expires < time.time() or not signature.isascii():
             return False
         return hmac.compare_digest(self._mac(task_id, variant, expires), signature)

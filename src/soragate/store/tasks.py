@@ -4,6 +4,7 @@ got there first."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -23,8 +24,11 @@ from soragate.core.task import (
     TaskParams,
     TaskStatus,
 )
+from soragate.core.text import clean, clean_text
 from soragate.store.db import writing
 from soragate.store.tables import api_keys, provider_accounts, tasks
+
+log = logging.getLogger("soragate.store")
 
 _ACTIVE = [s.value for s in ACTIVE_STATUSES]
 
@@ -34,13 +38,15 @@ def row_to_task(row: Row[Any] | Any) -> Task:
 
 
 def task_from_mapping(m: Any) -> Task:
-    error = TaskError(m["error_code"], m["error_message"] or "") if m["error_code"] else None
+    """A task from its row. Text is cleaned on the way (``core.text``): a row stored before
+    input was checked, or by another writer, still renders."""
+    error = TaskError(m["error_code"], clean_text(m["error_message"] or "")) if m["error_code"] else None
     return Task(
         id=m["id"],
         owner_id=m["owner_id"],
         dialect=m["dialect"],
         kind=TaskKind(m["kind"]),
-        params=TaskParams.from_json(m["params"]),
+        params=TaskParams.from_json(clean(m["params"])),
         status=TaskStatus(m["status"]),
         progress=m["progress"],
         provider=m["provider"],
@@ -179,7 +185,19 @@ async def list_tasks(
         query = query.order_by(tasks.c.created_at.asc(), tasks.c.id.asc())
     async with engine.connect() as conn:
         rows = (await conn.execute(query.limit(limit + 1))).all()
-    return [row_to_task(r) for r in rows[:limit]], len(rows) > limit
+    return _readable(rows[:limit]), len(rows) > limit
+
+
+def _readable(rows: Sequence[Row[Any]]) -> list[Task]:
+    """The rows as tasks, leaving out (and logging) any this version cannot read, so that
+    one damaged row never takes a whole list down."""
+    found = []
+    for row in rows:
+        try:
+            found.append(row_to_task(row))
+        except (KeyError, TypeError, ValueError):
+            log.error("task %s cannot be read and is left out of a list", row._mapping.get("id"), exc_info=True)
+    return found
 
 
 async def delete_task(engine: AsyncEngine, *, task_id: str, owner_id: str) -> bool:

@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from soragate.dialects.admin.routes import AdminServiceDep
-from soragate.dialects.common import AdminDep, dialect, read_json
+from soragate.dialects.bodies import read_json
+from soragate.dialects.common import AdminDep, dialect
 from soragate.errors import InvalidRequest
 from soragate.profiles.model import Profile
 

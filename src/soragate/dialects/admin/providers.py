@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Request
 
 from soragate.admin import ProviderView
 from soragate.dialects.admin.routes import AdminServiceDep
-from soragate.dialects.common import AdminDep, dialect, read_json
+from soragate.dialects.bodies import read_json
+from soragate.dialects.common import AdminDep, dialect
 
 router = APIRouter(prefix="/v1/admin/providers", tags=["admin"], dependencies=[Depends(dialect("openai"))])
 

@@ -8,11 +8,14 @@ from soragate.admin import AdminService
 from soragate.core.inputs import int_in_range
 from soragate.core.keys import LIMITS, ApiKey
 from soragate.core.masks import mask
-from soragate.dialects.common import AdminDep, GatewayDep, dialect, read_json
+from soragate.dialects.bodies import read_json
+from soragate.dialects.common import AdminDep, GatewayDep, dialect
 from soragate.errors import InvalidRequest
 from soragate.store.deliveries import Delivery, WebhookEndpoint
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(dialect("openai"))])
+
+MAX_KEY_NAME_CHARS = 200
 
 
 async def get_admin(request: Request) -> AdminService:
@@ -52,6 +55,8 @@ async def create_key(request: Request, _: AdminDep, admin: AdminServiceDep) -> d
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequest("'name' is required.", param="name")
+    if len(name.strip()) > MAX_KEY_NAME_CHARS:
+        raise InvalidRequest(f"'name' is longer than {MAX_KEY_NAME_CHARS} characters.", param="name")
     limits = {field: body[field] for field in LIMITS if field in body}
     key, secret = await admin.create_key(name=name.strip(), admin=bool(body.get("admin", False)), limits=limits)
     # The only response that ever carries the key itself.

@@ -12,8 +12,9 @@ from soragate.core.inputs import has_shots, optional_bool, parse_storyboard
 from soragate.core.keys import ApiKey
 from soragate.core.task import TaskKind, TaskParams, TaskStatus
 from soragate.dialects import chatstream
+from soragate.dialects.bodies import read_fields
 from soragate.dialects.chat import translate
-from soragate.dialects.common import GatewayDep, KeyDep, read_fields
+from soragate.dialects.common import GatewayDep, KeyDep
 from soragate.errors import InvalidRequest, NotFound
 from soragate.gateway import Gateway
 

@@ -11,6 +11,7 @@ from soragate.core.catalogue import Catalogue, ModelSpec, ResolvedVideo
 from soragate.core.inputs import optional_str
 from soragate.core.task import TaskParams
 from soragate.errors import InvalidRequest
+from soragate.netguard import parse_url
 
 DEFAULT_MODEL = "sora_video2"
 # The relays' sora_video2* names and Sora2API's sora2-*/sora2pro-* (length and orientation
@@ -18,6 +19,8 @@ DEFAULT_MODEL = "sora_video2"
 VIDEO_PREFIXES = ("sora_video2", "sora2-", "sora2pro-")
 IMAGE_PREFIX = "gpt-image"
 MAX_IMAGES = 4
+# Only the last user message is read; a long history is sent back and forth for nothing.
+MAX_MESSAGES = 1_000
 
 # A Sora share id (alone or in its link) or a soragate video id names the video to remix.
 REMIX_REFERENCE = re.compile(r"(?:https?://\S*?/p/)?\b(?P<share>s_[0-9a-f]{32})\b|\b(?P<video>video_[0-9a-f]{32})\b")
@@ -74,6 +77,8 @@ def _image_url(part: dict[str, Any]) -> str:
         value = value.get("url")
     if not isinstance(value, str) or not value.strip():
         raise _bad_messages("An image_url part needs {'image_url': {'url': '<data URI or URL>'}}.")
+    if value.strip().startswith(("http://", "https://")):
+        parse_url(value.strip(), param="messages")  # before anything is fetched
     return value.strip()
 
 
@@ -81,6 +86,12 @@ def last_user_input(messages: Any, *, max_chars: int) -> UserInput:
     """The last user message: its text parts joined, and its image_url parts."""
     if not isinstance(messages, list) or not messages:
         raise _bad_messages("'messages' is required: a list ending with a user message.", "missing_messages")
+    if len(messages) > MAX_MESSAGES:
+        raise _bad_messages(
+            f"'messages' has {len(messages)} messages; the limit is {MAX_MESSAGES}. Only the last user message "
+            "is read: send that one.",
+            "too_many_messages",
+        )
     user = next((m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), None)
     if user is None:
         raise _bad_messages("'messages' has no user message to generate from.", "missing_messages")

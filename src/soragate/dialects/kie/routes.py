@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from soragate.dialects.common import GatewayDep, KeyDep, read_json
+from soragate.dialects.bodies import read_json
+from soragate.dialects.common import GatewayDep, KeyDep
 from soragate.dialects.kie import translate
 from soragate.dialects.kie.schemas import echo_param, parse_create
 from soragate.errors import InvalidRequest

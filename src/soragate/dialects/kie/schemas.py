@@ -13,6 +13,7 @@ from typing import Any
 
 from soragate.core.inputs import require_prompt
 from soragate.errors import InvalidRequest, SoragateError
+from soragate.netguard import parse_url
 
 
 class Mode(StrEnum):
@@ -47,6 +48,9 @@ PARAM_INPUT_KEYS = (
     "size",
     "shots",
 )
+
+
+SCENE_KEYS = ("Scene", "scene", "prompt")
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,11 @@ def _image_urls(value: Any) -> list[str]:
         raise InvalidRequest("'input.image_urls' must be a list of image URLs.", param="image_urls")
     if len(value) > 1:
         raise InvalidRequest("'input.image_urls' takes one image.", param="image_urls")
-    return [v.strip() for v in value]
+    urls = [v.strip() for v in value]
+    for index, url in enumerate(urls):
+        if url.startswith(("http://", "https://")):
+            parse_url(url, param=f"image_urls[{index}]")
+    return urls
 
 
 def _shots(value: Any, *, max_chars: int) -> list[KieShot]:
@@ -122,7 +130,7 @@ def _shots(value: Any, *, max_chars: int) -> list[KieShot]:
         param = f"shots[{index}]"
         if not isinstance(shot, dict):
             raise InvalidRequest(f"'input.{param}' must be an object {{Scene, duration}}.", param=param)
-        text = next((shot[k] for k in ("Scene", "scene", "prompt") if shot.get(k) is not None), None)
+        text = next((shot[k] for k in SCENE_KEYS if shot.get(k) is not None), None)
         scene = require_prompt(text, max_chars=max_chars, param=f"{param}.Scene")
         duration = shot.get("duration")
         if isinstance(duration, str):
@@ -190,8 +198,15 @@ def parse_create(body: dict[str, Any], *, max_prompt_chars: int) -> CreateTask:
         remove_watermark=watermark,
         image_urls=image_urls,
         shots=shots,
-        callback_url=_string(body.get("callBackUrl"), param="callBackUrl"),
+        callback_url=_callback_url(body.get("callBackUrl")),
     )
+
+
+def _callback_url(value: Any) -> str | None:
+    url = _string(value, param="callBackUrl")
+    if url is not None:
+        parse_url(url, param="callBackUrl")
+    return url
 
 
 def echo_param(body: dict[str, Any]) -> dict[str, Any]:
@@ -201,6 +216,8 @@ def echo_param(body: dict[str, Any]) -> dict[str, Any]:
     data = body.get("input")
     if isinstance(data, dict):
         given = {k: data[k] for k in PARAM_INPUT_KEYS if k in data}
+        if isinstance(given.get("shots"), list):  # checked already: at most MAX_SHOTS objects
+            given["shots"] = [_echo_shot(s) for s in given["shots"] if isinstance(s, dict)]
         if isinstance(given.get("image_urls"), list):
             given["image_urls"] = [
                 v if isinstance(v, str) and v.startswith(("http://", "https://")) else f"<inline image, {len(v)} chars>"
@@ -209,3 +226,9 @@ def echo_param(body: dict[str, Any]) -> dict[str, Any]:
             ]
         echoed["input"] = given
     return echoed
+
+
+def _echo_shot(shot: dict[str, Any]) -> dict[str, Any]:
+    """A shot as given, with only the fields that were read (the others are not checked)."""
+    scene = next((k for k in SCENE_KEYS if shot.get(k) is not None), None)
+    return {k: shot[k] for k in (scene, "duration") if k is not None and k in shot}

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Request
 from soragate.core.inputs import int_in_range, optional_str, require_prompt
 from soragate.core.keys import ApiKey
 from soragate.core.task import Task, TaskKind, TaskParams, TaskStatus
-from soragate.dialects.common import FilePart, GatewayDep, KeyDep, read_fields
+from soragate.dialects.bodies import FilePart, read_fields
+from soragate.dialects.common import GatewayDep, KeyDep
 from soragate.dialects.openai.translate import error_code
 from soragate.errors import ContentPolicyViolation, InvalidRequest, UpstreamError
 from soragate.gateway import Gateway

@@ -14,15 +14,8 @@ from soragate.core.inputs import int_in_range, optional_str, require_prompt
 from soragate.core.keys import ApiKey
 from soragate.core.task import Task, TaskKind, TaskParams, TaskStatus
 from soragate.core.uploads import Character
-from soragate.dialects.common import (
-    DIALECT_SCOPE_KEY,
-    FilePart,
-    GatewayDep,
-    KeyDep,
-    current_key,
-    read_fields,
-    read_json,
-)
+from soragate.dialects.bodies import FilePart, read_fields, read_json
+from soragate.dialects.common import DIALECT_SCOPE_KEY, GatewayDep, KeyDep, current_key, require_text_url
 from soragate.dialects.openai.translate import present, video_object
 from soragate.errors import InvalidRequest, NotFound
 from soragate.gateway import Gateway
@@ -214,6 +207,7 @@ async def retrieve_video(request: Request) -> JSONResponse:
     most of all traffic. A plain Starlette route at the head of the route table (``app.py``):
     no scan through every dialect's routes and no dependency solving per request."""
     gateway: Gateway = request.state.gateway
+    require_text_url(request)
     key = await current_key(request, gateway)
     return _video(await _own_video(gateway, key, request.path_params["video_id"]), gateway)
 

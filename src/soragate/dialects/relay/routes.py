@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 
 from soragate.core.inputs import optional_str
 from soragate.core.task import Task, TaskKind, TaskParams
-from soragate.dialects.common import FilePart, GatewayDep, KeyDep, read_fields
+from soragate.dialects.bodies import FilePart, read_fields
+from soragate.dialects.common import GatewayDep, KeyDep
 from soragate.dialects.relay.schemas import Generation, parse_generation, parse_timestamps
 from soragate.dialects.relay.translate import present, quota_body, status_body
 from soragate.errors import InvalidRequest, NotFound

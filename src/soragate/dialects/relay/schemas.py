@@ -10,6 +10,7 @@ from soragate.core.catalogue import parse_seconds
 from soragate.core.inputs import optional_str, require_prompt
 from soragate.errors import InvalidRequest
 from soragate.gateway import decode_base64_input
+from soragate.netguard import parse_url
 
 MAX_IMAGES = 8
 
@@ -134,7 +135,9 @@ def _images(value: Any) -> list[str]:
         if not isinstance(item, str) or not item.strip():
             raise InvalidRequest(f"'{param}' must be an image URL or data URI.", param=param)
         item = item.strip()
-        if not item.startswith(("http://", "https://")):
+        if item.startswith(("http://", "https://")):
+            parse_url(item, param=param)  # refuse a malformed URL before anything is fetched
+        else:
             decode_base64_input(item, param=param)  # refuse bad base64 before anything is stored
         images.append(item)
     return images
@@ -168,6 +171,11 @@ def parse_generation(body: dict[str, Any], *, max_prompt_chars: int) -> Generati
     hd = hd and seconds in rule.hd_durations
     width, height = SIZES[(aspect, hd)]
     character_url = optional_str(body.get("character_url"), param="character_url")
+    if character_url and character_url.strip().startswith(("http://", "https://")):
+        parse_url(character_url.strip(), param="character_url")
+    notify_hook = optional_str(body.get("notify_hook"), param="notify_hook")
+    if notify_hook:
+        parse_url(notify_hook, param="notify_hook")
     timestamps = None
     if body.get("character_timestamps") not in (None, ""):
         if character_url is None:
@@ -185,5 +193,5 @@ def parse_generation(body: dict[str, Any], *, max_prompt_chars: int) -> Generati
         images=_images(body.get("images")),
         character_url=character_url,
         character_timestamps=timestamps,
-        notify_hook=optional_str(body.get("notify_hook"), param="notify_hook"),
+        notify_hook=notify_hook,
     )

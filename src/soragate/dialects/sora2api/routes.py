@@ -13,7 +13,8 @@ from soragate.core.keys import ApiKey
 from soragate.core.task import TaskKind, TaskParams, TaskStatus
 from soragate.core.uploads import Character
 from soragate.dialects import chatstream
-from soragate.dialects.common import GatewayDep, KeyDep, read_fields
+from soragate.dialects.bodies import read_fields
+from soragate.dialects.common import GatewayDep, KeyDep
 from soragate.dialects.sora2api import translate
 from soragate.errors import InvalidRequest, NotFound
 from soragate.gateway import Gateway
