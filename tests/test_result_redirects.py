@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from tests.fakes.server import serve
 
+from soragate.netguard import GuardedTransport
 from soragate.providers.base import ProviderError
 from soragate.providers.http import download
 
@@ -91,3 +92,20 @@ async def test_endless_redirects_end_as_an_unavailable_result(
         with pytest.raises(ProviderError) as raised:
             await download(client, f"{upstream}/loop", tmp_path / "video.mp4")
     assert raised.value.error.code == "result_unavailable" and raised.value.final
+
+
+async def test_links_an_upstream_hands_back_are_checked_like_a_callers(
+    origins: tuple[str, list[dict[str, str]], list[dict[str, str]]], tmp_path: Path
+) -> None:
+    """With private addresses refused (the default), an account talks through a
+    GuardedTransport: its own origin is trusted (an admin set it), but a link or redirect to
+    any other origin is checked first, so a loopback CDN is never reached."""
+    upstream, upstream_seen, cdn_seen = origins
+    async with httpx.AsyncHTTPTransport() as shared:
+        client = httpx.AsyncClient(transport=GuardedTransport(shared, base_url=upstream))
+        await download(client, f"{upstream}/same", tmp_path / "own.mp4")  # its own origin: fine
+        with pytest.raises(ProviderError) as refused:
+            await download(client, f"{upstream}/away", tmp_path / "video.mp4")
+    assert refused.value.error.code == "result_unavailable" and refused.value.final
+    assert "private or loopback" in refused.value.error.message
+    assert len(upstream_seen) == 3 and cdn_seen == []

@@ -157,7 +157,8 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
         signer = UrlSigner(signing_key, base_url=settings.base_url)
         events = events_for(settings.db_url)
         await events.start()
-        http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+        transport = httpx.AsyncHTTPTransport()
+        http = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(30.0, connect=10.0))
         sandbox = SandboxProvider(
             root=settings.data_dir / "sandbox",
             delay=settings.sandbox_delay,
@@ -169,7 +170,7 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
         catalogue = Catalogue()
         router = Router(
             engine=engine,
-            factory=default_factory(http),
+            factory=default_factory(http, guard=None if settings.allow_private_urls else transport),
             sandbox=sandbox,
             profiles=profiles,
             on_routes=catalogue.set_routed,

@@ -147,3 +147,30 @@ async def fetch_capped(client: httpx.AsyncClient, url: str, *, limit: int, allow
             f"Fetching '{param}' failed: {type(exc).__name__}.", param=param, code="fetch_failed"
         ) from None
     return b"".join(chunks)
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """An upstream account's transport: requests to its own origin (its base URL, set by an
+    admin) go through as they are; any other origin (a result link or a redirect the upstream
+    named) is checked and pinned like a caller's URL, so an upstream cannot point soragate at
+    the network it runs in. Shares ``inner`` (and its connections) with every account."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, base_url: str) -> None:
+        self._inner = inner
+        self._origin = _origin(httpx.URL(base_url))
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if _origin(request.url) != self._origin:
+            pinned = await pin_url(str(request.url), allow_private=False, param="result link")
+            request.url = pinned.url
+            request.headers.update(pinned.headers)
+            request.extensions.update(pinned.extensions)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """The shared transport is closed by whoever made it."""
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, port

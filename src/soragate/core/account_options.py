@@ -50,6 +50,12 @@ class AccountOptions(BaseModel):
         description="Seconds a task may take on this account before it fails with `timeout` "
         "(unset: SORAGATE_TASK_DEADLINE_SECONDS).",
     )
+    private_links: bool = Field(
+        False,
+        description="Let result links and redirects this upstream hands back reach private or loopback "
+        "addresses (a self-hosted upstream on a LAN). Off: only public addresses, besides the account's own "
+        "base URL.",
+    )
 
     @model_validator(mode="after")
     def _poll_range(self) -> Self:

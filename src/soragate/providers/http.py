@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from soragate.core.task import ErrorCode, TaskError
+from soragate.errors import InvalidRequest
 from soragate.providers.base import Failure, ProviderError
 
 MAX_RESULT_BYTES = 2 * 1024 * 1024 * 1024
@@ -179,6 +180,11 @@ async def download(
                 return dest
     except httpx.HTTPError as exc:
         raise transport_error(exc, creating=False) from None
+    except InvalidRequest as exc:  # the link (or a redirect) points where soragate does not go
+        raise ProviderError(
+            TaskError(ErrorCode.RESULT_UNAVAILABLE, f"The upstream's result link was refused: {exc}"),
+            failure=Failure.GONE,
+        ) from None
     raise ProviderError(
         TaskError(
             ErrorCode.RESULT_UNAVAILABLE, f"The upstream's result link redirects more than {MAX_REDIRECTS} times."

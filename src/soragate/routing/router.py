@@ -24,6 +24,7 @@ from soragate.core.account_options import InvalidOptions
 from soragate.core.accounts import ProviderAccount
 from soragate.core.task import Task, TaskKind
 from soragate.errors import UpstreamUnavailable
+from soragate.netguard import GuardedTransport
 from soragate.profiles.model import Profile, ProfileError, parse_profile
 from soragate.profiles.registry import ProfileRegistry
 from soragate.profiles.snap import Snapped, SnapPolicy, SnapRefused, snap
@@ -376,8 +377,16 @@ def _connection_changed(old: ProviderAccount, new: ProviderAccount) -> bool:
     )
 
 
-def default_factory(http: httpx.AsyncClient) -> ProviderFactory:
-    """Build the provider for an account of each wire-protocol kind."""
+def default_factory(http: httpx.AsyncClient, *, guard: httpx.AsyncBaseTransport | None = None) -> ProviderFactory:
+    """Build the provider for an account of each wire-protocol kind. With ``guard`` (the
+    transport ``http`` uses), accounts that do not allow private links talk through a
+    ``GuardedTransport`` over it: links to other origins are checked and pinned."""
+
+    def client_for(account: ProviderAccount) -> httpx.AsyncClient:
+        if guard is None or account.opts.private_links:
+            return http
+        transport = GuardedTransport(guard, base_url=account.base_url)
+        return httpx.AsyncClient(transport=transport, timeout=http.timeout)
 
     def build(account: ProviderAccount) -> Provider:
         from soragate.providers import gemini, kie, kie_runway, kie_veo, openai, openrouter, relay_v2, sora2api, xai
@@ -395,6 +404,6 @@ def default_factory(http: httpx.AsyncClient) -> ProviderFactory:
         }
         if account.kind not in kinds:
             raise ValueError(f"unknown provider kind {account.kind!r}")
-        return kinds[account.kind](account, http=http)
+        return kinds[account.kind](account, http=client_for(account))
 
     return build
