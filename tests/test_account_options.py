@@ -30,7 +30,7 @@ from soragate.store.db import create_engine, migrate
 from soragate.worker.schedule import Schedule
 
 KEY = "sk-relay-options-0123456789"
-SHARED = {"timeout": 60.0, "poll_min": 1.0, "poll_max": 15.0, "deadline": None}
+SHARED = {"timeout": 60.0, "poll_min": 1.0, "poll_max": 15.0, "deadline": None, "private_links": False}
 KIE = {"poll_after": 3.0, "not_found_grace": 60.0, "callback_url": None, "callback_signing_key": None}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +14,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
+from tests.conftest import LiveServer, free_port, run_server, test_settings
+from tests.fakes.relay_v2 import RelayV2Fake
 from tests.fakes.server import serve
 
 from soragate.netguard import GuardedTransport
@@ -109,3 +112,44 @@ async def test_links_an_upstream_hands_back_are_checked_like_a_callers(
     assert refused.value.error.code == "result_unavailable" and refused.value.final
     assert "private or loopback" in refused.value.error.message
     assert len(upstream_seen) == 3 and cdn_seen == []
+
+
+@pytest.fixture
+def guarded_gateway(tmp_path: Path) -> Iterator[LiveServer]:
+    """Default address checks: private and loopback URLs refused."""
+    settings = test_settings(tmp_path / "data", port=free_port(), allow_private_urls=False)
+    yield from run_server(settings)
+
+
+def _relay_account(client: httpx.Client, name: str, url: str, **options: Any) -> None:
+    body = {"name": name, "kind": "relay_v2", "base_url": url, "secret": RelayV2Fake().key, "models": {"sora-2": ""}}
+    client.post("/v1/admin/providers", json=body | {"options": {"poll_min": 0.2, **options}}).raise_for_status()
+
+
+def test_an_upstream_on_its_own_origin_works_and_its_foreign_links_are_checked(
+    guarded_gateway: LiveServer,
+) -> None:
+    fake = RelayV2Fake(polls_to_finish=2)
+    with serve(fake) as url, guarded_gateway.client() as client:
+        port = url.rsplit(":", 1)[1]
+        # Its own origin (a loopback address an admin set) is trusted: the task completes.
+        _relay_account(client, "own", url)
+        own = client.post("/v1/videos", json={"prompt": "own origin", "seconds": "4"}).json()
+        assert guarded_gateway.wait_for(own["id"], timeout=30)["status"] == "completed"
+        client.delete("/v1/admin/providers/own").raise_for_status()
+
+        # Links on another origin that resolves to loopback: refused, never fetched.
+        fake.result_base = f"http://localhost:{port}"
+        _relay_account(client, "cdn", url)
+        fetched = fake.faults.hits["result"]
+        refused = client.post("/v1/videos", json={"prompt": "foreign link", "seconds": "4"}).json()
+        failed = guarded_gateway.wait_for(refused["id"], timeout=30)
+        assert failed["status"] == "failed" and failed["error"]["code"] == "result_unavailable"
+        assert "private or loopback" in failed["error"]["message"]
+        assert fake.faults.hits["result"] == fetched  # refused before connecting
+        client.delete("/v1/admin/providers/cdn").raise_for_status()
+
+        # An account that allows private links (a LAN upstream) fetches them.
+        _relay_account(client, "lan", url, private_links=True)
+        allowed = client.post("/v1/videos", json={"prompt": "lan link", "seconds": "4"}).json()
+        assert guarded_gateway.wait_for(allowed["id"], timeout=30)["status"] == "completed"

@@ -78,6 +78,7 @@ class RelayV2Fake:
         self.result_field = "video_url"  # or "output" (data.output) or "outputs" (data.outputs[])
         self.success_without_output = False  # the first SUCCESS poll carries no link
         self.result_requires_auth = False  # the result link wants the API key too
+        self.result_base: str | None = None  # links on another origin (a CDN) instead of its own
         self.review_at_create = False  # "blocked" prompts are refused by the create call itself
         self._lock = threading.Lock()
         self.app = Starlette(
@@ -257,7 +258,9 @@ class RelayV2Fake:
             status, progress = "SUCCESS", 100
             if not (self.success_without_output and job.polls == job.finish_at):
                 job.final = job.succeeded = True
-                self._attach_result(view, str(request.url_for("result", name=f"{job.id}.mp4")))
+                own = str(request.url_for("result", name=f"{job.id}.mp4"))
+                link = f"{self.result_base}/files/{job.id}.mp4" if self.result_base else own
+                self._attach_result(view, link)
         else:
             status = "NOT_START" if job.polls == 1 else "IN_PROGRESS"
             progress = 0 if status == "NOT_START" else job.polls * 100 // job.finish_at
