@@ -221,9 +221,10 @@ class ThreadedServer(uvicorn.Server):
         pass
 
 
-def run_server(settings: Settings) -> Iterator[LiveServer]:
+def run_server(settings: Settings, *, loop: str = "auto") -> Iterator[LiveServer]:
+    """``loop="asyncio"`` when a test patches asyncio's event loop (uvloop is the default)."""
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on"
+        create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on", loop=loop
     )
     server = ThreadedServer(config)
     sock = take_socket(settings.port)

@@ -172,6 +172,22 @@ def test_json_that_is_not_text_or_too_big_is_a_4xx_and_stores_nothing(target: Ta
     assert added == (0 if door.waits else 1), "only the good request made a task"
 
 
+def test_bodies_built_to_be_slow_to_scan_are_answered_at_once(strict: Target) -> None:
+    # Over the container limit and full of quotes and escapes: a backtracking string scan
+    # would take hours on these.
+    slow = [b"[" * 100_001 + b'"\\"' * 1_000_000, b'"' + b'\\"' * 1_000_000 + b"[" * 100_001]
+    # Brackets inside strings are text, not containers: 120,000 of them are fine.
+    brackets = b'{"prompt": "' + b"[" * 30_000 + b'", "x": [' + b'"[[[[[[[[[[",' * 9_000 + b'"["]}'
+    with strict.server.client(strict.user_key) as client:
+        for body in slow:
+            started = time.monotonic()
+            response = _post(client, "/v1/videos", body)
+            assert time.monotonic() - started < 5
+            assert_refused(response, "openai", "invalid_json")
+        accepted = _post(client, "/v1/videos", brackets)
+    assert accepted.status_code == 200, accepted.text
+
+
 def test_surrogate_prompt_is_named_and_not_charged(strict: Target) -> None:
     used = _used_quota(strict)
     with strict.server.client(strict.user_key) as client:

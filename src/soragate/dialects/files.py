@@ -11,7 +11,9 @@ from soragate.errors import NotFound
 router = APIRouter(tags=["files"])
 
 
-@router.api_route("/files/uploads/{upload_id}", methods=["GET", "HEAD"])
+# GET and HEAD as two routes: one route with both methods gives OpenAPI one operation id twice.
+@router.get("/files/uploads/{upload_id}")
+@router.head("/files/uploads/{upload_id}")
 async def signed_upload(upload_id: str, exp: int, sig: str, request: Request, gateway: GatewayDep) -> Response:
     """Uploaded reference images, for upstreams that only take image URLs (Kie)."""
     if not gateway.signer.verify(upload_id, "upload", exp, sig):
@@ -19,7 +21,8 @@ async def signed_upload(upload_id: str, exp: int, sig: str, request: Request, ga
     return await gateway.upload_response(upload_id, request)
 
 
-@router.api_route("/files/{task_id}/{variant}", methods=["GET", "HEAD"])
+@router.get("/files/{task_id}/{variant}")
+@router.head("/files/{task_id}/{variant}")
 async def signed_file(
     task_id: str, variant: str, exp: int, sig: str, request: Request, gateway: GatewayDep
 ) -> Response:

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from soragate.dialects.admin.routes import AdminServiceDep
-from soragate.dialects.bodies import read_json
+from soragate.dialects.bodies import TEXT, documented, obj, read_json
 from soragate.dialects.common import AdminDep, dialect
 from soragate.errors import InvalidRequest
 from soragate.profiles.model import Profile
@@ -41,7 +41,13 @@ async def list_routes(_: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
     return {"object": "list", "data": [{"model": m, "routes": r} for m, r in sorted(routes.items())]}
 
 
-@router.put("/routes/{public_model}")
+ROUTE = obj(("account",), account=TEXT, profile={"type": ["string", "null"]}, policy=TEXT)
+
+
+@router.put(
+    "/routes/{public_model}",
+    openapi_extra=documented(obj(("routes",), routes={"type": "array", "items": ROUTE})),
+)
 async def put_routes(public_model: str, request: Request, _: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
     body = await read_json(request, limit=64 * 1024)
     routes = body.get("routes")
@@ -61,7 +67,7 @@ async def list_profiles(_: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
     return {"object": "list", "data": [profile_json(p) for p in await admin.profiles()]}
 
 
-@router.post("/profiles")
+@router.post("/profiles", openapi_extra=documented({"type": "object"}))
 async def put_profile(request: Request, _: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
     return profile_json(await admin.put_profile(await read_json(request, limit=256 * 1024)))
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 
 from soragate.admin import ProviderView
 from soragate.dialects.admin.routes import AdminServiceDep
-from soragate.dialects.bodies import read_json
+from soragate.dialects.bodies import FLAG, TEXT, documented, obj, read_json
 from soragate.dialects.common import AdminDep, dialect
 
 router = APIRouter(prefix="/v1/admin/providers", tags=["admin"], dependencies=[Depends(dialect("openai"))])
@@ -51,7 +51,26 @@ async def list_providers(_: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
     return {"object": "list", "data": [provider_json(v) for v in await admin.list_providers()]}
 
 
-@router.post("")
+INTEGER = {"type": "integer"}
+NUMBER = {"type": "number"}
+ACCOUNT: dict[str, Any] = {
+    "name": TEXT,
+    "kind": TEXT,
+    "base_url": TEXT,
+    "secret": TEXT,
+    "models": {"type": "object", "additionalProperties": TEXT},
+    "limits": obj(seconds={"type": "array", "items": NUMBER}, sizes={"type": "array", "items": TEXT}),
+    "options": {"type": "object"},
+    "priority": INTEGER,
+    "weight": INTEGER,
+    "max_concurrency": INTEGER,
+    "poll_rate": NUMBER,
+    "price_per_second": NUMBER,
+    "enabled": FLAG,
+}
+
+
+@router.post("", openapi_extra=documented(obj(("name", "kind", "models"), **ACCOUNT)))
 async def add_provider(request: Request, _: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
     return provider_json(await admin.add_provider(await read_json(request, limit=256 * 1024)))
 
@@ -61,7 +80,7 @@ async def get_provider(provider_id: str, _: AdminDep, admin: AdminServiceDep) ->
     return provider_json(await admin.get_provider(provider_id))
 
 
-@router.patch("/{provider_id}")
+@router.patch("/{provider_id}", openapi_extra=documented(obj(**ACCOUNT)))
 async def update_provider(provider_id: str, request: Request, _: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
     return provider_json(await admin.update_provider(provider_id, await read_json(request, limit=256 * 1024)))
 

@@ -8,7 +8,7 @@ from soragate.admin import AdminService
 from soragate.core.inputs import int_in_range
 from soragate.core.keys import LIMITS, ApiKey
 from soragate.core.masks import mask
-from soragate.dialects.bodies import read_json
+from soragate.dialects.bodies import FLAG, TEXT, documented, obj, read_json
 from soragate.dialects.common import AdminDep, GatewayDep, dialect
 from soragate.errors import InvalidRequest
 from soragate.store.deliveries import Delivery, WebhookEndpoint
@@ -16,6 +16,11 @@ from soragate.store.deliveries import Delivery, WebhookEndpoint
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(dialect("openai"))])
 
 MAX_KEY_NAME_CHARS = 200
+KEY_LIMITS: dict[str, Any] = {
+    "credit_limit": {"type": ["number", "null"]},
+    "rate_limit": {"type": ["integer", "null"]},
+    "max_in_flight": {"type": ["integer", "null"]},
+}
 
 
 async def get_admin(request: Request) -> AdminService:
@@ -49,7 +54,7 @@ async def list_keys(_: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
     return {"object": "list", "data": [key_json(k) for k in await admin.list_keys()]}
 
 
-@router.post("/keys")
+@router.post("/keys", openapi_extra=documented(obj(("name",), name=TEXT, admin=FLAG, **KEY_LIMITS)))
 async def create_key(request: Request, _: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
     body = await read_json(request, limit=64 * 1024)
     name = body.get("name")
@@ -70,7 +75,7 @@ async def revoke_key(key_id: str, _: AdminDep, admin: AdminServiceDep, gateway: 
     return {"id": key.id, "revoked": True}
 
 
-@router.patch("/keys/{key_id}")
+@router.patch("/keys/{key_id}", openapi_extra=documented(obj(**KEY_LIMITS)))
 async def update_key(
     key_id: str, request: Request, _: AdminDep, admin: AdminServiceDep, gateway: GatewayDep
 ) -> dict[str, Any]:
@@ -114,7 +119,7 @@ async def list_webhooks(_: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
     return {"object": "list", "data": [webhook_json(e) for e in await admin.list_webhooks()]}
 
 
-@router.post("/webhooks")
+@router.post("/webhooks", openapi_extra=documented(obj(("url",), url=TEXT, events={"type": "array", "items": TEXT})))
 async def add_webhook(request: Request, _: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
     body = await read_json(request, limit=64 * 1024)
     url = body.get("url")

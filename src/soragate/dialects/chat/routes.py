@@ -12,13 +12,24 @@ from soragate.core.inputs import has_shots, optional_bool, parse_storyboard
 from soragate.core.keys import ApiKey
 from soragate.core.task import TaskKind, TaskParams, TaskStatus
 from soragate.dialects import chatstream
-from soragate.dialects.bodies import read_fields
+from soragate.dialects.bodies import FLAG, TEXT, documented, obj, one_of, read_fields
 from soragate.dialects.chat import translate
 from soragate.dialects.common import GatewayDep, KeyDep
 from soragate.errors import InvalidRequest, NotFound
 from soragate.gateway import Gateway
 
 router = APIRouter(tags=["chat completions"])
+
+PART = obj(("type",), type=one_of("text", "image_url"), text=TEXT, image_url=obj(("url",), url=TEXT))
+MESSAGE = obj(
+    ("role",), role=one_of("system", "user", "assistant"), content={"anyOf": [TEXT, {"type": "array", "items": PART}]}
+)
+BODY = obj(
+    ("messages",),
+    model=TEXT,
+    stream=FLAG,
+    messages={"type": "array", "minItems": 1, "maxItems": translate.MAX_MESSAGES, "items": MESSAGE},
+)
 
 
 async def _references(gateway: Gateway, key: ApiKey, message: translate.UserInput) -> list[str]:
@@ -81,7 +92,7 @@ async def _video_task(
     return kind, params
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", openapi_extra=documented(BODY))
 async def chat_completions(request: Request, gateway: GatewayDep, key: KeyDep) -> Response:
     settings = gateway.settings
     body = await read_fields(request, limit=settings.max_upload_bytes)

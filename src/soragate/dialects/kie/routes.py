@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from soragate.dialects.bodies import read_json
+from soragate.dialects.bodies import Link, documented, read_json
 from soragate.dialects.common import GatewayDep, KeyDep
 from soragate.dialects.kie import translate
-from soragate.dialects.kie.schemas import echo_param, parse_create
+from soragate.dialects.kie.schemas import CREATE_BODY, echo_param, parse_create
 from soragate.errors import InvalidRequest
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["kie jobs"])
@@ -17,7 +17,10 @@ router = APIRouter(prefix="/api/v1/jobs", tags=["kie jobs"])
 _JSON_OVERHEAD = 64 * 1024
 
 
-@router.post("/createTask")
+NEXT = {"record": Link("/api/v1/jobs/recordInfo", "get", "taskId", "/data/taskId")}
+
+
+@router.post("/createTask", openapi_extra=documented(CREATE_BODY, links=NEXT))
 async def create_task(request: Request, gateway: GatewayDep, key: KeyDep) -> JSONResponse:
     settings = gateway.settings
     body = await read_json(request, limit=settings.max_upload_bytes * 4 // 3 + _JSON_OVERHEAD)

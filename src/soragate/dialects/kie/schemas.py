@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from soragate.core.inputs import require_prompt
+from soragate.dialects.bodies import FLAG, PROMPT, TEXT, obj, one_of
 from soragate.errors import InvalidRequest, SoragateError
 from soragate.netguard import parse_url
 
@@ -51,6 +52,21 @@ PARAM_INPUT_KEYS = (
 
 
 SCENE_KEYS = ("Scene", "scene", "prompt")
+
+CREATE_BODY = obj(
+    ("model", "input"),
+    model=TEXT,
+    callBackUrl=TEXT,
+    input=obj(
+        prompt=PROMPT,
+        image_urls={"type": "array", "maxItems": 1, "items": TEXT},
+        aspect_ratio=one_of("landscape", "portrait"),
+        n_frames={"anyOf": [TEXT, {"type": "integer"}]},
+        remove_watermark=FLAG,
+        size=one_of("standard", "high"),
+        shots={"type": "array", "maxItems": MAX_SHOTS, "items": obj(Scene=TEXT, duration={"type": "number"})},
+    ),
+)
 
 
 @dataclass(frozen=True)

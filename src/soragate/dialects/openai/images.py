@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from soragate.core.inputs import int_in_range, optional_str, require_prompt
 from soragate.core.keys import ApiKey
 from soragate.core.task import Task, TaskKind, TaskParams, TaskStatus
-from soragate.dialects.bodies import FilePart, read_fields
+from soragate.dialects.bodies import PROMPT, TEXT, FilePart, documented, obj, one_of, read_fields
 from soragate.dialects.common import GatewayDep, KeyDep
 from soragate.dialects.openai.translate import error_code
 from soragate.errors import ContentPolicyViolation, InvalidRequest, UpstreamError
@@ -20,6 +20,13 @@ from soragate.gateway import Gateway
 router = APIRouter(tags=["openai images"])
 
 IMAGE_WAIT_SECONDS = 600.0
+OPTIONS = {
+    "model": TEXT,
+    "size": TEXT,
+    "n": {"type": "integer", "minimum": 1, "maximum": 10},
+    "response_format": one_of("b64_json", "url"),
+}
+IMAGES = {"anyOf": [TEXT, {"type": "array", "items": TEXT}]}
 
 
 async def _generate(
@@ -74,13 +81,15 @@ async def _images_response(gateway: Gateway, task: Task, response_format: str) -
     }
 
 
-@router.post("/v1/images/generations")
+@router.post("/v1/images/generations", openapi_extra=documented(obj(("prompt",), prompt=PROMPT, **OPTIONS)))
 async def generate_images(request: Request, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
     fields = await read_fields(request, limit=gateway.settings.max_upload_bytes)
     return await _generate(gateway, key, fields, TaskKind.TEXT_TO_IMAGE, [])
 
 
-@router.post("/v1/images/edits")
+@router.post(
+    "/v1/images/edits", openapi_extra=documented(obj(("prompt", "image"), prompt=PROMPT, image=IMAGES, **OPTIONS))
+)
 async def edit_images(request: Request, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
     fields = await read_fields(request, limit=gateway.settings.max_upload_bytes)
     images = fields.get("image")

@@ -14,7 +14,7 @@ from soragate.core.inputs import int_in_range, optional_str, require_prompt
 from soragate.core.keys import ApiKey
 from soragate.core.task import Task, TaskKind, TaskParams, TaskStatus
 from soragate.core.uploads import Character
-from soragate.dialects.bodies import FilePart, read_fields, read_json
+from soragate.dialects.bodies import PROMPT, TEXT, FilePart, Link, documented, obj, read_fields, read_json
 from soragate.dialects.common import DIALECT_SCOPE_KEY, GatewayDep, KeyDep, current_key, require_text_url
 from soragate.dialects.openai.translate import present, video_object
 from soragate.errors import InvalidRequest, NotFound
@@ -23,6 +23,15 @@ from soragate.gateway import Gateway
 router = APIRouter(prefix="/v1/videos", tags=["openai videos"])
 
 VIDEO_KINDS = [k for k in TaskKind if not k.is_image]
+SOURCE = obj(("id",), id=TEXT)
+CREATE_BODY = obj(
+    ("prompt",),
+    prompt=PROMPT,
+    model=TEXT,
+    seconds=TEXT,
+    size=TEXT,
+    input_reference={"anyOf": [TEXT, obj(image_url=TEXT, file_id=TEXT)]},
+)
 VARIANTS = ("video", "thumbnail", "spritesheet")
 
 
@@ -71,7 +80,16 @@ async def _source_video(gateway: Gateway, key: ApiKey, value: Any, param: str) -
     return task
 
 
-@router.post("")
+# What a client does next with a new video (GET /v1/videos/{id} is a plain route, not in the schema).
+NEXT = {
+    "task": Link("/v1/tasks/{task_id}", "get", "task_id", "/id"),
+    "content": Link("/v1/videos/{video_id}/content", "get", "video_id", "/id"),
+    "remix": Link("/v1/videos/{video_id}/remix", "post", "video_id", "/id"),
+    "delete": Link("/v1/videos/{video_id}", "delete", "video_id", "/id"),
+}
+
+
+@router.post("", openapi_extra=documented(CREATE_BODY, links=NEXT))
 async def create_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JSONResponse:
     settings = gateway.settings
     fields = await read_fields(request, limit=settings.max_upload_bytes)
@@ -117,7 +135,7 @@ async def list_videos(
     }
 
 
-@router.post("/edits")
+@router.post("/edits", openapi_extra=documented(obj(("prompt", "video"), prompt=PROMPT, video=SOURCE)))
 async def edit_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JSONResponse:
     settings = gateway.settings
     fields = await read_fields(request, limit=settings.max_upload_bytes)
@@ -142,7 +160,10 @@ async def edit_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JSON
     return _video(task, gateway)
 
 
-@router.post("/extensions")
+@router.post(
+    "/extensions",
+    openapi_extra=documented(obj(("prompt", "seconds", "video"), prompt=PROMPT, seconds=TEXT, video=SOURCE)),
+)
 async def extend_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JSONResponse:
     settings = gateway.settings
     fields = await read_fields(request, limit=settings.max_upload_bytes)
@@ -172,7 +193,12 @@ def _character(character: Character) -> dict[str, Any]:
     }
 
 
-@router.post("/characters")
+@router.post(
+    "/characters",
+    openapi_extra=documented(
+        obj(("video",), video={"type": "string", "format": "binary"}, name=TEXT), media="multipart/form-data"
+    ),
+)
 async def create_character(request: Request, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
     fields = await read_fields(request, limit=gateway.settings.max_upload_bytes)
     video = fields.get("video")
@@ -229,7 +255,9 @@ async def delete_video(video_id: str, gateway: GatewayDep, key: KeyDep) -> dict[
     return {"id": task.id, "object": "video.deleted", "deleted": True}
 
 
-@router.api_route("/{video_id}/content", methods=["GET", "HEAD"])
+# GET and HEAD as two routes: one route with both methods gives OpenAPI one operation id twice.
+@router.get("/{video_id}/content")
+@router.head("/{video_id}/content")
 async def video_content(
     video_id: str, request: Request, gateway: GatewayDep, key: KeyDep, variant: str = "video"
 ) -> Response:
@@ -239,7 +267,7 @@ async def video_content(
     return await gateway.asset_response(task, variant, request)
 
 
-@router.post("/{video_id}/remix")
+@router.post("/{video_id}/remix", openapi_extra=documented(obj(("prompt",), prompt=PROMPT)))
 async def remix_video(video_id: str, request: Request, gateway: GatewayDep, key: KeyDep) -> Response:
     """OpenAI's remix path, shared with the relay dialect: the answer (and any error after
     the source is known) takes the shape of the dialect the source task was made in."""

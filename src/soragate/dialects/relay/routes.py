@@ -11,9 +11,15 @@ from fastapi.responses import JSONResponse
 
 from soragate.core.inputs import optional_str
 from soragate.core.task import Task, TaskKind, TaskParams
-from soragate.dialects.bodies import FilePart, read_fields
+from soragate.dialects.bodies import FilePart, Link, documented, read_fields
 from soragate.dialects.common import GatewayDep, KeyDep
-from soragate.dialects.relay.schemas import Generation, parse_generation, parse_timestamps
+from soragate.dialects.relay.schemas import (
+    CHARACTER_BODY,
+    GENERATION_BODY,
+    Generation,
+    parse_generation,
+    parse_timestamps,
+)
 from soragate.dialects.relay.translate import present, quota_body, status_body
 from soragate.errors import InvalidRequest, NotFound
 from soragate.gateway import Gateway
@@ -45,7 +51,13 @@ async def _clip(gateway: Gateway, value: Any, *, param: str) -> bytes:
     return await gateway.bytes_from_reference(value=value, param=param)
 
 
-@router.post("/v2/videos/generations")
+NEXT = {
+    "status": Link("/v2/videos/generations/{task_id}", "get", "task_id", "/task_id"),
+    "remix": Link("/v1/videos/{video_id}/remix", "post", "video_id", "/task_id"),
+}
+
+
+@router.post("/v2/videos/generations", openapi_extra=documented(GENERATION_BODY, links=NEXT))
 async def create_generation(request: Request, gateway: GatewayDep, key: KeyDep) -> JSONResponse:
     settings = gateway.settings
     fields = await read_fields(request, limit=settings.max_upload_bytes)
@@ -116,7 +128,7 @@ async def token_quota(key: KeyDep) -> dict[str, Any]:
     return quota_body(credit_limit=key.credit_limit, credits_used=key.credits_used)
 
 
-@router.post("/sora/v1/characters")
+@router.post("/sora/v1/characters", openapi_extra=documented(CHARACTER_BODY))
 async def create_character(request: Request, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
     fields = await read_fields(request, limit=gateway.settings.max_upload_bytes)
     param = "url" if fields.get("url") not in (None, "") else "video"

@@ -8,6 +8,7 @@ from typing import Any
 
 from soragate.core.catalogue import parse_seconds
 from soragate.core.inputs import optional_str, require_prompt
+from soragate.dialects.bodies import FLAG, PROMPT, TEXT, obj, one_of
 from soragate.errors import InvalidRequest
 from soragate.gateway import decode_base64_input
 from soragate.netguard import parse_url
@@ -54,6 +55,20 @@ SIZES: dict[tuple[str, bool], tuple[int, int]] = {
 
 DEFAULT_DURATION = 10
 DEFAULT_ASPECT_RATIO = "16:9"
+
+GENERATION_BODY = obj(
+    ("model", "prompt"),
+    model=TEXT,
+    prompt=PROMPT,
+    images={"type": "array", "maxItems": MAX_IMAGES, "items": TEXT},
+    aspect_ratio=one_of("16:9", "9:16"),
+    duration={"anyOf": [{"type": "integer"}, TEXT]},
+    hd=FLAG,
+    character_url=TEXT,
+    character_timestamps=TEXT,
+    notify_hook=TEXT,
+)
+CHARACTER_BODY = obj(url=TEXT, video=TEXT, timestamps=TEXT, name=TEXT)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from soragate.core.keys import ApiKey
 from soragate.core.task import TaskKind, TaskParams, TaskStatus
 from soragate.core.uploads import Character
 from soragate.dialects import chatstream
-from soragate.dialects.bodies import read_fields
+from soragate.dialects.bodies import FLAG, PROMPT, TEXT, documented, obj, read_fields
 from soragate.dialects.common import GatewayDep, KeyDep
 from soragate.dialects.sora2api import translate
 from soragate.errors import InvalidRequest, NotFound
@@ -22,6 +22,14 @@ from soragate.gateway import Gateway
 router = APIRouter(tags=["sora2api"])
 
 DEFAULT_CHARACTER_NAME = "character"
+DELIVERY = {"stream": FLAG, "async_mode": FLAG}
+IMAGE = obj(("prompt",), prompt=PROMPT, model=TEXT, **DELIVERY)
+IMAGE_TRANSFORM = obj(("prompt", "image"), prompt=PROMPT, image=TEXT, model=TEXT, **DELIVERY)
+VIDEO = obj(("prompt",), prompt=PROMPT, model=TEXT, style=TEXT, **DELIVERY)
+VIDEO_TRANSFORM = obj(("prompt", "image"), prompt=PROMPT, image=TEXT, model=TEXT, style=TEXT, **DELIVERY)
+REMIX = obj(("prompt", "remix_target_id"), prompt=PROMPT, remix_target_id=TEXT, model=TEXT, style=TEXT, **DELIVERY)
+CHARACTER = obj(("video",), video=TEXT, name=TEXT, stream=FLAG)
+CHARACTER_VIDEO = obj(("prompt", "video"), prompt=PROMPT, video=TEXT, name=TEXT, model=TEXT, style=TEXT, **DELIVERY)
 
 
 async def _fields(request: Request, gateway: Gateway) -> dict[str, Any]:
@@ -74,12 +82,12 @@ async def _image_task(request: Request, gateway: Gateway, key: ApiKey, *, with_i
     return await _submit(gateway, key, kind=kind, params=params, delivery=delivery)
 
 
-@router.post("/v1/images/generate")
+@router.post("/v1/images/generate", openapi_extra=documented(IMAGE))
 async def generate_image(request: Request, gateway: GatewayDep, key: KeyDep) -> Response:
     return await _image_task(request, gateway, key, with_image=False)
 
 
-@router.post("/v1/images/transform")
+@router.post("/v1/images/transform", openapi_extra=documented(IMAGE_TRANSFORM))
 async def transform_image(request: Request, gateway: GatewayDep, key: KeyDep) -> Response:
     return await _image_task(request, gateway, key, with_image=True)
 
@@ -87,7 +95,7 @@ async def transform_image(request: Request, gateway: GatewayDep, key: KeyDep) ->
 # --- videos ------------------------------------------------------------------------------
 
 
-@router.post("/v1/videos/generate")
+@router.post("/v1/videos/generate", openapi_extra=documented(VIDEO))
 async def generate_video(request: Request, gateway: GatewayDep, key: KeyDep) -> Response:
     fields = await _fields(request, gateway)
     prompt = _prompt(gateway, fields)
@@ -102,7 +110,7 @@ async def generate_video(request: Request, gateway: GatewayDep, key: KeyDep) -> 
     )
 
 
-@router.post("/v1/videos/transform")
+@router.post("/v1/videos/transform", openapi_extra=documented(VIDEO_TRANSFORM))
 async def transform_video(request: Request, gateway: GatewayDep, key: KeyDep) -> Response:
     fields = await _fields(request, gateway)
     prompt = _prompt(gateway, fields)
@@ -120,7 +128,7 @@ async def transform_video(request: Request, gateway: GatewayDep, key: KeyDep) ->
     )
 
 
-@router.post("/v1/videos/remix")
+@router.post("/v1/videos/remix", openapi_extra=documented(REMIX))
 async def remix_video(request: Request, gateway: GatewayDep, key: KeyDep) -> Response:
     fields = await _fields(request, gateway)
     prompt = _prompt(gateway, fields)
@@ -148,7 +156,7 @@ async def remix_video(request: Request, gateway: GatewayDep, key: KeyDep) -> Res
     return await _submit(gateway, key, kind=TaskKind.REMIX, params=params, delivery=delivery)
 
 
-@router.post("/v1/videos/storyboard")
+@router.post("/v1/videos/storyboard", openapi_extra=documented(VIDEO))
 async def storyboard_video(request: Request, gateway: GatewayDep, key: KeyDep) -> Response:
     fields = await _fields(request, gateway)
     prompt = _prompt(gateway, fields)
@@ -178,7 +186,7 @@ def _character_fields(character: Character) -> dict[str, Any]:
     return {"character": translate.character_object(character.id, character.name, character.username)}
 
 
-@router.post("/v1/characters/create")
+@router.post("/v1/characters/create", openapi_extra=documented(CHARACTER))
 async def create_character(request: Request, gateway: GatewayDep, key: KeyDep) -> Response:
     fields = await _fields(request, gateway)
     delivery = translate.delivery(fields)
@@ -194,7 +202,7 @@ async def create_character(request: Request, gateway: GatewayDep, key: KeyDep) -
     return chatstream.text_answer(reply, content, stream=delivery.stream)
 
 
-@router.post("/v1/characters/generate")
+@router.post("/v1/characters/generate", openapi_extra=documented(CHARACTER_VIDEO))
 async def generate_with_character(request: Request, gateway: GatewayDep, key: KeyDep) -> Response:
     fields = await _fields(request, gateway)
     prompt = _prompt(gateway, fields)
