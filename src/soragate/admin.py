@@ -61,7 +61,7 @@ class AdminService:
 
     async def create_key(self, *, name: str, admin: bool, limits: dict[str, Any]) -> tuple[ApiKey, str]:
         key, secret = await key_store.create_key(self.engine, name=name, admin=admin, **_checked_limits(limits))
-        log.info("key %s (%s, %s) created", key.id, key.name, key.role)
+        log.info("key %s (%s) created", key.id, key.role)
         return key, secret
 
     async def find_key(self, ident: str, *, active_only: bool = False) -> ApiKey:
