@@ -8,9 +8,9 @@ timed by method and route template (``/v1/videos/{video_id}``), never by raw pat
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -33,7 +33,7 @@ def request_id(headers: list[tuple[bytes, bytes]]) -> str:
             if _SANE_ID.fullmatch(value):
                 return value.decode("ascii")
             break
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 class RequestObserver:
