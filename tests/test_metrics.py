@@ -94,6 +94,8 @@ def test_metrics_count_tasks_upstream_requests_and_lag(gateway: LiveServer, rela
     code = gateway.task(ids[3]).error.code  # the canonical code (each dialect spells it its own way)
     assert code == "prompt_review_failed"
 
+    with gateway.client(user) as client:
+        assert client.get(f"/v1/no-such-route/{ids[0]}").status_code == 404
     samples = metrics(gateway)
 
     assert value(samples, "soragate_tasks_created_total", dialect="openai", model="sora-2") == 4
@@ -128,6 +130,7 @@ def test_metrics_count_tasks_upstream_requests_and_lag(gateway: LiveServer, rela
     assert value(samples, http, method="POST", route="/v1/videos", status="200") == 4
     assert value(samples, http, method="GET", route="/v1/videos/{video_id}", status="200") >= 4
     assert value(samples, "soragate_http_request_duration_seconds_count", route="/v1/videos") == 4
+    assert value(samples, http, method="GET", route="unmatched", status="404") == 1
 
     # No tenant data in any label: task ids, prompts, keys, key names.
     labels = {v for _, lab, _ in samples for v in lab.values()}
