@@ -165,7 +165,7 @@ def test_text_logs_name_the_ids_and_libraries_speak_only_when_asked(
     tmp_path: Path, relay: tuple[RelayV2Fake, str]
 ) -> None:
     _, url = relay
-    served = start(tmp_path, url, SORAGATE_LIBRARY_LOG_LEVEL="INFO")
+    served = start(tmp_path, url, SORAGATE_LOG_LEVEL="DEBUG", SORAGATE_LIBRARY_LOG_LEVEL="INFO")
     try:
         (video,) = run_tasks(served, ["a lighthouse in fog"])
     finally:
@@ -175,7 +175,7 @@ def test_text_logs_name_the_ids_and_libraries_speak_only_when_asked(
     assert f"request_id={REQUEST_ID}" in created and f"task_id={video['id']}" in created
     with pytest.raises(json.JSONDecodeError):
         json.loads(created)
-    # Asked for, httpx's per-request lines appear, and still carry no key.
+    # Asked for, httpx's per-request lines appear; debug lines too, and still no key.
     assert "HTTP Request: POST" in output
     for secret in secrets_of(served):
         assert secret not in output

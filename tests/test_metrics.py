@@ -124,6 +124,7 @@ def test_metrics_count_tasks_upstream_requests_and_lag(gateway: LiveServer, rela
     assert value(samples, "soragate_account_max_concurrency", account=ACCOUNT) == 7
     assert value(samples, "soragate_account_state", account=ACCOUNT, state="ok") == 1
     assert value(samples, "soragate_workers_live") == 1
+    assert value(samples, "process_resident_memory_bytes") > 0
 
     # HTTP requests by route template; status polls of four different ids are one series.
     http = "soragate_http_requests_total"

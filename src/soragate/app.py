@@ -222,17 +222,19 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
             role=role,
             metrics=metrics,
         )
-        if settings.worker_enabled:
-            await worker.start()
-            await callbacks.start()
-        figures = DatabaseFigures(engine=engine, router=router, loop=asyncio.get_running_loop())
-        figures.lease_seconds = settings.lease_seconds
+        # Before the worker starts: a metrics port that cannot be bound stops the start here.
+        figures = DatabaseFigures(
+            engine=engine, router=router, loop=asyncio.get_running_loop(), lease_seconds=settings.lease_seconds
+        )
         metrics.watch_database(figures)
         metrics_port = (
             MetricsPort(metrics, host=settings.metrics_host or settings.host, port=settings.metrics_port)
             if settings.metrics_port
             else None
         )
+        if settings.worker_enabled:
+            await worker.start()
+            await callbacks.start()
         readiness = Readiness(
             engine=engine,
             storage=storage,

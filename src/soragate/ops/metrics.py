@@ -19,7 +19,15 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -46,6 +54,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # This process's CPU, memory and open files (process_*), and Python's GC (python_gc_*).
+        ProcessCollector(registry=r)
+        GCCollector(registry=r)
         self.tasks_created = Counter(
             "soragate_tasks_created", "Tasks created by this process.", ["dialect", "model"], registry=r
         )
@@ -123,11 +134,13 @@ class DatabaseFigures(Collector):
     """Gauges read from the database when scraped: the queue, accounts, live workers. The
     collector runs in whichever thread renders the metrics; the reading runs on ``loop``."""
 
-    def __init__(self, *, engine: AsyncEngine, router: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, *, engine: AsyncEngine, router: Any, loop: asyncio.AbstractEventLoop, lease_seconds: float = 30.0
+    ) -> None:
         self.engine = engine
         self.router = router
         self.loop = loop
-        self.lease_seconds = 30.0
+        self.lease_seconds = lease_seconds  # a worker heard from within this is live
 
     def describe(self) -> Iterable[Any]:
         return []  # read only when collected: registering must not touch the database
