@@ -16,14 +16,23 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import LiveServer, free_port, release_port, run_server, test_settings
 
 PG_URL = os.environ.get("SORAGATE_TEST_POSTGRES_URL")
+METRICS_KEY = "metrics-key-health-test-0123456789"
 
 
 def readyz(server: LiveServer) -> tuple[int, dict[str, Any]]:
     response = httpx.get(server.url + "/readyz", timeout=10)
     return response.status_code, response.json()
+
+
+def database_figures(server: LiveServer) -> float:
+    response = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_KEY}"}, timeout=30)
+    assert response.status_code == 200
+    (family,) = [f for f in text_string_to_metric_families(response.text) if f.name == "soragate_database_figures_ok"]
+    return float(family.samples[0].value)
 
 
 def eventually(server: LiveServer, status: int, timeout: float = 15) -> dict[str, Any]:
@@ -177,7 +186,7 @@ def test_a_database_that_cannot_be_reached_is_named_and_recovers(tmp_path: Path)
     proxy.start()
     through_proxy = PG_URL.replace(f"{parsed.host}:{parsed.port or 5432}", f"127.0.0.1:{proxy.port}", 1)
     try:
-        for server in start(tmp_path, database_url=through_proxy, worker_enabled=False):
+        for server in start(tmp_path, database_url=through_proxy, worker_enabled=False, metrics_key=METRICS_KEY):
             assert readyz(server)[0] == 200
             proxy.stop()
             body = eventually(server, 503)
@@ -185,7 +194,10 @@ def test_a_database_that_cannot_be_reached_is_named_and_recovers(tmp_path: Path)
             assert body["checks"]["database"].startswith(("unavailable (", "no answer within")), body
             assert body["checks"]["migrations"].startswith("not checked")
             assert "soragate-ci" not in str(body) and str(proxy.port) not in str(body)  # no URL, no password
+            # Metrics still answer, saying the database figures are missing.
+            assert database_figures(server) == 0
             proxy.start()
             eventually(server, 200)
+            assert database_figures(server) == 1
     finally:
         proxy.stop()

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -37,6 +37,9 @@ from soragate.core.task import ACTIVE_STATUSES
 from soragate.store import tasks as task_store
 from soragate.store.tables import tasks
 from soragate.store.workers import live_workers
+
+if TYPE_CHECKING:  # the router counts its upstream requests here: no import at run time
+    from soragate.routing.router import Router
 
 log = logging.getLogger("soragate.metrics")
 
@@ -135,7 +138,7 @@ class DatabaseFigures(Collector):
     collector runs in whichever thread renders the metrics; the reading runs on ``loop``."""
 
     def __init__(
-        self, *, engine: AsyncEngine, router: Any, loop: asyncio.AbstractEventLoop, lease_seconds: float = 30.0
+        self, *, engine: AsyncEngine, router: Router, loop: asyncio.AbstractEventLoop, lease_seconds: float = 30.0
     ) -> None:
         self.engine = engine
         self.router = router
@@ -146,9 +149,11 @@ class DatabaseFigures(Collector):
         return []  # read only when collected: registering must not touch the database
 
     def collect(self) -> Iterable[Any]:
+        reading = asyncio.run_coroutine_threadsafe(self._read(), self.loop)
         try:
-            figures = asyncio.run_coroutine_threadsafe(self._read(), self.loop).result(SCRAPE_TIMEOUT)
+            figures = reading.result(SCRAPE_TIMEOUT)
         except Exception:  # noqa: BLE001 - a scrape answers without them (timeout, database down)
+            reading.cancel()
             log.warning("metrics: reading the database failed; its figures are left out", exc_info=True)
             yield _gauge("soragate_database_figures_ok", "1 when this scrape read the database figures.", value=0)
             return
@@ -230,6 +235,3 @@ class MetricsPort:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
-
-
-Timer = Callable[[str, float], None]
