@@ -139,7 +139,7 @@ def test_metrics_count_tasks_upstream_requests_and_lag(gateway: LiveServer, rela
         assert not any(secret in label for label in labels), secret
 
 
-def test_queue_gauges_show_waiting_tasks_and_jobs_in_flight(
+def test_queue_gauges_show_jobs_in_flight_and_a_deleted_task_counts_as_cancelled(
     gateway: LiveServer, relay: tuple[RelayV2Fake, str]
 ) -> None:
     fake, url = relay
@@ -156,11 +156,16 @@ def test_queue_gauges_show_waiting_tasks_and_jobs_in_flight(
     assert value(samples, "soragate_tasks_oldest_age_seconds", status="in_progress") > 0
     assert value(samples, "soragate_account_in_flight", account=ACCOUNT) == 2
 
+    with gateway.client() as client:
+        assert client.delete(f"/v1/videos/{ids[1]}").json()["deleted"] is True
     fake.complete_all()
-    assert [gateway.wait_for(i)["status"] for i in ids] == ["completed", "completed"]
+    assert gateway.wait_for(ids[0])["status"] == "completed"
     samples = metrics(gateway)
     assert value(samples, "soragate_tasks_active", status="in_progress") == 0
     assert value(samples, "soragate_account_in_flight", account=ACCOUNT) == 0
+    finished = "soragate_tasks_finished_total"
+    assert value(samples, finished, outcome="completed") == 1
+    assert value(samples, finished, outcome="cancelled", dialect="openai", model="sora-2") == 1
 
 
 def test_metrics_need_an_admin_key_or_the_metrics_key(gateway: LiveServer) -> None:
