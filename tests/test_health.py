@@ -105,10 +105,13 @@ def test_a_schema_behind_the_code_is_named(server: LiveServer) -> None:
 
 def test_a_stale_worker_heartbeat_is_named_until_the_worker_beats_again(server: LiveServer) -> None:
     db = sqlite3.connect(server.settings.data_dir / "soragate.db", timeout=10)
-    with db:
-        db.execute("UPDATE workers SET heartbeat_at = heartbeat_at - 3600")
+    for _ in range(3):  # a beat landing between the update and the check makes it fresh again
+        with db:
+            db.execute("UPDATE workers SET heartbeat_at = heartbeat_at - 3600")
+        code, body = readyz(server)
+        if code == 503:
+            break
     db.close()
-    code, body = readyz(server)
     assert code == 503 and body["failing"] == ["worker"], body
     assert body["checks"]["worker"].startswith("last heartbeat")
     eventually(server, 200)  # the next beat (every lease_seconds / 3) clears it
