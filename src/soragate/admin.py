@@ -17,6 +17,7 @@ from soragate.core.masks import mask
 from soragate.core.task import ErrorCode, Task, TaskError, TaskStatus
 from soragate.errors import Conflict, InvalidRequest, NotFound
 from soragate.netguard import check_url
+from soragate.ops.metrics import Metrics
 from soragate.profiles.model import Profile, ProfileError, parse_profile
 from soragate.providers.base import Failure, ProviderError
 from soragate.routing.router import Router
@@ -48,6 +49,7 @@ class AdminService:
     engine: AsyncEngine
     router: Router
     cipher: SecretCipher
+    metrics: Metrics | None = None
 
     async def live_workers(self) -> list[dict[str, Any]]:
         """Worker processes heard from lately (a dead one drops out after three missed beats),
@@ -59,7 +61,7 @@ class AdminService:
 
     async def create_key(self, *, name: str, admin: bool, limits: dict[str, Any]) -> tuple[ApiKey, str]:
         key, secret = await key_store.create_key(self.engine, name=name, admin=admin, **_checked_limits(limits))
-        log.info("key %s (%s, %s) created", key.id, key.name, key.role)
+        log.info("key %s (%s) created", key.id, key.role)
         return key, secret
 
     async def find_key(self, ident: str, *, active_only: bool = False) -> ApiKey:
@@ -199,10 +201,12 @@ class AdminService:
         return task
 
     async def cancel_task(self, task_id: str) -> Task:
-        await self.get_task(task_id)
+        task = await self.get_task(task_id)
         if not await task_store.cancel_task(self.engine, task_id=task_id):
             raise InvalidRequest(f"Task {task_id} is not queued or running.", code="not_cancellable")
-        log.info("task %s cancelled by an admin", task_id)
+        log.info("task %s cancelled by an admin", task_id, extra={"task_id": task_id})
+        if self.metrics is not None:
+            self.metrics.task_finished(dialect=task.dialect, model=task.params.model, outcome="cancelled")
         return await self.get_task(task_id)
 
     async def usage(self, *, days: int) -> dict[str, Any]:

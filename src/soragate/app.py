@@ -37,6 +37,10 @@ from soragate.dialects.common import DIALECT_SCOPE_KEY
 from soragate.errors import InvalidRequest, NotFound, SecretKeyError, SoragateError
 from soragate.events import events_for
 from soragate.gateway import Gateway
+from soragate.ops import routes as ops_routes
+from soragate.ops.metrics import DatabaseFigures, Metrics, MetricsPort
+from soragate.ops.readiness import Readiness, migration_heads
+from soragate.ops.requests import RequestObserver
 from soragate.permissions import make_private
 from soragate.profiles.registry import ProfileRegistry
 from soragate.providers.sandbox import SandboxProvider
@@ -125,6 +129,7 @@ async def report_secrets(engine: Any, cipher: SecretCipher) -> None:
 
 def create_app(settings: Settings | None = None, *, role: str = "serve") -> FastAPI:
     settings = settings or Settings()
+    metrics = Metrics()
     # The driver's debug log prints every SQL parameter, provider secrets included.
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
@@ -170,7 +175,9 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
         catalogue = Catalogue()
         router = Router(
             engine=engine,
-            factory=default_factory(http, guard=None if settings.allow_private_urls else transport),
+            factory=default_factory(
+                http, guard=None if settings.allow_private_urls else transport, transport=transport, metrics=metrics
+            ),
             sandbox=sandbox,
             profiles=profiles,
             on_routes=catalogue.set_routed,
@@ -188,6 +195,7 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
             http=http,
             reader=FastReader.for_url(settings.db_url),
             router=router,
+            metrics=metrics,
         )
         callbacks = Callbacks(
             engine=engine,
@@ -212,20 +220,43 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
             signer=signer,
             on_final=callbacks.task_ended,
             role=role,
+            metrics=metrics,
+        )
+        # Before the worker starts: a metrics port that cannot be bound stops the start here.
+        figures = DatabaseFigures(
+            engine=engine, router=router, loop=asyncio.get_running_loop(), lease_seconds=settings.lease_seconds
+        )
+        metrics.watch_database(figures)
+        metrics_port = (
+            MetricsPort(metrics, host=settings.metrics_host or settings.host, port=settings.metrics_port)
+            if settings.metrics_port
+            else None
         )
         if settings.worker_enabled:
             await worker.start()
             await callbacks.start()
+        readiness = Readiness(
+            engine=engine,
+            storage=storage,
+            settings=settings,
+            worker_id=worker.id if settings.worker_enabled else None,
+            heads=await asyncio.to_thread(migration_heads, settings.db_url),
+        )
         log.info("soragate ready on %s (data in %s)", settings.base_url, settings.data_dir.resolve())
         try:
             yield {
                 "gateway": gateway,
-                "admin": AdminService(settings=settings, engine=engine, router=router, cipher=cipher),
+                "admin": AdminService(settings=settings, engine=engine, router=router, cipher=cipher, metrics=metrics),
                 "worker": worker,
                 "router": router,
                 "presenters": PRESENTERS,
+                "metrics": metrics,
+                "readiness": readiness,
             }
         finally:
+            if metrics_port is not None:
+                metrics_port.close()
+            metrics.registry.unregister(figures)
             if settings.worker_enabled:
                 await worker.stop()
                 await callbacks.stop()
@@ -261,10 +292,6 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
         error.error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
         return formatter(request)(error)
 
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
     # Status reads are most requests: first in the table (it excludes the fixed GET routes beside it).
     app.router.routes.insert(0, openai_dialect.status_route)
     # Sora2API's fixed paths (/v1/videos/generate, ...) must win over OpenAI's /v1/videos/{id}.
@@ -277,5 +304,7 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
     app.include_router(files_routes.router)
     app.include_router(upstream_callbacks.router)
     app.include_router(web.router)
+    app.include_router(ops_routes.router)
     app.mount("/static", StaticFiles(directory=web_routes.STATIC), name="static")
+    app.add_middleware(RequestObserver, metrics=metrics)
     return app

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 import time
@@ -62,6 +61,18 @@ def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
+def _configure_logging(settings: Settings) -> None:
+    from soragate.ops.logs import configure_logging
+
+    try:
+        configure_logging(
+            level=settings.log_level, log_format=settings.log_format, library_level=settings.library_log_level
+        )
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+
+
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
@@ -88,7 +99,7 @@ def serve(
     if not worker:
         overrides["worker_enabled"] = False
     settings = _settings(data_dir, **overrides)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging(settings)
     preflight(settings)
     first_start = not (settings.data_dir / "admin.key").exists()
     console.print(f"[bold]soragate[/] on {settings.base_url}  (API base URL: {settings.base_url}/v1)")
@@ -104,6 +115,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through soragate's log format
         loop="auto",
         http="auto",
         timeout_graceful_shutdown=5,
@@ -118,7 +130,7 @@ def worker_command(data_dir: DataDir = None) -> None:
     from soragate.app import create_app
 
     settings = _settings(data_dir, worker_enabled=True)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging(settings)
     preflight(settings)
     console.print(f"[bold]soragate worker[/]  data: {settings.data_dir.resolve()}")
     console.print(f"  database: {settings.db_url.split('://')[0]}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 import httpx
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,6 +30,7 @@ from soragate.core.uploads import Character, Upload
 from soragate.errors import InsufficientCredits, InvalidRequest, NotFound, PayloadTooLarge
 from soragate.events import TaskEvents
 from soragate.netguard import check_url, fetch_capped
+from soragate.ops.metrics import Metrics
 from soragate.profiles.snap import SnapRefused
 from soragate.result_files import MediaPool
 from soragate.routing.router import Router
@@ -60,6 +62,7 @@ class Gateway:
     http: httpx.AsyncClient
     reader: FastReader | None = None
     router: Router | None = None
+    metrics: Metrics = field(default_factory=Metrics, repr=False)
     # key hash → (key, when read): see ``authenticate``
     _keys: dict[str, tuple[ApiKey, float]] = field(default_factory=dict, repr=False)
     # task id → its spritesheet being made on request (one at a time per task)
@@ -146,7 +149,10 @@ class Gateway:
             raise InsufficientCredits(f"This key does not have enough credits for this request (it costs {cost:g}).")
         if refused is task_store.Refusal.IN_FLIGHT:
             raise self.brakes.too_many_in_flight(max_in_flight or 0)
-        log.info("task %s created: %s %s via %s by %s", task.id, kind.value, params.model, dialect, owner.prefix)
+        # The rest of this request's log lines name the task too.
+        structlog.contextvars.bind_contextvars(task_id=task.id)
+        log.info("task %s created: %s %s via %s", task.id, kind.value, params.model, dialect)
+        self.metrics.task_created(dialect=dialect, model=params.model)
         self.events.task_created(task.id)
         return task
 
@@ -217,11 +223,13 @@ class Gateway:
 
     async def delete_task(self, *, owner: ApiKey, task_id: str) -> None:
         task = await self.get_task(owner=owner, task_id=task_id)
-        if task.status in ACTIVE_STATUSES:
-            await task_store.cancel_task(self.engine, task_id=task.id, owner_id=owner.id)
+        if task.status in ACTIVE_STATUSES and await task_store.cancel_task(
+            self.engine, task_id=task.id, owner_id=owner.id
+        ):
+            self.metrics.task_finished(dialect=task.dialect, model=task.params.model, outcome="cancelled")
         await task_store.delete_task(self.engine, task_id=task.id, owner_id=owner.id)
         await self.storage.delete_tree(self.storage.task_dir(task.id))
-        log.info("task %s deleted by %s", task.id, owner.prefix)
+        log.info("task %s deleted", task.id, extra={"task_id": task.id})
         self.events.publish(task.id)
 
     async def upstream_changed(self, *, account: str, upstream_id: str) -> None:
@@ -410,7 +418,7 @@ class Gateway:
             created_at=time.time(),
         )
         await upload_store.insert_character(self.engine, character=character)
-        log.info("character %s created by %s", character.id, owner.prefix)
+        log.info("character %s created", character.id)
         return character
 
     async def list_characters(self, *, owner: ApiKey) -> list[Character]:

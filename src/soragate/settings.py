@@ -92,6 +92,17 @@ class Settings(BaseSettings):
     auth_failure_window: float = Field(default=60.0, gt=0)
 
     log_level: str = "INFO"
+    # text | json (one JSON object a line); third-party libraries (httpx, uvicorn...) log at
+    # ``library_log_level`` and above.
+    log_format: str = "text"
+    library_log_level: str = "WARNING"
+
+    # /metrics: on the main port it needs an admin key or this key (Bearer). With a metrics
+    # port it is also served there to anyone who can reach it (bound to ``metrics_host``,
+    # default ``host``); ``soragate worker`` has no other way to expose its figures.
+    metrics_key: SecretStr | None = None
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str | None = None
 
     @property
     def db_url(self) -> str:

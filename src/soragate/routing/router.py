@@ -25,6 +25,8 @@ from soragate.core.accounts import ProviderAccount
 from soragate.core.task import Task, TaskKind
 from soragate.errors import UpstreamUnavailable
 from soragate.netguard import GuardedTransport
+from soragate.ops.metrics import Metrics
+from soragate.ops.upstream import MeteredTransport
 from soragate.profiles.model import Profile, ProfileError, parse_profile
 from soragate.profiles.registry import ProfileRegistry
 from soragate.profiles.snap import Snapped, SnapPolicy, SnapRefused, snap
@@ -377,16 +379,29 @@ def _connection_changed(old: ProviderAccount, new: ProviderAccount) -> bool:
     )
 
 
-def default_factory(http: httpx.AsyncClient, *, guard: httpx.AsyncBaseTransport | None = None) -> ProviderFactory:
+def default_factory(
+    http: httpx.AsyncClient,
+    *,
+    guard: httpx.AsyncBaseTransport | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    metrics: Metrics | None = None,
+) -> ProviderFactory:
     """Build the provider for an account of each wire-protocol kind. With ``guard`` (the
     transport ``http`` uses), accounts that do not allow private links talk through a
-    ``GuardedTransport`` over it: links to other origins are checked and pinned."""
+    ``GuardedTransport`` over it: links to other origins are checked and pinned. With
+    ``metrics`` (and ``transport``, the one ``http`` uses), each account's requests are
+    counted and timed under its name."""
 
     def client_for(account: ProviderAccount) -> httpx.AsyncClient:
-        if guard is None or account.opts.private_links:
+        chosen: httpx.AsyncBaseTransport | None = None
+        if guard is not None and not account.opts.private_links:
+            chosen = GuardedTransport(guard, base_url=account.base_url)
+        inner = chosen or transport
+        if metrics is not None and inner is not None:
+            chosen = MeteredTransport(inner, account=account.name, metrics=metrics)
+        if chosen is None:
             return http
-        transport = GuardedTransport(guard, base_url=account.base_url)
-        return httpx.AsyncClient(transport=transport, timeout=http.timeout)
+        return httpx.AsyncClient(transport=chosen, timeout=http.timeout)
 
     def build(account: ProviderAccount) -> Provider:
         from soragate.providers import gemini, kie, kie_runway, kie_veo, openai, openrouter, relay_v2, sora2api, xai

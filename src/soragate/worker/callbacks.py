@@ -179,7 +179,9 @@ class Callbacks:
             self.engine, delivery_id=delivery.id, ok=ok, status_code=status, error=error, retry_at=retry_at
         )
         if ok:
-            log.info("callback %s for task %s delivered", delivery.id, delivery.task_id)
+            log.info(
+                "callback %s for task %s delivered", delivery.id, delivery.task_id, extra={"task_id": delivery.task_id}
+            )
         else:
             log.warning(
                 "callback %s for task %s failed (%s)%s",
@@ -187,4 +189,5 @@ class Callbacks:
                 delivery.task_id,
                 error,
                 "; will retry" if retry_at else "; giving up",
+                extra={"task_id": delivery.task_id},
             )

@@ -10,6 +10,7 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from soragate.ops.metrics import Metrics
 from soragate.providers.base import ACCOUNT_FAILURES, Failure, ProviderError
 from soragate.routing.router import AccountRuntime
 from soragate.store import accounts as account_store
@@ -23,8 +24,9 @@ RATE_LIMIT_COOLDOWN_CAP = 300.0
 
 
 class AccountHealth:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, metrics: Metrics | None = None) -> None:
         self.engine = engine
+        self.metrics = metrics or Metrics()
 
     async def ok(self, runtime: AccountRuntime) -> None:
         account = runtime.account
@@ -70,6 +72,7 @@ class AccountHealth:
             log.warning("account %s taken out of rotation: %s", account.name, reason)
         if cooldown:
             account.cooldown_until = cooldown
+            self.metrics.cooldowns.labels(account.name).inc()
             log.warning("account %s cooling down for %.0f s", account.name, cooldown - time.time())
         if account.source != "builtin" and exc.failure is not Failure.UNCERTAIN:
             stored = await account_store.record_outcome(
@@ -90,4 +93,5 @@ class AccountHealth:
                 before = account.cooldown_until
                 account.consecutive_failures, account.cooldown_until = stored
                 if cooldown is None and account.cooldown_until and account.cooldown_until != before:
+                    self.metrics.cooldowns.labels(account.name).inc()
                     log.warning("account %s cooling down for %.0f s", account.name, COOLDOWN_SECONDS)

@@ -30,10 +30,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.task import ErrorCode, SubmitState, Task, TaskError
 from soragate.events import TaskEvents
+from soragate.ops.metrics import Metrics
+from soragate.ops.upstream import request_kind
 from soragate.profiles.snap import SnapRefused
 from soragate.providers.base import ACCOUNT_FAILURES, Failure, JobState, JobStatus, ProviderError
 from soragate.result_files import MediaPool
@@ -78,6 +81,7 @@ class Worker:
         schedule: Schedule | None = None,
         role: str = "serve",
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.engine = engine
         self.storage = storage
@@ -92,16 +96,17 @@ class Worker:
         self.clock = clock
         self.id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.gate = PollGate(engine)
-        self.health = AccountHealth(engine)
+        self.metrics = metrics or Metrics()
+        self.health = AccountHealth(engine, metrics=self.metrics)
         self._steps: dict[str, asyncio.Task[None]] = {}
         self._loops: list[asyncio.Task[None]] = []
         # Results being downloaded, checked and stored at once: bounds the scratch disk. The
         # checks and previews run in ``media``'s processes, off this event loop and its GIL.
         self._results = asyncio.Semaphore(max(1, settings.result_downloads))
-        self.media = MediaPool(settings.media_workers)
+        self.media = MediaPool(settings.media_workers, timer=self.metrics.result_timer)
         # Spritesheets of completed videos: one process at a lower priority than the checks
         # that hold tasks back; best effort (a missing one is made on first request).
-        self.previews = MediaPool(min(1, settings.media_workers), nice=10)
+        self.previews = MediaPool(min(1, settings.media_workers), nice=10, timer=self.metrics.result_timer)
         self._background: set[asyncio.Task[bool]] = set()
         # Due times this process wrote: a hint for when to claim next, not state.
         self._due_hints: list[float] = []
@@ -247,6 +252,8 @@ class Worker:
     # --- one step -------------------------------------------------------------------------
 
     async def _step(self, task: Task) -> None:
+        # Every log line of this step (it runs in a context of its own) names the task.
+        structlog.contextvars.bind_contextvars(task_id=task.id)
         try:
             runtime = self.router.runtime(task.provider)
             if runtime is None and task.provider:
@@ -279,12 +286,13 @@ class Worker:
             self._steps.pop(task.id, None)
             self.events.new_task.set()  # a slot may have freed up
 
-    async def _bounded(self, call: Awaitable[T], *, seconds: float, creating: bool = False) -> T:
+    async def _bounded(self, call: Awaitable[T], *, kind: str, seconds: float, creating: bool = False) -> T:
         """One upstream call, over in ``seconds`` whatever the upstream does (a trickling body
-        resets httpx's read timeout with every byte)."""
+        resets httpx's read timeout with every byte); its requests are counted as ``kind``."""
         try:
             async with asyncio.timeout(seconds):
-                return await call
+                with request_kind(kind):
+                    return await call
         except TimeoutError:
             message = f"the upstream did not answer within {seconds:g} s"
             if creating:
@@ -328,7 +336,10 @@ class Worker:
         asked = self.clock()
         try:
             upstream_id = await self._bounded(
-                runtime.provider.submit(task, inputs), seconds=self.settings.upstream_timeout_seconds, creating=True
+                runtime.provider.submit(task, inputs),
+                kind="create",
+                seconds=self.settings.upstream_timeout_seconds,
+                creating=True,
             )
         except ProviderError as exc:
             if exc.failure is Failure.UNCERTAIN:
@@ -388,7 +399,9 @@ class Worker:
         Returns its upstream id, "" when the upstream certainly has none, or None when it
         cannot tell (the task is then failed, rather than pay twice)."""
         try:
-            found = await self._bounded(runtime.provider.find(task), seconds=self.settings.upstream_timeout_seconds)
+            found = await self._bounded(
+                runtime.provider.find(task), kind="find", seconds=self.settings.upstream_timeout_seconds
+            )
         except ProviderError as exc:
             log.warning("task %s: cannot tell whether %s created it (%s)", task.id, runtime.name, exc.error.message)
             message = (
@@ -434,7 +447,7 @@ class Worker:
         asked = self.clock()
         try:
             status = await self._bounded(
-                runtime.provider.status(task.upstream_id), seconds=self.settings.upstream_timeout_seconds
+                runtime.provider.status(task.upstream_id), kind="status", seconds=self.settings.upstream_timeout_seconds
             )
         except ProviderError as error:
             await self._status_failed(task, runtime, error, deadline)
@@ -502,6 +515,7 @@ class Worker:
             async with self._results:
                 files = await self._bounded(
                     runtime.provider.fetch_result(task.upstream_id, scratch, status),
+                    kind="result",
                     seconds=self.settings.download_timeout_seconds,
                 )
                 assets = await store_results(
@@ -537,6 +551,8 @@ class Worker:
             if await task_store.get_task(self.engine, task_id=task.id) is None:
                 await self.storage.delete_tree(self.storage.task_dir(task.id))
             return
+        self.metrics.completion_lag.labels(runtime.name).observe(max(0.0, self.clock() - noticed))
+        self.metrics.task_finished(dialect=task.dialect, model=task.params.model, outcome="completed")
         await self._learn(route_key(task, runtime.name), noticed - (task.started_at or task.created_at))
         if spritesheet_pending(assets):
             job = asyncio.create_task(
@@ -579,6 +595,9 @@ class Worker:
         self.events.publish(task.id)
         if ok:
             log.info("task %s failed: %s", task.id, error.code)
+            self.metrics.task_finished(
+                dialect=task.dialect, model=task.params.model, outcome="failed", code=error_label(error.code)
+            )
             await self._ended(task.id)
 
     async def _learn(self, key: str, seconds: float) -> None:
@@ -604,6 +623,15 @@ class Worker:
         except Exception:
             # A callback that cannot be queued must not undo or stall the task itself.
             log.exception("queueing callbacks for task %s failed", task_id)
+
+
+_KNOWN_CODES = frozenset({*(c.value for c in ErrorCode), "no_available_upstream", "upstream_task_lost"})
+
+
+def error_label(code: str) -> str:
+    """An error code fit for a metric label: upstreams may send codes of their own, which
+    become "other" (a label's values must stay few)."""
+    return code if code in _KNOWN_CODES else "other"
 
 
 def route_key(task: Task, account: str) -> str:
