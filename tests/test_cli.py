@@ -207,6 +207,6 @@ def test_keys_limit_sets_a_keys_brakes(server: LiveServer) -> None:
     lifted = soragate("keys", "limit", "metered", "--rate", "none", "--data-dir", data_dir, settings=server.settings)
     assert "metered: default requests per minute, 5 tasks in flight" in lifted.stdout
     bad = soragate("keys", "limit", "metered", "--rate", "0", "--data-dir", data_dir, settings=server.settings)
-    assert bad.returncode == 2 and "a whole number of at least 1, or 'none'" in bad.stderr
+    assert bad.returncode == 2 and "a whole number from 1 to 1,000,000, or 'none'" in bad.stderr
     nothing = soragate("keys", "limit", "metered", "--data-dir", data_dir, settings=server.settings)
     assert nothing.returncode == 2 and "nothing to change" in nothing.stderr

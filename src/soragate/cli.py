@@ -19,6 +19,7 @@ from rich.table import Column, Table
 from soragate.cli_providers import app as providers_app
 from soragate.cli_secrets import app as secrets_app
 from soragate.cli_secrets import preflight
+from soragate.core.keys import MAX_WHOLE_LIMIT
 from soragate.settings import Settings
 
 app = typer.Typer(help="soragate: a self-hosted gateway for Sora-style video APIs.", no_args_is_help=True)
@@ -150,15 +151,15 @@ def worker_command(data_dir: DataDir = None) -> None:
 
 
 def _limit(value: str | None, option: str) -> int | None:
-    """A brake given on the command line: a whole number of at least 1, or "none"."""
+    """A brake given on the command line: a whole number from 1 to MAX_WHOLE_LIMIT, or "none"."""
     if value is None or value.lower() in ("none", "default"):
         return None
     try:
         number = int(value)
     except ValueError:
         number = 0
-    if number < 1:
-        raise typer.BadParameter("a whole number of at least 1, or 'none'", param_hint=option)
+    if not 1 <= number <= MAX_WHOLE_LIMIT:
+        raise typer.BadParameter(f"a whole number from 1 to {MAX_WHOLE_LIMIT:,}, or 'none'", param_hint=option)
     return number
 
 

@@ -33,6 +33,9 @@ class ApiKey:
 # What an admin may limit on a key; null (None) lifts a limit (the brakes fall back to the
 # server's defaults, which are unset unless configured).
 LIMITS = ("credit_limit", "rate_limit", "max_in_flight")
+# Beyond any real use, and within the database's integer column (Postgres: 32 bits).
+MAX_WHOLE_LIMIT = 1_000_000
+MAX_CREDIT_LIMIT = 1e12
 
 
 class InvalidLimit(ValueError):
@@ -42,8 +45,9 @@ class InvalidLimit(ValueError):
 
 
 def parse_limits(data: Mapping[str, Any]) -> dict[str, float | int | None]:
-    """The LIMITS present in ``data``, checked: ``credit_limit`` a number of at least 0,
-    ``rate_limit`` (requests per minute) and ``max_in_flight`` whole numbers of at least 1."""
+    """The LIMITS present in ``data``, checked: ``credit_limit`` a number from 0 to
+    MAX_CREDIT_LIMIT, ``rate_limit`` (requests per minute) and ``max_in_flight`` whole numbers
+    from 1 to MAX_WHOLE_LIMIT."""
     limits: dict[str, float | int | None] = {}
     for name in LIMITS:
         if name not in data:
@@ -52,11 +56,16 @@ def parse_limits(data: Mapping[str, Any]) -> dict[str, float | int | None]:
         if value is None:
             limits[name] = None
         elif name == "credit_limit":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise InvalidLimit("'credit_limit' must be a number of at least 0, or null for unlimited.", param=name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_CREDIT_LIMIT:
+                raise InvalidLimit(
+                    f"'credit_limit' must be a number from 0 to {MAX_CREDIT_LIMIT:g}, or null for unlimited.",
+                    param=name,
+                )
             limits[name] = float(value)
         else:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidLimit(f"'{name}' must be a whole number of at least 1, or null for none.", param=name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WHOLE_LIMIT:
+                raise InvalidLimit(
+                    f"'{name}' must be a whole number from 1 to {MAX_WHOLE_LIMIT:,}, or null for none.", param=name
+                )
             limits[name] = value
     return limits
