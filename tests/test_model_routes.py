@@ -180,7 +180,7 @@ def test_sora2_routed_to_a_live_model(gateway: LiveServer, case: Case) -> None:
     # The client sees what was made, and the task keeps what was asked for.
     assert video.seconds == case.actual_seconds
     task = gateway.task(video.id)
-    assert task.params.extra["requested"]["seconds"] == float(case.seconds)
+    assert task.params.requested is not None and task.params.requested.seconds == float(case.seconds)
     assert task.params.extra["route"] == {"account": "upstream", "profile": case.profile}
 
 

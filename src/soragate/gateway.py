@@ -187,7 +187,9 @@ class Gateway:
         if snapped is None:
             return cost
         p = task.params
-        p.extra["requested"] = {"seconds": p.seconds, "size": p.size}
+        p.requested = p.asked
+        # The first route's fit is what the answer shows and what is reserved; the worker fits
+        # the request again to the account it really sends it to (and bills that).
         p.extra["route"] = {"account": route.name, "profile": route.profile.id if route.profile else None}
         if snapped.changed:
             log.info(

@@ -80,9 +80,24 @@ class Shot:
     prompt: str
 
 
+@dataclass(frozen=True)
+class Requested:
+    """What the caller asked for, before any account's model profile fitted it."""
+
+    seconds: float | None
+    width: int
+    height: int
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
 @dataclass
 class TaskParams:
-    """What was asked for, after the catalogue resolved the model."""
+    """What was asked for, after the catalogue resolved the model. ``seconds``, ``width`` and
+    ``height`` are what will be made (fitted to the chosen account's model profile, each time
+    an account is chosen); ``requested`` keeps what the caller asked for."""
 
     prompt: str
     model: str
@@ -99,6 +114,12 @@ class TaskParams:
     characters: list[str] = field(default_factory=list)
     source_task_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    requested: Requested | None = None
+
+    @property
+    def asked(self) -> Requested:
+        """What the caller asked for (as made, for a task stored before this was kept)."""
+        return self.requested or Requested(self.seconds, self.width, self.height)
 
     @property
     def size(self) -> str:
@@ -119,19 +140,34 @@ class TaskParams:
             shots=[],
             characters=[],
             extra={},
+            requested=None,
             **changes,
         )
 
     def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["shots"] = [{"seconds": s.seconds, "prompt": s.prompt} for s in self.shots]
+        r = self.requested
+        data["requested"] = None if r is None else {"seconds": r.seconds, "width": r.width, "height": r.height}
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TaskParams:
         data = dict(data)
         data["shots"] = [Shot(float(s["seconds"]), str(s["prompt"])) for s in data.get("shots", [])]
+        data["requested"] = _requested(data.get("requested"), data.get("extra") or {})
         return cls(**data)
+
+
+def _requested(stored: Any, extra: dict[str, Any]) -> Requested | None:
+    if isinstance(stored, dict):
+        return Requested(stored.get("seconds"), int(stored.get("width") or 0), int(stored.get("height") or 0))
+    old = extra.get("requested")  # rows stored before it was a field: {"seconds", "size": "WxH"}
+    if isinstance(old, dict) and isinstance(old.get("size"), str) and "x" in old["size"]:
+        width, _, height = old["size"].partition("x")
+        if width.isdigit() and height.isdigit():
+            return Requested(old.get("seconds"), int(width), int(height))
+    return None
 
 
 @dataclass(frozen=True)

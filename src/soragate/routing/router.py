@@ -30,7 +30,7 @@ from soragate.ops.upstream import MeteredTransport
 from soragate.profiles.model import Profile, ProfileError, parse_profile
 from soragate.profiles.registry import ProfileRegistry
 from soragate.profiles.snap import Snapped, SnapPolicy, SnapRefused, snap
-from soragate.providers.base import Provider
+from soragate.providers.base import Provider, ProviderError
 from soragate.store import accounts as account_store
 from soragate.store import routes as route_store
 from soragate.store.cipher import SecretCipher
@@ -77,14 +77,17 @@ class Route:
         return self.runtime.name
 
     def snap(self, task: Task) -> Snapped | None:
+        """What this route's profile makes of what the caller asked for (not of what an
+        earlier account's profile made of it)."""
         if self.profile is None or task.kind.is_image:
             return None
         p = task.params
+        asked = p.asked
         return snap(
             self.profile,
-            seconds=p.seconds,
-            width=p.width,
-            height=p.height,
+            seconds=asked.seconds,
+            width=asked.width,
+            height=asked.height,
             hd=p.hd,
             references=len(p.reference_images),
             policy=self.policy,
@@ -93,6 +96,20 @@ class Route:
 
 class NoRoute(Exception):
     """No account can ever serve this task as configured."""
+
+
+def _default_profile(runtime: AccountRuntime, task: Task) -> Profile | None:
+    """For an account without a route: the shipped profile its provider builds bodies from
+    (xAI, Gemini: the profile of the model the account maps to), so the request is fitted to
+    it once, here, and billed for what it makes. None for kinds that need no profile."""
+    pick = getattr(runtime.provider, "default_profile", None)
+    if pick is None or task.kind.is_image:
+        return None
+    try:
+        profile: Profile = pick(task)
+    except ProviderError:
+        return None  # no profile for that model: the provider refuses the task itself
+    return profile
 
 
 class Router:
@@ -254,7 +271,7 @@ class Router:
                     f"the account that made the source video ({source.provider}) is gone or cannot {task.kind.value}"
                 )
             routed = [r for r in self._routed_or_empty(task) if r.runtime is held]
-            return routed[:1] or [Route(held, tier=held.account.priority)]
+            return routed[:1] or [Route(held, _default_profile(held, task), tier=held.account.priority)]
         if task.params.model in self.routes:
             return self._routed(task)
         if not self.runtimes:
@@ -265,7 +282,7 @@ class Router:
             reasons = sorted({r.account.missing_for(task) or "" for r in self.runtimes.values()})
             specific = [r for r in reasons if not r.startswith("model ")]
             raise NoRoute(f"no upstream account serves {' or '.join(specific or reasons)}")
-        return [Route(r, tier=r.account.priority) for r in eligible]
+        return [Route(r, _default_profile(r, task), tier=r.account.priority) for r in eligible]
 
     def _routed_or_empty(self, task: Task) -> list[Route]:
         try:

@@ -362,12 +362,20 @@ async def in_flight_counts(engine: AsyncEngine) -> dict[str, int]:
 
 
 async def mark_submitting(
-    engine: AsyncEngine, *, task_id: str, worker_id: str, provider: str, max_in_flight: int | None
+    engine: AsyncEngine,
+    *,
+    task_id: str,
+    worker_id: str,
+    provider: str,
+    max_in_flight: int | None,
+    refit: tuple[TaskParams, float] | None = None,
 ) -> bool | None:
     """Take a slot on ``provider`` and record the intent to submit, in one transaction, so a
     crash mid-call is seen as an uncertain submission rather than a task never sent.
-    Returns None when the account already holds ``max_in_flight`` tasks (counted across
-    every process), False when the task changed elsewhere, True when the slot is ours."""
+    ``refit``: the params fitted to this account's model profile and their cost, stored with
+    it (the owner's credits move by the difference). Returns None when the account already
+    holds ``max_in_flight`` tasks (counted across every process), False when the task
+    changed elsewhere, True when the slot is ours."""
     async with writing(engine) as conn:
         if max_in_flight is not None:
             if engine.dialect.name == "postgresql":
@@ -388,7 +396,20 @@ async def mark_submitting(
                 updated_at=time.time(),
             )
         )
+        if result.rowcount and refit is not None:
+            await _store_refit(conn, task_id, *refit)
     return result.rowcount > 0
+
+
+async def _store_refit(conn: Any, task_id: str, params: TaskParams, cost: float) -> None:
+    row = (await conn.execute(select(tasks.c.owner_id, tasks.c.cost).where(tasks.c.id == task_id))).one()
+    await conn.execute(update(tasks).where(tasks.c.id == task_id).values(params=params.to_json(), cost=cost))
+    if cost != row.cost:
+        await conn.execute(
+            update(api_keys)
+            .where(api_keys.c.id == row.owner_id)
+            .values(credits_used=api_keys.c.credits_used + (cost - row.cost))
+        )
 
 
 async def mark_submitted(

@@ -28,20 +28,21 @@ import shutil
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from soragate.core.task import ErrorCode, SubmitState, Task, TaskError
+from soragate.core.task import ErrorCode, SubmitState, Task, TaskError, TaskParams
 from soragate.events import TaskEvents
 from soragate.ops.metrics import Metrics
 from soragate.ops.upstream import request_kind
-from soragate.profiles.snap import SnapRefused
+from soragate.profiles.snap import Snapped, SnapRefused
 from soragate.providers.base import ACCOUNT_FAILURES, Failure, JobState, JobStatus, ProviderError
 from soragate.result_files import MediaPool
 from soragate.routing.limits import PollGate
-from soragate.routing.router import AccountRuntime, NoRoute, Router
+from soragate.routing.router import AccountRuntime, NoRoute, Route, Router
 from soragate.settings import Settings
 from soragate.spritesheets import make_spritesheet, spritesheet_pending
 from soragate.storage.signing import UrlSigner
@@ -312,17 +313,25 @@ class Worker:
             await self._fail(task, TaskError("no_available_upstream", f"No available upstream: {exc}."))
             return
         for route in routes:
+            try:
+                snapped = route.snap(task)
+            except SnapRefused:
+                continue  # candidates() leaves such routes out; a profile edited since
+            refit = _refit(task, route, snapped)
             taken = await task_store.mark_submitting(
                 self.engine,
                 task_id=task.id,
                 worker_id=self.id,
                 provider=route.name,
                 max_in_flight=route.runtime.max_in_flight,
+                refit=refit,
             )
             if taken is None:
                 continue  # that account's job slots are all taken
             if not taken:
                 raise LeaseLost
+            if refit is not None:
+                task.params, task.cost = refit
             break
         else:
             # Every able account is full or cooling down: look again shortly (or when a slot frees).
@@ -332,7 +341,7 @@ class Worker:
         # Reference images are read only now that an account has room: a task waiting for a
         # slot does not re-read them from storage every time it looks.
         inputs = await load_inputs(self.engine, self.storage, self.signer, task, source=source)
-        inputs.profile, inputs.snapped = route.profile, route.snap(task)
+        inputs.profile, inputs.snapped = route.profile, snapped
         asked = self.clock()
         try:
             upstream_id = await self._bounded(
@@ -638,3 +647,22 @@ def route_key(task: Task, account: str) -> str:
     """What a job's duration depends on: where it runs, the model, the size and the length."""
     p = task.params
     return f"{account}|{p.model}|{p.size}|{p.seconds or 0:g}"
+
+
+def _refit(task: Task, route: Route, snapped: Snapped | None) -> tuple[TaskParams, float] | None:
+    """The task's params and cost fitted to ``route`` (what the caller asked for, snapped to
+    this account's model profile, at the same price per second), or None when that is what
+    the task already says. The one place a request is fitted for the account that makes it."""
+    p = task.params
+    profile = route.profile.id if route.profile else None
+    chosen = {"account": route.name, "profile": profile}
+    made = (snapped.seconds, snapped.width, snapped.height) if snapped else (p.seconds, p.width, p.height)
+    if made == (p.seconds, p.width, p.height) and p.extra.get("route", chosen) == chosen:
+        return None
+    params = replace(p, seconds=made[0], width=made[1], height=made[2], extra={**p.extra, "route": chosen})
+    if snapped is not None and p.requested is None:
+        params.requested = p.asked
+    cost = task.cost
+    if p.seconds and made[0] and made[0] != p.seconds:
+        cost = round(task.cost * made[0] / p.seconds, 6)
+    return params, cost

@@ -29,6 +29,7 @@ def task_json(task: Task) -> dict[str, Any]:
         "prompt": p.prompt,
         "size": p.size,
         "seconds": task.actual_seconds,
+        "requested": {"seconds": p.asked.seconds, "size": p.asked.size},
         "hd": p.hd,
         "style": p.style,
         "shots": [{"seconds": s.seconds, "prompt": s.prompt} for s in p.shots],

@@ -122,6 +122,15 @@ def result_urls(task: Task, link: Linker | None) -> list[str]:
     return [link(task.id, variant) for variant in wanted]
 
 
+def _result(task: Task, urls: list[str]) -> dict[str, Any]:
+    """Kie's resultJson, plus the length made (and billed) for a video: the account that
+    made it may have fitted the request to what its model makes."""
+    result: dict[str, Any] = {"resultUrls": urls}
+    if not task.kind.is_image and task.params.seconds:
+        result["duration"] = task.params.seconds
+    return result
+
+
 def record(task: Task, *, link: Linker | None) -> dict[str, Any]:
     urls = result_urls(task, link)
     done = task.status.is_final
@@ -130,7 +139,7 @@ def record(task: Task, *, link: Linker | None) -> dict[str, Any]:
         "model": task.params.model,
         "state": state(task),
         "param": json.dumps(_param(task), ensure_ascii=False),
-        "resultJson": json.dumps({"resultUrls": urls}) if task.status is TaskStatus.COMPLETED else "",
+        "resultJson": json.dumps(_result(task, urls)) if task.status is TaskStatus.COMPLETED else "",
         # The seed's client reads data.resultUrls[0], so the list is also given as is.
         "resultUrls": urls,
         "failCode": task.error.code if task.error and task.status is not TaskStatus.COMPLETED else "",
