@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
+from soragate.core.accounts import KIND_DESCRIPTIONS
 from soragate.settings import Settings
 
 app = typer.Typer(help="Manage upstream provider accounts.", no_args_is_help=True)
@@ -160,9 +161,7 @@ def add(
     name: str,
     kind: Annotated[
         str,
-        typer.Option(
-            help="openai | relay_v2 | kie | kie_veo | kie_runway | sora2api | xai | gemini | openrouter | sandbox"
-        ),
+        typer.Option(help="; ".join(f"{kind}: {what}" for kind, what in KIND_DESCRIPTIONS.items())),
     ],
     model: Models = None,
     base_url: Annotated[str | None, typer.Option(help="The upstream's base URL.")] = None,

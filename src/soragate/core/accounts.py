@@ -11,7 +11,34 @@ from soragate.core.account_options import AccountOptions, parse_options, secret_
 from soragate.core.masks import mask
 from soragate.core.task import Task, TaskKind
 
-KINDS = ("openai", "relay_v2", "kie", "kie_veo", "kie_runway", "sora2api", "xai", "gemini", "openrouter", "sandbox")
+# Every provider kind, with what it talks to: the one list the CLI's help, the admin console's
+# Kind menu, the admin API's errors and the README's table are made from (a test holds them to it).
+KIND_DESCRIPTIONS = {
+    "openai": "OpenAI Videos API and compatible hosts (new-api, LiteLLM, LaoZhang, APIYI); base URL ends in /v1",
+    "relay_v2": "relays with /v2/videos/generations task endpoints",
+    "kie": "Kie.ai jobs API (/api/v1/jobs: Sora 2 and the market models: Kling, Seedance, Wan, Hailuo…)",
+    "kie_veo": "Kie.ai Veo 3.1 API (/api/v1/veo)",
+    "kie_runway": "Kie.ai Runway API (/api/v1/runway)",
+    "sora2api": "Sora2API gateways (task API or chat completions)",
+    "xai": "xAI video API (Grok Imagine)",
+    "gemini": "Gemini API, Veo 3.1 (predictLongRunning)",
+    "openrouter": "OpenRouter video API (/api/v1/videos)",
+    "sandbox": "offline renders on this machine, no upstream",
+}
+KINDS = tuple(KIND_DESCRIPTIONS)
+
+
+def kind_help(kind: str) -> str:
+    """One line on a kind: what it talks to, and the options it takes with their defaults."""
+    from soragate.core.account_options import options_model
+
+    shown = []
+    for name, spec in options_model(kind).model_fields.items():
+        default = spec.get_default(call_default_factory=True)
+        shown.append(f"{spec.alias or name}" + ("" if default in (None, {}, []) else f"={default}"))
+    return f"{KIND_DESCRIPTIONS[kind]}. Options: {', '.join(shown)}."
+
+
 FEATURES = ("image_input", "remix", "storyboard", "characters", "hd")
 
 OptionsT = TypeVar("OptionsT", bound=AccountOptions)

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+
+from soragate.core.accounts import KIND_DESCRIPTIONS, kind_help
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -20,8 +23,8 @@ CSP = (
 )
 
 
-def _page(request: Request, template: str, title: str) -> HTMLResponse:
-    response = templates.TemplateResponse(request, template, {"title": title})
+def _page(request: Request, template: str, title: str, **context: Any) -> HTMLResponse:
+    response = templates.TemplateResponse(request, template, {"title": title, **context})
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -35,4 +38,5 @@ async def studio(request: Request) -> HTMLResponse:
 
 @router.get("/admin", response_class=HTMLResponse)
 async def console(request: Request) -> HTMLResponse:
-    return _page(request, "admin.html", "soragate admin")
+    kinds = [{"kind": kind, "what": what, "help": kind_help(kind)} for kind, what in KIND_DESCRIPTIONS.items()]
+    return _page(request, "admin.html", "soragate admin", kinds=kinds)

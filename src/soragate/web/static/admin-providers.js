@@ -69,10 +69,17 @@ function formValues(form) {
   return values;
 }
 
+// The help under the Kind menu: what the kind talks to and the options it takes (from the server).
+function showKindHelp() {
+  const select = $("pf-kind");
+  $("pf-kind-help").textContent = select.selectedOptions[0]?.dataset.help || "";
+}
+
 function fillForm(p) {
   const f = $("provider-form").elements;
   f.name.value = p.name;
   f.kind.value = p.kind;
+  showKindHelp();
   f.base_url.value = p.base_url;
   f.secret.value = "";
   f.secret.placeholder = p.secret ? `unchanged (${p.secret})` : "";
@@ -89,6 +96,7 @@ function stopEditing() {
   const form = $("provider-form");
   form.reset();
   form.elements.secret.placeholder = "";
+  showKindHelp();
   $("provider-form-title").textContent = "Add a provider account";
   $("provider-submit").textContent = "Add account";
   $("provider-cancel").hidden = true;
@@ -236,6 +244,7 @@ async function submit(event) {
 
 export function init() {
   $("provider-form").addEventListener("submit", submit);
+  $("pf-kind").addEventListener("change", showKindHelp);
   $("provider-cancel").addEventListener("click", stopEditing);
   $("providers-refresh").addEventListener("click", (event) => run(event.currentTarget, null, load));
 }
