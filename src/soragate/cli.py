@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
+from soragate.cli_data import named, require_database
 from soragate.cli_providers import app as providers_app
 from soragate.cli_secrets import app as secrets_app
 from soragate.cli_secrets import preflight
@@ -32,7 +33,7 @@ app.add_typer(secrets_app, name="secrets")
 
 # Piped output gets room for whole rows instead of Rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # a message stays one line, whatever the width
 T = TypeVar("T")
 
 DataDir = Annotated[
@@ -46,9 +47,11 @@ def _settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
     return Settings(**overrides)
 
 
-def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]], *, may_create: bool = False) -> T:
     from soragate.permissions import make_private
     from soragate.store.db import create_engine, migrate
+
+    require_database(settings, may_create=may_create)
 
     async def run() -> T:
         make_private(settings)
@@ -183,7 +186,11 @@ def keys_create(
     from soragate.store import keys as key_store
 
     limits = {"rate_limit": _limit(rate, "--rate"), "max_in_flight": _limit(in_flight, "--in-flight")}
-    key, secret = _with_engine(_settings(data_dir), lambda e: key_store.create_key(e, name=name, admin=admin, **limits))
+    key, secret = _with_engine(
+        _settings(data_dir),
+        lambda e: key_store.create_key(e, name=name, admin=admin, **limits),
+        may_create=named(data_dir),
+    )
     err.print(f"created {key.role} key {key.id} ({key.name}); it is shown only now:")
     print(secret)  # noqa: T201 - the key alone on stdout, for scripts
 
@@ -378,6 +385,15 @@ def _api_key(explicit: str | None, data_dir: Path | None) -> str:
     raise typer.Exit(2)
 
 
+BaseUrlOption = Annotated[str, typer.Option(envvar="SORAGATE_URL", help="Server URL.")]
+ApiKeyOption = Annotated[str | None, typer.Option(help="API key (default $SORAGATE_API_KEY or data/admin.key).")]
+GiveUpOption = Annotated[
+    float, typer.Option("--give-up-after", min=0, help="Seconds to keep reconnecting while the server is away.")
+]
+# How long a wait keeps trying while the server is away (a restart, a deploy), by default.
+RECONNECT_SECONDS = 90.0
+
+
 @app.command()
 def generate(
     prompt: str,
@@ -386,25 +402,113 @@ def generate(
     seconds: Annotated[str | None, typer.Option(help="Length in seconds.")] = None,
     size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, e.g. 1280x720.")] = None,
     image: Annotated[Path | None, typer.Option(help="Reference image for image-to-video.")] = None,
-    base_url: Annotated[str, typer.Option(envvar="SORAGATE_URL", help="Server URL.")] = "http://127.0.0.1:8000",
-    api_key: Annotated[str | None, typer.Option(help="API key (default $SORAGATE_API_KEY or data/admin.key).")] = None,
+    base_url: BaseUrlOption = "http://127.0.0.1:8000",
+    api_key: ApiKeyOption = None,
+    give_up_after: GiveUpOption = RECONNECT_SECONDS,
     data_dir: DataDir = None,
 ) -> None:
-    """Generate a video on a running server, with a live progress bar, and save it."""
+    """Generate a video on a running server, with a live progress bar, and save it. The task
+    id is printed first; while the server restarts the wait reconnects, and if it gives up,
+    `soragate tasks wait ID` picks the task up again."""
     key = _api_key(api_key, data_dir)
     fields = {"prompt": prompt, "model": model}
     if seconds:
         fields["seconds"] = seconds
     if size:
         fields["size"] = size
+    if image is not None and not image.is_file():
+        err.print(f"no image file {image}")
+        raise typer.Exit(2)
     files = {"input_reference": (image.name, image.read_bytes())} if image else None
-    with httpx.Client(base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+    with _client(base_url, key) as client:
         try:
             response = client.post("/v1/videos", data=fields, files=files)
         except httpx.HTTPError as exc:
-            err.print(f"cannot reach {base_url}: {exc}")
+            err.print(f"cannot reach {base_url}: {_why(exc)}")
             raise typer.Exit(1) from None
         video = _checked(response)
+        # First, so that whatever happens next the task can be found again.
+        err.print(f"task {video['id']} created; if this stops, resume with: {_resume(video['id'], out)}")
+        _wait_and_save(client, video, out=out, base_url=base_url, give_up_after=give_up_after)
+
+
+@tasks_app.command("wait")
+def tasks_wait(
+    task_id: Annotated[str, typer.Argument(help="The video's id (video_…), as generate printed it.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the result.")] = Path("video.mp4"),
+    base_url: BaseUrlOption = "http://127.0.0.1:8000",
+    api_key: ApiKeyOption = None,
+    give_up_after: GiveUpOption = RECONNECT_SECONDS,
+    data_dir: DataDir = None,
+) -> None:
+    """Wait for a video on a running server (again), with the progress bar, and save it."""
+    key = _api_key(api_key, data_dir)
+    with _client(base_url, key) as client:
+        video = _reconnecting(
+            lambda: client.get(f"/v1/videos/{task_id}"),
+            task_id=task_id,
+            out=out,
+            base_url=base_url,
+            give_up_after=give_up_after,
+        )
+        _wait_and_save(client, _checked(video), out=out, base_url=base_url, give_up_after=give_up_after)
+
+
+def _client(base_url: str, key: str) -> httpx.Client:
+    return httpx.Client(base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=60)
+
+
+def _resume(task_id: str, out: Path) -> str:
+    return f"soragate tasks wait {task_id} --out {out}"
+
+
+def _why(exc: Exception) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _lost(task_id: str, out: Path, base_url: str, exc: Exception) -> typer.Exit:
+    err.print(
+        f"[red]lost {base_url}[/] ({_why(exc)}) while waiting for task {task_id}; it goes on on the server. "
+        f"Resume with: {_resume(task_id, out)}"
+    )
+    return typer.Exit(1)
+
+
+def _reconnecting(
+    call: Callable[[], httpx.Response],
+    *,
+    task_id: str,
+    out: Path,
+    base_url: str,
+    give_up_after: float,
+    on_retry: Callable[[], None] | None = None,
+) -> httpx.Response:
+    """``call``, tried again (backing off) while the server cannot be reached, for up to
+    ``give_up_after`` seconds; then one line saying how to resume, and exit 1."""
+    give_up = time.monotonic() + give_up_after
+    pause = 0.5
+    while True:
+        try:
+            return call()
+        except httpx.TransportError as exc:
+            if time.monotonic() + pause > give_up:
+                raise _lost(task_id, out, base_url, exc) from None
+            if on_retry is not None:
+                on_retry()
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
+def _wait_and_save(
+    client: httpx.Client, video: dict[str, Any], *, out: Path, base_url: str, give_up_after: float
+) -> None:
+    task_id = video["id"]
+    where = {"task_id": task_id, "out": out, "base_url": base_url, "give_up_after": give_up_after}
+
+    def get() -> httpx.Response:
+        return client.get(f"/v1/videos/{task_id}")
+
+    try:
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -412,27 +516,46 @@ def generate(
             TimeElapsedColumn(),
             console=err,
         ) as progress:
-            bar = progress.add_task(f"{video['id']} {video['status']}", total=100)
+            bar = progress.add_task(f"{task_id} {video['status']}", total=100)
+
+            def reconnecting() -> None:
+                progress.update(bar, description=f"{task_id} server away, reconnecting…")
+
             while video["status"] in ("queued", "in_progress"):
-                progress.update(bar, completed=video["progress"], description=f"{video['id']} {video['status']}")
+                progress.update(bar, completed=video["progress"], description=f"{task_id} {video['status']}")
                 time.sleep(1.0)
-                video = _checked(client.get(f"/v1/videos/{video['id']}"))
+                answer = _reconnecting(get, on_retry=reconnecting, **where)
+                video = _checked(answer)
             progress.update(
                 bar,
                 completed=100 if video["status"] == "completed" else video["progress"],
-                description=f"{video['id']} {video['status']}",
+                description=f"{task_id} {video['status']}",
             )
         if video["status"] != "completed":
             error = video.get("error") or {}
-            err.print(f"[red]failed[/]: {error.get('code')}: {error.get('message')}")
+            err.print(f"[red]task {task_id} {video['status']}[/]: {error.get('code')}: {error.get('message')}")
             raise typer.Exit(1)
-        with client.stream("GET", f"/v1/videos/{video['id']}/content") as download:
+        _reconnecting(lambda: _download(client, task_id, out), **where)
+    except KeyboardInterrupt:
+        err.print(f"stopped waiting; task {task_id} goes on on the server. Resume with: {_resume(task_id, out)}")
+        raise typer.Exit(130) from None
+    console.print(f"saved {out} ({out.stat().st_size} bytes, {video['size']}, {video['seconds']} s)")
+
+
+def _download(client: httpx.Client, task_id: str, out: Path) -> httpx.Response:
+    """The video into ``out`` (whole, or not at all: a partial file never stays behind)."""
+    partial = out.with_name(out.name + ".part")
+    try:
+        with client.stream("GET", f"/v1/videos/{task_id}/content") as download:
             if download.status_code != 200:
                 _checked(download)
-            with out.open("wb") as handle:
+            with partial.open("wb") as handle:
                 for chunk in download.iter_bytes():
                     handle.write(chunk)
-    console.print(f"saved {out} ({out.stat().st_size} bytes, {video['size']}, {video['seconds']} s)")
+        partial.replace(out)
+        return download
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _checked(response: httpx.Response) -> dict[str, Any]:
@@ -444,7 +567,11 @@ def _checked(response: httpx.Response) -> dict[str, Any]:
             message = response.text[:300]
         err.print(f"[red]HTTP {response.status_code}[/]: {message}")
         raise typer.Exit(1)
-    body: dict[str, Any] = response.json()
+    try:
+        body: dict[str, Any] = response.json()
+    except ValueError:
+        err.print(f"[red]not a soragate answer[/] from {response.url} (HTTP {response.status_code})")
+        raise typer.Exit(1) from None
     return body
 
 

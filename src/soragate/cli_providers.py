@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
+from soragate.cli_data import named, require_database
 from soragate.core.accounts import KIND_DESCRIPTIONS
 from soragate.settings import Settings
 
@@ -32,7 +33,7 @@ Options = Annotated[
 ]
 
 
-def _run(data_dir: Path | None, work: Callable[[Any], Awaitable[T]]) -> T:
+def _run(data_dir: Path | None, work: Callable[[Any], Awaitable[T]], *, may_create: bool = False) -> T:
     from soragate.admin import AdminService
     from soragate.errors import SoragateError
     from soragate.permissions import make_private
@@ -42,6 +43,7 @@ def _run(data_dir: Path | None, work: Callable[[Any], Awaitable[T]]) -> T:
     from soragate.store.db import create_engine, migrate
 
     settings = Settings(data_dir=data_dir) if data_dir else Settings()
+    require_database(settings, may_create=may_create)
 
     async def run() -> T:
         cipher = SecretCipher.from_settings(settings)
@@ -202,7 +204,7 @@ def add(
         features=features,
         options=option,
     )
-    view = _run(data_dir, lambda admin: admin.add_provider(data))
+    view = _run(data_dir, lambda admin: admin.add_provider(data), may_create=named(data_dir))
     _show([view])
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from soragate.cli_data import require_database
 from soragate.settings import Settings
 
 app = typer.Typer(help="Encrypt stored provider and webhook secrets.", no_args_is_help=True)
@@ -36,6 +37,7 @@ def encrypt(data_dir: DataDir = None) -> None:
     from soragate.store.sealed import check_secrets, seal_all
 
     settings = Settings(data_dir=data_dir) if data_dir else Settings()
+    require_database(settings)
 
     async def run() -> tuple[int, int]:
         cipher = SecretCipher.from_settings(settings)

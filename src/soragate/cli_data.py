@@ -1,0 +1,44 @@
+"""Where the CLI's admin commands find the server's data: the same data directory as the
+server (``--data-dir``, else ``$SORAGATE_DATA_DIR``, else ``./data``), and never a new one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from soragate.settings import Settings
+
+err = Console(stderr=True)
+
+
+def sqlite_file(settings: Settings) -> Path | None:
+    """The SQLite database file the settings point at; None for a database server."""
+    url = settings.db_url
+    if not url.startswith("sqlite"):
+        return None
+    return Path(url.split(":///", 1)[1])
+
+
+def named(data_dir: Path | None) -> bool:
+    """Whether the data directory was named (``--data-dir``, ``$SORAGATE_DATA_DIR``), not
+    just ``./data`` found where the command happens to run."""
+    return data_dir is not None or bool(os.environ.get("SORAGATE_DATA_DIR"))
+
+
+def require_database(settings: Settings, *, may_create: bool = False) -> None:
+    """Stop with one clear line when there is no database where the settings point: an admin
+    command run in the wrong directory must not create an empty one and report nothing.
+    ``may_create``: a command that adds something (a key, an account) to a data directory
+    the user named may set that directory up before the server's first start."""
+    path = sqlite_file(settings)
+    if path is None or path.exists() or may_create:
+        return
+    where = settings.data_dir.resolve() if not settings.database_url else path
+    err.print(
+        f"No soragate database in {where}: run this where the server keeps its data, or pass "
+        "--data-dir (or set SORAGATE_DATA_DIR). `soragate serve` makes one on its first start."
+    )
+    raise typer.Exit(2)
