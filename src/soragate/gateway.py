@@ -27,7 +27,7 @@ from soragate.core.catalogue import Catalogue
 from soragate.core.keys import ApiKey
 from soragate.core.task import ACTIVE_STATUSES, Asset, Task, TaskKind, TaskParams, TaskStatus, new_id, task_id_for
 from soragate.core.uploads import Character, Upload
-from soragate.errors import InsufficientCredits, InvalidRequest, NotFound, PayloadTooLarge
+from soragate.errors import Conflict, InsufficientCredits, InvalidRequest, NotFound, PayloadTooLarge
 from soragate.events import TaskEvents
 from soragate.netguard import check_url, fetch_capped
 from soragate.ops.metrics import Metrics
@@ -233,6 +233,21 @@ class Gateway:
         await self.storage.delete_tree(self.storage.task_dir(task.id))
         log.info("task %s deleted", task.id, extra={"task_id": task.id})
         self.events.publish(task.id)
+
+    async def cancel_task(self, *, owner: ApiKey, task_id: str) -> Task:
+        """Stop a queued or running task of ``owner``'s; its credits come back. The task stays
+        (cancelled), unlike a delete."""
+        task = await self.get_task(owner=owner, task_id=task_id)
+        if not await task_store.cancel_task(self.engine, task_id=task.id, owner_id=owner.id):
+            raise Conflict(
+                f"Task '{task_id}' is {task.status.value}: only queued or running tasks can be cancelled.",
+                param="task_id",
+                code="not_cancellable",
+            )
+        self.metrics.task_finished(dialect=task.dialect, model=task.params.model, outcome="cancelled")
+        log.info("task %s cancelled by its key", task.id, extra={"task_id": task.id})
+        self.events.publish(task.id)
+        return await self.get_task(owner=owner, task_id=task_id)
 
     async def upstream_changed(self, *, account: str, upstream_id: str) -> None:
         """An upstream called back about a job: its task is due now, in whichever process

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from soragate.core.inputs import int_in_range
-from soragate.core.task import Task
+from soragate.core.task import Task, TaskStatus
 from soragate.dialects.admin.routes import AdminServiceDep
 from soragate.dialects.common import AdminDep, dialect
 
@@ -16,6 +16,7 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(dia
 
 def task_json(task: Task) -> dict[str, Any]:
     p = task.params
+    refunded = task.status in (TaskStatus.FAILED, TaskStatus.CANCELLED) and task.cost > 0
     return {
         "id": task.id,
         "object": "admin.task",
@@ -38,6 +39,9 @@ def task_json(task: Task) -> dict[str, Any]:
         "upstream_id": task.upstream_id,
         "submit_attempts": task.submit_attempts,
         "cost": task.cost,
+        # Failed and cancelled tasks give their credits back: what the key really paid.
+        "refunded": refunded,
+        "charged": 0.0 if refunded else task.cost,
         "error": {"code": task.error.code, "message": task.error.message} if task.error else None,
         "assets": [{"variant": a.variant, "mime": a.mime, "bytes": a.bytes} for a in task.assets],
         "created_at": int(task.created_at),

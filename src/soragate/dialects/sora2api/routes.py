@@ -230,3 +230,10 @@ async def generate_with_character(request: Request, gateway: GatewayDep, key: Ke
 async def get_task(task_id: str, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
     task = await gateway.get_task(owner=key, task_id=task_id)
     return translate.task_object(task, gateway.signer.url)
+
+
+@router.post("/v1/tasks/{task_id}/cancel")
+async def cancel_task(task_id: str, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
+    """Stop a queued or running task of this key (409 once it has ended); nothing is charged."""
+    task = await gateway.cancel_task(owner=key, task_id=task_id)
+    return translate.task_object(task, gateway.signer.url)

@@ -195,6 +195,7 @@ def task_detail(task: Task, link: Link) -> dict[str, Any]:
         "error_code": task.error.code if task.error else None,
         "video_url": link(task.id, "video") if video else None,
         "thumbnail_url": link(task.id, "thumbnail") if video else None,
+        "spritesheet_url": link(task.id, "spritesheet") if video else None,
         "image_urls": [link(task.id, a.variant) for a in task.assets if a.variant.startswith("image")],
         "created": int(task.created_at),
     }

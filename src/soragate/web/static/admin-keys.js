@@ -110,7 +110,7 @@ function row(key) {
     el("td", { class: "num" }, fmtNumber(key.credits_used, 4)),
     el("td", {}, revoked ? fmtNumber(key.credit_limit, 4) : limitForm(key)),
     el("td", { class: "num" }, key.credits_remaining === null ? "unlimited" : fmtNumber(key.credits_remaining, 4)),
-    el("td", {}, revoked ? "—" : brakesForm(key)),
+    el("td", { class: "brakes" }, revoked ? "—" : brakesForm(key)),
     el("td", { class: "num" }, used ? `${used.tasks} task${used.tasks === 1 ? "" : "s"}, ${fmtNumber(used.seconds, 1)} s` : "none"),
     el(
       "td",

@@ -49,7 +49,12 @@ function row(task) {
     ),
     el("td", {}, task.provider || "—"),
     el("td", { class: "num" }, task.seconds === null ? "—" : `${fmtNumber(task.seconds, 1)} s`),
-    el("td", { class: "num" }, fmtNumber(task.cost, 4)),
+    el(
+      "td",
+      { class: "num", title: task.refunded ? `${fmtNumber(task.cost, 4)} credits given back` : null },
+      fmtNumber(task.charged ?? task.cost, 4),
+      task.refunded ? el("span", { class: "muted small" }, " refunded") : null,
+    ),
     el("td", { class: "prompt" }, task.error ? task.error.message : task.prompt),
   );
 }

@@ -96,14 +96,25 @@ export function confirmButton({ label, question, confirmLabel, focusKey, onConfi
   return wrap;
 }
 
+// A table that never spills out of its card: it scrolls inside a box when wider, and on a
+// phone each row becomes a stack of "column: value" lines (every cell knows its column).
 export function table(headers, rows, { caption, empty = "Nothing yet." } = {}) {
   if (!rows.length) return el("p", { class: "muted" }, empty);
+  for (const row of rows) {
+    [...row.children].forEach((cell, i) => {
+      if (headers[i] && !cell.dataset.label) cell.dataset.label = headers[i];
+    });
+  }
   return el(
-    "table",
-    {},
-    caption ? el("caption", { class: "sr-only" }, caption) : null,
-    el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))),
-    el("tbody", {}, rows),
+    "div",
+    { class: "table-wrap" },
+    el(
+      "table",
+      { class: "stacking" },
+      caption ? el("caption", { class: "sr-only" }, caption) : null,
+      el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, rows),
+    ),
   );
 }
 

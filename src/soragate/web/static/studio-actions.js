@@ -51,6 +51,15 @@ export async function remix(task, prompt) {
   return answer.id || answer.task_id;
 }
 
+export async function cancel(task) {
+  await api(`/v1/tasks/${task.task_id}/cancel`, { method: "POST" });
+}
+
+// The task's prompt and settings back in the Create form, to change and send again.
+export function edit(task) {
+  document.dispatchEvent(new CustomEvent("studio:edit", { detail: task }));
+}
+
 export async function remove(task) {
   await api(`/v1/videos/${task.task_id}`, { method: "DELETE" });
 }

@@ -10,9 +10,12 @@ const KINDS = {
   extend: "Extension", edit: "Edit", character: "Character video", text_to_image: "Image", image_to_image: "Image edit",
 };
 const ACTIVE = new Set(["queued", "in_progress"]);
+// Failures that the same request would meet again: the prompt or image has to change.
+const NEEDS_NEW_WORDING = new Set(["prompt_review_failed", "image_review_failed"]);
 
 export class TaskCard {
-  // actions: { retry(task), remix(task, prompt), remove(task) } — each resolves or throws ApiError.
+  // actions: { retry(task), remix(task, prompt), remove(task), cancel(task) } — each resolves or throws
+  // ApiError; edit(task) puts the task's prompt and settings back in the Create form.
   constructor(task, actions) {
     this.actions = actions;
     this.element = el("li", { class: "task-card" });
@@ -35,6 +38,8 @@ export class TaskCard {
     if (mediaKey !== this.mediaKey) {
       this.mediaKey = mediaKey;
       this.media.replaceChildren(mediaFor(t));
+      shapeMedia(this.media, t);
+      if (t.state === "completed" && t.video_url && t.spritesheet_url) scrubOnHover(this.media, local(t.spritesheet_url));
     }
     const { progress, result_urls, video_url, thumbnail_url, image_urls, status, ...rest } = t;
     const shape = JSON.stringify(rest);
@@ -54,7 +59,7 @@ export class TaskCard {
     const label = this.element.querySelector(".pct");
     if (label) label.textContent = t.state === "in_progress" ? `${value}%` : "waiting for a worker";
     const big = this.element.querySelector(".placeholder-pct");
-    if (big) big.textContent = t.state === "in_progress" ? `${value}%` : STATES[t.state];
+    if (big) big.textContent = t.state === "in_progress" ? `${value}%` : t.state === "queued" ? STATES.queued : "";
   }
 
   renderBody() {
@@ -97,14 +102,24 @@ export class TaskCard {
     if (t.state === "completed" && t.video_url) {
       bar.append(el("button", { type: "button", class: "secondary", "aria-expanded": "false", onclick: (e) => this.toggleRemix(e.currentTarget) }, "Remix"));
     }
+    const editable = !ACTIVE.has(t.state) && !(t.shots || []).length && t.kind !== "remix";
     if (t.state === "failed" || t.state === "cancelled") {
-      const plan = retryPlan(t);
-      bar.append(el("button", { type: "button", disabled: !plan.path, title: plan.reason, onclick: (e) => this.run(e.currentTarget, "Retrying…", () => this.actions.retry(t)) }, "Retry"));
-      if (!plan.path) bar.append(el("p", { class: "hint" }, plan.reason));
+      if (NEEDS_NEW_WORDING.has(t.error_code)) {
+        // Sending the same words again would be refused again: back to the form to change them.
+        bar.append(el("button", { type: "button", title: "Puts the prompt back in the Create form to change it", onclick: () => this.actions.edit(t) }, "Edit and retry"));
+      } else {
+        const plan = retryPlan(t);
+        bar.append(el("button", { type: "button", disabled: !plan.path, title: plan.reason, onclick: (e) => this.run(e.currentTarget, "Retrying…", () => this.actions.retry(t)) }, "Retry"));
+        if (!plan.path) bar.append(el("p", { class: "hint" }, plan.reason));
+      }
     }
-    if (isVideo) {
-      const title = ACTIVE.has(t.state) ? "Stops the generation and deletes it" : "Deletes the task and its files";
-      bar.append(el("button", { type: "button", class: "secondary danger-text", title, onclick: (e) => this.confirmDelete(e.currentTarget) }, "Delete"));
+    if (editable && !NEEDS_NEW_WORDING.has(t.error_code)) {
+      bar.append(el("button", { type: "button", class: "secondary", title: "Puts this prompt and its settings in the Create form", onclick: () => this.actions.edit(t) }, "Edit"));
+    }
+    if (ACTIVE.has(t.state)) {
+      bar.append(el("button", { type: "button", class: "secondary danger-text", title: "Stops the generation; nothing is charged", onclick: (e) => this.confirm(e.currentTarget, "Cancelling…", () => this.actions.cancel(this.task)) }, "Cancel"));
+    } else if (isVideo) {
+      bar.append(el("button", { type: "button", class: "secondary danger-text", title: "Deletes the task and its files", onclick: (e) => this.confirm(e.currentTarget, "Deleting…", () => this.actions.remove(this.task)) }, "Delete"));
     }
     bar.append(el("p", { class: "error card-error", role: "alert" }));
     return bar;
@@ -130,10 +145,10 @@ export class TaskCard {
     }
   }
 
-  // A second press within a few seconds deletes: no modal dialog needed.
-  confirmDelete(button) {
+  // A second press within a few seconds does it: no modal dialog needed.
+  confirm(button, label, work) {
     if (button.dataset.armed) {
-      this.run(button, "Deleting…", () => this.actions.remove(this.task));
+      this.run(button, label, work);
       return;
     }
     const idle = button.textContent;
@@ -188,9 +203,41 @@ function mediaFor(t) {
   if (t.state === "completed" && (t.image_urls || []).length) {
     return el("img", { class: "picture", src: local(t.image_urls[0]), alt: `Image: ${short(t.prompt)}` });
   }
+  // A failed or cancelled task says so once, in its badge; its media area only shows that
+  // nothing was made.
   const failed = t.state === "failed" || t.state === "cancelled";
   return el("div", { class: `placeholder ${t.state}`, "aria-hidden": "true" },
-    el("span", { class: "placeholder-pct" }, failed ? STATES[t.state] : ""));
+    el("span", { class: failed ? "placeholder-none" : "placeholder-pct" }, failed ? "no video" : ""));
+}
+
+// The media area takes the video's own shape: a portrait video gets a portrait tile.
+function shapeMedia(media, t) {
+  const [width, height] = String(t.size || "").split("x").map(Number);
+  const done = t.state === "completed" || ACTIVE.has(t.state);
+  media.classList.toggle("portrait", done && height > width);
+  media.style.aspectRatio = done && width > 0 && height > 0 ? `${width} / ${height}` : "";
+}
+
+// Hovering a finished video (not playing) scrubs through its spritesheet: 5 × 2 frames taken
+// evenly across the video; where the pointer is along the width picks the frame.
+const SHEET = { columns: 5, rows: 2 };
+function scrubOnHover(media, sheetUrl) {
+  const frame = el("div", { class: "scrub", "aria-hidden": "true" });
+  const player = media.querySelector("video");
+  const show = (event) => {
+    if (!player || !player.paused || player.currentTime > 0) { frame.remove(); return; }
+    const box = media.getBoundingClientRect();
+    const at = Math.min(0.999, Math.max(0, (event.clientX - box.left) / box.width));
+    const index = Math.floor(at * SHEET.columns * SHEET.rows);
+    const column = index % SHEET.columns, row = Math.floor(index / SHEET.columns);
+    frame.style.backgroundImage = `url("${sheetUrl}")`;
+    frame.style.backgroundPosition = `${(column / (SHEET.columns - 1)) * 100}% ${(row / (SHEET.rows - 1)) * 100}%`;
+    frame.dataset.frame = String(index);
+    if (!frame.isConnected) media.append(frame);
+  };
+  media.addEventListener("pointermove", show);
+  media.addEventListener("pointerleave", () => frame.remove());
+  player?.addEventListener("play", () => frame.remove());
 }
 
 function params(t) {

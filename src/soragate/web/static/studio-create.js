@@ -42,6 +42,18 @@ export function setupCreate({ catalogue, gallery }) {
   }
   select(tabs[0]);
   submitOnEnter();
+  // A card's "Edit" (or "Edit and retry"): its prompt and settings into the matching form.
+  document.addEventListener("studio:edit", (event) => {
+    const task = event.detail;
+    if (task.kind === "text_to_image" || task.kind === "image_to_image") {
+      select(tabs.find((tab) => tab.dataset.mode === "picture"));
+      $("pic-prompt").value = task.prompt;
+      $("pic-prompt").focus();
+      return;
+    }
+    select(tabs.find((tab) => tab.dataset.mode === (task.kind === "image_to_video" ? "image" : "text")));
+    video.edit(task);
+  });
 }
 
 // Enter in a prompt sends its form; Shift+Enter starts a new line.
@@ -167,6 +179,20 @@ function videoForm(catalogue, gallery, getMode) {
       $("image-field").hidden = mode !== "image";
       $("video-submit").textContent = mode === "image" ? "Animate image" : "Generate video";
       refreshModels();
+    },
+    // A task's prompt and settings, back in the form to change and send again.
+    edit(task) {
+      if (catalogue.get(task.model)) model.value = task.model;
+      if (task.seconds) seconds.dataset.chosen = String(Math.round(task.seconds));
+      if (task.size) size.dataset.chosen = task.size;
+      if (task.style) style.value = task.style;
+      refreshChoices();
+      prompt.value = task.prompt;
+      error.textContent = "";
+      hint.textContent = `${task.kind === "image_to_video" ? "Add the input image again, " : ""}change what you like, then generate: this sends a new task.`;
+      prompt.scrollIntoView({ block: "center" });
+      prompt.focus();
+      prompt.setSelectionRange(prompt.value.length, prompt.value.length);
     },
   };
 }

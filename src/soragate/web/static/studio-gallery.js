@@ -36,6 +36,11 @@ export class Gallery {
         this.drop(task.task_id);
         toast("Deleted.");
       },
+      cancel: async (task) => {
+        await actions.cancel(task);
+        toast("Cancelled; nothing is charged.");
+      },
+      edit: (task) => actions.edit(task),
     };
     more.addEventListener("click", () => this.loadPage(this.after));
   }

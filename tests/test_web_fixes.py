@@ -1,0 +1,256 @@
+"""What users tripped on in the studio and the console, checked in a real browser at a desktop
+(1280 px) and a phone (390 px) width: layout by the elements' boxes, behaviour by what the API
+then holds. Phone-width screenshots land in test-artifacts/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from tests.browser import Browsing, chromium, open_page  # noqa: F401 - chromium is a fixture
+from tests.conftest import LiveServer, free_port, run_server, test_settings
+
+WIDTHS = [(1280, 900), (390, 844)]
+FINISH = 30_000
+
+
+@pytest.fixture(scope="module")
+def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A quick sandbox, with finished tasks of each shape already there."""
+    data = tmp_path_factory.mktemp("fixes") / "data"
+    port = free_port()
+    settings = test_settings(data, port=port, public_url=f"http://127.0.0.1:{port}", sandbox_delay=0.3)
+    for server in run_server(settings):
+        with server.client() as client:
+            for prompt, size in (
+                ("a landscape harbour", "1280x720"),
+                ("a portrait lighthouse", "720x1280"),
+                ("blocked-by-review test", "1280x720"),
+            ):
+                created = client.post("/v1/videos", json={"prompt": prompt, "seconds": "4", "size": size})
+                server.wait_for(created.json()["id"])
+        yield server
+
+
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """Generations that take ten minutes: a task stays running until it is cancelled."""
+    data = tmp_path_factory.mktemp("slow") / "data"
+    yield from run_server(test_settings(data, port=free_port(), sandbox_delay=600))
+
+
+def _new_key(server: LiveServer, name: str) -> str:
+    # Through the admin API: Playwright's sync API holds this thread's event loop.
+    with server.client() as admin:
+        return str(admin.post("/v1/admin/keys", json={"name": name}).json()["key"])
+
+
+def _page(chromium: object, width: int, height: int) -> Browsing:  # noqa: F811
+    return open_page(chromium, width=width, height=height)
+
+
+def _close(browsing: Browsing) -> None:
+    browsing.page.context.close()  # type: ignore[attr-defined]
+
+
+def _box(locator: Any) -> dict[str, float]:
+    box = locator.bounding_box()
+    assert box is not None
+    return box  # type: ignore[no-any-return]
+
+
+def _studio(page: Any, server: LiveServer, key: str | None = None) -> None:
+    page.goto(server.url + "/")
+    page.get_by_label("API key").fill(key or server.admin_key)
+    page.get_by_role("button", name="Sign in").click()
+    page.locator("#studio").wait_for()
+    page.get_by_text("Live", exact=True).wait_for()
+
+
+def _console(page: Any, server: LiveServer) -> None:
+    page.goto(server.url + "/admin")
+    page.get_by_label("API key", exact=True).fill(server.admin_key)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Signed in as admin (admin)").wait_for()
+
+
+# --- studio ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("width", "height"), WIDTHS)
+def test_studio_cards_and_tabs(gate: LiveServer, chromium: object, width: int, height: int) -> None:  # noqa: F811
+    browsing = _page(chromium, width, height)
+    page: Any = browsing.page
+    _studio(page, gate)
+
+    # The four create tabs share one row and fit in it.
+    tabs = page.locator('.create [role="tab"]')
+    tops = {round(_box(tabs.nth(i))["y"]) for i in range(tabs.count())}
+    assert len(tops) == 1, tops
+    tablist = page.locator(".create .tabs")
+    assert tablist.evaluate("list => list.scrollWidth <= list.clientWidth")
+
+    # A failed card says "Failed" once (its badge), and why.
+    failed = page.locator(".task-card", has_text="blocked-by-review test")
+    failed.locator(".failure").wait_for(timeout=FINISH)
+    assert failed.get_by_text("Failed", exact=True).count() == 1
+
+    # A portrait video gets a portrait tile, a landscape one a landscape tile.
+    portrait = page.locator(".task-card", has_text="a portrait lighthouse").locator(".card-media")
+    landscape = page.locator(".task-card", has_text="a landscape harbour").locator(".card-media")
+    portrait.locator("video").wait_for(timeout=FINISH)
+    tall, wide = _box(portrait), _box(landscape)
+    assert tall["height"] > tall["width"] * 1.5, tall
+    assert wide["width"] > wide["height"] * 1.5, wide
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    if width < 600:
+        browsing.screenshot("studio-fixes-phone")
+    assert not browsing.page_errors, browsing.page_errors
+    _close(browsing)
+
+
+def test_hovering_a_finished_video_scrubs_its_spritesheet(gate: LiveServer, chromium: object) -> None:  # noqa: F811
+    browsing = _page(chromium, 1280, 900)
+    page: Any = browsing.page
+    _studio(page, gate)
+    media = page.locator(".task-card", has_text="a landscape harbour").locator(".card-media")
+    media.locator("video").wait_for(timeout=FINISH)
+    box = _box(media)
+    frames = []
+    for fraction in (0.05, 0.5, 0.95):
+        page.mouse.move(box["x"] + box["width"] * fraction, box["y"] + box["height"] * 0.3)
+        scrub = media.locator(".scrub")
+        scrub.wait_for()
+        frames.append(int(scrub.get_attribute("data-frame")))
+        assert "spritesheet" in scrub.evaluate("node => node.style.backgroundImage")
+    assert frames == sorted(frames) and frames[0] == 0 and frames[-1] == 9, frames
+    # The spritesheet it shows is a real image the page could load.
+    loaded = page.evaluate(
+        """url => new Promise((done) => { const img = new Image(); img.onload = () => done([img.width, img.height]);
+        img.onerror = () => done(null); img.src = url; })""",
+        media.locator(".scrub").evaluate("node => node.style.backgroundImage.slice(5, -2)"),
+    )
+    assert loaded is not None and loaded[0] > loaded[1], loaded
+    page.mouse.move(0, 0)
+    media.locator(".scrub").wait_for(state="detached")
+    assert not browsing.page_errors, browsing.page_errors
+    _close(browsing)
+
+
+def test_edit_puts_a_task_back_in_the_form(gate: LiveServer, chromium: object) -> None:  # noqa: F811
+    browsing = _page(chromium, 1280, 900)
+    page: Any = browsing.page
+    _studio(page, gate)
+    card = page.locator(".task-card", has_text="a portrait lighthouse")
+    card.locator("video").wait_for(timeout=FINISH)
+    with gate.client() as client:
+        before = len(client.get("/v1/videos?limit=100").json()["data"])
+    card.get_by_role("button", name="Edit", exact=True).click()
+    assert page.locator("#video-prompt").input_value() == "a portrait lighthouse"
+    assert page.locator("#video-size").input_value() == "720x1280"
+    assert page.locator("#video-seconds").input_value() == "4"
+    assert page.evaluate("document.activeElement.id") == "video-prompt"
+    with gate.client() as client:
+        assert len(client.get("/v1/videos?limit=100").json()["data"]) == before  # nothing sent yet
+    page.locator("#video-prompt").fill("a portrait lighthouse at night")
+    page.get_by_role("button", name="Generate video").click()
+    page.locator(".task-card", has_text="a portrait lighthouse at night").wait_for()
+    with gate.client() as client:
+        newest = client.get("/v1/videos?limit=1").json()["data"][0]
+    assert (newest["prompt"], newest["size"], newest["seconds"]) == ("a portrait lighthouse at night", "720x1280", "4")
+    _close(browsing)
+
+
+def test_a_running_task_offers_cancel_and_cancelling_refunds_it(slow: LiveServer, chromium: object) -> None:  # noqa: F811
+    key = _new_key(slow, "canceller")
+    with slow.client(key) as client:
+        created = client.post("/v1/videos", json={"prompt": "a very long render", "seconds": "4"}).json()
+    browsing = _page(chromium, 390, 844)
+    page: Any = browsing.page
+    _studio(page, slow, key)
+    card = page.locator(".task-card", has_text="a very long render")
+    card.wait_for()
+    assert card.get_by_role("button", name="Delete").count() == 0
+    cancel = card.get_by_role("button", name="Cancel")
+    cancel.click()
+    card.get_by_role("button", name="Cancel: press again").click()
+    page.locator('.task-card[data-state="cancelled"]', has_text="a very long render").wait_for(timeout=FINISH)
+    with slow.client(key) as client:
+        video = client.get(f"/v1/videos/{created['id']}").json()
+        again = client.post(f"/v1/tasks/{created['id']}/cancel")
+    # OpenAI's video statuses have no "cancelled": a failure whose code says so.
+    assert video["status"] == "failed" and video["error"]["code"] == "cancelled"
+    assert again.status_code == 409 and again.json()["error"]["code"] == "not_cancellable"
+    with slow.client() as admin:
+        keys = {k["name"]: k for k in admin.get("/v1/admin/keys").json()["data"]}
+        other = httpx.post(f"{slow.url}/v1/tasks/{created['id']}/cancel", headers={"Authorization": f"Bearer {key}x"})
+    assert keys["canceller"]["credits_used"] == 0
+    assert other.status_code == 401
+    _close(browsing)
+
+
+def test_another_keys_task_cannot_be_cancelled(slow: LiveServer) -> None:
+    owner, stranger = _new_key(slow, "owner"), _new_key(slow, "stranger")
+    with slow.client(owner) as client:
+        created = client.post("/v1/videos", json={"prompt": "mine", "seconds": "4"}).json()
+    with slow.client(stranger) as client:
+        refused = client.post(f"/v1/tasks/{created['id']}/cancel")
+    assert refused.status_code == 404
+    with slow.client(owner) as client:
+        assert client.get(f"/v1/videos/{created['id']}").json()["status"] in ("queued", "in_progress")
+
+
+# --- console ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("width", "height"), WIDTHS)
+def test_console_sign_in_and_tables(gate: LiveServer, chromium: object, width: int, height: int) -> None:  # noqa: F811
+    browsing = _page(chromium, width, height)
+    page: Any = browsing.page
+    page.goto(gate.url + "/admin")
+    field = page.get_by_label("API key", exact=True)
+    field.wait_for()
+    # Before signing in there is nothing to sign out of; the button stands clear of the field.
+    assert not page.get_by_role("button", name="Sign out").is_visible()
+    button = page.get_by_role("button", name="Sign in")
+    assert _box(button)["y"] - (_box(field)["y"] + _box(field)["height"]) >= 4
+    _console(page, gate)
+    assert page.get_by_role("button", name="Sign out").is_visible()
+
+    for tab, container in (("Tasks", "#task-list"), ("API keys", "#key-list")):
+        page.get_by_role("tab", name=tab).click()
+        rows = page.locator(f"{container} tbody tr")
+        rows.first.wait_for()
+        card = _box(page.locator(container).locator("xpath=ancestor::*[contains(@class,'card')][1]"))
+        for cell in page.locator(f"{container} tbody td, {container} tbody th").all():
+            if not cell.is_visible():
+                continue
+            box = _box(cell)
+            # Every cell in sight inside the card, and its text whole (nothing clipped).
+            assert box["x"] + box["width"] <= card["x"] + card["width"] + 1, (tab, cell.inner_text())
+            assert cell.evaluate("c => c.scrollWidth <= c.clientWidth + 1"), (tab, cell.inner_text())
+        if width < 600:
+            # On a phone each value is named by its column.
+            assert page.locator(f"{container} tbody td[data-label]").count() > 0
+            assert page.locator(f"{container} thead").evaluate("h => h.getBoundingClientRect().height") <= 1
+            browsing.screenshot(f"console-{tab.replace(' ', '-').lower()}-phone")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+    # The failed task was refunded: it shows 0 credits, and says so.
+    page.get_by_role("tab", name="Tasks").click()
+    failed = page.locator("#task-list tbody tr", has_text="flagged by content review")
+    credits = failed.locator('td[data-label="Credits"]').inner_text()
+    assert credits.split()[0] == "0" and "refunded" in credits
+    assert not browsing.page_errors, browsing.page_errors
+    _close(browsing)
+
+
+def test_admin_tasks_say_what_was_charged(gate: LiveServer) -> None:
+    with gate.client() as client:
+        tasks = client.get("/v1/admin/tasks?limit=100").json()["data"]
+    by_prompt = {t["prompt"]: t for t in tasks}
+    failed, done = by_prompt["blocked-by-review test"], by_prompt["a landscape harbour"]
+    assert failed["refunded"] is True and failed["charged"] == 0 and failed["cost"] > 0
+    assert done["refunded"] is False and done["charged"] == done["cost"] > 0
