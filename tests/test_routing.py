@@ -205,3 +205,23 @@ def test_secret_never_leaves_in_responses_or_logs(
         assert SECRET not in body
     assert SECRET not in caplog.text
     assert created["secret"] == "…" + SECRET[-4:]
+
+
+def test_the_provider_test_tells_a_wrong_base_url_from_a_working_account(
+    gateway: LiveServer, relay: tuple[RelayV2Fake, str]
+) -> None:
+    fake, url = relay
+    good = add_account(
+        gateway, name="relay-good", kind="relay_v2", base_url=url, secret=fake.key, models={"sora-2": ""}
+    )
+    # Every path under this one is a 404 whatever the key: not the relay's API.
+    lost = add_account(
+        gateway, name="relay-lost", kind="relay_v2", base_url=url + "/nowhere", secret=fake.key, models={"x": ""}
+    )
+    wrong = add_account(gateway, name="relay-wrong", kind="relay_v2", base_url=url, secret="sk-wrong", models={"y": ""})
+    with gateway.client() as client:
+        tested = {a["name"]: client.post(f"/v1/admin/providers/{a['id']}/test").json() for a in (good, lost, wrong)}
+    assert tested["relay-good"]["ok"] is True, tested["relay-good"]
+    assert tested["relay-lost"]["ok"] is False and tested["relay-lost"]["result"] == "not_found"
+    assert "check it" in tested["relay-lost"]["message"]
+    assert tested["relay-wrong"]["ok"] is False and tested["relay-wrong"]["result"] == "auth"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -156,20 +156,32 @@ class AdminService:
 
     async def test_provider(self, ident: str) -> dict[str, Any]:
         """Reach the upstream with the account's key: asking about a job that does not exist
-        tells apart a good key (not found), a bad key (401/403) and no answer at all."""
+        tells apart a good key (not found), a bad key (401/403) and no answer at all. A "not
+        found" proves the key only if a wrong key is refused at the same address: a base URL
+        that leads nowhere answers 404 to any key."""
         account = (await self.get_provider(ident)).account
         await self.router.refresh(force=True)
         runtime = self.router.runtime(account.name)
         if runtime is None:
             raise NotFound(f"No provider account '{ident}'.", param="provider_id")
-        try:
-            await runtime.provider.status("soragate-connectivity-check")
-        except ProviderError as exc:
-            ok = exc.failure in (Failure.GONE, Failure.REJECTED)
-            return {"ok": ok, "result": exc.failure.value, "message": _public(exc.error)}
-        except Exception as exc:  # noqa: BLE001 - a test reports any failure instead of raising it
-            return {"ok": False, "result": "error", "message": type(exc).__name__}
-        return {"ok": True, "result": "reachable", "message": "The upstream answered."}
+        failure = await _ask(runtime.provider)
+        if failure is None:
+            return {"ok": True, "result": "reachable", "message": "The upstream answered."}
+        if isinstance(failure, str):
+            return {"ok": False, "result": "error", "message": failure}
+        if failure.failure not in (Failure.GONE, Failure.REJECTED):
+            return {"ok": False, "result": failure.failure.value, "message": _public(failure.error)}
+        if account.secret:
+            stranger = self.router.factory(replace(account, secret=WRONG_KEY))
+            check = await _ask(stranger)
+            if isinstance(check, ProviderError) and check.failure is failure.failure:
+                return {
+                    "ok": False,
+                    "result": "not_found",
+                    "message": f"{_public(failure.error)} It answers that to a wrong key too, so the "
+                    "base URL does not lead to the API: check it (e.g. whether it should end in /v1).",
+                }
+        return {"ok": True, "result": failure.failure.value, "message": "The upstream answered and took the key."}
 
     # --- tasks and usage ------------------------------------------------------------------
 
@@ -296,6 +308,21 @@ def _unmasked(data: dict[str, Any], current: ProviderAccount) -> dict[str, Any]:
             **{name: stored[name] for name in secret if stored.get(name) and options[name] == mask(str(stored[name]))},
         }
     return data
+
+
+WRONG_KEY = "sk-soragate-connectivity-check-wrong-key"
+
+
+async def _ask(provider: Any) -> ProviderError | str | None:
+    """Ask ``provider`` about a job that does not exist: None if it answered as if it did, the
+    ProviderError it raised, or the name of any other exception."""
+    try:
+        await provider.status("soragate-connectivity-check")
+    except ProviderError as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 - a test reports any failure instead of raising it
+        return type(exc).__name__
+    return None
 
 
 def _public(error: TaskError) -> str:

@@ -16,6 +16,7 @@ const TEST_RESULTS = {
   uncertain: "no answer",
   moderation: "refused by content review",
   error: "unexpected error",
+  not_found: "nothing there",
 };
 
 const list = (text) => text.split(",").map((s) => s.trim()).filter(Boolean);
