@@ -169,6 +169,7 @@ function videoForm(catalogue, gallery, getMode) {
         gallery.announce(created.id, { ...base, dialect: "openai", size: size.value, seconds: Number(seconds.value) });
       }
       prompt.value = "";
+      describe(); // the model's notes again, in place of an edit's hint
       if (imageMode) image.reset();
     });
   });
