@@ -152,11 +152,13 @@ def test_edit_puts_a_task_back_in_the_form(gate: LiveServer, chromium: object) -
     assert page.locator("#video-size").input_value() == "720x1280"
     assert page.locator("#video-seconds").input_value() == "4"
     assert page.evaluate("document.activeElement.id") == "video-prompt"
+    assert "sends a new task" in page.locator("#video-hint").inner_text()
     with gate.client() as client:
         assert len(client.get("/v1/videos?limit=100").json()["data"]) == before  # nothing sent yet
     page.locator("#video-prompt").fill("a portrait lighthouse at night")
     page.get_by_role("button", name="Generate video").click()
     page.locator(".task-card", has_text="a portrait lighthouse at night").wait_for()
+    assert "sends a new task" not in page.locator("#video-hint").inner_text()  # the model's notes again
     with gate.client() as client:
         newest = client.get("/v1/videos?limit=1").json()["data"][0]
     assert (newest["prompt"], newest["size"], newest["seconds"]) == ("a portrait lighthouse at night", "720x1280", "4")
