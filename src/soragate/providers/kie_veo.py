@@ -73,7 +73,7 @@ class KieFamilyProvider(KieProvider):
         self._remember(str(task_id))
         return str(task_id)
 
-    async def status(self, upstream_id: str) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
         answer = await call(
             self.http,
             "GET",

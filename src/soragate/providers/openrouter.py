@@ -28,7 +28,7 @@ from soragate.core.account_options import OpenRouterOptions
 from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
-from soragate.profiles.model import Images
+from soragate.profiles.model import Images, Profile
 from soragate.profiles.snap import merge_fields
 from soragate.providers.base import (
     Failure,
@@ -78,7 +78,7 @@ class OpenRouterProvider:
     async def find(self, task: Task) -> str | None:
         raise cannot_look_up("OpenRouter")
 
-    async def status(self, upstream_id: str) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
         answer = await self._send("GET", self._job_url(upstream_id), creating=False)
         return job_status(answer, poll_after=self._poll_after)
 

@@ -29,6 +29,7 @@ from soragate.core.account_options import RelayV2Options
 from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
+from soragate.profiles.model import Profile
 from soragate.profiles.snap import merge_fields
 from soragate.providers.base import (
     Failure,
@@ -106,7 +107,7 @@ class RelayV2Provider:
     async def find(self, task: Task) -> str | None:
         raise cannot_look_up("The relay")
 
-    async def status(self, upstream_id: str) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
         url = f"{self._base}/v2/videos/generations/{quote(upstream_id, safe='')}"
         job = _unwrap(await self._send("GET", url, creating=False))
         if "status" not in job:

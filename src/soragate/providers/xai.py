@@ -87,7 +87,7 @@ class XAIProvider:
     async def find(self, task: Task) -> str | None:
         raise cannot_look_up("xAI")
 
-    async def status(self, upstream_id: str) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
         answer = await call(
             self.http,
             "GET",
