@@ -223,8 +223,9 @@ def result_links(body: Any, profile: Profile) -> list[str]:
     links: list[str] = []
     for path in profile.result_path:
         for value in _dig(body, path.split(".")):
-            if isinstance(value, str) and value.startswith(("http://", "https://")) and value not in links:
-                links.append(value)
+            link = value.strip() if isinstance(value, str) else ""
+            if link.startswith(("http://", "https://")) and link not in links:
+                links.append(link)
     return links
 
 
