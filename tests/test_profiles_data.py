@@ -6,6 +6,7 @@ gateway with nothing but the file telling soragate how to read it."""
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,10 @@ from tests.fakes.dialect import ModelDialect
 from tests.fakes.kie import FakeKie
 from tests.fakes.openai_videos import FakeOpenAIVideos
 from tests.fakes.server import serve
+
+from soragate.profiles.model import ProfileError, parse_profile
+from soragate.profiles.registry import read_profiles
+from soragate.providers.base import result_links
 
 FAST = {"poll_min": 0.05, "poll_max": 0.2, "timeout": 5}
 
@@ -172,3 +177,69 @@ def test_the_openai_host_models_failure_word_fails_the_task(gateway: LiveServer)
         route(gateway, "clip", kind="openai", base_url=url + "/v1", secret="host-key", profile="studio/clip-2")
         video = run(gateway, "clip", prompt="something blocked")
     assert video["status"] == "failed" and video["error"]["code"] == "moderation_blocked"
+
+
+def test_after_a_failover_the_answers_are_read_with_the_second_routes_profile(gateway: LiveServer) -> None:
+    """The planned route's account has run dry; the task goes to the second route, whose
+    profile (not the planned one's) knows its upstream's words."""
+    dry, fresh = FakeKie(api_key="kie-key"), FakeKie(api_key="kie-key", polls_until_done=2)
+    dry.create_code = 402
+    fresh.dialects["acme/motion-1"] = KIE_DIALECT
+    with serve(dry) as dry_url, serve(fresh) as fresh_url:
+        for name, url in (("dry", dry_url), ("fresh", fresh_url)):
+            account = {"name": name, "kind": "kie", "base_url": url, "secret": "kie-key", "models": {"*": ""}}
+            admin(gateway, "POST", "/v1/admin/providers", {**account, "options": FAST})
+        routes = [{"account": "dry", "profile": "kie/kling-3.0"}, {"account": "fresh", "profile": "acme/motion-1"}]
+        admin(gateway, "PUT", "/v1/admin/routes/motion", {"routes": routes})
+        video = run(gateway, "motion")
+        assert video["status"] == "completed", video
+    assert dry.bodies[-1]["model"] == "kling-3.0/video" and fresh.bodies[-1]["model"] == "acme/motion-1"
+
+
+# --- the profile data itself ------------------------------------------------------------------------
+
+
+def test_a_file_defaults_table_fills_in_each_profile(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(
+        '[defaults]\nstatus_map = { Busy = "running", ok = "succeeded" }\nresult_path = "out.url"\n'
+        '[[profiles]]\nid = "a/1"\nkind = "kie"\nmodel = "m1"\nduration = { field = "d", values = [5] }\n'
+        '[[profiles]]\nid = "a/2"\nkind = "kie"\nmodel = "m2"\nduration = { field = "d", values = [5] }\n'
+        'result_path = ["x.y", "z"]\n'
+    )
+    first, second = read_profiles(path, source="file")
+    assert first.status_map == second.status_map == {"busy": "running", "ok": "succeeded"}
+    assert (first.result_path, second.result_path) == (("out.url",), ("x.y", "z"))
+    assert first.unknown_status == "running"
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        ({"status_map": {"done": "finished"}}, "status_map values must be one of"),
+        ({"unknown_status": "retry"}, "unknown_status must be one of"),
+        ({"result_path": ["ok", ""]}, "result_path must be"),
+    ],
+)
+def test_profile_data_that_makes_no_sense_is_refused(change: dict[str, Any], complaint: str) -> None:
+    data = {"id": "a/1", "kind": "kie", "model": "m", "duration": {"field": "d", "values": [5]}, **change}
+    with pytest.raises(ProfileError, match=complaint):
+        parse_profile(data)
+
+
+def test_result_paths_step_into_json_strings_and_lists() -> None:
+    profile = parse_profile(
+        {
+            "id": "a/1",
+            "kind": "kie",
+            "model": "m",
+            "duration": {"field": "d", "values": [5]},
+            "result_path": ["resultJson.videos.url", "backup.1"],
+        }
+    )
+    record = {
+        "resultJson": json.dumps({"videos": [{"url": "https://cdn.example/a.mp4"}, {"url": "ftp://no"}]}),
+        "backup": ["https://cdn.example/skip.mp4", " https://cdn.example/b.mp4 "],
+    }
+    assert result_links(record, profile) == ["https://cdn.example/a.mp4", "https://cdn.example/b.mp4"]
+    assert result_links({"resultJson": "not json", "backup": []}, profile) == []

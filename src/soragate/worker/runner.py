@@ -37,7 +37,6 @@ from soragate.core.task import ErrorCode, SubmitState, Task, TaskError
 from soragate.events import TaskEvents
 from soragate.ops.metrics import Metrics
 from soragate.ops.upstream import request_kind
-from soragate.profiles.model import Profile
 from soragate.profiles.snap import SnapRefused
 from soragate.providers.base import ACCOUNT_FAILURES, Failure, JobState, JobStatus, ProviderError
 from soragate.result_files import MediaPool
@@ -448,7 +447,7 @@ class Worker:
         asked = self.clock()
         try:
             status = await self._bounded(
-                runtime.provider.status(task.upstream_id, self._profile(task)),
+                runtime.provider.status(task.upstream_id, self.router.profile_for(task, runtime.name)),
                 kind="status",
                 seconds=self.settings.upstream_timeout_seconds,
             )
@@ -481,15 +480,6 @@ class Worker:
         self._hint(at)
         if progress is not None:
             self.events.publish(task.id)
-
-    def _profile(self, task: Task) -> Profile | None:
-        """The model profile of the route the task was sent on: its status words and result
-        paths are what the upstream's answers are read with."""
-        route = task.params.extra.get("route")
-        if not isinstance(route, dict) or route.get("account") != task.provider:
-            return None  # sent elsewhere than planned (failover): the kind's shipped words
-        profile_id = route.get("profile")
-        return self.router.profiles.get(profile_id) if isinstance(profile_id, str) else None
 
     async def _status_failed(self, task: Task, runtime: AccountRuntime, error: ProviderError, deadline: float) -> None:
         attempt = task.step_errors + 1
