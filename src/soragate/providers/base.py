@@ -214,7 +214,7 @@ def read_state(word: Any, profile: Profile, *, upstream: str) -> str:
         return state
     if profile.unknown_status == "failed":
         message = f"{upstream} answered status {key!r}, which the model profile {profile.id} does not know."
-        raise ProviderError(TaskError("upstream_unknown_status", message[:500]), failure=Failure.REJECTED)
+        raise ProviderError(TaskError(ErrorCode.UPSTREAM_UNKNOWN_STATUS, message[:500]), failure=Failure.REJECTED)
     return "running"
 
 
