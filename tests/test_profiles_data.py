@@ -243,3 +243,25 @@ def test_result_paths_step_into_json_strings_and_lists() -> None:
     }
     assert result_links(record, profile) == ["https://cdn.example/a.mp4", "https://cdn.example/b.mp4"]
     assert result_links({"resultJson": "not json", "backup": []}, profile) == []
+
+
+def test_a_new_openai_host_model_posted_to_the_admin_api_completes(gateway: LiveServer) -> None:
+    profile = {
+        "id": "studio/clip-3",
+        "kind": "openai",
+        "model": "clip-3",
+        "duration": {"field": "seconds", "type": "string", "values": [4, 8]},
+        "aspect": {"values": {"16:9": "16:9"}},
+        "resolution": {"values": {"720p": "720p"}},
+        "size_field": "size",
+        "status_map": {"waiting": "running", "cooking": "running", "ready": "succeeded", "spoiled": "failed"},
+        "result_path": "output.files.0.url",
+    }
+    fake = FakeOpenAIVideos(key="host-key", polls_to_complete=3, dialects={"clip-3": HOST_DIALECT})
+    with serve(fake) as url:
+        admin(gateway, "POST", "/v1/admin/profiles", profile)
+        route(gateway, "clip", kind="openai", base_url=url + "/v1", secret="host-key", profile="studio/clip-3")
+        video = run(gateway, "clip")
+        assert video["status"] == "completed", video
+        content(gateway, video["id"])
+    assert fake.creates[-1]["model"] == "clip-3" and fake.direct_hits == 1
