@@ -36,6 +36,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from tests.fakes.dialect import ModelDialect
 from tests.fakes.faults import Fault, Faults, before
 
 MODELS = (
@@ -140,6 +141,9 @@ class FakeKie:
         self.create_message: str | None = None  # ... with this msg instead of the usual one
         # Report this state string instead of the real one (e.g. an unknown "paused").
         self.force_state: str | None = None
+        # Models this fake learns from the test: their own state words and result fields.
+        # A create for one is checked for a prompt only.
+        self.dialects: dict[str, ModelDialect] = {}
         self.results_deleted = False
         self.text_plain = False  # every answer declared as text/plain
         # This fake's own address as the last request saw it (result links point here).
@@ -199,7 +203,11 @@ class FakeKie:
         self.bodies.append(body)
         if self.create_code is not None:
             return self._answer(self.create_code, self.create_message, fault=fault)
-        problem = _validate(body)
+        if isinstance(body, dict) and body.get("model") in self.dialects:
+            prompt = body.get("input", {}).get("prompt") if isinstance(body.get("input"), dict) else None
+            problem = None if isinstance(prompt, str) and prompt.strip() else "input.prompt is required"
+        else:
+            problem = _validate(body)
         if problem:
             return self._answer(422, problem, fault=fault)
         data = body["input"]
@@ -302,6 +310,14 @@ class FakeKie:
         }
         if self.result_style != "json":
             data["resultUrls"] = urls
+        dialect = self.dialects.get(job.model)
+        if dialect is not None:
+            mine = {"waiting": "queued", "generating": "running", "success": "succeeded", "fail": "failed"}
+            data["state"] = self.force_state or dialect.word(mine[job.state])
+            data.pop("resultUrls", None)
+            data["resultJson"] = ""
+            if urls:
+                data.update(dialect.result(urls[0]))
         return data
 
     def _callback(self, job: KieJob) -> tuple[dict[str, Any], dict[str, str]]:

@@ -28,6 +28,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from tests.fakes.dialect import ModelDialect
 from tests.fakes.faults import Fault, Faults, before
 
 
@@ -87,6 +88,9 @@ class FakeOpenAIVideos:
     text_plain: bool = False  # JSON answers declared as text/plain
     poll_after_ms: int | None = 250
     clock: Callable[[], float] = time.time
+
+    # Models this fake learns from the test: their own status words and result fields.
+    dialects: dict[str, ModelDialect] = field(default_factory=dict)
 
     faults: Faults = field(default_factory=Faults)
     jobs: dict[str, FakeJob] = field(default_factory=dict)
@@ -196,6 +200,13 @@ class FakeOpenAIVideos:
             "remixed_from_video_id": job.remixed_from,
             "error": job.error,
         }
+        dialect = self.dialects.get(job.model)
+        if dialect is not None:
+            mine = {"queued": "queued", "in_progress": "running", "completed": "succeeded", "failed": "failed"}
+            body["status"] = job.forced_status or dialect.word(mine.get(job.status, job.status))
+            if job.status == "completed":
+                body.update(dialect.result(f"{base}files/{job.id}.mp4"))
+            return body
         if self.new_api and job.status == "completed":
             url = f"{base}files/{job.id}.mp4"
             if self.direct_url_field == "metadata.url":

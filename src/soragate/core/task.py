@@ -58,6 +58,8 @@ class ErrorCode(StrEnum):
     INVALID_INPUT = "invalid_input"
     UPSTREAM_ERROR = "upstream_error"
     UPSTREAM_UNCERTAIN = "upstream_submission_uncertain"
+    # The upstream answered a status word its model profile does not know (unknown_status = "failed").
+    UPSTREAM_UNKNOWN_STATUS = "upstream_unknown_status"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
     RESULT_UNAVAILABLE = "result_unavailable"

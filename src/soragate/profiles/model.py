@@ -9,6 +9,12 @@ VALUE_TYPES = ("int", "string", "number", "seconds_suffix")
 IMAGE_TRANSPORTS = ("url", "base64", "data_url")
 IMAGE_MODES = ("list", "single", "first_last", "object")
 RESOLUTIONS = ("360p", "480p", "540p", "720p", "768p", "1080p", "2k", "4k")
+# What an upstream status word means: still running, done, failed (the upstream's error is
+# read), or ended without a result (cancelled, expired: failed with the word as the reason).
+JOB_STATES = ("running", "succeeded", "failed", "ended")
+# What a word the status_map does not know means: still running (a job is never given up or
+# resubmitted over a new word), or a final coded error.
+UNKNOWN_STATUS = ("running", "failed")
 
 
 class ProfileError(ValueError):
@@ -78,8 +84,13 @@ class Profile:
     extras: dict[str, Any] = field(default_factory=dict)
     body: str = "json"  # json | multipart (OpenAI-shaped hosts)
     size_field: str | None = None  # OpenAI-shaped hosts that want size "WxH"
-    status_map: dict[str, str] = field(default_factory=dict)  # upstream word → running|succeeded|failed
-    result_path: str | None = None  # dotted path to the result URL in the status body
+    # Upstream status word (lower case) → one of JOB_STATES. Empty: the kind's shipped vocabulary.
+    status_map: dict[str, str] = field(default_factory=dict)
+    unknown_status: str = "running"
+    # Dotted paths to the result link(s) in the status body, tried in order; a path may walk
+    # into a JSON string ("resultJson.resultUrls") and a number picks a list item. Empty: the
+    # kind's shipped paths.
+    result_path: tuple[str, ...] = ()
     price: dict[str, float] = field(default_factory=dict)  # per second, by canonical resolution
     source: str = "shipped"
 
@@ -138,6 +149,17 @@ def parse_profile(data: dict[str, Any], *, source: str = "shipped") -> Profile:
         unknown = set(resolution.values) - set(RESOLUTIONS)
         if unknown:
             raise ProfileError(f"{where}: unknown resolutions {sorted(unknown)}; use {', '.join(RESOLUTIONS)}")
+    status_map = {str(k).strip().lower(): v for k, v in dict(data.get("status_map", {})).items()}
+    odd = sorted(k for k, v in status_map.items() if v not in JOB_STATES)
+    if odd:
+        raise ProfileError(f"{where}: status_map values must be one of {', '.join(JOB_STATES)} (see {odd})")
+    unknown_status = data.get("unknown_status", "running")
+    if unknown_status not in UNKNOWN_STATUS:
+        raise ProfileError(f"{where}: unknown_status must be one of {', '.join(UNKNOWN_STATUS)}")
+    raw_path = data.get("result_path", ())
+    paths = (raw_path,) if isinstance(raw_path, str) else tuple(raw_path)
+    if not all(isinstance(path, str) and path for path in paths):
+        raise ProfileError(f"{where}: result_path must be a dotted path or a list of them")
     return Profile(
         id=data["id"],
         kind=data["kind"],
@@ -153,8 +175,9 @@ def parse_profile(data: dict[str, Any], *, source: str = "shipped") -> Profile:
         extras=dict(data.get("extras", {})),
         body=data.get("body", "json"),
         size_field=data.get("size_field"),
-        status_map=dict(data.get("status_map", {})),
-        result_path=data.get("result_path"),
+        status_map=status_map,
+        unknown_status=unknown_status,
+        result_path=paths,
         price={k: float(v) for k, v in data.get("price", {}).items()},
         source=source,
     )

@@ -24,10 +24,17 @@ def read_profiles(path: Path, *, source: str) -> list[Profile]:
     entries: Any = data.get("profiles") if isinstance(data, dict) else data
     if not isinstance(entries, list):
         raise ProfileError(f"{path}: expected a list of [[profiles]]")
+    # A file's [defaults] table fills in what each of its profiles leaves out (an upstream's
+    # status words and result paths, which all its models share).
+    defaults: Any = data.get("defaults", {}) if isinstance(data, dict) else {}
+    if not isinstance(defaults, dict):
+        raise ProfileError(f"{path}: [defaults] must be a table")
     profiles = []
     for index, entry in enumerate(entries):
         try:
-            profiles.append(parse_profile(entry, source=source))
+            if not isinstance(entry, dict):
+                raise ProfileError("a profile must be a table")
+            profiles.append(parse_profile({**defaults, **entry}, source=source))
         except (ProfileError, KeyError, TypeError, ValueError) as exc:
             raise ProfileError(f"{path}: profile #{index + 1}: {exc}") from None
     return profiles
@@ -45,6 +52,12 @@ def shipped_index(kind: str) -> dict[str, Profile]:
     """The shipped profiles of one provider kind, by profile id and by upstream model id
     (read from disk once per process)."""
     return {key: p for p in shipped_profiles() if p.kind == kind for key in (p.id, p.model)}
+
+
+def shipped_vocabulary(kind: str) -> Profile | None:
+    """A shipped profile of ``kind`` that carries the kind's status words and result paths:
+    what a task without a route, or a profile that leaves them out, is read with."""
+    return next((p for p in shipped_index(kind).values() if p.status_map), None)
 
 
 class ProfileRegistry:

@@ -8,10 +8,12 @@ retry, fail over, take the account out of rotation, or fail the task.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError
@@ -113,7 +115,10 @@ class Provider(Protocol):
         cannot tell."""
         ...
 
-    async def status(self, upstream_id: str) -> JobStatus: ...
+    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
+        """Where the job stands. ``profile`` is the model profile of the task's route: its
+        status words and result paths; None reads the kind's shipped ones."""
+        ...
 
     async def fetch_result(self, upstream_id: str, dest: Path, status: JobStatus) -> list[ResultFile]:
         """Download the result files into ``dest`` (a scratch directory)."""
@@ -171,3 +176,73 @@ def default_profile(account: ProviderAccount, task: Task, *, kind: str, upstream
         known = ", ".join(sorted({shipped.id for shipped in profiles.values()}))
         raise refused(f"{upstream} has no model profile for {model!r}; map the model to one of {known}.")
     return profile
+
+
+# --- status words and result links, read from the profile ------------------------------------
+
+
+def vocabulary(profile: Profile | None, kind: str) -> Profile:
+    """The profile whose status words and result paths a status answer is read with: the
+    route's, else the kind's shipped one."""
+    from soragate.profiles.registry import shipped_vocabulary
+
+    if profile is not None and profile.status_map:
+        return profile
+    shipped = shipped_vocabulary(kind)
+    if shipped is None:
+        raise RuntimeError(f"no shipped profile of kind {kind!r} carries a status_map")
+    if profile is None:
+        return shipped
+    # A profile that names its own result paths but no words keeps its paths.
+    from dataclasses import replace
+
+    return replace(
+        profile,
+        status_map=shipped.status_map,
+        unknown_status=shipped.unknown_status,
+        result_path=profile.result_path or shipped.result_path,
+    )
+
+
+def read_state(word: Any, profile: Profile, *, upstream: str) -> str:
+    """An upstream status word as one of running | succeeded | failed | ended. A word the
+    profile does not know is running, or — where the profile says ``unknown_status =
+    "failed"`` — a final ``upstream_unknown_status`` error."""
+    key = str(word if word is not None else "").strip().lower()
+    state = profile.status_map.get(key)
+    if state is not None:
+        return state
+    if profile.unknown_status == "failed":
+        message = f"{upstream} answered status {key!r}, which the model profile {profile.id} does not know."
+        raise ProviderError(TaskError(ErrorCode.UPSTREAM_UNKNOWN_STATUS, message[:500]), failure=Failure.REJECTED)
+    return "running"
+
+
+def result_links(body: Any, profile: Profile) -> list[str]:
+    """The http(s) links found at the profile's result paths in a status body, in order."""
+    links: list[str] = []
+    for path in profile.result_path:
+        for value in _dig(body, path.split(".")):
+            link = value.strip() if isinstance(value, str) else ""
+            if link.startswith(("http://", "https://")) and link not in links:
+                links.append(link)
+    return links
+
+
+def _dig(value: Any, keys: list[str]) -> list[Any]:
+    if isinstance(value, str) and keys:
+        # Kie's resultJson: a JSON document inside a string.
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return []
+    if not keys:
+        return list(value) if isinstance(value, list) else [value]
+    key, rest = keys[0], keys[1:]
+    if isinstance(value, Mapping):
+        return _dig(value[key], rest) if key in value else []
+    if isinstance(value, list):
+        if key.isdigit():
+            return _dig(value[int(key)], rest) if int(key) < len(value) else []
+        return [found for item in value for found in _dig(item, keys)]
+    return []

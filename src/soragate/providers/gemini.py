@@ -52,8 +52,11 @@ from soragate.providers.base import (
     TaskInputs,
     cannot_look_up,
     default_profile,
+    read_state,
     refused,
+    result_links,
     snapped_for,
+    vocabulary,
 )
 from soragate.providers.http import download, error_for_status, parse_json, require_object, retry_after, transport_error
 
@@ -96,10 +99,10 @@ class GeminiProvider:
     async def find(self, task: Task) -> str | None:
         raise cannot_look_up("The Gemini API")
 
-    async def status(self, upstream_id: str) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
         answer = await self._request("GET", f"{self.base_url}{API}/{upstream_id}")
         answer = require_object(answer, creating=False, upstream="The Gemini API")
-        return operation_status(answer, poll_after=self.poll_after)
+        return operation_status(answer, poll_after=self.poll_after, profile=profile)
 
     async def fetch_result(self, upstream_id: str, dest: Path, status: JobStatus) -> list[ResultFile]:
         urls = status.result_urls or (await self.status(upstream_id)).result_urls
@@ -161,9 +164,15 @@ def build_body(task: Task, inputs: TaskInputs) -> dict[str, Any]:
     return body
 
 
-def operation_status(operation: Mapping[str, Any], *, poll_after: float | None = None) -> JobStatus:
-    """One long-running operation as a JobStatus."""
-    if operation.get("done") is not True:
+def operation_status(
+    operation: Mapping[str, Any], *, poll_after: float | None = None, profile: Profile | None = None
+) -> JobStatus:
+    """One long-running operation as a JobStatus, read with the route's profile: its
+    status_map words are the operation's ``done`` ("true" / "false") and its result paths
+    lead to the video links (profiles/shipped/gemini.toml [defaults] without one)."""
+    words = vocabulary(profile, KIND)
+    state = read_state("true" if operation.get("done") is True else "false", words, upstream="The Gemini API")
+    if state == "running":
         return JobStatus(JobState.RUNNING, poll_after=poll_after)
     error = operation.get("error")
     if isinstance(error, Mapping):
@@ -174,15 +183,7 @@ def operation_status(operation: Mapping[str, Any], *, poll_after: float | None =
     response = operation.get("response")
     response = response if isinstance(response, Mapping) else {}
     holders = [h for h in (response.get("generateVideoResponse"), response) if isinstance(h, Mapping)]
-    uris: list[str] = []
-    for holder in holders:
-        for key in ("generatedSamples", "generatedVideos"):
-            samples = holder.get(key)
-            for sample in samples if isinstance(samples, list) else []:
-                video = sample.get("video") if isinstance(sample, Mapping) else None
-                uri = video.get("uri") if isinstance(video, Mapping) else None
-                if isinstance(uri, str) and uri.startswith(("http://", "https://")) and uri not in uris:
-                    uris.append(uri)
+    uris = result_links(operation, words)
     if uris:
         return JobStatus(JobState.SUCCEEDED, progress=100, result_urls=tuple(uris))
     reasons: list[str] = []

@@ -29,6 +29,7 @@ import httpx
 from soragate.core.account_options import KieFamilyOptions
 from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError
+from soragate.profiles.model import Profile
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, cannot_look_up
 from soragate.providers.http import call, download, error_for_status, require_object
 from soragate.providers.kie_body import build_body, sora_duration, sora_model
@@ -38,7 +39,6 @@ from soragate.providers.kie_records import (
     MODERATION,
     RESULT_WORDS,
     REVIEW_CODES,
-    STATES,
     failure_error,
     parse_callback,
     record_status,
@@ -58,7 +58,6 @@ __all__ = [
     "REFUSED_CODES",
     "RESULT_WORDS",
     "REVIEW_CODES",
-    "STATES",
     "KieProvider",
     "build_body",
     "failure_error",
@@ -122,7 +121,7 @@ class KieProvider:
     async def find(self, task: Task) -> str | None:
         raise cannot_look_up("Kie")
 
-    async def status(self, upstream_id: str) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
         answer = await call(
             self.http,
             "GET",
@@ -141,7 +140,7 @@ class KieProvider:
         if not isinstance(data, dict):
             # Seen right after createTask: the record is not written yet.
             return JobStatus(JobState.RUNNING, poll_after=self.poll_after)
-        return record_status(data, poll_after=self.poll_after)
+        return record_status(data, poll_after=self.poll_after, profile=profile)
 
     async def fetch_result(self, upstream_id: str, dest: Path, status: JobStatus) -> list[ResultFile]:
         urls = status.result_urls or (await self.status(upstream_id)).result_urls

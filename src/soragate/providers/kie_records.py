@@ -13,15 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from soragate.core.task import ErrorCode, TaskError
-from soragate.providers.base import JobState, JobStatus
+from soragate.profiles.model import Profile
+from soragate.providers.base import JobState, JobStatus, read_state, result_links, vocabulary
 
-STATES = {
-    "waiting": JobState.RUNNING,
-    "queuing": JobState.RUNNING,
-    "generating": JobState.RUNNING,
-    "success": JobState.SUCCEEDED,
-    "fail": JobState.FAILED,
-}
+# The state words and result paths are the profile's (profiles/shipped/kie.toml [defaults]).
+KIND = "kie"
 
 # Kie's failCode vocabulary for content review is undocumented; failures are recognised by
 # wording. soragate's own Kie front door reports its canonical review codes as failCode, so
@@ -43,41 +39,29 @@ CALLBACK_TOLERANCE = 300.0
 # --- statuses --------------------------------------------------------------------------------
 
 
-def record_status(data: Mapping[str, Any], *, poll_after: float | None = None) -> JobStatus:
-    """One recordInfo ``data`` object (also the body of a callback) as a JobStatus."""
-    state = STATES.get(str(data.get("state") or "").strip().lower(), JobState.RUNNING)
-    if state is JobState.SUCCEEDED:
-        urls = result_urls(data)
+def record_status(
+    data: Mapping[str, Any], *, poll_after: float | None = None, profile: Profile | None = None
+) -> JobStatus:
+    """One recordInfo ``data`` object (also the body of a callback) as a JobStatus, read
+    with the route's profile (its status words and result paths) or Kie's shipped ones."""
+    words = vocabulary(profile, KIND)
+    state = read_state(data.get("state"), words, upstream="Kie")
+    if state == "succeeded":
+        urls = result_urls(data, words)
         if urls:
             return JobStatus(JobState.SUCCEEDED, progress=100, result_urls=tuple(urls))
         # "success" before the links are written: ask again rather than fail the download.
         return JobStatus(JobState.RUNNING, progress=99, poll_after=poll_after)
-    if state is JobState.FAILED:
+    if state in ("failed", "ended"):
         return JobStatus(JobState.FAILED, error=failure_error(data))
     return JobStatus(JobState.RUNNING, progress=_progress(data.get("progress")), poll_after=poll_after)
 
 
-def result_urls(data: Mapping[str, Any]) -> list[str]:
-    """``resultJson`` is a JSON string ``{"resultUrls": [...]}``; some answers also carry
-    ``resultUrls`` (or ``response.resultUrls``) as a plain list."""
-    found: list[Any] = []
-    raw = data.get("resultJson")
-    parsed: Any = raw
-    if isinstance(raw, str) and raw.strip():
-        try:
-            parsed = json.loads(raw)
-        except json.JSONDecodeError:
-            parsed = None
-    if isinstance(parsed, dict) and isinstance(parsed.get("resultUrls"), list):
-        found += parsed["resultUrls"]
-    for holder in (data, data.get("response")):
-        if isinstance(holder, Mapping) and isinstance(holder.get("resultUrls"), list):
-            found += holder["resultUrls"]
-    urls: list[str] = []
-    for url in found:
-        if isinstance(url, str) and url.startswith(("http://", "https://")) and url not in urls:
-            urls.append(url)
-    return urls
+def result_urls(data: Mapping[str, Any], profile: Profile | None = None) -> list[str]:
+    """The result links of a record, at the profile's result paths (Kie's shipped ones:
+    ``resultJson`` as a JSON string ``{"resultUrls": [...]}``, or a plain ``resultUrls`` list
+    on the record or its ``response``)."""
+    return result_links(data, vocabulary(profile, KIND))
 
 
 def failure_error(data: Mapping[str, Any]) -> TaskError:

@@ -17,21 +17,14 @@ from typing import Any
 
 from soragate.core.task import ErrorCode, Task, TaskError
 from soragate.profiles.images import image_fields
-from soragate.providers.base import JobState, JobStatus, TaskInputs
+from soragate.profiles.model import Profile
+from soragate.providers.base import JobState, JobStatus, TaskInputs, read_state, result_links, vocabulary
 from soragate.providers.kie import failure_error
 from soragate.providers.kie_veo import KieFamilyProvider, profiled
 
 KIND = "kie_runway"
 CREATE_PATH = "/api/v1/runway/generate"
 RECORD_PATH = "/api/v1/runway/record-detail"
-
-STATES = {
-    "wait": JobState.RUNNING,
-    "queueing": JobState.RUNNING,
-    "generating": JobState.RUNNING,
-    "success": JobState.SUCCEEDED,
-    "fail": JobState.FAILED,
-}
 
 
 class KieRunwayProvider(KieFamilyProvider):
@@ -41,8 +34,8 @@ class KieRunwayProvider(KieFamilyProvider):
     def request_body(self, task: Task, inputs: TaskInputs) -> dict[str, Any]:
         return build_body(task, inputs, callback_url=self.opts.callback_url)
 
-    def read_record(self, data: Mapping[str, Any]) -> JobStatus:
-        return record_status(data, poll_after=self.poll_after)
+    def read_record(self, data: Mapping[str, Any], profile: Profile | None = None) -> JobStatus:
+        return record_status(data, poll_after=self.poll_after, profile=profile)
 
 
 def build_body(task: Task, inputs: TaskInputs, *, callback_url: str | None = None) -> dict[str, Any]:
@@ -60,20 +53,23 @@ def build_body(task: Task, inputs: TaskInputs, *, callback_url: str | None = Non
     return body
 
 
-def record_status(data: Mapping[str, Any], *, poll_after: float | None = None) -> JobStatus:
-    """One record-detail ``data`` object as a JobStatus; an unknown state means running."""
-    state = STATES.get(str(data.get("state") or "").strip().lower(), JobState.RUNNING)
-    if state is JobState.SUCCEEDED:
+def record_status(
+    data: Mapping[str, Any], *, poll_after: float | None = None, profile: Profile | None = None
+) -> JobStatus:
+    """One record-detail ``data`` object as a JobStatus, read with the route's profile (its
+    state words and result path; profiles/shipped/kie_runway.toml [defaults] without one)."""
+    words = vocabulary(profile, KIND)
+    state = read_state(data.get("state"), words, upstream="Kie")
+    if state == "succeeded":
         if str(data.get("expireFlag") or "0").strip() == "1":
             return JobStatus(
                 JobState.FAILED,
                 error=TaskError(ErrorCode.RESULT_UNAVAILABLE, "Kie's Runway result has expired (links last 14 days)."),
             )
-        info = data.get("videoInfo")
-        url = info.get("videoUrl") if isinstance(info, Mapping) else None
-        if isinstance(url, str) and url.startswith(("http://", "https://")):
-            return JobStatus(JobState.SUCCEEDED, progress=100, result_urls=(url,))
+        urls = result_links(data, words)
+        if urls:
+            return JobStatus(JobState.SUCCEEDED, progress=100, result_urls=(urls[0],))
         return JobStatus(JobState.RUNNING, progress=99, poll_after=poll_after)
-    if state is JobState.FAILED:
+    if state in ("failed", "ended"):
         return JobStatus(JobState.FAILED, error=failure_error(data))
     return JobStatus(JobState.RUNNING, poll_after=poll_after)

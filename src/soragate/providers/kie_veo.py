@@ -24,9 +24,18 @@ from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
 from soragate.profiles.snap import Snapped, SnapRefused, snap
-from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, TaskInputs
+from soragate.providers.base import (
+    Failure,
+    JobState,
+    JobStatus,
+    ProviderError,
+    TaskInputs,
+    read_state,
+    result_links,
+    vocabulary,
+)
 from soragate.providers.http import call, require_object
-from soragate.providers.kie import KieProvider, failure_error, result_urls
+from soragate.providers.kie import KieProvider, failure_error
 
 KIND = "kie_veo"
 CREATE_PATH = "/api/v1/veo/generate"
@@ -73,7 +82,7 @@ class KieFamilyProvider(KieProvider):
         self._remember(str(task_id))
         return str(task_id)
 
-    async def status(self, upstream_id: str) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
         answer = await call(
             self.http,
             "GET",
@@ -92,12 +101,12 @@ class KieFamilyProvider(KieProvider):
         data = answer.get("data")
         if not isinstance(data, dict):
             return JobStatus(JobState.RUNNING, poll_after=self.poll_after)
-        return self.read_record(data)
+        return self.read_record(data, profile)
 
     def request_body(self, task: Task, inputs: TaskInputs) -> dict[str, Any]:
         raise NotImplementedError
 
-    def read_record(self, data: Mapping[str, Any]) -> JobStatus:
+    def read_record(self, data: Mapping[str, Any], profile: Profile | None = None) -> JobStatus:
         raise NotImplementedError
 
 
@@ -108,8 +117,8 @@ class KieVeoProvider(KieFamilyProvider):
     def request_body(self, task: Task, inputs: TaskInputs) -> dict[str, Any]:
         return build_body(task, inputs, callback_url=self.opts.callback_url)
 
-    def read_record(self, data: Mapping[str, Any]) -> JobStatus:
-        return record_status(data, poll_after=self.poll_after)
+    def read_record(self, data: Mapping[str, Any], profile: Profile | None = None) -> JobStatus:
+        return record_status(data, poll_after=self.poll_after, profile=profile)
 
     def _body_error(self, code: int | None, answer: dict[str, Any], *, creating: bool) -> ProviderError:
         message = body_message(answer)
@@ -191,16 +200,21 @@ def _refused(message: str, *, code: str = ErrorCode.INVALID_INPUT) -> ProviderEr
 # --- answers -------------------------------------------------------------------------------
 
 
-def record_status(data: Mapping[str, Any], *, poll_after: float | None = None) -> JobStatus:
-    """One record-info ``data`` object as a JobStatus; an unknown flag means still running."""
+def record_status(
+    data: Mapping[str, Any], *, poll_after: float | None = None, profile: Profile | None = None
+) -> JobStatus:
+    """One record-info ``data`` object as a JobStatus, read with the route's profile: its
+    status words are the successFlag numbers (profiles/shipped/kie_veo.toml [defaults])."""
+    words = vocabulary(profile, KIND)
     flag = _int(data.get("successFlag"))
-    if flag == 1:
-        urls = result_urls(data)
+    state = read_state("" if flag is None else str(flag), words, upstream="Kie")
+    if state == "succeeded":
+        urls = result_links(data, words)
         if urls:
             return JobStatus(JobState.SUCCEEDED, progress=100, result_urls=tuple(urls))
         # Done before the links are written: ask again rather than fail the download.
         return JobStatus(JobState.RUNNING, progress=99, poll_after=poll_after)
-    if flag in (2, 3):
+    if state in ("failed", "ended"):
         return JobStatus(JobState.FAILED, error=failure(data))
     return JobStatus(JobState.RUNNING, poll_after=poll_after)
 

@@ -28,7 +28,18 @@ import httpx
 from soragate.core.account_options import OpenAIOptions
 from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
-from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs
+from soragate.profiles.model import Profile
+from soragate.providers.base import (
+    Failure,
+    JobState,
+    JobStatus,
+    ProviderError,
+    ResultFile,
+    TaskInputs,
+    read_state,
+    result_links,
+    vocabulary,
+)
 from soragate.providers.http import download, parse_json, transport_error
 from soragate.providers.openai_body import (
     IMAGE_EXT,
@@ -45,11 +56,9 @@ from soragate.providers.openai_errors import body_error, cannot_tell, job_error,
 
 log = logging.getLogger(__name__)
 
-_SUCCEEDED = frozenset({"completed", "succeeded", "success"})
-_FAILED = frozenset({"failed", "failure", "error"})
-_ENDED = frozenset({"cancelled", "canceled", "expired"})
-# queued, in_progress and new-api's processing/pending are running, and so is any status
-# we do not know: a job is never given up (or resubmitted) over a new word.
+# Status words and result paths are the route profile's (profiles/shipped/openai_hosts.toml
+# [defaults]: OpenAI's words plus new-api's processing/pending/cancelled/expired).
+KIND = "openai"
 
 # find() matches a listed job to a task by prompt and creation time; the two clocks are
 # the upstream's and ours, so allow this much skew.
@@ -152,22 +161,23 @@ class OpenAIProvider:
             raise cannot_tell(f"more than {FIND_PAGE} upstream jobs since the task was created")
         return None
 
-    async def status(self, upstream_id: str) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
         response, body = await self._request("GET", f"videos/{quote(upstream_id, safe='')}")
         if not isinstance(body, dict) or not isinstance(body.get("status"), str):
             raise ProviderError(
                 TaskError(ErrorCode.UPSTREAM_ERROR, "the upstream's status answer has no status"),
                 failure=Failure.RETRYABLE,
             )
-        state = body["status"].strip().lower()
+        words = vocabulary(profile, KIND)
+        state = read_state(body["status"], words, upstream=f"The upstream {self.name}")
         poll_after = _poll_after(response)
-        if state in _SUCCEEDED:
-            url = _direct_url(body)
-            return JobStatus(JobState.SUCCEEDED, progress=100, poll_after=poll_after, result_urls=(url,) if url else ())
-        if state in _FAILED:
+        if state == "succeeded":
+            urls = result_links(body, words)[:1]
+            return JobStatus(JobState.SUCCEEDED, progress=100, poll_after=poll_after, result_urls=tuple(urls))
+        if state == "failed":
             return JobStatus(JobState.FAILED, progress=_progress(body), error=job_error(body))
-        if state in _ENDED:
-            message = f"The upstream job was {state}."
+        if state == "ended":
+            message = f"The upstream job was {body['status'].strip().lower()}."
             return JobStatus(
                 JobState.FAILED, progress=_progress(body), error=TaskError(ErrorCode.UPSTREAM_ERROR, message)
             )
@@ -273,14 +283,6 @@ def _poll_after(response: httpx.Response) -> float | None:
         return max(0.0, float(value) / 1000) if value else None
     except ValueError:
         return None
-
-
-def _direct_url(body: dict[str, Any]) -> str | None:
-    metadata = body.get("metadata")
-    for value in (body.get("video_url"), metadata.get("url") if isinstance(metadata, dict) else None):
-        if isinstance(value, str) and value.startswith(("http://", "https://")):
-            return value
-    return None
 
 
 def _same_origin(url: str, base: str) -> bool:

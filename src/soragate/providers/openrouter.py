@@ -28,7 +28,7 @@ from soragate.core.account_options import OpenRouterOptions
 from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
-from soragate.profiles.model import Images
+from soragate.profiles.model import Images, Profile
 from soragate.profiles.snap import merge_fields
 from soragate.providers.base import (
     Failure,
@@ -38,17 +38,17 @@ from soragate.providers.base import (
     ResultFile,
     TaskInputs,
     cannot_look_up,
+    read_state,
     refused,
+    result_links,
     snapped_for,
+    vocabulary,
 )
 from soragate.providers.http import download, error_for_status, parse_json, require_object, transport_error
 from soragate.providers.kie import IMAGE_WORDS, MODERATION, RESULT_WORDS
 
 KIND = "openrouter"
 CREATE_KINDS = frozenset({TaskKind.TEXT_TO_VIDEO, TaskKind.IMAGE_TO_VIDEO})
-# Anything else (pending, in_progress, a word OpenRouter adds later) is still running.
-SUCCEEDED = frozenset({"completed"})
-ENDED = frozenset({"failed", "cancelled", "expired"})
 FRAME_TYPES = ("first_frame", "last_frame")
 
 
@@ -78,9 +78,9 @@ class OpenRouterProvider:
     async def find(self, task: Task) -> str | None:
         raise cannot_look_up("OpenRouter")
 
-    async def status(self, upstream_id: str) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
         answer = await self._send("GET", self._job_url(upstream_id), creating=False)
-        return job_status(answer, poll_after=self._poll_after)
+        return job_status(answer, poll_after=self._poll_after, profile=profile)
 
     async def fetch_result(self, upstream_id: str, dest: Path, status: JobStatus) -> list[ResultFile]:
         url = status.result_urls[0] if status.result_urls else f"{self._job_url(upstream_id)}/content?index=0"
@@ -181,20 +181,24 @@ def build_body(task: Task, inputs: TaskInputs) -> dict[str, Any]:
     return body
 
 
-def job_status(answer: Mapping[str, Any], *, poll_after: float | None = None) -> JobStatus:
-    """One ``GET /videos/{id}`` answer as a JobStatus."""
-    state = str(answer.get("status") or "").strip().lower()
-    if not state:
+def job_status(
+    answer: Mapping[str, Any], *, poll_after: float | None = None, profile: Profile | None = None
+) -> JobStatus:
+    """One ``GET /videos/{id}`` answer as a JobStatus, read with the route's profile (its
+    status words and result paths; profiles/shipped/openrouter.toml [defaults] without one)."""
+    word = str(answer.get("status") or "").strip().lower()
+    if not word:
         raise ProviderError(
             TaskError(ErrorCode.UPSTREAM_ERROR, "OpenRouter's status answer carried no status."),
             failure=Failure.RETRYABLE,
         )
-    if state in SUCCEEDED:
-        urls = answer.get("unsigned_urls") or answer.get("urls") or []
-        links = tuple(u for u in urls if isinstance(u, str) and u.startswith(("http://", "https://")))
+    words = vocabulary(profile, KIND)
+    state = read_state(word, words, upstream="OpenRouter")
+    if state == "succeeded":
+        links = tuple(result_links(answer, words))
         return JobStatus(JobState.SUCCEEDED, progress=100, result_urls=links[:1], cost=_cost(answer))
-    if state in ENDED:
-        return JobStatus(JobState.FAILED, error=_job_error(state, answer.get("error")), cost=_cost(answer))
+    if state in ("failed", "ended"):
+        return JobStatus(JobState.FAILED, error=_job_error(word, answer.get("error")), cost=_cost(answer))
     return JobStatus(JobState.RUNNING, progress=_progress(answer.get("progress")), poll_after=poll_after)
 
 

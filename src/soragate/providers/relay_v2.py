@@ -29,6 +29,7 @@ from soragate.core.account_options import RelayV2Options
 from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
+from soragate.profiles.model import Profile
 from soragate.profiles.snap import merge_fields
 from soragate.providers.base import (
     Failure,
@@ -38,14 +39,16 @@ from soragate.providers.base import (
     ResultFile,
     TaskInputs,
     cannot_look_up,
+    read_state,
     refused,
+    result_links,
     snapped_for,
+    vocabulary,
 )
 from soragate.providers.http import download, error_for_status, parse_json, require_object, transport_error
 
-# Anything else (NOT_START, SUBMITTED, QUEUED, IN_PROGRESS, UNKNOWN, new words) is running.
-SUCCESS_STATES = frozenset({"SUCCESS", "SUCCEEDED", "COMPLETED"})
-FAILURE_STATES = frozenset({"FAILURE", "FAILED", "CANCELLED", "CANCELED"})
+# Status words and result paths: the route's profile (profiles/shipped/relay.toml [defaults]).
+KIND = "relay_v2"
 REVIEW_CODES = frozenset({ErrorCode.PROMPT_REVIEW, ErrorCode.IMAGE_REVIEW, ErrorCode.RESULT_REVIEW})
 # new-api, which most relays run, says "out of quota" with these codes under 403 (even 429)...
 CREDIT_CODES = frozenset(
@@ -106,7 +109,7 @@ class RelayV2Provider:
     async def find(self, task: Task) -> str | None:
         raise cannot_look_up("The relay")
 
-    async def status(self, upstream_id: str) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
         url = f"{self._base}/v2/videos/generations/{quote(upstream_id, safe='')}"
         job = _unwrap(await self._send("GET", url, creating=False))
         if "status" not in job:
@@ -117,14 +120,15 @@ class RelayV2Provider:
                 TaskError(ErrorCode.UPSTREAM_ERROR, "The upstream's status answer carried no status."),
                 failure=Failure.RETRYABLE,
             )
-        state = str(job.get("status") or "").strip().upper()
+        words = vocabulary(profile, KIND)
+        state = read_state(job.get("status"), words, upstream="The relay")
         progress = _progress(job.get("progress"))
-        if state in FAILURE_STATES:
+        if state in ("failed", "ended"):
             return JobStatus(JobState.FAILED, progress=progress, error=_job_error(job))
-        urls = _result_urls(job)
-        if state in SUCCESS_STATES and urls:
+        urls = tuple(result_links(job, words))
+        if state == "succeeded" and urls:
             return JobStatus(JobState.SUCCEEDED, progress=100, result_urls=urls)
-        if state in SUCCESS_STATES:
+        if state == "succeeded":
             # Relays flip to SUCCESS a poll or two before they publish the link.
             return JobStatus(JobState.RUNNING, progress=99)
         return JobStatus(JobState.RUNNING, progress=None if progress is None else min(progress, 99))
@@ -293,18 +297,6 @@ def _progress(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return max(0, min(100, int(value)))
-
-
-def _result_urls(job: dict[str, Any]) -> tuple[str, ...]:
-    candidates: list[Any] = [job.get("video_url")]
-    data = job.get("data")
-    if isinstance(data, dict):
-        candidates += [data.get("output"), data.get("video_url")]
-        outputs = data.get("outputs")
-        if isinstance(outputs, list):
-            candidates += [o.get("url") if isinstance(o, dict) else o for o in outputs]
-    urls = (c.strip() for c in candidates if isinstance(c, str))
-    return tuple(dict.fromkeys(u for u in urls if u.startswith(("http://", "https://"))))
 
 
 def _job_error(job: dict[str, Any]) -> TaskError:

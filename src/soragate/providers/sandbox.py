@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from soragate.core.task import ErrorCode, Task, TaskError
+from soragate.profiles.model import Profile
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ class SandboxProvider:
                 return str(data["id"])
         return None
 
-    async def status(self, upstream_id: str) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
         job = self._load(upstream_id)
         elapsed = self.clock() - job.submitted_at
         poll_after = max(0.05, min(1.0, self.delay / 20))

@@ -42,6 +42,7 @@ import httpx
 from soragate.core.account_options import Sora2APIOptions
 from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
+from soragate.profiles.model import Profile
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, cannot_look_up
 from soragate.providers.http import call, download
 from soragate.providers.sora2api_chat import (
@@ -115,7 +116,7 @@ class Sora2APIProvider:
     async def find(self, task: Task) -> str | None:
         raise cannot_look_up("Sora2API")
 
-    async def status(self, upstream_id: str) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
         if upstream_id.startswith(CHAT_PREFIX):
             return chat_status(self._chats.get(upstream_id))
         data = await call(

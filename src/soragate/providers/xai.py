@@ -41,8 +41,11 @@ from soragate.providers.base import (
     TaskInputs,
     cannot_look_up,
     default_profile,
+    read_state,
     refused,
+    result_links,
     snapped_for,
+    vocabulary,
 )
 from soragate.providers.http import call, download, require_object
 
@@ -50,8 +53,6 @@ KIND = "xai"
 CREATE_PATH = "/v1/videos/generations"
 STATUS_PATH = "/v1/videos/"
 TICKS_PER_USD = 10_000_000_000
-
-_RUNNING_WORDS = frozenset({"pending", "queued", "processing", "in_progress"})
 
 
 class XAIProvider:
@@ -87,7 +88,7 @@ class XAIProvider:
     async def find(self, task: Task) -> str | None:
         raise cannot_look_up("xAI")
 
-    async def status(self, upstream_id: str) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
         answer = await call(
             self.http,
             "GET",
@@ -96,7 +97,7 @@ class XAIProvider:
             timeout=self.timeout,
         )
         answer = require_object(answer, creating=False, upstream="xAI")
-        return job_status(answer, poll_after=self.poll_after)
+        return job_status(answer, poll_after=self.poll_after, profile=profile)
 
     async def fetch_result(self, upstream_id: str, dest: Path, status: JobStatus) -> list[ResultFile]:
         urls = status.result_urls or (await self.status(upstream_id)).result_urls
@@ -149,35 +150,38 @@ def build_body(task: Task, inputs: TaskInputs) -> dict[str, Any]:
     return body
 
 
-def job_status(answer: Mapping[str, Any], *, poll_after: float | None = None) -> JobStatus:
-    """One ``GET /v1/videos/{id}`` answer as a JobStatus. Unknown words are "running"."""
-    word = str(answer.get("status") or "").strip().lower()
+def job_status(
+    answer: Mapping[str, Any], *, poll_after: float | None = None, profile: Profile | None = None
+) -> JobStatus:
+    """One ``GET /v1/videos/{id}`` answer as a JobStatus, read with the route's profile (its
+    status words and result paths; profiles/shipped/xai.toml [defaults] without one)."""
+    words = vocabulary(profile, KIND)
     video = answer.get("video")
     video = video if isinstance(video, Mapping) else {}
-    url = video.get("url")
+    urls = result_links(answer, words)
     cost = _cost(answer)
-    if word == "done" or (not word and url):
+    word = answer.get("status")
+    # An answer with a link and no status word at all is a finished one.
+    state = "succeeded" if not word and urls else read_state(word, words, upstream="xAI")
+    if state == "succeeded":
         if video.get("respect_moderation") is False:
             return JobStatus(
                 JobState.FAILED,
                 error=TaskError(ErrorCode.RESULT_REVIEW, "xAI's moderation blocked the generated video."),
                 cost=cost,
             )
-        if isinstance(url, str) and url.startswith(("http://", "https://")):
-            return JobStatus(JobState.SUCCEEDED, progress=100, result_urls=(url,), cost=cost)
+        if urls:
+            return JobStatus(JobState.SUCCEEDED, progress=100, result_urls=(urls[0],), cost=cost)
         # "done" before the link is written: ask again rather than fail the download.
         return JobStatus(JobState.RUNNING, progress=99, poll_after=poll_after)
-    if word == "expired":
+    if state == "ended":
         return JobStatus(
             JobState.FAILED,
             error=TaskError(ErrorCode.UPSTREAM_ERROR, "xAI let the request expire before the video was made."),
             cost=cost,
         )
-    if word == "failed":
+    if state == "failed":
         return JobStatus(JobState.FAILED, error=_failure(answer.get("error")), cost=cost)
-    if word and word not in _RUNNING_WORDS:
-        # A word we do not know: keep waiting rather than give the job up.
-        return JobStatus(JobState.RUNNING, poll_after=poll_after)
     return JobStatus(JobState.RUNNING, progress=_progress(answer.get("progress")), poll_after=poll_after)
 
 

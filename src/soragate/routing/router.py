@@ -290,6 +290,16 @@ class Router:
         except NoRoute:
             return []
 
+    def profile_for(self, task: Task, account: str | None) -> Profile | None:
+        """The model profile of the task's route on ``account``, whose status words and result
+        paths its upstream's answers are read with; None reads them with the kind's shipped ones."""
+        planned = task.params.extra.get("route")
+        if isinstance(planned, dict) and planned.get("account") == account:
+            profile_id = planned.get("profile")
+            return self.profiles.get(profile_id) if isinstance(profile_id, str) else None
+        # Sent elsewhere than planned (a failover): that account's route for the model.
+        return next((r.profile for r in self._routed_or_empty(task) if r.name == account), None)
+
     def plan(self, task: Task, source: Task | None = None) -> Route:
         """The route a new task would take first; refuses at once a task that no enabled
         account could ever take, naming what is missing."""

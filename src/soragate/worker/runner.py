@@ -456,7 +456,9 @@ class Worker:
         asked = self.clock()
         try:
             status = await self._bounded(
-                runtime.provider.status(task.upstream_id), kind="status", seconds=self.settings.upstream_timeout_seconds
+                runtime.provider.status(task.upstream_id, self.router.profile_for(task, runtime.name)),
+                kind="status",
+                seconds=self.settings.upstream_timeout_seconds,
             )
         except ProviderError as error:
             await self._status_failed(task, runtime, error, deadline)

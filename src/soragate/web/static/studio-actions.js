@@ -80,6 +80,7 @@ const REASONS = {
   invalid_input: ["The provider refused the request as invalid.", "Check the parameters below."],
   upstream_error: ["The upstream provider reported an error.", "Retry; if it keeps failing, tell the admin."],
   upstream_submission_uncertain: ["It is not known whether the upstream accepted the task.", "Retry to be sure."],
+  upstream_unknown_status: ["The upstream answered with a status its model profile does not know.", "Tell the admin: the profile's status_map needs the word."],
   timeout: ["The upstream took too long and the task was given up.", "Retry later."],
   cancelled: ["The task was cancelled.", "Retry to run it again."],
   result_unavailable: ["The upstream finished but its result could not be fetched.", "Retry."],
