@@ -202,6 +202,13 @@ def test_another_keys_task_cannot_be_cancelled(slow: LiveServer) -> None:
     assert refused.status_code == 404
     with slow.client(owner) as client:
         assert client.get(f"/v1/videos/{created['id']}").json()["status"] in ("queued", "in_progress")
+    # An admin may, through the same cancel (refund, watchers told), and the same 409 after.
+    with slow.client() as admin:
+        cancelled = admin.post(f"/v1/admin/tasks/{created['id']}/cancel")
+        again = admin.post(f"/v1/admin/tasks/{created['id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["refunded"] is True and cancelled.json()["charged"] == 0
+    assert again.status_code == 409 and again.json()["error"]["code"] == "not_cancellable"
 
 
 # --- console ---------------------------------------------------------------------------------

@@ -212,15 +212,6 @@ class AdminService:
             raise NotFound(f"No task found with id '{task_id}'.", param="task_id")
         return task
 
-    async def cancel_task(self, task_id: str) -> Task:
-        task = await self.get_task(task_id)
-        if not await task_store.cancel_task(self.engine, task_id=task_id):
-            raise InvalidRequest(f"Task {task_id} is not queued or running.", code="not_cancellable")
-        log.info("task %s cancelled by an admin", task_id, extra={"task_id": task_id})
-        if self.metrics is not None:
-            self.metrics.task_finished(dialect=task.dialect, model=task.params.model, outcome="cancelled")
-        return await self.get_task(task_id)
-
     async def usage(self, *, days: int) -> dict[str, Any]:
         now = time.time()
         rows = await task_store.usage_rows(self.engine, since=now - days * 86400)

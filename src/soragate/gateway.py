@@ -234,20 +234,21 @@ class Gateway:
         log.info("task %s deleted", task.id, extra={"task_id": task.id})
         self.events.publish(task.id)
 
-    async def cancel_task(self, *, owner: ApiKey, task_id: str) -> Task:
-        """Stop a queued or running task of ``owner``'s; its credits come back. The task stays
-        (cancelled), unlike a delete."""
-        task = await self.get_task(owner=owner, task_id=task_id)
-        if not await task_store.cancel_task(self.engine, task_id=task.id, owner_id=owner.id):
+    async def cancel_task(self, *, owner: ApiKey | None, task_id: str) -> Task:
+        """Stop a queued or running task of ``owner``'s (any task when None: an admin); its
+        credits come back and watchers are told. The task stays (cancelled), unlike a delete."""
+        task = await (self.find_task(task_id) if owner is None else self.get_task(owner=owner, task_id=task_id))
+        owner_id = owner.id if owner is not None else None
+        if not await task_store.cancel_task(self.engine, task_id=task.id, owner_id=owner_id):
             raise Conflict(
                 f"Task '{task_id}' is {task.status.value}: only queued or running tasks can be cancelled.",
                 param="task_id",
                 code="not_cancellable",
             )
         self.metrics.task_finished(dialect=task.dialect, model=task.params.model, outcome="cancelled")
-        log.info("task %s cancelled by its key", task.id, extra={"task_id": task.id})
+        log.info("task %s cancelled by %s", task.id, "an admin" if owner is None else "its key")
         self.events.publish(task.id)
-        return await self.get_task(owner=owner, task_id=task_id)
+        return await self._load_task(task.id, owner_id) or task
 
     async def upstream_changed(self, *, account: str, upstream_id: str) -> None:
         """An upstream called back about a job: its task is due now, in whichever process

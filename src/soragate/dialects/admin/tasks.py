@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from soragate.core.inputs import int_in_range
 from soragate.core.task import Task, TaskStatus
 from soragate.dialects.admin.routes import AdminServiceDep
-from soragate.dialects.common import AdminDep, dialect
+from soragate.dialects.common import AdminDep, GatewayDep, dialect
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(dialect("openai"))])
 
@@ -75,8 +75,8 @@ async def get_task(task_id: str, _: AdminDep, admin: AdminServiceDep) -> dict[st
 
 
 @router.post("/tasks/{task_id}/cancel")
-async def cancel_task(task_id: str, _: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
-    return task_json(await admin.cancel_task(task_id))
+async def cancel_task(task_id: str, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
+    return task_json(await gateway.cancel_task(owner=None, task_id=task_id))
 
 
 @router.get("/usage")
