@@ -66,6 +66,8 @@ class Profile:
     kind: str
     model: str
     description: str = ""
+    # The public model name this profile serves (veo-3.1, kling-3.0…); see profiles/families.py.
+    family: str | None = None
     duration: Duration = field(default_factory=lambda: Duration(field="duration"))
     aspect: Choice | None = None
     resolution: Choice | None = None
@@ -158,6 +160,7 @@ def parse_profile(data: dict[str, Any], *, source: str = "shipped") -> Profile:
         kind=data["kind"],
         model=data["model"],
         description=data.get("description", ""),
+        family=data.get("family") or None,
         duration=duration,
         aspect=_choice(data.get("aspect"), f"{where}.aspect"),
         resolution=resolution,
