@@ -4,6 +4,7 @@ upstream must receive exactly that model's fields."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from typing import Any
 import av
 import openai
 import pytest
+from PIL import Image
 from tests.conftest import LiveServer, free_port, run_server, test_settings
 from tests.fakes.faults import Fault
 from tests.fakes.gemini import FakeGemini
@@ -23,6 +25,13 @@ from tests.fakes.openai_videos import FakeOpenAIVideos
 from tests.fakes.relay_v2 import RelayV2Fake
 from tests.fakes.server import serve
 from tests.fakes.xai import FakeXAI
+
+
+def png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 36), "orange").save(buffer, format="PNG")
+    return buffer.getvalue()
+
 
 FAST = {"poll_min": 0.05, "poll_max": 0.2, "timeout": 5}
 
@@ -292,3 +301,29 @@ def test_a_lost_create_answer_on_an_upstream_that_cannot_be_asked_fails_clearly(
     assert video.status == "failed"
     assert video.error is not None and video.error.code == "upstream_submission_uncertain"
     assert fake.creates == 1
+
+
+def test_first_and_last_frame_with_no_length_is_made_and_reported_at_8_s_on_veo(gateway: LiveServer) -> None:
+    # The relay dialect takes several images; sora-2's default there is 10 s. Veo 3.1 interpolates
+    # (image + lastFrame) at 8 s only and the fake refuses anything else, as Google does.
+    fake = FakeGemini(api_key="gem-key", polls_until_done=1)
+    frame = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
+    sdk = openai.OpenAI(base_url=gateway.api, api_key=gateway.admin_key, max_retries=0)
+    with serve(fake) as url:
+        route_sora2(gateway, kind="gemini", base_url=url, secret="gem-key", profile="gemini/veo-3.1-generate-preview")
+        with gateway.client() as client:
+            created = client.post(
+                "/v2/videos/generations", json={"model": "sora-2", "prompt": "a fox walks", "images": [frame, frame]}
+            )
+        assert created.status_code == 200, created.text
+        task_id = created.json()["task_id"]
+        video = sdk.videos.poll(task_id, poll_interval_ms=50)
+    assert video.status == "completed", video.error
+    body = fake.bodies[-1]
+    assert set(body["instances"][0]) == {"prompt", "image", "lastFrame"}
+    assert body["parameters"]["durationSeconds"] == 8
+    assert video.seconds == "8"
+    assert duration_of(sdk.videos.download_content(task_id).content) == "ok"
+    task = gateway.task(task_id)
+    assert task.params.extra["requested"]["seconds"] == 10 and task.params.seconds == 8
+    assert task.cost == pytest.approx(8 * 0.10)  # sora-2's price a second, for the 8 s made

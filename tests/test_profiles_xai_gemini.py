@@ -34,7 +34,7 @@ from tests.fakes.xai import FakeXAI
 from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskKind, TaskParams, task_id_for
 from soragate.media import probe_video
-from soragate.profiles.model import Profile
+from soragate.profiles.model import Profile, ProfileError, parse_profile
 from soragate.profiles.registry import shipped_profiles
 from soragate.profiles.snap import SnapPolicy, SnapRefused, snap
 from soragate.providers import gemini, xai
@@ -212,13 +212,47 @@ def test_without_a_snapped_request_the_body_snaps_to_the_nearest(profile_id: str
     )
 
 
-def test_veo_takes_a_first_and_a_last_frame():
-    profile = PROFILES["gemini/veo-3.1-generate-preview"]
-    body = gemini.build_body(make_task(seconds=6), image_inputs(2, profile))
+@pytest.mark.parametrize("profile_id", sorted(p for p in PROFILES if p.startswith("gemini/")))
+def test_veo_takes_a_first_and_a_last_frame_at_8_s_only(profile_id: str):
+    # Google's Veo 3.1 table: interpolation (image + lastFrame) takes 8 s; an image alone 4/6/8.
+    profile = PROFILES[profile_id]
     frame = {"bytesBase64Encoded": PNG_B64, "mimeType": "image/png"}
-    assert body["instances"] == [{"prompt": PROMPT, "image": frame, "lastFrame": frame}]
-    assert body["parameters"]["durationSeconds"] == 6
-    assert fake_gemini.validate(profile.model, body) is None
+    for asked in (4, 6, 8):
+        body = gemini.build_body(make_task(seconds=asked), image_inputs(2, profile))
+        assert body["instances"] == [{"prompt": PROMPT, "image": frame, "lastFrame": frame}]
+        assert body["parameters"]["durationSeconds"] == 8
+        assert fake_gemini.validate(profile.model, body) is None
+        single = gemini.build_body(make_task(seconds=asked), image_inputs(1, profile))
+        assert single["parameters"]["durationSeconds"] == asked
+        assert fake_gemini.validate(profile.model, single) is None
+
+    snapped = snap(profile, seconds=4, width=1280, height=720, references=2)
+    assert (snapped.seconds, snapped.changed) == (8, ("8 s",))
+    assert snap(profile, seconds=None, width=1280, height=720, references=2).seconds == 8
+    assert snap(profile, seconds=4, width=1280, height=720, references=1).seconds == 4
+    with pytest.raises(SnapRefused, match="cannot make 4 s"):
+        snap(profile, seconds=4, width=1280, height=720, references=2, policy=SnapPolicy.REFUSE)
+    assert snap(profile, seconds=8, width=1280, height=720, references=2, policy=SnapPolicy.REFUSE).seconds == 8
+
+
+def test_fake_gemini_refuses_a_short_interpolation():
+    frame = {"bytesBase64Encoded": PNG_B64, "mimeType": "image/png"}
+    for seconds in (4, 6):
+        body = {
+            "instances": [{"prompt": PROMPT, "image": frame, "lastFrame": frame}],
+            "parameters": {"durationSeconds": seconds},
+        }
+        assert fake_gemini.validate("veo-3.1-generate-preview", body) == (
+            "interpolation (image + lastFrame) needs durationSeconds 8"
+        )
+
+
+def test_forced_seconds_keys_are_checked():
+    raw = {"id": "x/veo", "kind": "gemini", "model": "veo", "duration": {"values": [4, 8]}}
+    assert parse_profile({**raw, "forced_seconds": {"references:2": 8}}).forced_seconds == {"references:2": 8}
+    for bad in ("two_images", "references:0", "references:x", "9000p"):
+        with pytest.raises(ProfileError, match="forced_seconds key"):
+            parse_profile({**raw, "forced_seconds": {bad: 8}})
 
 
 @pytest.mark.parametrize("profile_id", ["xai/grok-imagine-video", "gemini/veo-3.1-lite-generate-preview"])

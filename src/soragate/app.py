@@ -42,6 +42,7 @@ from soragate.ops.metrics import DatabaseFigures, Metrics, MetricsPort
 from soragate.ops.readiness import Readiness, migration_heads
 from soragate.ops.requests import RequestObserver
 from soragate.permissions import make_private
+from soragate.profiles.families import family_specs
 from soragate.profiles.registry import ProfileRegistry
 from soragate.providers.sandbox import SandboxProvider
 from soragate.routing.providers_file import load_providers_file
@@ -173,6 +174,7 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
         )
         profiles = ProfileRegistry(extra_file=settings.profiles_file)
         catalogue = Catalogue()
+        catalogue.set_families(family_specs(profiles.all()))
         router = Router(
             engine=engine,
             factory=default_factory(
@@ -181,6 +183,7 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
             sandbox=sandbox,
             profiles=profiles,
             on_routes=catalogue.set_routed,
+            on_profiles=lambda found: catalogue.set_families(family_specs(found)),
             cipher=cipher,
         )
         if settings.providers_file:

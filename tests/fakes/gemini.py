@@ -3,8 +3,8 @@ downloads), built from ai.google.dev's video guide and the public SDKs.
 
 Like Google it takes the key as ``x-goog-api-key`` or ``?key=``, answers a missing key with
 403 PERMISSION_DENIED and a wrong one with 400 INVALID_ARGUMENT + reason API_KEY_INVALID,
-checks every body field (durationSeconds an int 4/6/8, 8 at 1080p/4k, 16:9/9:16, base64
-images with a mimeType), finishes an operation after a set number of polls with
+checks every body field (durationSeconds an int 4/6/8, 8 at 1080p/4k and with a lastFrame,
+16:9/9:16, base64 images with a mimeType), finishes an operation after a set number of polls with
 ``response.generateVideoResponse.generatedSamples[].video.uri``, and serves the MP4 at that
 link only to a caller with the key.
 
@@ -95,6 +95,8 @@ def validate(model: str, body: Any) -> str | None:
         return f"resolution {resolution!r} is not supported by {model}"
     if resolution in ("1080p", "4k") and seconds != 8:
         return f"{resolution} needs durationSeconds 8"
+    if "lastFrame" in instance and seconds != 8:
+        return "interpolation (image + lastFrame) needs durationSeconds 8"
     return None
 
 

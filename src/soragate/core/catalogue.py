@@ -320,13 +320,23 @@ class Catalogue:
         self._models: dict[str, ModelSpec] = {}
         self._public: list[ModelSpec] = list(models)
         self._routed: dict[str, ModelSpec] = {}
+        self._families: dict[str, ModelSpec] = {}
         for spec in models:
             self._models[spec.name] = spec
             for alias in spec.aliases:
                 self._models[alias] = spec
 
     def public_models(self) -> list[ModelSpec]:
-        return list(self._public) + [s for s in self._routed.values() if s.name not in self._models]
+        return (
+            list(self._public)
+            + list(self._families.values())
+            + [s for s in self._routed.values() if s.name not in self._families]
+        )
+
+    def set_families(self, specs: list[ModelSpec]) -> None:
+        """Public names of live model families, made from the model profiles that name them
+        (a built-in name is never replaced)."""
+        self._families = {s.name: s for s in specs if s.name not in self._models}
 
     def set_routed(self, names: dict[str, float]) -> None:
         """Public names an admin routed to upstream models (name → price per second) that
@@ -356,9 +366,9 @@ class Catalogue:
         return round(spec.price * float(seconds or 0), 6)
 
     def get(self, name: str, *, kind: str, param: str = "model") -> ModelSpec:
-        spec = self._models.get(name) or self._routed.get(name)
+        spec = self._models.get(name) or self._families.get(name) or self._routed.get(name)
         if spec is None or spec.kind != kind:
-            choices = ", ".join(s.name for s in self._public if s.kind == kind)
+            choices = ", ".join(s.name for s in self.public_models() if s.kind == kind)
             raise InvalidRequest(
                 f"Unknown {kind} model '{name}'. Available: {choices}.", param=param, code="invalid_model"
             )

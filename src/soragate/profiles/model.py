@@ -72,12 +72,16 @@ class Profile:
     kind: str
     model: str
     description: str = ""
+    # The public model name this profile serves (veo-3.1, kling-3.0…); see profiles/families.py.
+    family: str | None = None
     duration: Duration = field(default_factory=lambda: Duration(field="duration"))
     aspect: Choice | None = None
     resolution: Choice | None = None
     hd_resolution: str | None = None  # the canonical resolution HD asks for
     images: Images | None = None
-    # Resolutions that force a fixed length (Veo: 1080p, 4k and reference images force 8 s).
+    # Resolutions or image counts that force a fixed length (Veo: 1080p, 4k and a first plus a
+    # last frame force 8 s): keys are resolutions, "references" (any image) or "references:N"
+    # (N images or more).
     forced_seconds: dict[str, int] = field(default_factory=dict)
     # Length limits at some resolutions (Hailuo: no 10 s at 1080P; Runway: 1080p only 5 s).
     seconds_at: dict[str, tuple[int, ...]] = field(default_factory=dict)
@@ -108,6 +112,19 @@ def _choice(data: Any, where: str) -> Choice | None:
     if not isinstance(data, dict) or not isinstance(data.get("values"), dict) or not data["values"]:
         raise ProfileError(f"'{where}' needs a non-empty 'values' table")
     return Choice(field=data.get("field"), values=dict(data["values"]), default=data.get("default"))
+
+
+def _forced_seconds(raw: Any, where: str) -> dict[str, int]:
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{where}: 'forced_seconds' must be a table")
+    for key in raw:
+        name, colon, count = key.partition(":")
+        image_key = name == "references" and (not colon or count.isdigit() and int(count) >= 1)
+        if key not in RESOLUTIONS and not image_key:
+            raise ProfileError(
+                f"{where}: forced_seconds key {key!r} is not a resolution, 'references' or 'references:N'"
+            )
+    return {k: int(v) for k, v in raw.items()}
 
 
 def parse_profile(data: dict[str, Any], *, source: str = "shipped") -> Profile:
@@ -165,12 +182,13 @@ def parse_profile(data: dict[str, Any], *, source: str = "shipped") -> Profile:
         kind=data["kind"],
         model=data["model"],
         description=data.get("description", ""),
+        family=data.get("family") or None,
         duration=duration,
         aspect=_choice(data.get("aspect"), f"{where}.aspect"),
         resolution=resolution,
         hd_resolution=data.get("hd_resolution"),
         images=images,
-        forced_seconds={k: int(v) for k, v in data.get("forced_seconds", {}).items()},
+        forced_seconds=_forced_seconds(data.get("forced_seconds", {}), where),
         seconds_at={k: tuple(int(s) for s in v) for k, v in data.get("seconds_at", {}).items()},
         extras=dict(data.get("extras", {})),
         body=data.get("body", "json"),

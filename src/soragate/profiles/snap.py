@@ -123,6 +123,16 @@ def merge_fields(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
             target[key] = value
 
 
+def _forced_by_images(profile: Profile, references: int) -> int | None:
+    """The length that ``references`` images force: key ``references`` applies to any image,
+    ``references:N`` to N or more (Veo: a first and a last frame take 8 s only)."""
+    for key, seconds in profile.forced_seconds.items():
+        name, _, count = key.partition(":")
+        if name == "references" and references >= int(count or 1):
+            return seconds
+    return None
+
+
 def snap(
     profile: Profile,
     *,
@@ -160,9 +170,7 @@ def snap(
     allowed = profile.duration.allowed()
     if resolution and resolution in profile.seconds_at:
         allowed = [s for s in allowed if s in profile.seconds_at[resolution]]
-    forced = profile.forced_seconds.get(resolution or "") or (
-        profile.forced_seconds.get("references") if references else None
-    )
+    forced = profile.forced_seconds.get(resolution or "") or _forced_by_images(profile, references)
     if forced:
         allowed = [forced]
     requested = round(seconds) if seconds is not None else (profile.duration.default or allowed[0])

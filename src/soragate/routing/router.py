@@ -122,9 +122,11 @@ class Router:
         cipher: SecretCipher,
         profiles: ProfileRegistry | None = None,
         on_routes: Callable[[dict[str, float]], None] | None = None,
+        on_profiles: Callable[[list[Profile]], None] | None = None,
         refresh_seconds: float = 2.0,
     ) -> None:
         self.on_routes = on_routes
+        self.on_profiles = on_profiles
         self.engine = engine
         self.cipher = cipher
         self.profiles = profiles or ProfileRegistry()
@@ -192,6 +194,8 @@ class Router:
                 except ProfileError:
                     log.warning("stored profile %s no longer parses; skipped", data.get("id"))
             self.profiles.replace_stored(stored)
+            if self.on_profiles is not None:
+                self.on_profiles(self.profiles.all())
             if self.on_routes is not None:
                 self.on_routes({model: self._route_price(rows) for model, rows in self.routes.items()})
             self._loaded_at = time.monotonic()
@@ -276,6 +280,9 @@ class Router:
             return self._routed(task)
         if not self.runtimes:
             return [Route(self.builtin)]
+        family = self._family_routes(task)
+        if family is not None:
+            return family
         eligible = [r for r in self.runtimes.values() if r.account.missing_for(task) is None]
         if not eligible:
             # The accounts that know the model say best what is missing (a length, a size…).
@@ -283,6 +290,41 @@ class Router:
             specific = [r for r in reasons if not r.startswith("model ")]
             raise NoRoute(f"no upstream account serves {' or '.join(specific or reasons)}")
         return [Route(r, _default_profile(r, task), tier=r.account.priority) for r in eligible]
+
+    def _family_profiles(self, runtime: AccountRuntime, family: str) -> list[Profile]:
+        """The profiles of ``family`` that ``runtime``'s account can take: those of its kind,
+        or the one its model list names for the family (``models = {"veo-3.1": "<profile id>"}``)."""
+        mine = [p for p in self.profiles.all() if p.family == family and p.kind == runtime.account.kind]
+        named = runtime.account.models.get(family)
+        return [p for p in mine if named in (p.id, p.model)] if named else mine
+
+    def _family_routes(self, task: Task) -> list[Route] | None:
+        """Routes for a family's public name (None when the name is no family): on each
+        account with a profile of the family, the one that fits the request with the fewest
+        changes."""
+        family = task.params.model
+        if not any(p.family == family for p in self.profiles.all()):
+            return None
+        chosen: list[Route] = []
+        refusals: list[str] = []
+        for runtime in self.runtimes.values():
+            fits: list[tuple[int, Route]] = []
+            for profile in self._family_profiles(runtime, family):
+                route = Route(runtime, profile, tier=runtime.account.priority)
+                try:
+                    snapped = route.snap(task)
+                except SnapRefused as exc:
+                    refusals.append(str(exc))
+                    continue
+                fits.append((len(snapped.changed) if snapped else 0, route))
+            if fits:
+                chosen.append(min(fits, key=lambda fit: fit[0])[1])
+        if chosen:
+            return chosen
+        if refusals:
+            raise SnapRefused("; ".join(dict.fromkeys(refusals)))
+        kinds = sorted({p.kind for p in self.profiles.all() if p.family == family})
+        raise NoRoute(f"no upstream account of kind {' or '.join(kinds)} serves {family}")
 
     def _routed_or_empty(self, task: Task) -> list[Route]:
         try:
@@ -360,6 +402,12 @@ class Router:
             return routed
         if not self.runtimes:
             return [{"account": BUILTIN_SANDBOX, "kind": "sandbox", "profile": None, "upstream_model": None}]
+        if any(p.family == public_model for p in self.profiles.all()):
+            return [
+                {"account": r.name, "kind": r.account.kind, "profile": p.id, "upstream_model": p.model}
+                for r in sorted(self.runtimes.values(), key=lambda r: r.account.priority)
+                for p in self._family_profiles(r, public_model)
+            ]
         return [
             {
                 "account": r.name,

@@ -17,6 +17,7 @@ from soragate.dialects.relay.schemas import (
     CHARACTER_BODY,
     GENERATION_BODY,
     Generation,
+    ModelRule,
     parse_generation,
     parse_timestamps,
 )
@@ -61,7 +62,14 @@ NEXT = {
 async def create_generation(request: Request, gateway: GatewayDep, key: KeyDep) -> JSONResponse:
     settings = gateway.settings
     fields = await read_fields(request, limit=settings.max_upload_bytes)
-    generation = parse_generation(fields, max_prompt_chars=settings.max_prompt_chars)
+    more = {
+        spec.name: ModelRule(
+            durations=spec.seconds, hd_durations=spec.seconds if spec.hd else (), default=spec.default_seconds
+        )
+        for spec in gateway.catalogue.public_models()
+        if spec.kind == "video" and spec.base_model == spec.name
+    }
+    generation = parse_generation(fields, max_prompt_chars=settings.max_prompt_chars, more_models=more)
     if generation.notify_hook:
         await gateway.check_callback_url(generation.notify_hook, param="notify_hook")
     cost = _cost(gateway, key, generation)

@@ -3,6 +3,7 @@ the ``sora_video2*`` name table). Parsing here is pure: nothing is fetched or st
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ class ModelRule:
     durations: tuple[int, ...]
     # Durations at which ``hd`` renders at HD size; at the others it is accepted and ignored.
     hd_durations: tuple[int, ...]
+    default: int | None = None  # the length without a duration (DEFAULT_DURATION when None)
 
 
 MODELS: dict[str, ModelRule] = {
@@ -158,22 +160,30 @@ def _images(value: Any) -> list[str]:
     return images
 
 
-def _model(value: Any) -> tuple[str, Alias]:
+def _model(value: Any, models: Mapping[str, ModelRule]) -> tuple[str, Alias]:
     name = optional_str(value, param="model")
     if name is None:
         raise InvalidRequest("'model' is required: sora-2 or sora-2-pro.", param="model", code="invalid_model")
-    alias = ALIASES.get(name) or (Alias(name) if name in MODELS else None)
+    alias = ALIASES.get(name) or (Alias(name) if name in models else None)
     if alias is None:
-        choices = ", ".join([*MODELS, *ALIASES])
+        choices = ", ".join([*models, *ALIASES])
         raise InvalidRequest(f"Unknown model '{name}'. Available: {choices}.", param="model", code="invalid_model")
     return name, alias
 
 
-def parse_generation(body: dict[str, Any], *, max_prompt_chars: int) -> Generation:
-    requested, alias = _model(body.get("model"))
+def parse_generation(
+    body: dict[str, Any], *, max_prompt_chars: int, more_models: Mapping[str, ModelRule] | None = None
+) -> Generation:
+    """``more_models``: public names beyond Sora's (model families, admin routes)."""
+    models = {**(more_models or {}), **MODELS}
+    requested, alias = _model(body.get("model"), models)
     prompt = require_prompt(body.get("prompt"), max_chars=max_prompt_chars)
-    rule = MODELS[alias.model]
-    seconds = alias.duration or parse_duration(body.get("duration"), allowed=rule.durations, model=alias.model)
+    rule = models[alias.model]
+    seconds = alias.duration or (
+        rule.default
+        if rule.default is not None and body.get("duration") in (None, "")
+        else parse_duration(body.get("duration"), allowed=rule.durations, model=alias.model)
+    )
     aspect = alias.aspect_ratio or optional_str(body.get("aspect_ratio"), param="aspect_ratio")
     aspect = aspect or DEFAULT_ASPECT_RATIO
     if aspect not in ("16:9", "9:16"):
