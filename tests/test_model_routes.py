@@ -325,5 +325,5 @@ def test_first_and_last_frame_with_no_length_is_made_and_reported_at_8_s_on_veo(
     assert video.seconds == "8"
     assert duration_of(sdk.videos.download_content(task_id).content) == "ok"
     task = gateway.task(task_id)
-    assert task.params.extra["requested"]["seconds"] == 10 and task.params.seconds == 8
+    assert task.params.asked.seconds == 10 and task.params.seconds == 8
     assert task.cost == pytest.approx(8 * 0.10)  # sora-2's price a second, for the 8 s made

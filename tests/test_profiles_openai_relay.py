@@ -112,6 +112,7 @@ class Expect:
     seconds_type: Callable[[int], Any] = int
     sizes: dict[tuple[str, str], str] | None = None  # (shape, tier) → size field value
     image: dict[str, Any] = field(default_factory=dict)
+    image_seconds_field: str | None = None  # where a request with an image repeats the length
     needs_image: bool = False
 
 
@@ -154,6 +155,7 @@ def _apiyi_veo(model: str) -> Expect:
         seconds={"720p": ALL_VEO_SECONDS, "1080p": ONLY_EIGHT},
         seconds_type=str,
         image=UPLOAD,
+        image_seconds_field="seconds",
     )
 
 
@@ -302,6 +304,8 @@ def expected_body(e: Expect, size: str, seconds: int, hd: bool, refs: int) -> tu
     if refs:
         for name, value in e.image.items():
             put(body, name, value)
+        if e.image_seconds_field:
+            put(body, e.image_seconds_field, e.seconds_type(made))
     return body, shape_exact and tier == asked and made == seconds
 
 
@@ -385,6 +389,7 @@ def test_multipart_profiles_send_text_and_files():
         ("model", (None, "veo-3.1-generate-preview")),
         ("duration", (None, "8")),
         ("metadata", (None, json.dumps({"aspectRatio": "9:16", "resolution": "1080p"}))),
+        ("seconds", (None, "8")),
         ("input_reference", ("reference-1.png", PNG, "image/png")),
     ]
 
@@ -722,7 +727,23 @@ async def test_openai_host_multipart_profile(openai_host: tuple[FakeOpenAIVideos
     assert (create["model"], create["duration"]) == ("veo-3.1-generate-preview", "8")
     assert json.loads(create["metadata"]) == {"aspectRatio": "9:16", "resolution": "1080p"}
     assert create["input_reference"] == {"filename": "reference-1.png", "content_type": "image/png", "data": PNG}
-    assert "seconds" not in create and "size" not in create
+    # APIYI's image-to-video page has named the length both ways: both go.
+    assert create["seconds"] == "8" and "size" not in create
+
+
+async def test_apiyi_veo_text_to_video_is_a_json_body(openai_host: tuple[FakeOpenAIVideos, OpenAIProvider]):
+    # APIYI's docs: text-to-video is JSON with metadata.resolution; multipart is for an image.
+    fake, provider = openai_host
+    veo = SHIPPED_HERE["apiyi/veo-3.1-fast"]
+    task = canonical_task("1792x1024", 8, True)
+    await provider.submit(task, profile_inputs(veo, task))
+    assert fake.creates[0] == {
+        "_encoding": "json",
+        "prompt": PROMPT,
+        "model": "veo-3.1-fast-generate-preview",
+        "duration": "8",
+        "metadata": {"aspectRatio": "16:9", "resolution": "1080p"},
+    }
 
 
 # --- a relay's Veo ---------------------------------------------------------------------------------

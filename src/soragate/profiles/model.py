@@ -8,6 +8,7 @@ from typing import Any
 VALUE_TYPES = ("int", "string", "number", "seconds_suffix")
 IMAGE_TRANSPORTS = ("url", "base64", "data_url")
 IMAGE_MODES = ("list", "single", "first_last", "object")
+BODIES = ("json", "multipart")
 RESOLUTIONS = ("360p", "480p", "540p", "720p", "768p", "1080p", "2k", "4k")
 # What an upstream status word means: still running, done, failed (the upstream's error is
 # read), or ended without a result (cancelled, expired: failed with the word as the reason).
@@ -87,6 +88,11 @@ class Profile:
     seconds_at: dict[str, tuple[int, ...]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
     body: str = "json"  # json | multipart (OpenAI-shaped hosts)
+    # The body of a request with reference images, where it differs (APIYI's Veo: JSON for
+    # text, multipart for an image), and fields that body repeats under another name
+    # (new name → field of the snapped body).
+    image_body: str | None = None
+    image_copies: dict[str, str] = field(default_factory=dict)
     size_field: str | None = None  # OpenAI-shaped hosts that want size "WxH"
     # Upstream status word (lower case) → one of JOB_STATES. Empty: the kind's shipped vocabulary.
     status_map: dict[str, str] = field(default_factory=dict)
@@ -173,6 +179,9 @@ def parse_profile(data: dict[str, Any], *, source: str = "shipped") -> Profile:
     unknown_status = data.get("unknown_status", "running")
     if unknown_status not in UNKNOWN_STATUS:
         raise ProfileError(f"{where}: unknown_status must be one of {', '.join(UNKNOWN_STATUS)}")
+    body, image_body = data.get("body", "json"), data.get("image_body")
+    if body not in BODIES or image_body not in (None, *BODIES):
+        raise ProfileError(f"{where}: body and image_body must be one of {', '.join(BODIES)}")
     raw_path = data.get("result_path", ())
     paths = (raw_path,) if isinstance(raw_path, str) else tuple(raw_path)
     if not all(isinstance(path, str) and path for path in paths):
@@ -191,7 +200,9 @@ def parse_profile(data: dict[str, Any], *, source: str = "shipped") -> Profile:
         forced_seconds=_forced_seconds(data.get("forced_seconds", {}), where),
         seconds_at={k: tuple(int(s) for s in v) for k, v in data.get("seconds_at", {}).items()},
         extras=dict(data.get("extras", {})),
-        body=data.get("body", "json"),
+        body=body,
+        image_body=image_body,
+        image_copies={str(k): str(v) for k, v in dict(data.get("image_copies", {})).items()},
         size_field=data.get("size_field"),
         status_map=status_map,
         unknown_status=unknown_status,

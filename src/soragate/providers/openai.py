@@ -43,6 +43,7 @@ from soragate.providers.base import (
 from soragate.providers.http import download, parse_json, transport_error
 from soragate.providers.openai_body import (
     IMAGE_EXT,
+    body_format,
     build_body,
     create_form,
     create_json,
@@ -88,7 +89,7 @@ class OpenAIProvider:
         p = task.params
         if task.kind in (TaskKind.TEXT_TO_VIDEO, TaskKind.IMAGE_TO_VIDEO) and inputs.profile is not None:
             body = build_body(task, inputs)
-            if inputs.profile.body == "multipart":
+            if body_format(inputs.profile, inputs) == "multipart":
                 response, body = await self._create("videos", files=form_parts(body))
             else:
                 response, body = await self._create("videos", json=body)

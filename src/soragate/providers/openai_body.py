@@ -29,9 +29,21 @@ def build_body(task: Task, inputs: TaskInputs) -> dict[str, Any]:
         raise rejected("No model profile to build the request from.")
     body: dict[str, Any] = {"prompt": task.params.prompt, "model": profile.model}
     merge_fields(body, snapped_for(task, inputs, profile).fields)
-    if inputs.reference_images or inputs.reference_urls:
+    if has_images(inputs):
+        for name, source in profile.image_copies.items():
+            if source in body:
+                body[name] = body[source]
         merge_fields(body, _profile_images(inputs, profile))
     return body
+
+
+def has_images(inputs: TaskInputs) -> bool:
+    return bool(inputs.reference_images or inputs.reference_urls)
+
+
+def body_format(profile: Profile, inputs: TaskInputs) -> str:
+    """json or multipart: the profile's body, or its image body for a request with images."""
+    return (profile.image_body or profile.body) if has_images(inputs) else profile.body
 
 
 def form_parts(body: Mapping[str, Any]) -> list[tuple[str, Any]]:
@@ -56,7 +68,7 @@ def _profile_images(inputs: TaskInputs, profile: Profile) -> dict[str, Any]:
     images = profile.images
     if images is None:
         raise rejected(f"{profile.id} takes no reference image.")
-    if profile.body == "multipart":
+    if body_format(profile, inputs) == "multipart":
         if not inputs.reference_images:
             raise rejected(f"{profile.id} takes reference images as uploads, and the task has none to upload.")
         files = []
