@@ -121,7 +121,7 @@ CASES = [
         "kie_veo/veo3_fast",
         "",
         lambda f: f.bodies[-1],
-        {"model": "veo3_fast", "duration": 8, "aspect_ratio": "16:9"},
+        {"model": "veo3_fast", "generationType": "TEXT_2_VIDEO", "aspect_ratio": "16:9"},
         seconds="12",
     ),
     Case(

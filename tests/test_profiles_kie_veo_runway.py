@@ -119,21 +119,17 @@ class Expected:
 
 def veo(model: str) -> Callable[..., Expected]:
     def expect(width: int, height: int, seconds: int, hd: bool, refs: int) -> Expected:
-        resolution = "1080p" if hd or min(width, height) > 720 else "720p"
-        # Veo: 4/6/8 s; 1080p, 4k and image inputs make 8 s only.
-        allowed = [8] if resolution != "720p" or refs else [4, 6, 8]
-        length = {4: 4, 8: 8, 12: 8, 15: 8}[seconds] if len(allowed) > 1 else 8
+        # Kie's generate takes no length and no resolution: every clip is 8 s (higher tiers
+        # are follow-up calls on the finished job, not body fields).
         body: dict[str, Any] = {
             "prompt": PROMPT,
             "model": model,
             "generationType": "FIRST_AND_LAST_FRAMES_2_VIDEO" if refs else "TEXT_2_VIDEO",
-            "duration": length,
             "aspect_ratio": "9:16" if height > width else "16:9",
-            "resolution": resolution,
         }
         if refs:
             body["imageUrls"] = [REF]
-        return Expected(body, length, seconds not in allowed)
+        return Expected(body, 8, seconds != 8)
 
     return expect
 
@@ -219,15 +215,14 @@ def test_canonical_request_to_upstream_body(profile_id: str, size: tuple[int, in
             "kie_veo/veo3_fast",
             make_task(seconds=4, width=1280, height=720),
             0,
-            {"prompt": PROMPT, "model": "veo3_fast", "generationType": "TEXT_2_VIDEO", "duration": 4,
-             "aspect_ratio": "16:9", "resolution": "720p"},
+            {"prompt": PROMPT, "model": "veo3_fast", "generationType": "TEXT_2_VIDEO", "aspect_ratio": "16:9"},
         ),
         (
             "kie_veo/veo3_lite",
             make_task(kind=TaskKind.IMAGE_TO_VIDEO, seconds=12, width=1024, height=1792, hd=True),
             1,
             {"prompt": PROMPT, "model": "veo3_lite", "generationType": "FIRST_AND_LAST_FRAMES_2_VIDEO",
-             "duration": 8, "aspect_ratio": "9:16", "resolution": "1080p", "imageUrls": [REF]},
+             "aspect_ratio": "9:16", "imageUrls": [REF]},
         ),
         (
             "kie_runway/gen4.5",
@@ -257,7 +252,7 @@ def test_veo_generation_type_follows_the_images():
     assert two["generationType"] == "FIRST_AND_LAST_FRAMES_2_VIDEO" and two["imageUrls"] == [REF, REF + "?2"]
     three = kie_veo.build_body(task, make_inputs(fast, task, [REF, REF + "?2", REF + "?3"]))
     assert three["generationType"] == "REFERENCE_2_VIDEO" and len(three["imageUrls"]) == 3
-    assert three["duration"] == 8 and fake_veo.validate(three) is None
+    assert "duration" not in three and fake_veo.validate(three) is None
     # Veo 3.1 Quality has no REFERENCE_2_VIDEO: its profile takes two images at most.
     quality = PROFILES["kie_veo/veo3"]
     with pytest.raises(SnapRefused, match="at most 2"):
@@ -269,13 +264,23 @@ def test_veo_generation_type_follows_the_images():
 
 
 def test_veo_4k_and_lite_without_4k():
+    # The tier is no body field: the snap keeps it for the follow-up call.
     task = make_task(seconds=4, width=3840, height=2160)
-    body = kie_veo.build_body(task, make_inputs(PROFILES["kie_veo/veo3"], task))
-    assert (body["resolution"], body["duration"]) == ("4k", 8)
-    lite = kie_veo.build_body(task, make_inputs(PROFILES["kie_veo/veo3_lite"], task))
-    assert (lite["resolution"], lite["duration"]) == ("1080p", 8)
+    inputs = make_inputs(PROFILES["kie_veo/veo3"], task)
+    body = kie_veo.build_body(task, inputs)
+    assert "resolution" not in body and "duration" not in body
+    assert inputs.snapped is not None and (inputs.snapped.resolution, inputs.snapped.seconds) == ("4k", 8)
+    lite = make_inputs(PROFILES["kie_veo/veo3_lite"], task)
+    assert lite.snapped is not None and lite.snapped.resolution == "1080p"
     with pytest.raises(SnapRefused, match="4k"):
         make_inputs(PROFILES["kie_veo/veo3_lite"], task, policy=SnapPolicy.REFUSE)
+
+
+def test_the_fake_refuses_fields_kie_does_not_list():
+    body = {"prompt": PROMPT, "model": "veo3_fast", "aspect_ratio": "16:9"}
+    assert fake_veo.validate(body) is None
+    assert "duration" in (fake_veo.validate({**body, "duration": 8}) or "")
+    assert "resolution" in (fake_veo.validate({**body, "resolution": "1080p"}) or "")
 
 
 @pytest.mark.parametrize("kind", ["kie_veo", "kie_runway"])
@@ -531,7 +536,10 @@ async def test_wrong_key_is_auth_and_never_echoed(kind: Kind, kie_url: str, http
 async def test_a_profile_the_upstream_would_refuse_is_rejected(kind: Kind, kie_url: str, http: httpx.AsyncClient):
     """The fakes check bodies as Kie documents them: a profile that forgets a rule fails."""
     raw = _raw(kind.profile.id)
-    raw.pop("seconds_at" if kind.name == "runway" else "forced_seconds")
+    if kind.name == "runway":
+        raw.pop("seconds_at")
+    else:  # a length field, which Kie's Veo reference does not list
+        raw["duration"] = {"field": "duration", "type": "int", "values": [4, 6, 8]}
     careless = parse_profile(raw)
     task = make_task(seconds=10 if kind.name == "runway" else 4, width=1280, height=720, hd=True)
     error = await raises(provider_for(kind, kie_url, http).submit(task, make_inputs(careless, task)))

@@ -159,7 +159,7 @@ class Gateway:
     def price(self, kind: TaskKind, params: TaskParams) -> float:
         """Credits a task costs at its model's price: per second of video, per image."""
         spec = self.catalogue.get(params.model, kind="image" if kind.is_image else "video")
-        return self.catalogue.price(spec, seconds=params.seconds, count=params.n)
+        return self.catalogue.price(spec, seconds=params.seconds, count=params.n, size=params.size)
 
     def check_credits(self, owner: ApiKey, cost: float) -> None:
         """Refuse early, before anything is fetched or stored, what ``create_task`` would

@@ -1,15 +1,18 @@
-"""A fake of Kie.ai's Veo 3.1 API (``/api/v1/veo/generate`` / ``/api/v1/veo/record-info``),
-built from docs.kie.ai/veo3-api and ../shared/UPSTREAMS.md.
+"""A fake of Kie.ai's Veo 3.1 API (``/api/v1/veo/generate``, ``/api/v1/veo/record-info``,
+``/api/v1/veo/get-1080p-video``, ``/api/v1/veo/get-4k-video``), built from docs.kie.ai/veo3-api.
 
 Like Kie it answers HTTP 200 with the outcome in the body ``code`` (401 bad key, 402/433
 credits, 422 validation, 455 busy, ...), checks the body as documented (model, generationType
-and its image count, aspect_ratio, resolution, duration 4/6/8 with 1080p/4k/reference
-images at 8 s, unknown fields), fetches every ``imageUrls`` entry itself, moves a job from
-``successFlag`` 0 to 1 over a set number of polls, and serves the result MP4 itself.
+and its image count, aspect_ratio; a field the reference does not list — ``duration``,
+``resolution`` — is refused), fetches every ``imageUrls`` entry itself, moves a job from
+``successFlag`` 0 to 1 over a set number of polls, and serves the result MP4 itself. A job
+makes an 8 s clip at 720p; 1080p and 4k come from the follow-up calls on a finished job,
+which answer "processing" (code 422) for ``hd_polls_until_done`` calls and then the link.
 
     fake = FakeKieVeo(polls_until_done=3)
     fake.create_code = 402                      # every create answers {"code": 402, ...}
     fake.fail_with = (3, 400, "public error minor upload")   # how the next jobs end
+    fake.hd_unavailable.add("4k")               # the 4k follow-up answers "unavailable"
     fake.faults.add("status", Fault("reset"))
 """
 
@@ -31,13 +34,12 @@ from tests.fakes.kie import MESSAGES, ImageFetch, sample_mp4
 from tests.fakes.kie import _fetch as fetch_image
 
 MODELS = ("veo3", "veo3_fast", "veo3_lite")
-RESOLUTIONS = {"veo3": ("720p", "1080p", "4k"), "veo3_fast": ("720p", "1080p", "4k"), "veo3_lite": ("720p", "1080p")}
 TYPES = ("TEXT_2_VIDEO", "FIRST_AND_LAST_FRAMES_2_VIDEO", "REFERENCE_2_VIDEO")
 ASPECTS = ("16:9", "9:16", "Auto")
 FIELDS = frozenset(
     {
-        "prompt", "imageUrls", "model", "generationType", "aspect_ratio", "aspectRatio", "resolution",
-        "duration", "seeds", "watermark", "callBackUrl", "enableTranslation", "enableFallback",
+        "prompt", "imageUrls", "model", "generationType", "aspect_ratio", "aspectRatio", "seeds",
+        "watermark", "callBackUrl", "enableTranslation", "enableFallback",
     }
 )  # fmt: skip
 PROMPT_FLAGGED = "Your prompt was flagged by Website as violating content policies"
@@ -80,11 +82,19 @@ class FakeKieVeo:
         self.fail_with: tuple[int, int, str] | None = None
         self.force_flag: Any = None  # report this successFlag whatever the job's
         self.results_deleted = False
+        # The follow-ups: calls answered "processing" before the link, tiers that never come,
+        # and every call made ((tier, taskId, index)).
+        self.hd_polls_until_done = 1
+        self.hd_unavailable: set[str] = set()
+        self.hd_calls: list[tuple[str, str, Any]] = []
+        self._hd_polls: dict[tuple[str, str], int] = {}
         self.base_url = ""
         self.app = Starlette(
             routes=[
                 Route("/api/v1/veo/generate", self.create, methods=["POST"], name="create"),
                 Route("/api/v1/veo/record-info", self.record, methods=["GET"], name="status"),
+                Route("/api/v1/veo/get-1080p-video", self.get_1080p, methods=["GET"], name="hd"),
+                Route("/api/v1/veo/get-4k-video", self.get_4k, methods=["POST"], name="hd"),
                 Route("/files/{name}", self.result, methods=["GET"], name="result"),
             ]
         )
@@ -149,11 +159,62 @@ class FakeKieVeo:
                 self._finish(job)
         return _answer(200, "success", self._data(job))
 
+    async def get_1080p(self, request: Request) -> Response:
+        """GET ?taskId=&index= → data.resultUrl, once ready."""
+        early = await before(self.faults.take("hd"))
+        if early is not None:
+            return early
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return _answer(401)
+        task_id, index = request.query_params.get("taskId", ""), request.query_params.get("index")
+        return self._follow_up("1080p", task_id, index, lambda url: {"resultUrl": url})
+
+    async def get_4k(self, request: Request) -> Response:
+        """POST {taskId, index, callBackUrl?} → data.resultUrls, once ready."""
+        early = await before(self.faults.take("hd"))
+        if early is not None:
+            return early
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return _answer(401)
+        try:
+            body = json.loads(await request.body())
+        except json.JSONDecodeError:
+            return _answer(422, "Request body is not valid JSON")
+        if not isinstance(body, dict) or set(body) - {"taskId", "index", "callBackUrl"}:
+            return _answer(422, "taskId is required; index and callBackUrl are optional")
+        task_id = str(body.get("taskId", ""))
+        return self._follow_up(
+            "4k", task_id, body.get("index"), lambda url: {"taskId": task_id, "resultUrls": [url], "imageUrls": []}
+        )
+
+    def _follow_up(self, tier: str, task_id: str, index: Any, data: Any) -> Response:
+        self.hd_calls.append((tier, task_id, index))
+        job = self.jobs.get(task_id)
+        if job is None:
+            return _answer(404, "The task does not exist")
+        if job.flag != 1:
+            return _answer(422, "The video has not been generated successfully")
+        if tier == "4k" and job.body.get("model") == "veo3_lite":
+            return _answer(422, "4K is not available for veo3_lite")
+        if tier in self.hd_unavailable:
+            return _answer(
+                500, f"The {tier.upper()} version of this video is unavailable. Please try a different video."
+            )
+        key = (task_id, tier)
+        self._hd_polls[key] = self._hd_polls.get(key, 0) + 1
+        if self._hd_polls[key] <= self.hd_polls_until_done:
+            if tier == "4k" and self._hd_polls[key] == 1:
+                return _answer(200, "success", {"taskId": task_id, "resultUrls": None, "imageUrls": None})
+            return _answer(
+                422, f"{tier} is processing. It should be ready in a few minutes. Please check back shortly."
+            )
+        return _answer(200, "success", data(f"{self.base_url.rstrip('/')}/files/{task_id}-{tier}.mp4"))
+
     async def result(self, request: Request) -> Response:
         early = await before(self.faults.take("result"))
         if early is not None:
             return early
-        job_id = request.path_params["name"].removesuffix(".mp4")
+        job_id = request.path_params["name"].removesuffix(".mp4").removesuffix("-1080p").removesuffix("-4k")
         if self.results_deleted or job_id not in self.jobs:
             return Response("Not Found", 404, media_type="text/plain")
         return Response(sample_mp4(), media_type="video/mp4")
@@ -178,7 +239,7 @@ class FakeKieVeo:
                 "taskId": job.id,
                 "resultUrls": [f"{self.base_url.rstrip('/')}/files/{job.id}.mp4"],
                 "originUrls": [],
-                "resolution": job.body.get("resolution", "720p"),
+                "resolution": "720p",
             }
         return {
             "taskId": job.id,
@@ -225,14 +286,6 @@ def validate(body: Any) -> str | None:
     aspect = body.get("aspect_ratio", body.get("aspectRatio", "16:9"))
     if aspect not in ASPECTS:
         return f"aspect_ratio must be one of {', '.join(ASPECTS)}"
-    resolution = body.get("resolution", "720p")
-    if resolution not in RESOLUTIONS[model]:
-        return f"resolution must be one of {', '.join(RESOLUTIONS[model])} for {model}"
-    duration = body.get("duration", 8)
-    if not isinstance(duration, int) or isinstance(duration, bool) or duration not in (4, 6, 8):
-        return "duration must be the integer 4, 6 or 8"
-    if duration != 8 and (resolution != "720p" or images):
-        return "1080p, 4k and image inputs make 8-second videos only"
     if "watermark" in body and not isinstance(body["watermark"], str):
         return "watermark must be a string"
     return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from soragate.errors import InvalidRequest
+from soragate.profiles.snap import tier_of
 
 PORTRAIT = "720x1280"
 LANDSCAPE = "1280x720"
@@ -30,6 +31,8 @@ class ModelSpec:
     remix: bool = True
     # Price in credits per second (video) or per image.
     price: float = 0.0
+    # Per-second prices by resolution (720p, 1080p, 4k…), where they differ (model families).
+    tier_prices: dict[str, float] = field(default_factory=dict)
     aliases: tuple[str, ...] = field(default=())
 
 
@@ -359,11 +362,17 @@ class Catalogue:
             if name not in self._models
         }
 
-    def price(self, spec: ModelSpec, *, seconds: float | None, count: int = 1) -> float:
-        """Credits a request costs: per second for video, per image for images."""
+    def price(self, spec: ModelSpec, *, seconds: float | None, count: int = 1, size: str | None = None) -> float:
+        """Credits a request costs: per second for video (at the resolution of ``size``, for a
+        model priced by resolution), per image for images."""
         if spec.kind == "image":
             return round(spec.price * count, 6)
-        return round(spec.price * float(seconds or 0), 6)
+        per_second = spec.price
+        if spec.tier_prices and size and "x" in size:
+            width, _, height = size.partition("x")
+            if width.isdigit() and height.isdigit():
+                per_second = spec.tier_prices.get(tier_of(int(width), int(height)), spec.price)
+        return round(per_second * float(seconds or 0), 6)
 
     def get(self, name: str, *, kind: str, param: str = "model") -> ModelSpec:
         spec = self._models.get(name) or self._families.get(name) or self._routed.get(name)

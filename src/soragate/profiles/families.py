@@ -56,6 +56,7 @@ def family_spec(name: str, members: list[Profile]) -> ModelSpec:
         image_input=any(p.images is not None for p in members),
         remix=False,
         price=first.price_per_second(None),
+        tier_prices=dict(first.price),
     )
 
 

@@ -38,6 +38,9 @@ class JobStatus:
     result_urls: tuple[str, ...] = ()
     # What the upstream says the job cost, where it says so.
     cost: float | None = None
+    # The picture (width, height) delivered, where it is not what the task asked for (Kie's
+    # Veo when its 1080p/4k follow-up gave nothing): the task is reported and billed at it.
+    made: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,9 +118,11 @@ class Provider(Protocol):
         cannot tell."""
         ...
 
-    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None, task: Task | None = None) -> JobStatus:
         """Where the job stands. ``profile`` is the model profile of the task's route: its
-        status words and result paths; None reads the kind's shipped ones."""
+        status words and result paths; None reads the kind's shipped ones. ``task``: the task
+        the job is for, as fitted to the route (an upstream whose higher resolutions are
+        follow-up calls reads what was asked from it)."""
         ...
 
     async def fetch_result(self, upstream_id: str, dest: Path, status: JobStatus) -> list[ResultFile]:

@@ -99,7 +99,7 @@ class GeminiProvider:
     async def find(self, task: Task) -> str | None:
         raise cannot_look_up("The Gemini API")
 
-    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None, task: Task | None = None) -> JobStatus:
         answer = await self._request("GET", f"{self.base_url}{API}/{upstream_id}")
         answer = require_object(answer, creating=False, upstream="The Gemini API")
         return operation_status(answer, poll_after=self.poll_after, profile=profile)

@@ -121,7 +121,7 @@ class KieProvider:
     async def find(self, task: Task) -> str | None:
         raise cannot_look_up("Kie")
 
-    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None, task: Task | None = None) -> JobStatus:
         answer = await call(
             self.http,
             "GET",

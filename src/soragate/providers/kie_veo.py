@@ -12,18 +12,26 @@ snapped fields and image fields), so an account of these kinds needs a route wit
 
 Veo's record: ``successFlag`` 0 generating, 1 done (links in ``response.resultUrls``), 2 and
 3 failed (``errorCode``, ``errorMessage``).
+
+A Veo job makes 8 s at 720p. A task that asks for 1080p or 4k is not done when the record
+says so: the provider then asks Kie's follow-up for the higher tier (``get-1080p-video``,
+``get-4k-video``) on each poll until it answers with a link. When the tier is unavailable,
+or does not come in time, the 720p clip is delivered instead and the status says so
+(``JobStatus.made``), so the task is reported and billed at 720p.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
-from soragate.profiles.snap import Snapped, SnapRefused, snap
+from soragate.profiles.snap import Snapped, SnapRefused, dims, snap, tier_of
 from soragate.providers.base import (
     Failure,
     JobState,
@@ -40,6 +48,13 @@ from soragate.providers.kie import KieProvider, failure_error
 KIND = "kie_veo"
 CREATE_PATH = "/api/v1/veo/generate"
 RECORD_PATH = "/api/v1/veo/record-info"
+HD_1080P_PATH = "/api/v1/veo/get-1080p-video"  # GET ?taskId=&index= → data.resultUrl
+HD_4K_PATH = "/api/v1/veo/get-4k-video"  # POST {taskId, index} → data.resultUrls
+BASE_TIER = "720p"
+# Kie's advice: ask for 1080p again after 20-30 s (it takes 1-3 min), for 4k after 30 s or
+# more (5-10 min). Past the patience (from the job's start) the 720p clip is delivered.
+HD_POLL = {"1080p": 20.0, "4k": 30.0}
+HD_PATIENCE = {"1080p": 15 * 60.0, "4k": 25 * 60.0}
 
 TEXT_2_VIDEO = "TEXT_2_VIDEO"
 FRAMES_2_VIDEO = "FIRST_AND_LAST_FRAMES_2_VIDEO"  # 1 image: the clip unfolds from it; 2: first and last
@@ -82,7 +97,7 @@ class KieFamilyProvider(KieProvider):
         self._remember(str(task_id))
         return str(task_id)
 
-    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None, task: Task | None = None) -> JobStatus:
         answer = await call(
             self.http,
             "GET",
@@ -120,6 +135,51 @@ class KieVeoProvider(KieFamilyProvider):
     def read_record(self, data: Mapping[str, Any], profile: Profile | None = None) -> JobStatus:
         return record_status(data, poll_after=self.poll_after, profile=profile)
 
+    async def status(self, upstream_id: str, profile: Profile | None = None, task: Task | None = None) -> JobStatus:
+        made = await super().status(upstream_id, profile, task)
+        tier = wanted_tier(task, profile)
+        if made.state is not JobState.SUCCEEDED or task is None or tier == BASE_TIER:
+            return made
+        return await self._follow_up(upstream_id, tier, made, task)
+
+    async def _follow_up(self, upstream_id: str, tier: str, made: JobStatus, task: Task) -> JobStatus:
+        """The job's ``tier`` version: its link once Kie has it, "running" while Kie makes it,
+        the 720p clip (reported as such) when Kie says it is unavailable or it takes too long."""
+        try:
+            if tier == "4k":
+                answer = await call(
+                    self.http,
+                    "POST",
+                    self.base_url + HD_4K_PATH,
+                    json={"taskId": upstream_id, "index": 0},
+                    headers=self._headers(),
+                    timeout=self.timeout,
+                )
+            else:
+                answer = await call(
+                    self.http,
+                    "GET",
+                    self.base_url + HD_1080P_PATH,
+                    params={"taskId": upstream_id, "index": 0},
+                    headers=self._headers(),
+                    timeout=self.timeout,
+                )
+        except ProviderError as exc:
+            if exc.failure is Failure.AUTH:
+                raise
+            answer = {"code": 500 if exc.failure is not Failure.RETRYABLE else 503, "msg": exc.error.message}
+        answer = answer if isinstance(answer, dict) else {}
+        code, message = body_code(answer), body_message(answer)
+        urls = hd_links(answer.get("data"))
+        if code == 200 and urls:
+            return JobStatus(JobState.SUCCEEDED, progress=100, result_urls=tuple(urls))
+        started = task.started_at or task.created_at
+        if _unavailable(code, message) or time.time() - started > HD_PATIENCE[tier]:
+            p = task.params
+            aspect = "9:16" if p.height > p.width else "16:9"
+            return replace(made, made=dims(aspect, BASE_TIER, p.width, p.height))
+        return JobStatus(JobState.RUNNING, progress=99, poll_after=HD_POLL[tier])
+
     def _body_error(self, code: int | None, answer: dict[str, Any], *, creating: bool) -> ProviderError:
         message = body_message(answer)
         if IMAGE_BLOCKS.search(message):
@@ -152,6 +212,36 @@ def build_body(task: Task, inputs: TaskInputs, *, callback_url: str | None = Non
     if callback_url:
         body["callBackUrl"] = callback_url
     return body
+
+
+def wanted_tier(task: Task | None, profile: Profile | None) -> str:
+    """The resolution the task was fitted to on this route (720p when it says nothing)."""
+    if task is None or profile is None or profile.resolution is None or not task.params.width:
+        return BASE_TIER
+    tier = tier_of(task.params.width, task.params.height)
+    return tier if tier in profile.resolution.values and tier in HD_POLL else BASE_TIER
+
+
+def hd_links(data: Any) -> list[str]:
+    """The link(s) in a follow-up answer: ``resultUrl`` (1080p) or ``resultUrls`` (4k)."""
+    if not isinstance(data, dict):
+        return []
+    found = data.get("resultUrls") or data.get("resultUrl") or []
+    found = [found] if isinstance(found, str) else found
+    return (
+        [u for u in found if isinstance(u, str) and u.startswith(("http://", "https://"))]
+        if isinstance(found, list)
+        else []
+    )
+
+
+def _unavailable(code: int | None, message: str) -> bool:
+    """Kie will not make the tier: it says so ("…version of this video is unavailable"), the
+    job is unknown to the follow-up, or the account cannot pay for it. Anything else (422
+    "processing", busy, a network fault) is asked again later."""
+    if "unavailable" in message.lower() or "not available" in message.lower():
+        return True
+    return code in (400, 402, 404, 433)
 
 
 def generation_type(images: int) -> str:

@@ -162,7 +162,7 @@ class OpenAIProvider:
             raise cannot_tell(f"more than {FIND_PAGE} upstream jobs since the task was created")
         return None
 
-    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None, task: Task | None = None) -> JobStatus:
         response, body = await self._request("GET", f"videos/{quote(upstream_id, safe='')}")
         if not isinstance(body, dict) or not isinstance(body.get("status"), str):
             raise ProviderError(

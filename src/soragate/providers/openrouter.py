@@ -78,7 +78,7 @@ class OpenRouterProvider:
     async def find(self, task: Task) -> str | None:
         raise cannot_look_up("OpenRouter")
 
-    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None, task: Task | None = None) -> JobStatus:
         answer = await self._send("GET", self._job_url(upstream_id), creating=False)
         return job_status(answer, poll_after=self._poll_after, profile=profile)
 

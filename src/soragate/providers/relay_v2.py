@@ -109,7 +109,7 @@ class RelayV2Provider:
     async def find(self, task: Task) -> str | None:
         raise cannot_look_up("The relay")
 
-    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None, task: Task | None = None) -> JobStatus:
         url = f"{self._base}/v2/videos/generations/{quote(upstream_id, safe='')}"
         job = _unwrap(await self._send("GET", url, creating=False))
         if "status" not in job:

@@ -146,7 +146,7 @@ class SandboxProvider:
                 return str(data["id"])
         return None
 
-    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None, task: Task | None = None) -> JobStatus:
         job = self._load(upstream_id)
         elapsed = self.clock() - job.submitted_at
         poll_after = max(0.05, min(1.0, self.delay / 20))

@@ -116,7 +116,7 @@ class Sora2APIProvider:
     async def find(self, task: Task) -> str | None:
         raise cannot_look_up("Sora2API")
 
-    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None, task: Task | None = None) -> JobStatus:
         if upstream_id.startswith(CHAT_PREFIX):
             return chat_status(self._chats.get(upstream_id))
         data = await call(

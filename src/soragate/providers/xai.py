@@ -88,7 +88,7 @@ class XAIProvider:
     async def find(self, task: Task) -> str | None:
         raise cannot_look_up("xAI")
 
-    async def status(self, upstream_id: str, profile: Profile | None = None) -> JobStatus:
+    async def status(self, upstream_id: str, profile: Profile | None = None, task: Task | None = None) -> JobStatus:
         answer = await call(
             self.http,
             "GET",

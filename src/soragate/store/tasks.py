@@ -508,7 +508,10 @@ async def complete_task(
     worker_id: str,
     assets: Sequence[Asset],
     expires_at: float | None,
+    refit: tuple[TaskParams, float] | None = None,
 ) -> bool:
+    """``refit``: the params and cost of what was delivered, where it is not what was asked
+    (stored with the completion; the owner's credits move by the difference)."""
     now = time.time()
     async with writing(engine) as conn:
         result = await conn.execute(
@@ -525,6 +528,8 @@ async def complete_task(
                 lease_until=None,
             )
         )
+        if result.rowcount and refit is not None:
+            await _store_refit(conn, task_id, *refit)
     return result.rowcount > 0
 
 

@@ -38,7 +38,8 @@ from soragate.core.task import ErrorCode, SubmitState, Task, TaskError, TaskPara
 from soragate.events import TaskEvents
 from soragate.ops.metrics import Metrics
 from soragate.ops.upstream import request_kind
-from soragate.profiles.snap import Snapped, SnapRefused
+from soragate.profiles.model import Profile
+from soragate.profiles.snap import Snapped, SnapRefused, tier_of
 from soragate.providers.base import ACCOUNT_FAILURES, Failure, JobState, JobStatus, ProviderError
 from soragate.result_files import MediaPool
 from soragate.routing.limits import PollGate
@@ -456,7 +457,7 @@ class Worker:
         asked = self.clock()
         try:
             status = await self._bounded(
-                runtime.provider.status(task.upstream_id, self.router.profile_for(task, runtime.name)),
+                runtime.provider.status(task.upstream_id, self.router.profile_for(task, runtime.name), task=task),
                 kind="status",
                 seconds=self.settings.upstream_timeout_seconds,
             )
@@ -553,9 +554,14 @@ class Worker:
             return
         retention = self.settings.retention_hours
         expires = self.clock() + retention * 3600 if retention > 0 else None
+        refit = _refit_made(task, self.router.profile_for(task, runtime.name), status.made)
         ok = await asyncio.shield(
-            task_store.complete_task(self.engine, task_id=task.id, worker_id=self.id, assets=assets, expires_at=expires)
+            task_store.complete_task(
+                self.engine, task_id=task.id, worker_id=self.id, assets=assets, expires_at=expires, refit=refit
+            )
         )
+        if refit is not None:
+            task.params, task.cost = refit
         self.events.publish(task.id)
         if not ok:
             # Deleted or cancelled while we were copying: do not leave orphan files.
@@ -653,8 +659,8 @@ def route_key(task: Task, account: str) -> str:
 
 def _refit(task: Task, route: Route, snapped: Snapped | None) -> tuple[TaskParams, float] | None:
     """The task's params and cost fitted to ``route`` (what the caller asked for, snapped to
-    this account's model profile, at the same price per second), or None when that is what
-    the task already says. The one place a request is fitted for the account that makes it."""
+    this account's model profile, priced by ``_priced``), or None when that is what the task
+    already says. The one place a request is fitted for the account that makes it."""
     p = task.params
     profile = route.profile.id if route.profile else None
     chosen = {"account": route.name, "profile": profile}
@@ -664,7 +670,34 @@ def _refit(task: Task, route: Route, snapped: Snapped | None) -> tuple[TaskParam
     params = replace(p, seconds=made[0], width=made[1], height=made[2], extra={**p.extra, "route": chosen})
     if snapped is not None and p.requested is None:
         params.requested = p.asked
+    return params, _priced(task, route.profile, seconds=made[0], width=made[1], height=made[2])
+
+
+def _refit_made(task: Task, profile: Profile | None, made: tuple[int, int] | None) -> tuple[TaskParams, float] | None:
+    """The task's params and cost for the picture the upstream delivered, when it is not the
+    one asked for (Kie's Veo when the 1080p/4k follow-up gave nothing): reported and billed as made."""
+    p = task.params
+    if made is None or made == (p.width, p.height):
+        return None
+    params = replace(p, width=made[0], height=made[1])
+    if params.requested is None:
+        params.requested = p.asked
+    return params, _priced(task, profile, seconds=p.seconds, width=made[0], height=made[1])
+
+
+def _priced(task: Task, profile: Profile | None, *, seconds: float | None, width: int, height: int) -> float:
+    """What the task costs made at ``seconds`` and ``width``x``height`` by ``profile``. A model
+    family's public name (veo-3.1…) costs the profile's price a second at the resolution made;
+    any other name keeps its price a second, scaled by the profile's prices when the
+    resolution changes."""
+    p = task.params
+    if profile is not None and profile.price and profile.family == p.model and seconds:
+        return round(profile.price_per_second(tier_of(width, height)) * seconds, 6)
     cost = task.cost
-    if p.seconds and made[0] and made[0] != p.seconds:
-        cost = round(task.cost * made[0] / p.seconds, 6)
-    return params, cost
+    if p.seconds and seconds and seconds != p.seconds:
+        cost = cost * seconds / p.seconds
+    if profile is not None and profile.price and p.width and p.height:
+        before = profile.price_per_second(tier_of(p.width, p.height))
+        if before > 0:
+            cost = cost * profile.price_per_second(tier_of(width, height)) / before
+    return round(cost, 6)

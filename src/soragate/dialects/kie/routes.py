@@ -26,7 +26,8 @@ async def create_task(request: Request, gateway: GatewayDep, key: KeyDep) -> JSO
     body = await read_json(request, limit=settings.max_upload_bytes * 4 // 3 + _JSON_OVERHEAD)
     job = parse_create(body, max_prompt_chars=settings.max_prompt_chars)
     resolved = translate.resolve(gateway.catalogue, job)
-    gateway.check_credits(key, gateway.catalogue.price(resolved.spec, seconds=resolved.seconds))
+    size = f"{resolved.width}x{resolved.height}"
+    gateway.check_credits(key, gateway.catalogue.price(resolved.spec, seconds=resolved.seconds, size=size))
     if job.callback_url:
         await gateway.check_callback_url(job.callback_url, param="callBackUrl")
     references = []

@@ -37,7 +37,7 @@ def _cost(gateway: Gateway, key: ApiKey, generation: Generation) -> float:
     """Priced at the base model's per-second rate, whichever alias was used, and checked
     before anything is stored."""
     spec = gateway.catalogue.get(generation.model, kind="video")
-    cost = gateway.catalogue.price(spec, seconds=generation.seconds)
+    cost = gateway.catalogue.price(spec, seconds=generation.seconds, size=f"{generation.width}x{generation.height}")
     gateway.check_credits(key, cost)
     return cost
 
