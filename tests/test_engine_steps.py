@@ -397,3 +397,29 @@ async def test_a_second_job_on_a_route_is_first_asked_when_the_first_one_was_don
     await worker.run_due()
     row = await rig.row(second.id)
     assert row["next_check_at"] - rig.clock.now == pytest.approx(took * 0.8, rel=0.01)
+
+
+async def test_an_account_with_no_history_learns_from_the_others(rig: Rig) -> None:
+    # A fresh deployment of many accounts: the first job done on any of them tells the others
+    # when jobs of that model, size and length are due, instead of polling from the 1 s floor.
+    await rig.account("a")
+    worker = rig.worker()
+    first = await rig.task("the first of its model")
+    await worker.run_due()
+    started = (await rig.row(first.id))["started_at"]
+    while (await rig.row(first.id))["status"] != "completed":
+        rig.clock.now = max(rig.clock.now + 4, (await rig.row(first.id))["next_check_at"])
+        await worker.run_due()
+    took = rig.clock.now - started
+    assert (await rig.row(first.id))["provider"] == "a"
+    account = await account_store.get_account(rig.engine, ident="a", cipher=SecretCipher())
+    assert account is not None
+    await account_store.update_account(
+        rig.engine, account_id=account.id, values={"enabled": False}, cipher=SecretCipher()
+    )
+    await rig.account("b")
+    second = await rig.task("the first on a new account")
+    await worker.run_due()
+    row = await rig.row(second.id)
+    assert row["provider"] == "b"
+    assert row["next_check_at"] - rig.clock.now == pytest.approx(took * 0.8, rel=0.01)

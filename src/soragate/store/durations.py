@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -44,20 +45,32 @@ async def all_durations(engine: AsyncEngine) -> dict[str, Duration]:
 
 async def observe(engine: AsyncEngine, *, route: str, seconds: float) -> Duration:
     """Fold one job's duration into its route's estimate."""
+    return (await observe_many(engine, routes=(route,), seconds=seconds))[route]
+
+
+async def observe_many(engine: AsyncEngine, *, routes: tuple[str, ...], seconds: float) -> dict[str, Duration]:
+    """Fold one job's duration into the estimates of ``routes``, in one transaction."""
+    learned: dict[str, Duration] = {}
     async with writing(engine) as conn:
-        row = (await conn.execute(select(job_durations).where(job_durations.c.route == route))).first()
-        if row is None:
-            learned = Duration.first(seconds)
-            await conn.execute(
-                insert(job_durations).values(
-                    route=route, mean=learned.mean, low=learned.low, samples=1, updated_at=time.time()
-                )
+        for route in routes:
+            learned[route] = await _observe(conn, route, seconds)
+    return learned
+
+
+async def _observe(conn: Any, route: str, seconds: float) -> Duration:
+    row = (await conn.execute(select(job_durations).where(job_durations.c.route == route))).first()
+    if row is None:
+        learned = Duration.first(seconds)
+        await conn.execute(
+            insert(job_durations).values(
+                route=route, mean=learned.mean, low=learned.low, samples=1, updated_at=time.time()
             )
-        else:
-            learned = Duration(row.mean, row.low, row.samples).observe(seconds)
-            await conn.execute(
-                update(job_durations)
-                .where(job_durations.c.route == route)
-                .values(mean=learned.mean, low=learned.low, samples=learned.samples, updated_at=time.time())
-            )
+        )
+    else:
+        learned = Duration(row.mean, row.low, row.samples).observe(seconds)
+        await conn.execute(
+            update(job_durations)
+            .where(job_durations.c.route == route)
+            .values(mean=learned.mean, low=learned.low, samples=learned.samples, updated_at=time.time())
+        )
     return learned

@@ -429,7 +429,7 @@ class Worker:
         first = self.schedule.first_poll(
             now=self.clock(),
             options=runtime.account.opts,
-            expected=self._durations.get(route_key(task, runtime.name)),
+            expected=self._expected(task, runtime.name),
             deadline=deadline,
         )
         ok = await asyncio.shield(
@@ -483,7 +483,7 @@ class Worker:
             options=runtime.account.opts,
             deadline=deadline,
             progress=status.progress,
-            expected=self._durations.get(route_key(task, runtime.name)),
+            expected=self._expected(task, runtime.name),
         )
         if not await task_store.check_again(self.engine, task_id=task.id, worker_id=self.id, at=at, progress=progress):
             raise LeaseLost
@@ -570,7 +570,7 @@ class Worker:
             return
         self.metrics.completion_lag.labels(runtime.name).observe(max(0.0, self.clock() - noticed))
         self.metrics.task_finished(dialect=task.dialect, model=task.params.model, outcome="completed")
-        await self._learn(route_key(task, runtime.name), noticed - (task.started_at or task.created_at))
+        await self._learn(task, runtime.name, noticed - (task.started_at or task.created_at))
         if spritesheet_pending(assets):
             job = asyncio.create_task(
                 make_spritesheet(self.engine, self.storage, task_id=task.id, assets=assets, pool=self.previews),
@@ -617,13 +617,21 @@ class Worker:
             )
             await self._ended(task.id)
 
-    async def _learn(self, key: str, seconds: float) -> None:
-        """Fold how long a job took into its route's estimate (for when to look next time)."""
+    def _expected(self, task: Task, account: str) -> Duration | None:
+        """How long jobs of the task's route take: learned on this account, or on any account
+        for the same model, size and length while this one has no history (a new account, a
+        fresh deployment: one finished job teaches every account)."""
+        return self._durations.get(route_key(task, account)) or self._durations.get(route_key(task, ANY_ACCOUNT))
+
+    async def _learn(self, task: Task, account: str, seconds: float) -> None:
+        """Fold how long a job took into its route's estimate, and into the estimate for its
+        model on any account (for when to look next time)."""
+        keys = (route_key(task, account), route_key(task, ANY_ACCOUNT))
         try:
-            self._durations[key] = await duration_store.observe(self.engine, route=key, seconds=seconds)
+            self._durations.update(await duration_store.observe_many(self.engine, routes=keys, seconds=seconds))
         except Exception:
             # Two processes learning a new route at once: one sample lost, nothing more.
-            log.debug("learning the duration of %s failed", key, exc_info=True)
+            log.debug("learning the duration of %s failed", keys[0], exc_info=True)
 
     def _hint(self, at: float) -> None:
         heapq.heappush(self._due_hints, at)
@@ -649,6 +657,9 @@ def error_label(code: str) -> str:
     """An error code fit for a metric label: upstreams may send codes of their own, which
     become "other" (a label's values must stay few)."""
     return code if code in _KNOWN_CODES else "other"
+
+
+ANY_ACCOUNT = "*"
 
 
 def route_key(task: Task, account: str) -> str:
