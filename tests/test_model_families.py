@@ -156,3 +156,10 @@ def test_a_family_with_no_account_of_its_kind_says_so(gateway: LiveServer, sdk: 
     assert too_long.status_code == 400
     assert too_long.json()["error"]["param"] == "seconds" and "4, 6, 8" in too_long.json()["error"]["message"]
     assert fake.bodies == []
+
+
+def test_the_readme_lists_every_family() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme.split("### Live models by name", 1)[1].split("\n## ", 1)[0]
+    listed = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert listed == set(families(shipped_profiles()))
