@@ -24,7 +24,10 @@ class LocalStorage:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, relpath: str) -> Path:
-        full = (self.root / check_relpath(relpath)).resolve()
+        # check_relpath refuses absolute paths and "..", and nothing under the root is a link
+        # (soragate makes every file itself), so no lookup on disk is needed: this runs on the
+        # event loop for every file of every task.
+        full = Path(os.path.normpath(self.root / check_relpath(relpath)))
         if not full.is_relative_to(self.root):
             raise ValueError(f"path escapes storage root: {relpath}")
         return full
