@@ -336,6 +336,13 @@ class Catalogue:
             + [s for s in self._routed.values() if s.name not in self._families]
         )
 
+    def family_models(self) -> list[ModelSpec]:
+        """The public names of live model families (veo-3.1, kling-3.0…), as set_families left them."""
+        return list(self._families.values())
+
+    def is_family(self, name: str) -> bool:
+        return name in self._families and name not in self._models
+
     def set_families(self, specs: list[ModelSpec]) -> None:
         """Public names of live model families, made from the model profiles that name them
         (a built-in name is never replaced)."""

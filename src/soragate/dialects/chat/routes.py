@@ -75,6 +75,12 @@ async def _video_task(
 ) -> tuple[TaskKind, TaskParams]:
     resolved = gateway.catalogue.resolve_video(spec.name, seconds=None, size=None, image_input=bool(message.images))
     remix = translate.remix_reference(message.text)
+    family = gateway.catalogue.is_family(spec.name)
+    if family and (remix is not None or has_shots(message.text)):
+        what = "remix" if remix is not None else "storyboard"
+        raise InvalidRequest(
+            f"Model {spec.name} makes a video from a prompt and images; it has no {what}.", param="model"
+        )
     more: dict[str, Any]
     if remix is not None:
         kind, prompt = TaskKind.REMIX, remix.prompt

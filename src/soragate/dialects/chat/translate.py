@@ -46,11 +46,16 @@ def _usable(spec: ModelSpec) -> bool:
 
 
 def chat_models(catalogue: Catalogue) -> dict[str, ModelSpec]:
+    """The names chat completions generate with: the Sora-style names with length and
+    orientation in them, the image models, and the live model families (veo-3.1…: their
+    default length and size, the user message's image as the first frame)."""
     models: dict[str, ModelSpec] = {}
     for spec in catalogue.public_models():
         if _usable(spec):
             models[spec.name] = spec
             models.update(dict.fromkeys(spec.aliases, spec))
+    for spec in catalogue.family_models():
+        models.setdefault(spec.name, spec)
     return models
 
 

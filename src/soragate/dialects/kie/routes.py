@@ -24,7 +24,8 @@ NEXT = {"record": Link("/api/v1/jobs/recordInfo", "get", "taskId", "/data/taskId
 async def create_task(request: Request, gateway: GatewayDep, key: KeyDep) -> JSONResponse:
     settings = gateway.settings
     body = await read_json(request, limit=settings.max_upload_bytes * 4 // 3 + _JSON_OVERHEAD)
-    job = parse_create(body, max_prompt_chars=settings.max_prompt_chars)
+    families = [spec.name for spec in gateway.catalogue.family_models()]
+    job = parse_create(body, max_prompt_chars=settings.max_prompt_chars, families=families)
     resolved = translate.resolve(gateway.catalogue, job)
     size = f"{resolved.width}x{resolved.height}"
     gateway.check_credits(key, gateway.catalogue.price(resolved.spec, seconds=resolved.seconds, size=size))

@@ -7,6 +7,7 @@ to be valid, so a bad request never leaves a stored upload behind.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -35,6 +36,12 @@ MODELS: dict[str, Mode] = {
 # Kie models that exist upstream but that this gateway does not offer (answered with 501).
 UNSUPPORTED_MODELS = ("sora-2-characters", "sora-watermark-remover")
 
+# A live model family (veo-3.1, kling-3.0…) takes Kie's market fields: aspect_ratio as a
+# ratio, duration in seconds, resolution, and the images its profiles take.
+FAMILY_ASPECTS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "3:2", "2:3")
+FAMILY_RESOLUTIONS = ("480p", "720p", "1080p", "4k")
+MAX_FAMILY_IMAGES = 7
+
 MAX_SHOTS = 10
 MIN_SHOT_SECONDS = 1.0
 # Keys of the request echoed back in recordInfo's ``param``; anything else is dropped so a
@@ -48,6 +55,8 @@ PARAM_INPUT_KEYS = (
     "remove_watermark",
     "size",
     "shots",
+    "duration",
+    "resolution",
 )
 
 
@@ -59,9 +68,11 @@ CREATE_BODY = obj(
     callBackUrl=TEXT,
     input=obj(
         prompt=PROMPT,
-        image_urls={"type": "array", "maxItems": 1, "items": TEXT},
-        aspect_ratio=one_of("landscape", "portrait"),
+        image_urls={"type": "array", "maxItems": MAX_FAMILY_IMAGES, "items": TEXT},
+        aspect_ratio=one_of("landscape", "portrait", *FAMILY_ASPECTS),
         n_frames={"anyOf": [TEXT, {"type": "integer"}]},
+        duration={"anyOf": [TEXT, {"type": "integer"}]},
+        resolution=one_of(*FAMILY_RESOLUTIONS),
         remove_watermark=FLAG,
         size=one_of("standard", "high"),
         shots={"type": "array", "maxItems": MAX_SHOTS, "items": obj(Scene=TEXT, duration={"type": "number"})},
@@ -87,6 +98,11 @@ class CreateTask:
     image_urls: list[str] = field(default_factory=list)
     shots: list[KieShot] = field(default_factory=list)
     callback_url: str | None = None
+    # A live model family's request: its shape, length and resolution as asked.
+    family: bool = False
+    aspect: str | None = None
+    seconds: int | None = None
+    resolution: str | None = None
 
 
 class UnsupportedFeature(SoragateError):
@@ -119,13 +135,16 @@ def _n_frames(value: Any) -> int | None:
     return int(number)
 
 
-def _image_urls(value: Any) -> list[str]:
+def _image_urls(value: Any, *, most: int = 1) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise InvalidRequest("'input.image_urls' must be a list of image URLs.", param="image_urls")
-    if len(value) > 1:
-        raise InvalidRequest("'input.image_urls' takes one image.", param="image_urls")
+    if len(value) > most:
+        raise InvalidRequest(
+            "'input.image_urls' takes one image." if most == 1 else f"'input.image_urls' takes at most {most} images.",
+            param="image_urls",
+        )
     urls = [v.strip() for v in value]
     for index, url in enumerate(urls):
         if url.startswith(("http://", "https://")):
@@ -162,18 +181,22 @@ def _shots(value: Any, *, max_chars: int) -> list[KieShot]:
     return shots
 
 
-def parse_create(body: dict[str, Any], *, max_prompt_chars: int) -> CreateTask:
+def parse_create(body: dict[str, Any], *, max_prompt_chars: int, families: Collection[str] = ()) -> CreateTask:
+    """``families``: the live model families' public names (veo-3.1…), taken beside Kie's Sora names."""
     model = _string(body.get("model"), param="model")
     if model is None:
         raise InvalidRequest("'model' is required.", param="model")
     if model in UNSUPPORTED_MODELS:
         raise UnsupportedFeature(f"Model '{model}' is not available on this gateway.", param="model")
+    data = body.get("input")
+    if model in families and model not in MODELS:
+        if not isinstance(data, dict):
+            raise InvalidRequest("'input' is required and must be an object.", param="input")
+        return _family_create(model, data, body, max_prompt_chars=max_prompt_chars)
     mode = MODELS.get(model)
     if mode is None:
-        raise InvalidRequest(
-            f"Unknown model '{model}'. Available: {', '.join(MODELS)}.", param="model", code="invalid_model"
-        )
-    data = body.get("input")
+        choices = ", ".join([*MODELS, *families])
+        raise InvalidRequest(f"Unknown model '{model}'. Available: {choices}.", param="model", code="invalid_model")
     if not isinstance(data, dict):
         raise InvalidRequest("'input' is required and must be an object.", param="input")
 
@@ -216,6 +239,56 @@ def parse_create(body: dict[str, Any], *, max_prompt_chars: int) -> CreateTask:
         shots=shots,
         callback_url=_callback_url(body.get("callBackUrl")),
     )
+
+
+def _family_create(model: str, data: dict[str, Any], body: dict[str, Any], *, max_prompt_chars: int) -> CreateTask:
+    """A live model family's job, in the fields Kie's market models take: a prompt, images
+    (the first, and last, frame), aspect_ratio, duration and resolution."""
+    prompt = require_prompt(data.get("prompt"), max_chars=max_prompt_chars, param="input.prompt")
+    image_urls = _image_urls(data.get("image_urls"), most=MAX_FAMILY_IMAGES)
+    aspect = data.get("aspect_ratio")
+    if aspect is not None and aspect not in ("landscape", "portrait", *FAMILY_ASPECTS):
+        raise InvalidRequest(
+            f"'input.aspect_ratio' must be one of {', '.join(FAMILY_ASPECTS)} (or landscape, portrait).",
+            param="aspect_ratio",
+        )
+    aspect = {"landscape": "16:9", "portrait": "9:16"}.get(aspect, aspect) if isinstance(aspect, str) else None
+    resolution = data.get("resolution")
+    if resolution is not None and resolution not in FAMILY_RESOLUTIONS:
+        raise InvalidRequest(f"'input.resolution' must be one of {', '.join(FAMILY_RESOLUTIONS)}.", param="resolution")
+    seconds = _seconds_field(data.get("duration"))
+    if seconds is None:
+        seconds = _n_frames(data.get("n_frames"))
+    return CreateTask(
+        model=model,
+        mode=Mode.IMAGE if image_urls else Mode.TEXT,
+        prompt=prompt,
+        portrait=aspect in ("9:16", "3:4", "2:3"),
+        hd=False,
+        n_frames=None,
+        remove_watermark=True,
+        image_urls=image_urls,
+        callback_url=_callback_url(body.get("callBackUrl")),
+        family=True,
+        aspect=aspect,
+        seconds=seconds,
+        resolution=resolution,
+    )
+
+
+def _seconds_field(value: Any) -> int | None:
+    """``input.duration``: whole seconds, as a number or a string ("5")."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise InvalidRequest("'input.duration' must be a number of seconds.", param="duration")
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or not number.is_integer() or not 0 < number <= 3600:
+        raise InvalidRequest(f"Invalid 'input.duration' {value!r}: expected whole seconds.", param="duration")
+    return int(number)
 
 
 def _callback_url(value: Any) -> str | None:

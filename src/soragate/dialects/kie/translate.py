@@ -16,6 +16,7 @@ from soragate.core.catalogue import Catalogue, ModelSpec, ResolvedVideo
 from soragate.core.task import Shot, Task, TaskKind, TaskParams, TaskStatus
 from soragate.dialects.kie.schemas import CreateTask, Mode, UnsupportedFeature
 from soragate.errors import InvalidRequest, SoragateError, retry_after_header
+from soragate.profiles.snap import dims, tier_of
 
 SD_SIZES = {False: "1280x720", True: "720x1280"}  # by portrait
 HD_SIZES = {False: "1792x1024", True: "1024x1792"}
@@ -61,6 +62,8 @@ def _seconds(spec: ModelSpec, job: CreateTask) -> int:
 
 def resolve(catalogue: Catalogue, job: CreateTask) -> ResolvedVideo:
     """The model's limits applied to the request; a refusal names the Kie field."""
+    if job.family:
+        return _resolve_family(catalogue, job)
     spec = catalogue.get(job.model, kind="video")
     seconds = _seconds(spec, job)
     if job.hd and not spec.hd:
@@ -70,6 +73,30 @@ def resolve(catalogue: Catalogue, job: CreateTask) -> ResolvedVideo:
     if job.hd and seconds > HD_MAX_SECONDS:
         raise UnsupportedFeature(f"'input.size' \"high\" is not available for {seconds}-second videos.", param="size")
     size = (HD_SIZES if job.hd else SD_SIZES)[job.portrait]
+    return catalogue.resolve_video(job.model, seconds=seconds, size=size, image_input=bool(job.image_urls))
+
+
+def _resolve_family(catalogue: Catalogue, job: CreateTask) -> ResolvedVideo:
+    """A live model family's job: the size its shape and resolution name (720p, 16:9 unless
+    asked), at the length asked (the family's default without one)."""
+    spec = catalogue.get(job.model, kind="video")
+    seconds = spec.default_seconds if job.seconds is None else job.seconds
+    if seconds not in spec.seconds:
+        allowed = ", ".join(str(s) for s in spec.seconds)
+        raise InvalidRequest(
+            f"Invalid 'input.duration' {job.seconds} for {job.model}: allowed values are {allowed}.",
+            param="duration",
+            code="invalid_duration",
+        )
+    width, height = dims(job.aspect or "16:9", job.resolution or "720p", 0, 0)
+    size = f"{width}x{height}"
+    if size not in spec.sizes:
+        made = sorted({tier_of(*(int(n) for n in s.split("x"))) for s in spec.sizes})
+        raise InvalidRequest(
+            f"{job.model} makes no {job.aspect or '16:9'} video at {job.resolution or '720p'}"
+            f" (sizes: {', '.join(spec.sizes)}; resolutions: {', '.join(made)}).",
+            param="resolution" if job.resolution else "aspect_ratio",
+        )
     return catalogue.resolve_video(job.model, seconds=seconds, size=size, image_input=bool(job.image_urls))
 
 

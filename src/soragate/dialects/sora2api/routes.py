@@ -99,7 +99,7 @@ async def transform_image(request: Request, gateway: GatewayDep, key: KeyDep) ->
 async def generate_video(request: Request, gateway: GatewayDep, key: KeyDep) -> Response:
     fields = await _fields(request, gateway)
     prompt = _prompt(gateway, fields)
-    resolved = translate.video_model(gateway.catalogue, fields.get("model"))
+    resolved = translate.video_model(gateway.catalogue, fields.get("model"), families=True)
     params = translate.video_params(resolved, prompt=prompt, style=translate.style(fields.get("style")))
     return await _submit(
         gateway,
@@ -114,7 +114,7 @@ async def generate_video(request: Request, gateway: GatewayDep, key: KeyDep) -> 
 async def transform_video(request: Request, gateway: GatewayDep, key: KeyDep) -> Response:
     fields = await _fields(request, gateway)
     prompt = _prompt(gateway, fields)
-    resolved = translate.video_model(gateway.catalogue, fields.get("model"), image_input=True)
+    resolved = translate.video_model(gateway.catalogue, fields.get("model"), image_input=True, families=True)
     style = translate.style(fields.get("style"))
     delivery = translate.delivery(fields)
     reference = await _image(gateway, key, fields)

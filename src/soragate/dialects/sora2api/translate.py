@@ -63,17 +63,23 @@ def image_model(catalogue: Catalogue, value: Any) -> tuple[ModelSpec, int, int]:
     return catalogue.resolve_image(name, size=None)
 
 
-def video_names(catalogue: Catalogue) -> list[str]:
-    return [
+def video_names(catalogue: Catalogue, *, families: bool = False) -> list[str]:
+    """Sora2API's names (length and orientation in the name), and with ``families`` the live
+    model families (veo-3.1…, at their default length and size), which make a video from a
+    prompt and an image only (no remix, storyboard or character)."""
+    names = [
         spec.name
         for spec in catalogue.public_models()
         if spec.kind == "video" and spec.name.startswith(VIDEO_MODEL_PREFIXES)
     ]
+    return names + [spec.name for spec in catalogue.family_models()] if families else names
 
 
-def video_model(catalogue: Catalogue, value: Any, *, image_input: bool = False) -> ResolvedVideo:
+def video_model(
+    catalogue: Catalogue, value: Any, *, image_input: bool = False, families: bool = False
+) -> ResolvedVideo:
     name = optional_str(value, param="model") or DEFAULT_VIDEO_MODEL
-    choices = video_names(catalogue)
+    choices = video_names(catalogue, families=families)
     if name not in choices:
         raise _invalid_model(name, choices)
     return catalogue.resolve_video(name, seconds=None, size=None, image_input=image_input)
