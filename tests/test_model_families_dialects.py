@@ -90,7 +90,8 @@ def test_chat_completions_make_veo_3_1_with_a_first_frame(gateway: LiveServer, g
     assert gemini.models == ["veo-3.1-generate-preview"]
     sent = gemini.bodies[0]
     assert set(sent["instances"][0]) == {"prompt", "image"}
-    assert sent["parameters"]["durationSeconds"] == 8  # the family's default length
+    # The family's default length and size: 8 s at 720p (not HD because Veo can make it).
+    assert sent["parameters"]["durationSeconds"] == 8 and sent["parameters"]["resolution"] == "720p"
     task = gateway.task(reply["task_id"])
     assert task.kind.value == "image_to_video" and task.params.model == "veo-3.1" and task.params.seconds == 8
 
@@ -122,6 +123,7 @@ def test_sora2api_generates_with_wan_2_7(gateway: LiveServer, kie: FakeKie) -> N
     assert task["status"] == "completed", task
     assert task["model"] == "wan-2.7" and gateway.task(task_id).params.seconds == 5
     assert kie.bodies[0]["model"] == "wan/2-7-text-to-video" and kie.bodies[0]["input"]["duration"] == 5
+    assert kie.bodies[0]["input"]["resolution"] == "720p"
 
 
 def test_sora2api_transform_sends_the_image_to_the_image_model(gateway: LiveServer, kie: FakeKie) -> None:

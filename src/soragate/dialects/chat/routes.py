@@ -94,7 +94,7 @@ async def _video_task(
         prompt = message.text
         more = {}
     references = await _references(gateway, key, message)
-    params = translate.video_params(model, resolved, prompt=prompt, reference_images=references, **more)
+    params = translate.video_params(model, resolved, prompt=prompt, family=family, reference_images=references, **more)
     return kind, params
 
 

@@ -136,7 +136,9 @@ def remix_reference(text: str) -> RemixReference | None:
     return RemixReference(share_id=match.group("share"), video_id=match.group("video"), prompt=prompt)
 
 
-def video_params(model: str, resolved: ResolvedVideo, *, prompt: str, **more: Any) -> TaskParams:
+def video_params(model: str, resolved: ResolvedVideo, *, prompt: str, family: bool = False, **more: Any) -> TaskParams:
+    """``family``: a live model family's name, whose size says its resolution (its spec's
+    ``hd`` says only that it can make HD); a Sora-style HD name asks for HD."""
     return TaskParams(
         prompt=prompt,
         model=model,
@@ -144,6 +146,6 @@ def video_params(model: str, resolved: ResolvedVideo, *, prompt: str, **more: An
         seconds=resolved.seconds,
         width=resolved.width,
         height=resolved.height,
-        hd=resolved.spec.hd,
+        hd=resolved.spec.hd and not family,
         **more,
     )

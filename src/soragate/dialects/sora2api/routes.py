@@ -100,7 +100,8 @@ async def generate_video(request: Request, gateway: GatewayDep, key: KeyDep) -> 
     fields = await _fields(request, gateway)
     prompt = _prompt(gateway, fields)
     resolved = translate.video_model(gateway.catalogue, fields.get("model"), families=True)
-    params = translate.video_params(resolved, prompt=prompt, style=translate.style(fields.get("style")))
+    family = gateway.catalogue.is_family(resolved.spec.name)
+    params = translate.video_params(resolved, prompt=prompt, style=translate.style(fields.get("style")), family=family)
     return await _submit(
         gateway,
         key,
@@ -118,7 +119,8 @@ async def transform_video(request: Request, gateway: GatewayDep, key: KeyDep) ->
     style = translate.style(fields.get("style"))
     delivery = translate.delivery(fields)
     reference = await _image(gateway, key, fields)
-    params = translate.video_params(resolved, prompt=prompt, style=style, reference_images=[reference])
+    family = gateway.catalogue.is_family(resolved.spec.name)
+    params = translate.video_params(resolved, prompt=prompt, style=style, family=family, reference_images=[reference])
     return await _submit(
         gateway,
         key,

@@ -94,7 +94,11 @@ def style(value: Any) -> str | None:
     return chosen
 
 
-def video_params(resolved: ResolvedVideo, *, prompt: str, style: str | None, **more: Any) -> TaskParams:
+def video_params(
+    resolved: ResolvedVideo, *, prompt: str, style: str | None, family: bool = False, **more: Any
+) -> TaskParams:
+    """``family``: a live model family's name, whose size says its resolution (its spec's
+    ``hd`` says only that it can make HD); a sora2pro-hd-* name asks for HD."""
     spec = resolved.spec
     return TaskParams(
         prompt=prompt,
@@ -103,7 +107,7 @@ def video_params(resolved: ResolvedVideo, *, prompt: str, style: str | None, **m
         seconds=resolved.seconds,
         width=resolved.width,
         height=resolved.height,
-        hd=spec.hd,
+        hd=spec.hd and not family,
         style=style,
         **more,
     )
