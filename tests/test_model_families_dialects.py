@@ -198,3 +198,34 @@ def test_kie_jobs_api_refuses_lengths_and_names_it_does_not_know(gateway: LiveSe
     assert bad_tier.status_code == 422 and "input.resolution" in bad_tier.json()["msg"]
     assert unknown.status_code == 422 and "wan-2.7" in unknown.json()["msg"]
     assert kie.bodies == []
+
+
+# --- length and orientation in the name (chat and Sora2API have no fields for them) ----------------
+
+
+def test_chat_and_sora2api_family_names_carry_orientation_and_length(gateway: LiveServer, gemini: FakeGemini) -> None:
+    with gateway.client() as client:
+        chat = client.post(
+            "/v1/chat/completions",
+            json={"model": "veo-3.1-portrait-4s", "messages": [{"role": "user", "content": "a heron"}]},
+            timeout=60,
+        )
+        created = client.post(
+            "/v1/videos/generate", json={"prompt": "a heron", "model": "veo-3.1-6s", "async_mode": True}
+        )
+        assert created.status_code == 200, created.text
+        wait(client, f"/v1/tasks/{created.json()['task_id']}", lambda t: t["status"] != "processing")
+        too_long = client.post(
+            "/v1/chat/completions",
+            json={"model": "veo-3.1-12s", "messages": [{"role": "user", "content": "a heron"}]},
+        )
+        odd = client.post("/v1/videos/generate", json={"prompt": "x", "model": "veo-3.1-sideways", "async_mode": True})
+    assert chat.status_code == 200, chat.text
+    assert chat.json()["model"] == "veo-3.1"
+    portrait, six = (body["parameters"] for body in gemini.bodies)
+    assert (portrait["durationSeconds"], portrait["aspectRatio"], portrait["resolution"]) == (4, "9:16", "720p")
+    assert (six["durationSeconds"], six["aspectRatio"]) == (6, "16:9")
+    task = gateway.task(chat.json()["task_id"])
+    assert (task.params.model, task.params.size, task.params.seconds) == ("veo-3.1", "720x1280", 4)
+    assert too_long.status_code == 400 and "allowed values are 4, 6, 8" in too_long.json()["error"]["message"]
+    assert odd.status_code == 400 and "-portrait" in odd.text

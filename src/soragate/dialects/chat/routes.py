@@ -11,7 +11,7 @@ from soragate.core.catalogue import ModelSpec
 from soragate.core.inputs import has_shots, optional_bool, parse_storyboard
 from soragate.core.keys import ApiKey
 from soragate.core.task import TaskKind, TaskParams, TaskStatus
-from soragate.dialects import chatstream
+from soragate.dialects import chatstream, family_names
 from soragate.dialects.bodies import FLAG, TEXT, documented, obj, one_of, read_fields
 from soragate.dialects.chat import translate
 from soragate.dialects.common import GatewayDep, KeyDep
@@ -73,7 +73,11 @@ async def _image_task(
 async def _video_task(
     gateway: Gateway, key: ApiKey, model: str, spec: ModelSpec, message: translate.UserInput
 ) -> tuple[TaskKind, TaskParams]:
-    resolved = gateway.catalogue.resolve_video(spec.name, seconds=None, size=None, image_input=bool(message.images))
+    named = family_names.parse(gateway.catalogue, model) if gateway.catalogue.is_family(spec.name) else None
+    seconds, size = (named.seconds, named.size) if named is not None else (None, None)
+    resolved = gateway.catalogue.resolve_video(spec.name, seconds=seconds, size=size, image_input=bool(message.images))
+    if named is not None:
+        model = named.family  # the task names the family; the name asked for said how to make it
     remix = translate.remix_reference(message.text)
     family = gateway.catalogue.is_family(spec.name)
     if family and (remix is not None or has_shots(message.text)):

@@ -10,6 +10,7 @@ from typing import Any
 from soragate.core.catalogue import Catalogue, ModelSpec, ResolvedVideo
 from soragate.core.inputs import optional_str
 from soragate.core.task import TaskParams
+from soragate.dialects import family_names
 from soragate.errors import InvalidRequest
 from soragate.netguard import parse_url
 
@@ -60,16 +61,21 @@ def chat_models(catalogue: Catalogue) -> dict[str, ModelSpec]:
 
 
 def model_spec(catalogue: Catalogue, value: Any) -> tuple[str, ModelSpec]:
+    """The name asked for and its model: a family name may carry orientation and length
+    (``veo-3.1-portrait-8s``, see dialects/family_names.py)."""
     name = optional_str(value, param="model") or DEFAULT_MODEL
     models = chat_models(catalogue)
-    if name not in models:
-        public = [n for n, spec in models.items() if n == spec.name]
-        raise InvalidRequest(
-            f"Invalid model: {name}. Chat completions generate with: {', '.join(public)}.",
-            param="model",
-            code="invalid_model",
-        )
-    return name, models[name]
+    if name in models:
+        return name, models[name]
+    named = family_names.parse(catalogue, name)
+    if named is not None:
+        return name, catalogue.get(named.family, kind="video")
+    public = [n for n, spec in models.items() if n == spec.name]
+    raise InvalidRequest(
+        f"Invalid model: {name}. Chat completions generate with: {', '.join(public)} ({family_names.HINT}).",
+        param="model",
+        code="invalid_model",
+    )
 
 
 def _bad_messages(message: str, code: str = "invalid_messages") -> InvalidRequest:

@@ -11,6 +11,7 @@ from typing import Any
 from soragate.core.catalogue import STYLES, Catalogue, ModelSpec, ResolvedVideo
 from soragate.core.inputs import optional_bool, optional_str
 from soragate.core.task import Task, TaskParams, TaskStatus
+from soragate.dialects import family_names
 from soragate.errors import InvalidRequest
 
 # A signed link to one of a task's files: ``link(task_id, variant)``.
@@ -80,9 +81,12 @@ def video_model(
 ) -> ResolvedVideo:
     name = optional_str(value, param="model") or DEFAULT_VIDEO_MODEL
     choices = video_names(catalogue, families=families)
-    if name not in choices:
-        raise _invalid_model(name, choices)
-    return catalogue.resolve_video(name, seconds=None, size=None, image_input=image_input)
+    if name in choices:
+        return catalogue.resolve_video(name, seconds=None, size=None, image_input=image_input)
+    named = family_names.parse(catalogue, name) if families else None
+    if named is None:
+        raise _invalid_model(name, choices + ([f"({family_names.HINT})"] if families else []))
+    return catalogue.resolve_video(named.family, seconds=named.seconds, size=named.size, image_input=image_input)
 
 
 def style(value: Any) -> str | None:
