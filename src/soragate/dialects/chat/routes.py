@@ -73,13 +73,13 @@ async def _image_task(
 async def _video_task(
     gateway: Gateway, key: ApiKey, model: str, spec: ModelSpec, message: translate.UserInput
 ) -> tuple[TaskKind, TaskParams]:
-    named = family_names.parse(gateway.catalogue, model) if gateway.catalogue.is_family(spec.name) else None
+    family = gateway.catalogue.is_family(spec.name)
+    named = family_names.parse(gateway.catalogue, model) if family else None
     seconds, size = (named.seconds, named.size) if named is not None else (None, None)
     resolved = gateway.catalogue.resolve_video(spec.name, seconds=seconds, size=size, image_input=bool(message.images))
     if named is not None:
         model = named.family  # the task names the family; the name asked for said how to make it
     remix = translate.remix_reference(message.text)
-    family = gateway.catalogue.is_family(spec.name)
     if family and (remix is not None or has_shots(message.text)):
         what = "remix" if remix is not None else "storyboard"
         raise InvalidRequest(
