@@ -144,11 +144,9 @@ class FakeKieVeo:
         return _answer(200, "success", {"taskId": job.id})
 
     async def record(self, request: Request) -> Response:
-        early = await before(self.faults.take("status"))
+        early = await self._refused(request, "status")
         if early is not None:
             return early
-        if request.headers.get("authorization") != f"Bearer {self.api_key}":
-            return _answer(401)
         self.base_url = str(request.base_url)
         job = self.jobs.get(request.query_params.get("taskId", ""))
         if job is None:
@@ -159,23 +157,28 @@ class FakeKieVeo:
                 self._finish(job)
         return _answer(200, "success", self._data(job))
 
-    async def get_1080p(self, request: Request) -> Response:
-        """GET ?taskId=&index= → data.resultUrl, once ready."""
-        early = await before(self.faults.take("hd"))
+    async def _refused(self, request: Request, step: str) -> Response | None:
+        """The answer a request gets before it is read: an injected fault, or 401 for a wrong key."""
+        early = await before(self.faults.take(step))
         if early is not None:
             return early
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
             return _answer(401)
+        return None
+
+    async def get_1080p(self, request: Request) -> Response:
+        """GET ?taskId=&index= → data.resultUrl, once ready."""
+        early = await self._refused(request, "hd")
+        if early is not None:
+            return early
         task_id, index = request.query_params.get("taskId", ""), request.query_params.get("index")
         return self._follow_up("1080p", task_id, index, lambda url: {"resultUrl": url})
 
     async def get_4k(self, request: Request) -> Response:
         """POST {taskId, index, callBackUrl?} → data.resultUrls, once ready."""
-        early = await before(self.faults.take("hd"))
+        early = await self._refused(request, "hd")
         if early is not None:
             return early
-        if request.headers.get("authorization") != f"Bearer {self.api_key}":
-            return _answer(401)
         try:
             body = json.loads(await request.body())
         except json.JSONDecodeError:
