@@ -48,8 +48,12 @@ from soragate.providers.kie import KieProvider, failure_error
 KIND = "kie_veo"
 CREATE_PATH = "/api/v1/veo/generate"
 RECORD_PATH = "/api/v1/veo/record-info"
-HD_1080P_PATH = "/api/v1/veo/get-1080p-video"  # GET ?taskId=&index= → data.resultUrl
-HD_4K_PATH = "/api/v1/veo/get-4k-video"  # POST {taskId, index} → data.resultUrls
+# The follow-up for each tier: method, path, and where {taskId, index} go. 1080p answers
+# data.resultUrl, 4k data.resultUrls.
+HD_CALLS = {
+    "1080p": ("GET", "/api/v1/veo/get-1080p-video", "params"),
+    "4k": ("POST", "/api/v1/veo/get-4k-video", "json"),
+}
 BASE_TIER = "720p"
 # Kie's advice: ask for 1080p again after 20-30 s (it takes 1-3 min), for 4k after 30 s or
 # more (5-10 min). Past the patience (from the job's start) the 720p clip is delivered.
@@ -145,36 +149,24 @@ class KieVeoProvider(KieFamilyProvider):
     async def _follow_up(self, upstream_id: str, tier: str, made: JobStatus, task: Task) -> JobStatus:
         """The job's ``tier`` version: its link once Kie has it, "running" while Kie makes it,
         the 720p clip (reported as such) when Kie says it is unavailable or it takes too long."""
+        method, path, where = HD_CALLS[tier]
+        which: dict[str, Any] = {where: {"taskId": upstream_id, "index": 0}}
         try:
-            if tier == "4k":
-                answer = await call(
-                    self.http,
-                    "POST",
-                    self.base_url + HD_4K_PATH,
-                    json={"taskId": upstream_id, "index": 0},
-                    headers=self._headers(),
-                    timeout=self.timeout,
-                )
-            else:
-                answer = await call(
-                    self.http,
-                    "GET",
-                    self.base_url + HD_1080P_PATH,
-                    params={"taskId": upstream_id, "index": 0},
-                    headers=self._headers(),
-                    timeout=self.timeout,
-                )
+            answer = await call(
+                self.http, method, self.base_url + path, headers=self._headers(), timeout=self.timeout, **which
+            )
         except ProviderError as exc:
             if exc.failure is Failure.AUTH:
                 raise
-            answer = {"code": 500 if exc.failure is not Failure.RETRYABLE else 503, "msg": exc.error.message}
-        answer = answer if isinstance(answer, dict) else {}
-        code, message = body_code(answer), body_message(answer)
-        urls = hd_links(answer.get("data"))
-        if code == 200 and urls:
-            return JobStatus(JobState.SUCCEEDED, progress=100, result_urls=tuple(urls))
+            unavailable = exc.failure is not Failure.RETRYABLE  # refused outright, not busy
+        else:
+            answer = answer if isinstance(answer, dict) else {}
+            urls = hd_links(answer.get("data"))
+            if body_code(answer) == 200 and urls:
+                return JobStatus(JobState.SUCCEEDED, progress=100, result_urls=tuple(urls))
+            unavailable = _unavailable(body_code(answer), body_message(answer))
         started = task.started_at or task.created_at
-        if _unavailable(code, message) or time.time() - started > HD_PATIENCE[tier]:
+        if unavailable or time.time() - started > HD_PATIENCE[tier]:
             p = task.params
             aspect = "9:16" if p.height > p.width else "16:9"
             return replace(made, made=dims(aspect, BASE_TIER, p.width, p.height))
