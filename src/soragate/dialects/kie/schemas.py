@@ -120,19 +120,24 @@ def _string(value: Any, *, param: str) -> str | None:
     return value
 
 
-def _n_frames(value: Any) -> int | None:
-    """``"10"``, ``10`` or ``10.0``; the allowed values depend on the model (checked later)."""
+def _whole(value: Any, *, param: str, expected: str) -> int | None:
+    """A whole number given as ``"10"``, ``10`` or ``10.0`` (None when left out); what is
+    allowed depends on the model and is checked later."""
     if value is None or value == "":
         return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise InvalidRequest('\'input.n_frames\' must be "10", "15" or "25".', param="n_frames")
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number) or not number.is_integer():
-        raise InvalidRequest(f'Invalid \'input.n_frames\' {value!r}: expected "10", "15" or "25".', param="n_frames")
+    number = math.nan
+    if not isinstance(value, bool) and isinstance(value, (str, int, float)):
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            pass
+    if not math.isfinite(number) or not number.is_integer() or not 0 < number <= 3600:
+        raise InvalidRequest(f"Invalid 'input.{param}' {value!r}: expected {expected}.", param=param)
     return int(number)
+
+
+def _n_frames(value: Any) -> int | None:
+    return _whole(value, param="n_frames", expected='"10", "15" or "25"')
 
 
 def _image_urls(value: Any, *, most: int = 1) -> list[str]:
@@ -256,7 +261,7 @@ def _family_create(model: str, data: dict[str, Any], body: dict[str, Any], *, ma
     resolution = data.get("resolution")
     if resolution is not None and resolution not in FAMILY_RESOLUTIONS:
         raise InvalidRequest(f"'input.resolution' must be one of {', '.join(FAMILY_RESOLUTIONS)}.", param="resolution")
-    seconds = _seconds_field(data.get("duration"))
+    seconds = _whole(data.get("duration"), param="duration", expected="whole seconds")
     if seconds is None:
         seconds = _n_frames(data.get("n_frames"))
     return CreateTask(
@@ -274,21 +279,6 @@ def _family_create(model: str, data: dict[str, Any], body: dict[str, Any], *, ma
         seconds=seconds,
         resolution=resolution,
     )
-
-
-def _seconds_field(value: Any) -> int | None:
-    """``input.duration``: whole seconds, as a number or a string ("5")."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise InvalidRequest("'input.duration' must be a number of seconds.", param="duration")
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number) or not number.is_integer() or not 0 < number <= 3600:
-        raise InvalidRequest(f"Invalid 'input.duration' {value!r}: expected whole seconds.", param="duration")
-    return int(number)
 
 
 def _callback_url(value: Any) -> str | None:
