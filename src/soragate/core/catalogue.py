@@ -375,10 +375,8 @@ class Catalogue:
         if spec.kind == "image":
             return round(spec.price * count, 6)
         per_second = spec.price
-        if spec.tier_prices and size and "x" in size:
-            width, _, height = size.partition("x")
-            if width.isdigit() and height.isdigit():
-                per_second = spec.tier_prices.get(tier_of(int(width), int(height)), spec.price)
+        if spec.tier_prices and size:
+            per_second = spec.tier_prices.get(tier_of(*parse_size(size)), spec.price)
         return round(per_second * float(seconds or 0), 6)
 
     def get(self, name: str, *, kind: str, param: str = "model") -> ModelSpec:

@@ -43,11 +43,6 @@ async def all_durations(engine: AsyncEngine) -> dict[str, Duration]:
     return {r.route: Duration(r.mean, r.low, r.samples) for r in rows}
 
 
-async def observe(engine: AsyncEngine, *, route: str, seconds: float) -> Duration:
-    """Fold one job's duration into its route's estimate."""
-    return (await observe_many(engine, routes=(route,), seconds=seconds))[route]
-
-
 async def observe_many(engine: AsyncEngine, *, routes: tuple[str, ...], seconds: float) -> dict[str, Duration]:
     """Fold one job's duration into the estimates of ``routes``, in one transaction."""
     learned: dict[str, Duration] = {}
