@@ -151,6 +151,10 @@ def test_settings(data_dir: Path, **overrides: Any) -> Settings:
 test_settings.__test__ = False  # type: ignore[attr-defined]
 
 
+# Account options for fakes on loopback: looks close together, quick timeouts.
+QUICK_POLLS = {"poll_min": 0.05, "poll_max": 0.2, "timeout": 5}
+
+
 @dataclass
 class LiveServer:
     url: str
@@ -206,6 +210,15 @@ class LiveServer:
         pages = _suite_s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base + prefix)
         return {item["Key"][len(base) :]: item["Size"] for page in pages for item in page.get("Contents", [])}
 
+    def add_provider(self, *, name: str, kind: str, base_url: str, secret: str, **more: Any) -> dict[str, Any]:
+        """An upstream account for every model (``models={"*": ""}``), polled quickly; ``more``
+        sets or overrides any other field."""
+        body = {"name": name, "kind": kind, "base_url": base_url, "secret": secret, "models": {"*": ""}}
+        with self.client() as client:
+            response = client.post("/v1/admin/providers", json={**body, "options": QUICK_POLLS, **more})
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
     def wait_for(self, video_id: str, *, key: str | None = None, timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         with self.client(key) as client:
@@ -252,3 +265,14 @@ def server_settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def server(server_settings: Settings) -> Iterator[LiveServer]:
     yield from run_server(server_settings)
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[LiveServer]:
+    """A server that knows its public address (upstreams fetch reference images from it) and
+    retries failed steps quickly."""
+    port = free_port()
+    settings = test_settings(
+        tmp_path / "data", port=port, public_url=f"http://127.0.0.1:{port}", retry_base_seconds=0.05
+    )
+    yield from run_server(settings)

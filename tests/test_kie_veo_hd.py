@@ -8,29 +8,19 @@ unavailable, the 720p clip is delivered, reported and billed as 720p. Through th
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import pytest
-from tests.conftest import LiveServer, free_port, run_server, test_settings
+from tests.conftest import LiveServer
 from tests.fakes.kie_veo import FakeKieVeo
 from tests.fakes.server import serve
-
-FAST = {"poll_min": 0.05, "poll_max": 0.2, "poll_after": 0.05, "timeout": 5}
-
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[LiveServer]:
-    settings = test_settings(tmp_path / "data", port=free_port(), retry_base_seconds=0.05)
-    yield from run_server(settings)
 
 
 @pytest.fixture
 def kie(gateway: LiveServer) -> Iterator[FakeKieVeo]:
     fake = FakeKieVeo(api_key="kie-key", polls_until_done=1)
-    with serve(fake) as url, gateway.client() as admin:
-        account = {"name": "kie", "kind": "kie_veo", "base_url": url, "secret": "kie-key", "models": {"*": ""}}
-        admin.post("/v1/admin/providers", json=account | {"options": FAST}).raise_for_status()
+    with serve(fake) as url:
+        gateway.add_provider(name="kie", kind="kie_veo", base_url=url, secret="kie-key")
         yield fake
 
 

@@ -7,12 +7,11 @@ import base64
 import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import openai
 import pytest
 from PIL import Image
-from tests.conftest import LiveServer, free_port, run_server, test_settings
+from tests.conftest import LiveServer
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.kie import FakeKie
 from tests.fakes.server import serve
@@ -25,25 +24,6 @@ def png_bytes() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (64, 36), "orange").save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-FAST = {"poll_min": 0.05, "poll_max": 0.2, "timeout": 5}
-
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[LiveServer]:
-    port = free_port()
-    settings = test_settings(
-        tmp_path / "data", port=port, public_url=f"http://127.0.0.1:{port}", retry_base_seconds=0.05
-    )
-    yield from run_server(settings)
-
-
-def add_account(server: LiveServer, *, name: str, kind: str, base_url: str, secret: str, **more: Any) -> None:
-    body = {"name": name, "kind": kind, "base_url": base_url, "secret": secret, "models": {"*": ""}, "options": FAST}
-    with server.client() as client:
-        response = client.post("/v1/admin/providers", json={**body, **more})
-    assert response.status_code == 200, response.text
 
 
 @pytest.fixture
@@ -71,7 +51,7 @@ def test_every_family_is_listed_with_what_it_makes(gateway: LiveServer, sdk: ope
 def test_openai_sdk_asks_for_veo_3_1_and_a_gemini_account_makes_it(gateway: LiveServer, sdk: openai.OpenAI) -> None:
     fake = FakeGemini(api_key="gem-key", polls_until_done=1)
     with serve(fake) as url:
-        add_account(gateway, name="google", kind="gemini", base_url=url, secret="gem-key")
+        gateway.add_provider(name="google", kind="gemini", base_url=url, secret="gem-key")
         listed = {m.id: m.model_dump() for m in sdk.models.list()}
         video = sdk.videos.create_and_poll(prompt="a heron", model="veo-3.1", seconds="4", size="1280x720")
         hd = sdk.videos.create_and_poll(prompt="a heron", model="veo-3.1", seconds="4", size="1792x1024")
@@ -103,7 +83,7 @@ def test_a_family_name_works_from_the_relay_dialect_and_picks_the_profile_that_f
     fake = FakeKie(api_key="kie-key", polls_until_done=1)
     frame = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
     with serve(fake) as url:
-        add_account(gateway, name="kie", kind="kie", base_url=url, secret="kie-key")
+        gateway.add_provider(name="kie", kind="kie", base_url=url, secret="kie-key")
         text = sdk.videos.create_and_poll(prompt="a lake", model="wan-2.7", seconds="5", size="1280x720")
         with gateway.client() as client:
             created = client.post(
@@ -127,7 +107,7 @@ def test_two_frames_at_4_s_on_veo_are_made_reported_and_billed_at_8_s(gateway: L
     fake = FakeGemini(api_key="gem-key", polls_until_done=1)
     frame = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
     with serve(fake) as url:
-        add_account(gateway, name="google", kind="gemini", base_url=url, secret="gem-key")
+        gateway.add_provider(name="google", kind="gemini", base_url=url, secret="gem-key")
         with gateway.client() as client:
             created = client.post(
                 "/v2/videos/generations",
@@ -147,7 +127,7 @@ def test_two_frames_at_4_s_on_veo_are_made_reported_and_billed_at_8_s(gateway: L
 def test_a_family_with_no_account_of_its_kind_says_so(gateway: LiveServer, sdk: openai.OpenAI) -> None:
     fake = FakeGemini(api_key="gem-key")
     with serve(fake) as url:
-        add_account(gateway, name="google", kind="gemini", base_url=url, secret="gem-key")
+        gateway.add_provider(name="google", kind="gemini", base_url=url, secret="gem-key")
         with gateway.client() as client:
             response = client.post("/v1/videos", json={"prompt": "x", "model": "kling-3.0", "seconds": "5"})
             too_long = client.post("/v1/videos", json={"prompt": "x", "model": "veo-3.1", "seconds": "12"})

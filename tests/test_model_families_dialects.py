@@ -11,18 +11,15 @@ import io
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
-from tests.conftest import LiveServer, free_port, run_server, test_settings
+from tests.conftest import LiveServer
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.kie import FakeKie
 from tests.fakes.server import serve
-
-FAST = {"poll_min": 0.05, "poll_max": 0.2, "timeout": 5}
 
 
 def png_data_uri() -> str:
@@ -32,26 +29,10 @@ def png_data_uri() -> str:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[LiveServer]:
-    port = free_port()
-    settings = test_settings(
-        tmp_path / "data", port=port, public_url=f"http://127.0.0.1:{port}", retry_base_seconds=0.05
-    )
-    yield from run_server(settings)
-
-
-def add_account(server: LiveServer, *, name: str, kind: str, base_url: str, secret: str) -> None:
-    body = {"name": name, "kind": kind, "base_url": base_url, "secret": secret, "models": {"*": ""}, "options": FAST}
-    with server.client() as client:
-        response = client.post("/v1/admin/providers", json=body)
-    assert response.status_code == 200, response.text
-
-
-@pytest.fixture
 def gemini(gateway: LiveServer) -> Iterator[FakeGemini]:
     fake = FakeGemini(api_key="gem-key", polls_until_done=1)
     with serve(fake) as url:
-        add_account(gateway, name="google", kind="gemini", base_url=url, secret="gem-key")
+        gateway.add_provider(name="google", kind="gemini", base_url=url, secret="gem-key")
         yield fake
 
 
@@ -59,7 +40,7 @@ def gemini(gateway: LiveServer) -> Iterator[FakeGemini]:
 def kie(gateway: LiveServer) -> Iterator[FakeKie]:
     fake = FakeKie(api_key="kie-key", polls_until_done=1)
     with serve(fake) as url:
-        add_account(gateway, name="kie", kind="kie", base_url=url, secret="kie-key")
+        gateway.add_provider(name="kie", kind="kie", base_url=url, secret="kie-key")
         yield fake
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,15 +34,6 @@ def png_bytes() -> bytes:
 
 
 FAST = {"poll_min": 0.05, "poll_max": 0.2, "timeout": 5}
-
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[LiveServer]:
-    port = free_port()
-    settings = test_settings(
-        tmp_path / "data", port=port, public_url=f"http://127.0.0.1:{port}", retry_base_seconds=0.05
-    )
-    yield from run_server(settings)
 
 
 def admin(server: LiveServer, method: str, path: str, body: Any = None) -> dict[str, Any]:

@@ -12,12 +12,11 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import LiveServer, free_port, run_server, test_settings
+from tests.conftest import LiveServer, free_port
 from tests.fakes.server import serve
 from tests.fakes.xai import FakeXAI
 
@@ -37,12 +36,6 @@ ANY_LENGTH = {
     "duration": {**EIGHT_ONLY["duration"], "values": [4, 8, 10, 12, 15]},
 }
 PER_SECOND = Catalogue().get("sora-2", kind="video").price
-
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[LiveServer]:
-    settings = test_settings(tmp_path / "data", port=free_port(), retry_base_seconds=0.05)
-    yield from run_server(settings)
 
 
 @pytest.fixture

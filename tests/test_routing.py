@@ -8,13 +8,12 @@ import io
 import logging
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import av
 import openai
 import pytest
-from tests.conftest import LiveServer, free_port, run_server, test_settings
+from tests.conftest import LiveServer
 from tests.fakes.relay_v2 import RelayV2Fake
 from tests.fakes.server import serve
 
@@ -42,15 +41,6 @@ def relay() -> Iterator[tuple[RelayV2Fake, str]]:
     fake = RelayV2Fake(key=SECRET, polls_to_finish=2)
     with serve(fake) as url:
         yield fake, url
-
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[LiveServer]:
-    port = free_port()
-    settings = test_settings(
-        tmp_path / "data", port=port, public_url=f"http://127.0.0.1:{port}", retry_base_seconds=0.05
-    )
-    yield from run_server(settings)
 
 
 def add_account(server: LiveServer, **fields: Any) -> dict[str, Any]:
