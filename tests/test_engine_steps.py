@@ -119,6 +119,15 @@ class Rig:
         assert row is not None
         return dict(row._mapping)
 
+    async def run_to_completion(self, worker: Worker, task: Task) -> float:
+        """Run ``task`` to its end, stepping the clock to each due time; how long its job took."""
+        await worker.run_due()
+        started = (await self.row(task.id))["started_at"]
+        while (await self.row(task.id))["status"] != "completed":
+            self.clock.now = max(self.clock.now + 4, (await self.row(task.id))["next_check_at"])
+            await worker.run_due()
+        return float(self.clock.now - started)
+
     async def health(self, name: str) -> tuple[str, int]:
         account = await account_store.get_account(self.engine, ident=name, cipher=SecretCipher())
         assert account is not None
@@ -387,12 +396,7 @@ async def test_a_second_job_on_a_route_is_first_asked_when_the_first_one_was_don
     await rig.account("only")
     worker = rig.worker()
     first = await rig.task("the first of its route")
-    await worker.run_due()
-    started = (await rig.row(first.id))["started_at"]
-    while (await rig.row(first.id))["status"] != "completed":
-        rig.clock.now = max(rig.clock.now + 4, (await rig.row(first.id))["next_check_at"])
-        await worker.run_due()
-    took = rig.clock.now - started
+    took = await rig.run_to_completion(worker, first)
     second = await rig.task("the second of its route")
     await worker.run_due()
     row = await rig.row(second.id)
@@ -405,12 +409,7 @@ async def test_an_account_with_no_history_learns_from_the_others(rig: Rig) -> No
     await rig.account("a")
     worker = rig.worker()
     first = await rig.task("the first of its model")
-    await worker.run_due()
-    started = (await rig.row(first.id))["started_at"]
-    while (await rig.row(first.id))["status"] != "completed":
-        rig.clock.now = max(rig.clock.now + 4, (await rig.row(first.id))["next_check_at"])
-        await worker.run_due()
-    took = rig.clock.now - started
+    took = await rig.run_to_completion(worker, first)
     assert (await rig.row(first.id))["provider"] == "a"
     account = await account_store.get_account(rig.engine, ident="a", cipher=SecretCipher())
     assert account is not None
