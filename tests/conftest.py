@@ -210,6 +210,13 @@ class LiveServer:
         pages = _suite_s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base + prefix)
         return {item["Key"][len(base) :]: item["Size"] for page in pages for item in page.get("Contents", [])}
 
+    def credits_used(self, key_name: str) -> float:
+        """What the key named ``key_name`` has spent, as the admin API shows it."""
+        with self.client() as client:
+            keys = client.get("/v1/admin/keys").json()["data"]
+        [key] = [k for k in keys if k["name"] == key_name]
+        return float(key["credits_used"])
+
     def add_provider(self, *, name: str, kind: str, base_url: str, secret: str, **more: Any) -> dict[str, Any]:
         """An upstream account for every model (``models={"*": ""}``), polled quickly; ``more``
         sets or overrides any other field."""

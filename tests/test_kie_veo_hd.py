@@ -24,20 +24,13 @@ def kie(gateway: LiveServer) -> Iterator[FakeKieVeo]:
         yield fake
 
 
-def _credits_used(gateway: LiveServer, name: str) -> float:
-    with gateway.client() as admin:
-        keys = admin.get("/v1/admin/keys").json()["data"]
-    [key] = [k for k in keys if k["name"] == name]
-    return float(key["credits_used"])
-
-
 def _make(gateway: LiveServer, key_name: str, **create: str) -> tuple[openai.types.Video, float, bytes]:
     """Create through the SDK; the video when it is done, the credits reserved at create, and
     the downloaded MP4."""
     key = gateway.create_key(key_name)
     with openai.OpenAI(base_url=gateway.api, api_key=key, max_retries=0) as sdk:
         created = sdk.videos.create(prompt="a lighthouse at dusk", **create)  # type: ignore[arg-type]
-        reserved = _credits_used(gateway, key_name)
+        reserved = gateway.credits_used(key_name)
         video = sdk.videos.poll(created.id, poll_interval_ms=50)
         content = sdk.videos.download_content(video.id).content if video.status == "completed" else b""
     return video, reserved, content
@@ -58,7 +51,7 @@ def test_1080p_comes_from_the_follow_up_and_is_billed_at_1080p(gateway: LiveServ
     assert kie.hd_calls == [("1080p", job_id, "0")] * 3
     # Veo 3.1 Lite on Kie: 0.08 a second at 1080p, reserved at create and billed when delivered.
     assert reserved == pytest.approx(8 * 0.08)
-    assert _credits_used(gateway, "hd") == pytest.approx(8 * 0.08)
+    assert gateway.credits_used("hd") == pytest.approx(8 * 0.08)
 
 
 def test_4k_is_asked_for_with_a_post_and_billed_at_4k(gateway: LiveServer, kie: FakeKieVeo) -> None:
@@ -71,7 +64,7 @@ def test_4k_is_asked_for_with_a_post_and_billed_at_4k(gateway: LiveServer, kie: 
     # The first POST starts it (no links yet), the next one brings the link.
     assert kie.hd_calls == [("4k", job_id, 0), ("4k", job_id, 0)]
     assert reserved == pytest.approx(8 * 0.60)
-    assert _credits_used(gateway, "uhd") == pytest.approx(8 * 0.60)
+    assert gateway.credits_used("uhd") == pytest.approx(8 * 0.60)
 
 
 def test_an_unavailable_tier_delivers_the_720p_clip_billed_at_720p(gateway: LiveServer, kie: FakeKieVeo) -> None:
@@ -84,7 +77,7 @@ def test_an_unavailable_tier_delivers_the_720p_clip_billed_at_720p(gateway: Live
     assert content[4:8] == b"ftyp"
     # Reserved at the 4k price, billed at 720p's.
     assert reserved == pytest.approx(8 * 0.30)
-    assert _credits_used(gateway, "fallback") == pytest.approx(8 * 0.12)
+    assert gateway.credits_used("fallback") == pytest.approx(8 * 0.12)
     task = gateway.task(video.id)
     assert (task.params.asked.width, task.params.asked.height) == (3840, 2160)
     with gateway.client() as admin:
@@ -113,4 +106,4 @@ def test_the_relay_dialect_reports_the_tier_delivered(gateway: LiveServer, kie: 
     assert shown["status"] == "SUCCESS", shown
     assert kie.hd_calls and kie.hd_calls[0][0] == "1080p"
     assert gateway.task(task_id).params.size == "1280x720"
-    assert _credits_used(gateway, "relay") == pytest.approx(8 * 0.12)
+    assert gateway.credits_used("relay") == pytest.approx(8 * 0.12)

@@ -124,12 +124,11 @@ def test_a_failover_is_reported_and_billed_at_what_the_second_account_made(
     key = gateway.create_key(f"refit-{dialect}")
     with gateway.client(key) as client:
         task_id, shown_at_create = spec.create(client)
-        with gateway.client() as admin:
-            reserved = _credits_used(admin, f"refit-{dialect}")
+        reserved = gateway.credits_used(f"refit-{dialect}")
         made = spec.finish(client, task_id)
-        with gateway.client() as admin:
-            billed = _credits_used(admin, f"refit-{dialect}")
-            task = admin.get(f"/v1/admin/tasks/{task_id}").json()
+    billed = gateway.credits_used(f"refit-{dialect}")
+    with gateway.client() as admin:
+        task = admin.get(f"/v1/admin/tasks/{task_id}").json()
 
     # At create: the first route's fit (8 s), and its price reserved.
     if dialect != "kie":
@@ -140,9 +139,3 @@ def test_a_failover_is_reported_and_billed_at_what_the_second_account_made(
     assert [body["duration"] for body in routed.bodies] == [spec.asked]
     assert made == spec.asked
     assert billed == pytest.approx(spec.asked * PER_SECOND)
-
-
-def _credits_used(admin: httpx.Client, name: str) -> float:
-    keys = admin.get("/v1/admin/keys").json()["data"]
-    [key] = [k for k in keys if k["name"] == name]
-    return float(key["credits_used"])
