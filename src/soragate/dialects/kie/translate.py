@@ -16,7 +16,7 @@ from soragate.core.catalogue import Catalogue, ModelSpec, ResolvedVideo
 from soragate.core.task import Shot, Task, TaskKind, TaskParams, TaskStatus
 from soragate.dialects.kie.schemas import CreateTask, Mode, UnsupportedFeature
 from soragate.errors import InvalidRequest, SoragateError, retry_after_header
-from soragate.profiles.snap import dims, tier_of
+from soragate.profiles.snap import dims
 
 SD_SIZES = {False: "1280x720", True: "720x1280"}  # by portrait
 HD_SIZES = {False: "1792x1024", True: "1024x1792"}
@@ -91,10 +91,9 @@ def _resolve_family(catalogue: Catalogue, job: CreateTask) -> ResolvedVideo:
     width, height = dims(job.aspect or "16:9", job.resolution or "720p", 0, 0)
     size = f"{width}x{height}"
     if size not in spec.sizes:
-        made = sorted({tier_of(*(int(n) for n in s.split("x"))) for s in spec.sizes})
         raise InvalidRequest(
             f"{job.model} makes no {job.aspect or '16:9'} video at {job.resolution or '720p'}"
-            f" (sizes: {', '.join(spec.sizes)}; resolutions: {', '.join(made)}).",
+            f" (it makes {', '.join(spec.sizes)}).",
             param="resolution" if job.resolution else "aspect_ratio",
         )
     return catalogue.resolve_video(job.model, seconds=seconds, size=size, image_input=bool(job.image_urls))
