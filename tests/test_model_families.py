@@ -143,3 +143,18 @@ def test_the_readme_lists_every_family() -> None:
     table = readme.split("### Live models by name", 1)[1].split("\n## ", 1)[0]
     listed = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
     assert listed == set(families(shipped_profiles()))
+
+
+def test_a_profile_posted_with_a_family_adds_a_public_name(gateway: LiveServer, sdk: openai.OpenAI) -> None:
+    profile = {
+        "id": "acme/motion-1",
+        "kind": "kie",
+        "model": "acme/motion-1",
+        "family": "acme-motion",
+        "duration": {"field": "duration", "type": "int", "values": [5, 10]},
+        "price": {"720p": 0.2},
+    }
+    with gateway.client() as admin:
+        assert admin.post("/v1/admin/profiles", json=profile).status_code == 200
+    listed = {m.id: m.model_dump() for m in sdk.models.list()}
+    assert listed["acme-motion"]["seconds"] == [5, 10]

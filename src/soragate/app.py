@@ -174,7 +174,7 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
         )
         profiles = ProfileRegistry(extra_file=settings.profiles_file)
         catalogue = Catalogue()
-        catalogue.set_families(family_specs(profiles.all()))
+        catalogue.set_families(family_specs(profiles.families()))
         router = Router(
             engine=engine,
             factory=default_factory(
@@ -183,7 +183,7 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
             sandbox=sandbox,
             profiles=profiles,
             on_routes=catalogue.set_routed,
-            on_profiles=lambda found: catalogue.set_families(family_specs(found)),
+            on_profiles=lambda registry: catalogue.set_families(family_specs(registry.families())),
             cipher=cipher,
         )
         if settings.providers_file:

@@ -9,6 +9,7 @@ the name offers (lengths, sizes, images, HD) is what its profiles make together.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 
 from soragate.core.catalogue import LANDSCAPE, SORA_PRO_SIZES, ModelSpec
 from soragate.profiles.model import Profile
@@ -60,5 +61,6 @@ def family_spec(name: str, members: list[Profile]) -> ModelSpec:
     )
 
 
-def family_specs(profiles: list[Profile]) -> list[ModelSpec]:
-    return [family_spec(name, members) for name, members in families(profiles).items()]
+def family_specs(found: Mapping[str, list[Profile]]) -> list[ModelSpec]:
+    """The catalogue entries of ``found`` (family name → its profiles)."""
+    return [family_spec(name, members) for name, members in found.items()]

@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from soragate.profiles.families import families
 from soragate.profiles.model import Profile, ProfileError, parse_profile
 
 SHIPPED = Path(__file__).parent / "shipped"
@@ -67,10 +68,23 @@ class ProfileRegistry:
             for profile in read_profiles(extra_file, source="file"):
                 self._profiles[profile.id] = profile
         self._stored: dict[str, Profile] = {}
+        self._families = families(self.all())
 
-    def replace_stored(self, profiles: list[Profile]) -> None:
-        """Profiles kept in the database (added through the admin API)."""
-        self._stored = {p.id: p for p in profiles}
+    def replace_stored(self, profiles: list[Profile]) -> bool:
+        """Profiles kept in the database (added through the admin API); whether they changed."""
+        stored = {p.id: p for p in profiles}
+        if stored == self._stored:
+            return False
+        self._stored = stored
+        self._families = families(self.all())
+        return True
+
+    def families(self) -> dict[str, list[Profile]]:
+        """Public model name → the profiles that serve it (see profiles/families.py)."""
+        return self._families
+
+    def family(self, name: str) -> list[Profile]:
+        return self._families.get(name, [])
 
     def get(self, profile_id: str) -> Profile | None:
         return self._stored.get(profile_id) or self._profiles.get(profile_id)

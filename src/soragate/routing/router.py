@@ -122,7 +122,7 @@ class Router:
         cipher: SecretCipher,
         profiles: ProfileRegistry | None = None,
         on_routes: Callable[[dict[str, float]], None] | None = None,
-        on_profiles: Callable[[list[Profile]], None] | None = None,
+        on_profiles: Callable[[ProfileRegistry], None] | None = None,
         refresh_seconds: float = 2.0,
     ) -> None:
         self.on_routes = on_routes
@@ -193,9 +193,8 @@ class Router:
                     stored.append(parse_profile(data, source="api"))
                 except ProfileError:
                     log.warning("stored profile %s no longer parses; skipped", data.get("id"))
-            self.profiles.replace_stored(stored)
-            if self.on_profiles is not None:
-                self.on_profiles(self.profiles.all())
+            if self.profiles.replace_stored(stored) and self.on_profiles is not None:
+                self.on_profiles(self.profiles)
             if self.on_routes is not None:
                 self.on_routes({model: self._route_price(rows) for model, rows in self.routes.items()})
             self._loaded_at = time.monotonic()
@@ -294,7 +293,7 @@ class Router:
     def _family_profiles(self, runtime: AccountRuntime, family: str) -> list[Profile]:
         """The profiles of ``family`` that ``runtime``'s account can take: those of its kind,
         or the one its model list names for the family (``models = {"veo-3.1": "<profile id>"}``)."""
-        mine = [p for p in self.profiles.all() if p.family == family and p.kind == runtime.account.kind]
+        mine = [p for p in self.profiles.family(family) if p.kind == runtime.account.kind]
         named = runtime.account.models.get(family)
         return [p for p in mine if named in (p.id, p.model)] if named else mine
 
@@ -303,7 +302,8 @@ class Router:
         account with a profile of the family, the one that fits the request with the fewest
         changes."""
         family = task.params.model
-        if not any(p.family == family for p in self.profiles.all()):
+        members = self.profiles.family(family)
+        if not members:
             return None
         chosen: list[Route] = []
         refusals: list[str] = []
@@ -323,7 +323,7 @@ class Router:
             return chosen
         if refusals:
             raise SnapRefused("; ".join(dict.fromkeys(refusals)))
-        kinds = sorted({p.kind for p in self.profiles.all() if p.family == family})
+        kinds = sorted({p.kind for p in members})
         raise NoRoute(f"no upstream account of kind {' or '.join(kinds)} serves {family}")
 
     def _routed_or_empty(self, task: Task) -> list[Route]:
@@ -402,7 +402,7 @@ class Router:
             return routed
         if not self.runtimes:
             return [{"account": BUILTIN_SANDBOX, "kind": "sandbox", "profile": None, "upstream_model": None}]
-        if any(p.family == public_model for p in self.profiles.all()):
+        if self.profiles.family(public_model):
             return [
                 {"account": r.name, "kind": r.account.kind, "profile": p.id, "upstream_model": p.model}
                 for r in sorted(self.runtimes.values(), key=lambda r: r.account.priority)
