@@ -444,6 +444,7 @@ def measure(args: argparse.Namespace) -> None:
                 listed,
             )
             if args.keep_logs:
+                Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
                 for name in ("soragate.log", "fake.log"):
                     target = Path(args.keep_logs) / name
                     target.write_bytes((tmp / name).read_bytes())

@@ -6,6 +6,7 @@ was saved (due time, errors, state), as any other process would."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tests.cluster import reset_postgres
 from tests.conftest import test_settings
 from tests.fakes.faults import Fault
 from tests.fakes.relay_v2 import RelayV2Fake
@@ -33,11 +35,12 @@ from soragate.store import accounts as account_store
 from soragate.store import tasks as task_store
 from soragate.store.cipher import SecretCipher
 from soragate.store.db import create_engine, migrate
-from soragate.store.durations import Duration
+from soragate.store.durations import BOUNDS_NEEDED, Duration
 from soragate.worker import Worker
-from soragate.worker.schedule import Schedule
+from soragate.worker.schedule import ETA_SLACK, Schedule
 
 KEY = "sk-relay-test-0123456789"
+PG_URL = os.environ.get("SORAGATE_TEST_POSTGRES_URL")
 DEADLINE = 600.0
 
 
@@ -135,9 +138,20 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+    """On SQLite; ``@pytest.mark.parametrize("rig", ["postgres"], indirect=True)`` for Postgres."""
+    database: dict[str, Any] = {}
+    if getattr(request, "param", "sqlite") == "postgres":
+        if not PG_URL:
+            pytest.skip("SORAGATE_TEST_POSTGRES_URL is not set")
+        await asyncio.to_thread(reset_postgres, PG_URL)
+        database["database_url"] = PG_URL
     settings = test_settings(
-        tmp_path / "data", task_deadline_seconds=DEADLINE, upstream_timeout_seconds=0.5, retry_base_seconds=1.0
+        tmp_path / "data",
+        task_deadline_seconds=DEADLINE,
+        upstream_timeout_seconds=0.5,
+        retry_base_seconds=1.0,
+        **database,
     )
     settings.data_dir.mkdir(parents=True)
     await migrate(settings.db_url)
@@ -369,15 +383,16 @@ def test_schedule_asks_when_the_job_should_be_done() -> None:
     assert schedule.next_poll(
         now=16, started_at=0, hint=None, options=options, deadline=1000, progress=80, expected=learned
     ) == pytest.approx(20)
-    # 1% after 1 s says only "done between 50 and 100 s": look at 50 s, the earliest it can be
-    # done, where the percent tells the end within a second; then at that end.
+    # 1% after 1 s says only "done between 50 and 100 s": look at 53 s, ETA_SLACK past the
+    # earliest it can be done (a job done by then is noticed at most that late; one that is
+    # not is far enough along for the percent to tell its end within a second); then at that end.
     early = dict(started_at=0, hint=None, options=options, deadline=1000, expected=None)
-    assert schedule.next_poll(now=1, progress=1, **early) == pytest.approx(50)  # type: ignore[arg-type]
-    assert schedule.next_poll(now=50, progress=83, **early) == pytest.approx(50 * 100 / 83)  # type: ignore[arg-type]
-    # 24% after 22 s: done between 88 and 91.7 s, close enough to look once, at the latest end
-    # (one look instead of two); 16% after 15 s leaves 88.2-93.8 s: the earliest end first.
-    assert schedule.next_poll(now=22, progress=24, **early) == pytest.approx(2200 / 24)  # type: ignore[arg-type]
-    assert schedule.next_poll(now=15, progress=16, **early) == pytest.approx(1500 / 17)  # type: ignore[arg-type]
+    assert schedule.next_poll(now=1, progress=1, **early) == pytest.approx(50 + ETA_SLACK)  # type: ignore[arg-type]
+    assert schedule.next_poll(now=53, progress=88, **early) == pytest.approx(5300 / 88)  # type: ignore[arg-type]
+    # 40% after 36 s: done between 87.8 and 90 s, close enough to look once, at the latest end;
+    # 16% after 15 s leaves 88.2-93.8 s: ETA_SLACK past the earliest end.
+    assert schedule.next_poll(now=36, progress=40, **early) == pytest.approx(90)  # type: ignore[arg-type]
+    assert schedule.next_poll(now=15, progress=16, **early) == pytest.approx(1500 / 17 + ETA_SLACK)  # type: ignore[arg-type]
     # No progress: when the route's jobs are usually done, then tightly, then backing off.
     assert schedule.next_poll(now=16, started_at=0, hint=None, options=options, deadline=1000, expected=learned) == 20
     assert schedule.next_poll(now=20, started_at=0, hint=None, options=options, deadline=1000, expected=learned) == 21
@@ -401,6 +416,62 @@ async def test_a_second_job_on_a_route_is_first_asked_when_the_first_one_was_don
     await worker.run_due()
     row = await rig.row(second.id)
     assert row["next_check_at"] - rig.clock.now == pytest.approx(took * 0.8, rel=0.01)
+
+
+@pytest.mark.parametrize("rig", ["sqlite", "postgres"], indirect=True)
+async def test_a_fresh_burst_learns_from_progress_and_puts_off_first_looks(rig: Rig) -> None:
+    # A fresh deployment's first burst: nothing has finished yet. The first looks of the first
+    # jobs report progress, which bounds their durations from below; once enough bounds are
+    # in, the looks set earlier (at the 1 s floor) move to when the quickest job can end,
+    # without asking the upstream meanwhile, and new tasks are first asked then.
+    await rig.account("a", poll_rate=1000, max_concurrency=100)
+    fake = rig.fakes["a"]
+    fake.polls_to_finish = 40  # the second status read says 5 %
+    # Every look must be answered (a busy machine must not time one out and starve the count).
+    rig.settings = rig.settings.model_copy(update={"upstream_timeout_seconds": 10.0})
+    worker = rig.worker()
+    start = rig.clock.now
+    scouts = [await rig.task(f"scout {i}") for i in range(BOUNDS_NEEDED)]
+    await worker.run_due()  # all submitted, first look at +1 s
+    rig.clock.now = start + 1
+    await worker.run_due()  # NOT_START: no progress yet, next look at +2 s
+    assert [(await rig.row(s.id))["progress"] for s in scouts] == [0] * BOUNDS_NEEDED
+    rig.clock.now = start + 1.1
+    late = await rig.task("submitted before anything is known")
+    await worker.run_due()
+    assert (await rig.row(late.id))["next_check_at"] == pytest.approx(start + 2.1)
+    rig.clock.now = start + 2
+    await worker.run_due()  # 5 % after 2 s: each job takes at least 100 * 2 / 6 = 33.3 s
+    assert [(await rig.row(s.id))["progress"] for s in scouts] == [5] * BOUNDS_NEEDED
+    row = await rig.row(late.id)
+    assert row["next_check_at"] == pytest.approx(row["started_at"] + 100 * 2 / 6, abs=0.01)
+    late_job = next(j for j in fake.jobs.values() if j.prompt == "submitted before anything is known")
+    assert late_job.polls == 0  # put off without a status read
+    rig.clock.now = start + 3
+    newer = await rig.task("submitted once the bounds are in")
+    await worker.run_due()
+    assert (await rig.row(newer.id))["next_check_at"] == pytest.approx(rig.clock.now + 100 * 2 / 6, abs=0.01)
+
+
+@pytest.mark.parametrize("rig", ["sqlite", "postgres"], indirect=True)
+async def test_while_nothing_is_known_only_a_few_looks_go_out(rig: Rig) -> None:
+    # A burst on a fresh route: as many looks as are needed to learn from go out at once; the
+    # others wait a moment for what they learn, without a status read.
+    await rig.account("a", poll_rate=1000, max_concurrency=100)
+    fake = rig.fakes["a"]
+    fake.polls_to_finish = 40
+    # Every look must be answered (a busy machine must not time one out and starve the count).
+    rig.settings = rig.settings.model_copy(update={"upstream_timeout_seconds": 10.0})
+    worker = rig.worker()
+    burst = [await rig.task(f"burst {i}") for i in range(BOUNDS_NEEDED + 8)]
+    await worker.run_due()
+    rig.clock.now += 1
+    await worker.run_due()
+    polls = {job.prompt: job.polls for job in fake.jobs.values()}
+    assert sorted(polls.values()) == [0] * 8 + [1] * BOUNDS_NEEDED
+    for task in burst:
+        if polls[task.params.prompt] == 0:
+            assert (await rig.row(task.id))["next_check_at"] == pytest.approx(rig.clock.now + 1)
 
 
 async def test_an_account_with_no_history_learns_from_the_others(rig: Rig) -> None:

@@ -6,7 +6,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import case, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.store.db import writing
@@ -17,6 +19,9 @@ ALPHA = 0.2  # weight of a new sample in the moving average
 # job that finishes before the first look waits for it, and one that does not is told its ETA
 # by the upstream's progress at that look.
 LOW_QUANTILE = 0.05
+# A route no job has finished on yet is timed by what running jobs' progress tells: each look
+# bounds its job's duration from below. This many bounds are needed before they are trusted.
+BOUNDS_NEEDED = 32
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,33 @@ async def observe_many(engine: AsyncEngine, *, routes: tuple[str, ...], seconds:
         for route in routes:
             learned[route] = await _observe(conn, route, seconds)
     return learned
+
+
+async def observe_bound(engine: AsyncEngine, *, route: str, seconds: float) -> Duration:
+    """Fold a lower bound of one running job's duration into ``route``'s estimate, counted
+    exactly when several processes note bounds at once (one atomic update each)."""
+    c = job_durations.c
+    async with writing(engine) as conn:
+        dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        await conn.execute(
+            dialect_insert(job_durations)
+            .values(route=route, mean=seconds, low=seconds, samples=0, updated_at=time.time())
+            .on_conflict_do_nothing(index_elements=[c.route])
+        )
+        row = (
+            await conn.execute(
+                update(job_durations)
+                .where(c.route == route)
+                .values(
+                    mean=c.mean + ALPHA * (seconds - c.mean),
+                    low=case((c.low < seconds, c.low), else_=seconds),
+                    samples=c.samples + 1,
+                    updated_at=time.time(),
+                )
+                .returning(c.mean, c.low, c.samples)
+            )
+        ).one()
+    return Duration(row.mean, row.low, row.samples)
 
 
 async def _observe(conn: Any, route: str, seconds: float) -> Duration:

@@ -210,7 +210,8 @@ job_durations = Table(
     Column("route", String(300), primary_key=True),
     # A moving average of the time from submission to the job being seen done.
     Column("mean", Float, nullable=False),
-    # A running estimate of the 10th percentile: when the first look is worth it.
+    # When the first look is worth it: a running estimate of a low quantile (5 %); on the
+    # routes of lower bounds from running jobs' progress ("~|…"), the lowest bound.
     Column("low", Float, nullable=False),
     Column("samples", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, and_, case, delete, func, insert, or_, select, true, update
+from sqlalchemy import Row, and_, bindparam, case, delete, func, insert, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.task import (
@@ -483,6 +483,45 @@ async def check_again(
     async with writing(engine) as conn:
         result = await conn.execute(update(tasks).where(_held(task_id, worker_id)).values(**values))
     return result.rowcount > 0
+
+
+async def first_looks(engine: AsyncEngine, *, model: str, now: float) -> Sequence[Any]:
+    """Submitted tasks of ``model`` whose job has shown no progress yet and whose next look
+    is still to come (not due, not held by a step): id, provider, params, created_at, started_at."""
+    columns = (tasks.c.id, tasks.c.provider, tasks.c.params, tasks.c.created_at, tasks.c.started_at)
+    async with engine.connect() as conn:
+        result = await conn.execute(
+            select(*columns).where(
+                tasks.c.model == model,
+                tasks.c.status.in_(_ACTIVE),
+                tasks.c.submit_state == SubmitState.SUBMITTED.value,
+                tasks.c.progress == 0,
+                tasks.c.next_check_at > now,
+                _free(now),
+            )
+        )
+        return result.all()
+
+
+async def put_off(engine: AsyncEngine, *, looks: dict[str, float], now: float) -> int:
+    """Put off the next look of each task in ``looks`` to its new time, where that look is
+    still to come, sooner, and no step holds the task (a poke or a step since wins)."""
+    if not looks:
+        return 0
+    statement = (
+        update(tasks)
+        .where(
+            tasks.c.id == bindparam("task_id"),
+            tasks.c.next_check_at > now,
+            tasks.c.next_check_at < bindparam("at"),
+            tasks.c.progress == 0,
+            _free(now),
+        )
+        .values(next_check_at=bindparam("at"))
+    )
+    async with writing(engine) as conn:
+        result = await conn.execute(statement, [{"task_id": k, "at": v} for k, v in looks.items()])
+    return result.rowcount
 
 
 async def poke_upstream(engine: AsyncEngine, *, provider: str, upstream_id: str, now: float | None = None) -> bool:

@@ -20,6 +20,7 @@ another resumes its tasks.
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import logging
 import os
@@ -51,7 +52,7 @@ from soragate.store import durations as duration_store
 from soragate.store import tasks as task_store
 from soragate.store import workers as worker_store
 from soragate.store.db import background_context
-from soragate.store.durations import Duration
+from soragate.store.durations import BOUNDS_NEEDED, Duration
 from soragate.worker.health import AccountHealth
 from soragate.worker.results import load_inputs, load_source, store_results
 from soragate.worker.schedule import Schedule, timed_out
@@ -116,6 +117,8 @@ class Worker:
         self._room, self._room_counted_at = 0, float("-inf")
         # Learned job durations per route, reloaded with the heartbeat (every process writes them).
         self._durations: dict[str, Duration] = {}
+        # Looks in flight at jobs of routes nothing is known of yet, per route (``_poll``).
+        self._scouts: collections.Counter[str] = collections.Counter()
 
     # --- life -----------------------------------------------------------------------------
 
@@ -452,8 +455,34 @@ class Worker:
     # --- polling --------------------------------------------------------------------------
 
     async def _poll(self, task: Task, runtime: AccountRuntime, deadline: float) -> None:
+        if task.progress or self._expected(task, runtime.name) is not None:
+            await self._look(task, runtime, deadline)
+            return
+        # Nothing is known yet of how long jobs of this route take (a fresh deployment's first
+        # burst): a few looks find out from the jobs' progress; the others wait for what they
+        # learn instead of all asking at once, then are put off to when their job can end.
+        route = route_key(task, ESTIMATED)
+        known = self._durations.get(route)
+        if self._scouts[route] >= BOUNDS_NEEDED - (known.samples if known else 0):
+            at = min(self.clock() + runtime.account.opts.poll_min, deadline)
+            if not await task_store.check_again(self.engine, task_id=task.id, worker_id=self.id, at=at):
+                raise LeaseLost
+            self._hint(at)
+            return
+        self._scouts[route] += 1
+        try:
+            await self._look(task, runtime, deadline, unknown=True)
+        finally:
+            self._scouts[route] -= 1
+            if not self._scouts[route]:
+                del self._scouts[route]
+
+    async def _look(self, task: Task, runtime: AccountRuntime, deadline: float, *, unknown: bool = False) -> None:
+        """Ask the upstream about a running job, and act on the answer."""
         assert task.upstream_id is not None
         await self.gate.wait(runtime.account)
+        if unknown and await self._put_off_look(task, runtime, deadline):
+            return
         asked = self.clock()
         try:
             status = await self._bounded(
@@ -474,6 +503,13 @@ class Worker:
         progress = min(status.progress, 99) if status.progress is not None else None
         if progress is not None and progress <= task.progress:
             progress = None
+        if progress:
+            await self._bound(
+                task,
+                runtime.name,
+                elapsed=(asked + self.clock()) / 2 - (task.started_at or task.created_at),
+                progress=progress,
+            )
         # Progress was measured while the request was out, not when its answer was read, and
         # the ETA multiplies any error in the job's age by 100/progress: halfway is the best guess.
         at = self.schedule.next_poll(
@@ -621,7 +657,62 @@ class Worker:
         """How long jobs of the task's route take: learned on this account, or on any account
         for the same model, size and length while this one has no history (a new account, a
         fresh deployment: one finished job teaches every account)."""
-        return self._durations.get(route_key(task, account)) or self._durations.get(route_key(task, ANY_ACCOUNT))
+        learned = self._durations.get(route_key(task, account)) or self._durations.get(route_key(task, ANY_ACCOUNT))
+        if learned is not None:
+            return learned
+        bounds = self._durations.get(route_key(task, ESTIMATED))
+        return bounds if bounds is not None and bounds.samples >= BOUNDS_NEEDED else None
+
+    async def _bound(self, task: Task, account: str, *, elapsed: float, progress: int) -> None:
+        """While no job of the task's model, size and length has finished, the progress of a
+        running one bounds its duration from below (it ends no sooner than at ``progress + 1``
+        percent). Once enough bounds are in, looks set before anything was known (a fresh
+        deployment's first burst) are put off to when the quickest of these jobs can end,
+        without asking the upstream meanwhile."""
+        key = route_key(task, ESTIMATED)
+        known = self._durations.get(key)
+        if self._expected(task, account) is not None or (known is not None and known.samples >= BOUNDS_NEEDED):
+            return
+        try:
+            learned = await duration_store.observe_bound(self.engine, route=key, seconds=elapsed * 100 / (progress + 1))
+        except Exception:
+            log.debug("noting a duration bound of %s failed", key, exc_info=True)
+            return
+        self._durations[key] = learned
+        if learned.samples == BOUNDS_NEEDED:
+            await self._put_off_first_looks(task, learned)
+
+    async def _put_off_look(self, task: Task, runtime: AccountRuntime, deadline: float) -> bool:
+        """A look decided before anything was known of the job's route, and waiting for a poll
+        slot while the route's first bounds came in: put off to when the quickest of its jobs
+        can end, if the job has shown no progress and that is a while away."""
+        expected = self._expected(task, runtime.name)
+        if expected is None or task.progress:
+            return False
+        at = min((task.started_at or task.created_at) + expected.low, deadline)
+        if at - self.clock() < runtime.account.opts.poll_min:
+            return False
+        if not await task_store.check_again(self.engine, task_id=task.id, worker_id=self.id, at=at):
+            raise LeaseLost
+        self._hint(at)
+        return True
+
+    async def _put_off_first_looks(self, task: Task, learned: Duration) -> None:
+        now, route = self.clock(), route_key(task, ESTIMATED)
+        looks = {}
+        for row in await task_store.first_looks(self.engine, model=task.params.model, now=now):
+            if params_route(TaskParams.from_json(row.params), ESTIMATED) != route:
+                continue
+            runtime = self.router.runtime(row.provider)
+            options = runtime.account.opts if runtime else None
+            deadline = self.schedule.deadline(row.created_at, self.settings.task_deadline_seconds, options)
+            at = min((row.started_at or row.created_at) + learned.low, deadline)
+            if at > now:
+                looks[row.id] = at
+        moved = await task_store.put_off(self.engine, looks=looks, now=now)
+        for at in looks.values():
+            self._hint(at)
+        log.info("first looks of %d tasks put off to when the quickest jobs of %s can end", moved, route)
 
     async def _learn(self, task: Task, account: str, seconds: float) -> None:
         """Fold how long a job took into its route's estimate, and into the estimate for its
@@ -660,11 +751,16 @@ def error_label(code: str) -> str:
 
 
 ANY_ACCOUNT = "*"
+# Where lower bounds of running jobs' durations are kept, per model, size and length.
+ESTIMATED = "~"
 
 
 def route_key(task: Task, account: str) -> str:
     """What a job's duration depends on: where it runs, the model, the size and the length."""
-    p = task.params
+    return params_route(task.params, account)
+
+
+def params_route(p: TaskParams, account: str) -> str:
     return f"{account}|{p.model}|{p.size}|{p.seconds or 0:g}"
 
 

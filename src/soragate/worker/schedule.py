@@ -27,7 +27,7 @@ from soragate.store.durations import Duration
 # linear): long enough that one early look at a job of a minute and a half tells when it ends.
 ETA_CAP = 90.0
 # How late after a job's end a look guided by its progress may come, at most.
-ETA_SLACK = 4.0
+ETA_SLACK = 2.5
 # Tries of one step (a submit round, a download) before the task fails.
 ATTEMPTS = 5
 BACKOFF_CAP = 60.0
@@ -69,10 +69,10 @@ class Schedule:
             interval = max(0.05, min(hint, high))
         elif progress is not None and 0 < progress < 100 and elapsed >= low:
             # A whole percent: the job ends between ``earliest`` and ``latest``. Look at the
-            # latest when that is close enough; else at the earliest, where progress will be
-            # far enough along to tell the end closely.
+            # latest, but no later than ETA_SLACK after the earliest: a job not done by then
+            # is far enough along for the next look to tell its end closely.
             earliest, latest = elapsed * 100 / (progress + 1), elapsed * 100 / progress
-            finish = latest if latest - earliest <= ETA_SLACK else earliest
+            finish = min(latest, earliest + ETA_SLACK)
             interval = max(low, min(finish - elapsed, ETA_CAP))
         elif expected is not None and expected.mean - elapsed > low:
             interval = expected.mean - elapsed
