@@ -5,7 +5,8 @@ decision is tested without waiting.
   route (account, model, size, length) are done, then when the upstream's own progress
   says it will be, or when the route's jobs usually are; tightly once it is due, backing
   off as it runs late. A route with nothing learned yet is asked at a tenth of the job's
-  age, within the account's ``poll_min`` and ``poll_max``.
+  age, within the account's ``poll_min`` and ``poll_max`` (the worker then learns from the
+  first jobs' progress before any has finished: ``Worker._bound``).
 - A failed step is tried again after capped exponential backoff with full jitter, or after
   the upstream's Retry-After. Either way the wait is saved as the task's next due time,
   never slept in memory.
