@@ -87,7 +87,12 @@ def run_invariants(args: argparse.Namespace, s3: MotoS3, tmp: Path) -> None:
         )
         print(f"  most jobs in flight, any account  {max(a['peak_in_flight'] for a in accounts)} (cap 20)")
         print(f"  most polls in any 1 s, any account {max(a['max_polls_per_second'] for a in accounts)} (cap 5)")
-        print(f"  upstream requests per task        {sum(stats['counts'].values()) / max(1, args.tasks):.2f}")
+        # The fake counts status answers twice: in all (status) and by what they said.
+        sent = {kind: stats["counts"].get(kind, 0) / max(1, args.tasks) for kind in ("create", "status", "download")}
+        print(
+            f"  upstream requests per task        {sum(sent.values()):.2f} "
+            f"({', '.join(f'{kind} {n:.2f}' for kind, n in sent.items())})"
+        )
         worst = stats["worst_window"]
         print(f"  busiest 1 s of polls (offsets, s)  {[round(t - worst[0], 3) for t in worst]}")
     finally:

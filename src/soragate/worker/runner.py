@@ -464,7 +464,13 @@ class Worker:
         route = route_key(task, ESTIMATED)
         known = self._durations.get(route)
         if self._scouts[route] >= BOUNDS_NEEDED - (known.samples if known else 0):
-            at = min(self.clock() + runtime.account.opts.poll_min, deadline)
+            at = self.schedule.next_poll(
+                now=self.clock(),
+                started_at=task.started_at or task.created_at,
+                hint=None,
+                options=runtime.account.opts,
+                deadline=deadline,
+            )
             if not await task_store.check_again(self.engine, task_id=task.id, worker_id=self.id, at=at):
                 raise LeaseLost
             self._hint(at)
