@@ -456,22 +456,30 @@ async def test_a_fresh_burst_learns_from_progress_and_puts_off_first_looks(rig: 
 @pytest.mark.parametrize("rig", ["sqlite", "postgres"], indirect=True)
 async def test_while_nothing_is_known_only_a_few_looks_go_out(rig: Rig) -> None:
     # A burst on a fresh route: as many looks as are needed to learn from go out at once; the
-    # others wait a moment for what they learn, without a status read.
+    # others due with them wait for what those looks learn, and are put off without a status read.
     await rig.account("a", poll_rate=1000, max_concurrency=100)
     fake = rig.fakes["a"]
     fake.polls_to_finish = 40
     # Every look must be answered (a busy machine must not time one out and starve the count).
     rig.settings = rig.settings.model_copy(update={"upstream_timeout_seconds": 10.0})
     worker = rig.worker()
-    burst = [await rig.task(f"burst {i}") for i in range(BOUNDS_NEEDED + 8)]
+    start = rig.clock.now
+    first = [await rig.task(f"first {i}") for i in range(BOUNDS_NEEDED)]
     await worker.run_due()
-    rig.clock.now += 1
-    await worker.run_due()
+    rig.clock.now = start + 1
+    await worker.run_due()  # NOT_START: no progress yet, next look at +2 s
+    rig.clock.now = start + 1.5
+    then = [await rig.task(f"then {i}") for i in range(8)]
+    await worker.run_due()  # submitted, first look at +2.5 s
+    rig.clock.now = start + 2.5
+    await worker.run_due()  # all 40 due: the first 32 look (5 %), the 8 others wait for them
+    assert [(await rig.row(t.id))["progress"] for t in first] == [5] * BOUNDS_NEEDED
     polls = {job.prompt: job.polls for job in fake.jobs.values()}
-    assert sorted(polls.values()) == [0] * 8 + [1] * BOUNDS_NEEDED
-    for task in burst:
-        if polls[task.params.prompt] == 0:
-            assert (await rig.row(task.id))["next_check_at"] == pytest.approx(rig.clock.now + 1)
+    for task in then:
+        # 5 % after 2.5 s: the quickest of those jobs ends no sooner than 100 * 2.5 / 6 s.
+        assert polls[task.params.prompt] == 0
+        row = await rig.row(task.id)
+        assert row["next_check_at"] == pytest.approx(row["started_at"] + 100 * 2.5 / 6, abs=0.01)
 
 
 async def test_an_account_with_no_history_learns_from_the_others(rig: Rig) -> None:

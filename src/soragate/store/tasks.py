@@ -295,7 +295,7 @@ async def claim_due(
                     update(tasks).where(tasks.c.id.in_(ids)).values(**lease).returning(*tasks.c)
                 )
                 claimed.extend(result.all())
-        return [row_to_task(r) for r in claimed]
+        return _due_first(claimed)
     async with engine.connect() as conn:
         candidates: set[str] = set()
         for part in parts:
@@ -314,7 +314,12 @@ async def claim_due(
                 .returning(*tasks.c)
             )
         ).all()
-    return [row_to_task(row) for row in rows]
+    return _due_first(rows)
+
+
+def _due_first(rows: Sequence[Any]) -> list[Task]:
+    """Claimed rows as tasks, the longest due first (an UPDATE … RETURNING keeps no order)."""
+    return [row_to_task(r) for r in sorted(rows, key=lambda r: (r.next_check_at, r.created_at))]
 
 
 async def renew_leases(engine: AsyncEngine, *, worker_id: str, task_ids: Sequence[str], until: float) -> None:

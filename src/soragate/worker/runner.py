@@ -119,6 +119,7 @@ class Worker:
         self._durations: dict[str, Duration] = {}
         # Looks in flight at jobs of routes nothing is known of yet, per route (``_poll``).
         self._scouts: collections.Counter[str] = collections.Counter()
+        self._scouting = asyncio.Condition()  # notified when one of those looks ends
 
     # --- life -----------------------------------------------------------------------------
 
@@ -459,11 +460,18 @@ class Worker:
             await self._look(task, runtime, deadline)
             return
         # Nothing is known yet of how long jobs of this route take (a fresh deployment's first
-        # burst): a few looks find out from the jobs' progress; the others wait for what they
-        # learn instead of all asking at once, then are put off to when their job can end.
+        # burst): a few looks find out from the jobs' progress; the others wait a moment for
+        # what they learn instead of all asking at once, then are put off to when their job
+        # can end. Waiting here holds nothing another process needs: the lease covers it.
         route = route_key(task, ESTIMATED)
-        known = self._durations.get(route)
-        if self._scouts[route] >= BOUNDS_NEEDED - (known.samples if known else 0):
+        answered = True
+        try:
+            async with asyncio.timeout(runtime.account.opts.poll_min), self._scouting:
+                await self._scouting.wait_for(lambda: not self._scouts_enough(task, runtime.name))
+        except TimeoutError:
+            answered = False
+        if not answered:
+            # The looks out are slow to answer: look again when the age-based schedule says.
             at = self.schedule.next_poll(
                 now=self.clock(),
                 started_at=task.started_at or task.created_at,
@@ -475,6 +483,8 @@ class Worker:
                 raise LeaseLost
             self._hint(at)
             return
+        if await self._put_off_look(task, runtime, deadline):
+            return
         self._scouts[route] += 1
         try:
             await self._look(task, runtime, deadline, unknown=True)
@@ -482,6 +492,17 @@ class Worker:
             self._scouts[route] -= 1
             if not self._scouts[route]:
                 del self._scouts[route]
+            async with self._scouting:
+                self._scouting.notify_all()
+
+    def _scouts_enough(self, task: Task, account: str) -> bool:
+        """Whether enough looks at jobs of the task's route are out to learn when its jobs end
+        (while nothing is known of it yet)."""
+        if self._expected(task, account) is not None:
+            return False
+        route = route_key(task, ESTIMATED)
+        known = self._durations.get(route)
+        return self._scouts[route] >= BOUNDS_NEEDED - (known.samples if known else 0)
 
     async def _look(self, task: Task, runtime: AccountRuntime, deadline: float, *, unknown: bool = False) -> None:
         """Ask the upstream about a running job, and act on the answer."""
