@@ -492,8 +492,13 @@ class Worker:
             self._scouts[route] -= 1
             if not self._scouts[route]:
                 del self._scouts[route]
+            # Once the route is known every waiter goes on; before, the look that ended frees
+            # a place for one (waking them all for each would crowd the event loop in a burst).
             async with self._scouting:
-                self._scouting.notify_all()
+                if self._expected(task, runtime.name) is not None:
+                    self._scouting.notify_all()
+                else:
+                    self._scouting.notify(1)
 
     def _scouts_enough(self, task: Task, account: str) -> bool:
         """Whether enough looks at jobs of the task's route are out to learn when its jobs end
