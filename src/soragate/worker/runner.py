@@ -472,13 +472,7 @@ class Worker:
             answered = False
         if not answered:
             # The looks out are slow to answer: look again when the age-based schedule says.
-            at = self.schedule.next_poll(
-                now=self.clock(),
-                started_at=task.started_at or task.created_at,
-                hint=None,
-                options=runtime.account.opts,
-                deadline=deadline,
-            )
+            at = self._by_age(task, runtime, deadline)
             if not await task_store.check_again(self.engine, task_id=task.id, worker_id=self.id, at=at):
                 raise LeaseLost
             self._hint(at)
@@ -499,6 +493,16 @@ class Worker:
                     self._scouting.notify_all()
                 else:
                     self._scouting.notify(1)
+
+    def _by_age(self, task: Task, runtime: AccountRuntime, deadline: float) -> float:
+        """The next look at a running job going by its age alone (no progress, no hint)."""
+        return self.schedule.next_poll(
+            now=self.clock(),
+            started_at=task.started_at or task.created_at,
+            hint=None,
+            options=runtime.account.opts,
+            deadline=deadline,
+        )
 
     def _scouts_enough(self, task: Task, account: str) -> bool:
         """Whether enough looks at jobs of the task's route are out to learn when its jobs end
@@ -562,14 +566,7 @@ class Worker:
     async def _status_failed(self, task: Task, runtime: AccountRuntime, error: ProviderError, deadline: float) -> None:
         attempt = task.step_errors + 1
         if error.failure is Failure.GONE and attempt < GONE_LIMIT:
-            due = self.schedule.next_poll(
-                now=self.clock(),
-                started_at=task.started_at or task.created_at,
-                hint=None,
-                options=runtime.account.opts,
-                deadline=deadline,
-            )
-            await self._later(task, at=due, step_errors=attempt)
+            await self._later(task, at=self._by_age(task, runtime, deadline), step_errors=attempt)
             return
         if error.final:
             # The upstream's own code (a review failure, say) is kept; a vanished job says so.
@@ -710,9 +707,16 @@ class Worker:
         except Exception:
             log.debug("noting a duration bound of %s failed", key, exc_info=True)
             return
-        self._durations[key] = learned
+        # Answers of concurrent looks come back in any order: keep the latest count.
+        current = self._durations.get(key)
+        if current is None or learned.samples > current.samples:
+            self._durations[key] = learned
         if learned.samples == BOUNDS_NEEDED:
-            await self._put_off_first_looks(task, learned)
+            try:
+                await self._put_off_first_looks(task, learned)
+            except Exception:
+                # Only an economy: the looks it would have put off are still asked.
+                log.warning("putting off the first looks of %s failed", key, exc_info=True)
 
     async def _put_off_look(self, task: Task, runtime: AccountRuntime, deadline: float) -> bool:
         """A look decided before anything was known of the job's route, and waiting for a poll
