@@ -707,10 +707,7 @@ class Worker:
         except Exception:
             log.debug("noting a duration bound of %s failed", key, exc_info=True)
             return
-        # Answers of concurrent looks come back in any order: keep the latest count.
-        current = self._durations.get(key)
-        if current is None or learned.samples > current.samples:
-            self._durations[key] = learned
+        self._remember({key: learned})
         if learned.samples == BOUNDS_NEEDED:
             try:
                 await self._put_off_first_looks(task, learned)
@@ -750,12 +747,20 @@ class Worker:
             self._hint(at)
         log.info("first looks of %d tasks put off to when the quickest jobs of %s can end", moved, route)
 
+    def _remember(self, learned: dict[str, Duration]) -> None:
+        """Cache what the database answered: steps writing at once get their answers back in
+        any order, so an answer counting fewer samples than the cache holds is older."""
+        for route, duration in learned.items():
+            current = self._durations.get(route)
+            if current is None or duration.samples > current.samples:
+                self._durations[route] = duration
+
     async def _learn(self, task: Task, account: str, seconds: float) -> None:
         """Fold how long a job took into its route's estimate, and into the estimate for its
         model on any account (for when to look next time)."""
         keys = (route_key(task, account), route_key(task, ANY_ACCOUNT))
         try:
-            self._durations.update(await duration_store.observe_many(self.engine, routes=keys, seconds=seconds))
+            self._remember(await duration_store.observe_many(self.engine, routes=keys, seconds=seconds))
         except Exception:
             # Two processes learning a new route at once: one sample lost, nothing more.
             log.debug("learning the duration of %s failed", keys[0], exc_info=True)
