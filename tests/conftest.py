@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import os
 import secrets
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +19,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import uvicorn
+from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.app import create_app
@@ -226,6 +230,15 @@ class LiveServer:
         assert response.status_code == 200, response.text
         return response.json()  # type: ignore[no-any-return]
 
+    @contextmanager
+    def upstream(self, fake: Any, *, name: str, kind: str, secret: str, **more: Any) -> Iterator[str]:
+        """Serve ``fake`` on loopback as account ``name`` (``add_provider``) for the block; its URL."""
+        from tests.fakes.server import serve  # that module imports this one
+
+        with serve(fake) as url:
+            self.add_provider(name=name, kind=kind, base_url=url, secret=secret, **more)
+            yield url
+
     def wait_for(self, video_id: str, *, key: str | None = None, timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         with self.client(key) as client:
@@ -283,3 +296,10 @@ def gateway(tmp_path: Path) -> Iterator[LiveServer]:
         tmp_path / "data", port=port, public_url=f"http://127.0.0.1:{port}", retry_base_seconds=0.05
     )
     yield from run_server(settings)
+
+
+def png_data_uri(size: tuple[int, int] = (64, 36)) -> str:
+    """A small orange PNG as a data: URI (a reference frame for image-to-video requests)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, "orange").save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()

@@ -13,14 +13,12 @@ import openai
 import pytest
 from tests.conftest import LiveServer
 from tests.fakes.kie_veo import FakeKieVeo
-from tests.fakes.server import serve
 
 
 @pytest.fixture
 def kie(gateway: LiveServer) -> Iterator[FakeKieVeo]:
     fake = FakeKieVeo(api_key="kie-key", polls_until_done=1)
-    with serve(fake) as url:
-        gateway.add_provider(name="kie", kind="kie_veo", base_url=url, secret="kie-key")
+    with gateway.upstream(fake, name="kie", kind="kie_veo", secret="kie-key"):
         yield fake
 
 

@@ -3,27 +3,17 @@ they make, and routed to any account whose kind has a profile of the family, no 
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
-from PIL import Image
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, png_data_uri
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.kie import FakeKie
-from tests.fakes.server import serve
 
 from soragate.profiles.families import families
 from soragate.profiles.registry import shipped_profiles
-
-
-def png_bytes() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 36), "orange").save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -50,8 +40,7 @@ def test_every_family_is_listed_with_what_it_makes(gateway: LiveServer, sdk: ope
 
 def test_openai_sdk_asks_for_veo_3_1_and_a_gemini_account_makes_it(gateway: LiveServer, sdk: openai.OpenAI) -> None:
     fake = FakeGemini(api_key="gem-key", polls_until_done=1)
-    with serve(fake) as url:
-        gateway.add_provider(name="google", kind="gemini", base_url=url, secret="gem-key")
+    with gateway.upstream(fake, name="google", kind="gemini", secret="gem-key"):
         listed = {m.id: m.model_dump() for m in sdk.models.list()}
         video = sdk.videos.create_and_poll(prompt="a heron", model="veo-3.1", seconds="4", size="1280x720")
         hd = sdk.videos.create_and_poll(prompt="a heron", model="veo-3.1", seconds="4", size="1792x1024")
@@ -81,9 +70,8 @@ def test_a_family_name_works_from_the_relay_dialect_and_picks_the_profile_that_f
 ) -> None:
     # Kie has one model id for text and one for images: each request goes to the one that fits.
     fake = FakeKie(api_key="kie-key", polls_until_done=1)
-    frame = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
-    with serve(fake) as url:
-        gateway.add_provider(name="kie", kind="kie", base_url=url, secret="kie-key")
+    frame = png_data_uri()
+    with gateway.upstream(fake, name="kie", kind="kie", secret="kie-key"):
         text = sdk.videos.create_and_poll(prompt="a lake", model="wan-2.7", seconds="5", size="1280x720")
         with gateway.client() as client:
             created = client.post(
@@ -105,9 +93,8 @@ def test_a_family_name_works_from_the_relay_dialect_and_picks_the_profile_that_f
 def test_two_frames_at_4_s_on_veo_are_made_reported_and_billed_at_8_s(gateway: LiveServer, sdk: openai.OpenAI) -> None:
     # Veo 3.1 interpolates (image + lastFrame) at 8 s only; the fake refuses 4/6 s, as Google does.
     fake = FakeGemini(api_key="gem-key", polls_until_done=1)
-    frame = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
-    with serve(fake) as url:
-        gateway.add_provider(name="google", kind="gemini", base_url=url, secret="gem-key")
+    frame = png_data_uri()
+    with gateway.upstream(fake, name="google", kind="gemini", secret="gem-key"):
         with gateway.client() as client:
             created = client.post(
                 "/v2/videos/generations",
@@ -126,8 +113,7 @@ def test_two_frames_at_4_s_on_veo_are_made_reported_and_billed_at_8_s(gateway: L
 
 def test_a_family_with_no_account_of_its_kind_says_so(gateway: LiveServer, sdk: openai.OpenAI) -> None:
     fake = FakeGemini(api_key="gem-key")
-    with serve(fake) as url:
-        gateway.add_provider(name="google", kind="gemini", base_url=url, secret="gem-key")
+    with gateway.upstream(fake, name="google", kind="gemini", secret="gem-key"):
         with gateway.client() as client:
             response = client.post("/v1/videos", json={"prompt": "x", "model": "kling-3.0", "seconds": "5"})
             too_long = client.post("/v1/videos", json={"prompt": "x", "model": "veo-3.1", "seconds": "12"})

@@ -6,8 +6,6 @@ lengths a family does not make are each dialect's own 400."""
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import time
 from collections.abc import Iterator
@@ -15,32 +13,22 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, png_data_uri
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.kie import FakeKie
-from tests.fakes.server import serve
-
-
-def png_data_uri() -> str:
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 36), "orange").save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 @pytest.fixture
 def gemini(gateway: LiveServer) -> Iterator[FakeGemini]:
     fake = FakeGemini(api_key="gem-key", polls_until_done=1)
-    with serve(fake) as url:
-        gateway.add_provider(name="google", kind="gemini", base_url=url, secret="gem-key")
+    with gateway.upstream(fake, name="google", kind="gemini", secret="gem-key"):
         yield fake
 
 
 @pytest.fixture
 def kie(gateway: LiveServer) -> Iterator[FakeKie]:
     fake = FakeKie(api_key="kie-key", polls_until_done=1)
-    with serve(fake) as url:
-        gateway.add_provider(name="kie", kind="kie", base_url=url, secret="kie-key")
+    with gateway.upstream(fake, name="kie", kind="kie", secret="kie-key"):
         yield fake
 
 
