@@ -556,3 +556,14 @@ async def test_a_name_that_rebinds_to_loopback_cannot_reach_it(
             )
     assert refused.value.code == "fetch_failed"
     assert lookups == ["rebind.example"] and hits == []
+
+
+def test_a_host_the_http_client_cannot_decode_is_a_400_where_private_urls_are_allowed(live: LiveServer) -> None:
+    # "xn--a" is an A-label that is not punycode: the resolver is never asked when private
+    # addresses are allowed, so the URL check itself must refuse it, not the client later (a 500).
+    with live.client() as client:
+        response = client.post(
+            "/v1/videos", json={"prompt": "x", "input_reference": {"image_url": "http://xn--a.com/x.png"}}
+        )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_url"

@@ -276,6 +276,7 @@ MALFORMED_URLS = [
     "http://a..example.com/x.png",
     "http://exa mple.com/x.png",
     "http://example.com:0/x.png",
+    "http://xn--a.example.com/x.png",  # an A-label that is not punycode: the client cannot decode it
     "http://example.com/" + "x" * 9000,
 ]
 

@@ -37,6 +37,7 @@ def parse_url(url: str, *, param: str) -> httpx.URL:
     try:
         parsed = httpx.URL(url)
         host = parsed.raw_host.decode("ascii")
+        parsed.host  # noqa: B018 - decodes an "xn--" name as the client will when it connects
     except (httpx.InvalidURL, ValueError):  # idna's errors are UnicodeErrors, so ValueErrors
         raise _invalid(param) from None
     if parsed.scheme not in ("http", "https") or not host:
