@@ -12,11 +12,12 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import openai
 import pytest
 import uvicorn
 from PIL import Image
@@ -164,10 +165,23 @@ class LiveServer:
     url: str
     settings: Settings
     admin_key: str
+    _sdks: list[openai.OpenAI] = field(default_factory=list, repr=False)
 
     @property
     def api(self) -> str:
         return self.url + "/v1"
+
+    def sdk(self, key: str | None = None, **kwargs: Any) -> openai.OpenAI:
+        """The ``openai`` SDK pointed at this server, closed when the server stops. (An SDK
+        client left to the garbage collector can lose the race with its own sockets' finalizers,
+        which then warn in whichever test runs at that moment.)"""
+        sdk = openai.OpenAI(base_url=self.api, api_key=key or self.admin_key, max_retries=0, **kwargs)
+        self._sdks.append(sdk)
+        return sdk
+
+    def close_sdks(self) -> None:
+        while self._sdks:
+            self._sdks.pop().close()
 
     def client(self, key: str | None = None, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key or self.admin_key}"} if key != "" else {}
@@ -269,9 +283,11 @@ def run_server(settings: Settings, *, loop: str = "auto") -> Iterator[LiveServer
             raise RuntimeError("soragate test server did not start")
         time.sleep(0.02)
     admin_key = (settings.data_dir / "admin.key").read_text().strip()
+    live = LiveServer(url=f"http://127.0.0.1:{settings.port}", settings=settings, admin_key=admin_key)
     try:
-        yield LiveServer(url=f"http://127.0.0.1:{settings.port}", settings=settings, admin_key=admin_key)
+        yield live
     finally:
+        live.close_sdks()
         server.should_exit = True
         thread.join(timeout=30)
 

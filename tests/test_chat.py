@@ -115,7 +115,7 @@ def test_non_stream_waits_and_answers_with_one_completion(server: LiveServer) ->
 
 
 def test_openai_sdk_streams_and_waits(server: LiveServer) -> None:
-    sdk = openai.OpenAI(base_url=server.api, api_key=server.admin_key, max_retries=0)
+    sdk = server.sdk()
     reasoning, content = [], []
     for chunk in sdk.chat.completions.create(
         model="sora_video2-portrait", messages=[{"role": "user", "content": "a kite"}], stream=True

@@ -12,7 +12,6 @@ from typing import Any
 
 import av
 import httpx
-import openai
 import pytest
 from PIL import Image
 from tests.conftest import LiveServer, free_port, run_server, test_settings
@@ -290,7 +289,7 @@ def test_image_edit_gives_png_of_requested_size(client: httpx.Client) -> None:
 
 
 def test_image_edit_with_the_openai_sdk(live: LiveServer) -> None:
-    sdk = openai.OpenAI(base_url=live.api, api_key=live.admin_key, max_retries=0)
+    sdk = live.sdk()
     result = sdk.images.edit(
         image=("in.png", _png(), "image/png"),
         prompt="make it a poster",

@@ -89,7 +89,7 @@ def test_requests_per_minute_are_refused_in_every_dialects_shape(server: LiveSer
         assert client.get("/api/v1/jobs/recordInfo", params={"taskId": video_id}).json()["code"] == 200
         assert client.get("/v1/videos").status_code == 200
 
-    sdk = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0)
+    sdk = server.sdk(key)
     with pytest.raises(openai.RateLimitError) as caught:
         sdk.videos.create(prompt="through the sdk", seconds="4")
     assert caught.value.code == "rate_limit_exceeded"

@@ -26,7 +26,7 @@ def _make(gateway: LiveServer, key_name: str, **create: str) -> tuple[openai.typ
     """Create through the SDK; the video when it is done, the credits reserved at create, and
     the downloaded MP4."""
     key = gateway.create_key(key_name)
-    with openai.OpenAI(base_url=gateway.api, api_key=key, max_retries=0) as sdk:
+    with gateway.sdk(key) as sdk:
         created = sdk.videos.create(prompt="a lighthouse at dusk", **create)  # type: ignore[arg-type]
         reserved = gateway.credits_used(key_name)
         video = sdk.videos.poll(created.id, poll_interval_ms=50)
@@ -98,7 +98,7 @@ def test_the_relay_dialect_reports_the_tier_delivered(gateway: LiveServer, kie: 
         )
         assert created.status_code == 200, created.text
         task_id = created.json()["task_id"]
-        with openai.OpenAI(base_url=gateway.api, api_key=key, max_retries=0) as sdk:
+        with gateway.sdk(key) as sdk:
             sdk.videos.poll(task_id, poll_interval_ms=50)
         shown = client.get(f"/v2/videos/generations/{task_id}").json()
     assert shown["status"] == "SUCCESS", shown

@@ -18,7 +18,7 @@ from soragate.profiles.registry import shipped_profiles
 
 @pytest.fixture
 def sdk(gateway: LiveServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=gateway.api, api_key=gateway.admin_key, max_retries=0) as client:
+    with gateway.sdk() as client:
         yield client
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import av
-import openai
 import pytest
 from PIL import Image
 from tests.conftest import LiveServer, free_port, run_server, test_settings
@@ -61,7 +60,7 @@ def route_sora2(server: LiveServer, *, kind: str, base_url: str, secret: str, pr
 
 
 def generate(server: LiveServer, *, seconds: str = "8") -> tuple[Any, bytes]:
-    sdk = openai.OpenAI(base_url=server.api, api_key=server.admin_key, max_retries=0)
+    sdk = server.sdk()
     video = sdk.videos.create_and_poll(prompt="a fox in snow", model="sora-2", seconds=seconds, size="1280x720")
     assert video.status == "completed", video.error
     return video, sdk.videos.download_content(video.id).content
@@ -185,7 +184,7 @@ def test_sora2_routed_to_a_live_model(gateway: LiveServer, case: Case) -> None:
 
 
 def test_models_list_shows_where_each_model_goes(gateway: LiveServer) -> None:
-    sdk = openai.OpenAI(base_url=gateway.api, api_key=gateway.admin_key, max_retries=0)
+    sdk = gateway.sdk()
     before = {m.id: m.model_dump() for m in sdk.models.list()}
     assert before["sora-2"]["routes"] == [
         {"account": "sandbox", "kind": "sandbox", "profile": None, "upstream_model": None}
@@ -250,7 +249,7 @@ def test_a_profile_added_through_the_admin_api_is_used_without_a_release(gateway
             "/v1/admin/routes/grok-square",
             {"routes": [{"account": "xai", "profile": "custom/grok-square"}]},
         )
-        sdk = openai.OpenAI(base_url=gateway.api, api_key=gateway.admin_key, max_retries=0)
+        sdk = gateway.sdk()
         video = sdk.videos.create_and_poll(prompt="a square fox", model="grok-square", seconds="8", size="1280x720")
     assert video.status == "completed", video.error
     assert fake.bodies[-1]["duration"] == 6 and fake.bodies[-1]["aspect_ratio"] == "1:1"
@@ -287,7 +286,7 @@ def test_a_lost_create_answer_on_an_upstream_that_cannot_be_asked_fails_clearly(
     fake.faults.add("create", Fault("after"))
     with serve(fake) as url:
         route_sora2(gateway, kind="relay_v2", base_url=url, secret="relay-key", profile="relay/veo3.1")
-        sdk = openai.OpenAI(base_url=gateway.api, api_key=gateway.admin_key, max_retries=0)
+        sdk = gateway.sdk()
         video = sdk.videos.create_and_poll(prompt="once only", model="sora-2", seconds="8", size="1280x720")
     assert video.status == "failed"
     assert video.error is not None and video.error.code == "upstream_submission_uncertain"
@@ -299,7 +298,7 @@ def test_first_and_last_frame_with_no_length_is_made_and_reported_at_8_s_on_veo(
     # (image + lastFrame) at 8 s only and the fake refuses anything else, as Google does.
     fake = FakeGemini(api_key="gem-key", polls_until_done=1)
     frame = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
-    sdk = openai.OpenAI(base_url=gateway.api, api_key=gateway.admin_key, max_retries=0)
+    sdk = gateway.sdk()
     with serve(fake) as url:
         route_sora2(gateway, kind="gemini", base_url=url, secret="gem-key", profile="gemini/veo-3.1-generate-preview")
         with gateway.client() as client:

@@ -13,7 +13,7 @@ from tests.conftest import LiveServer
 
 @pytest.fixture
 def sdk(server: LiveServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.api, api_key=server.admin_key, max_retries=0)
+    return server.sdk()
 
 
 def test_create_and_poll_then_download_h264(sdk: openai.OpenAI) -> None:

@@ -28,7 +28,7 @@ def pg_server(tmp_path: Path) -> Iterator[LiveServer]:
 
 
 def test_video_life_on_postgres(pg_server: LiveServer) -> None:
-    sdk = openai.OpenAI(base_url=pg_server.api, api_key=pg_server.admin_key, max_retries=0)
+    sdk = pg_server.sdk()
     video = sdk.videos.create_and_poll(prompt="a fox on postgres", seconds="4", size="1280x720")
     assert video.status == "completed"
     with av.open(io.BytesIO(sdk.videos.download_content(video.id).content)) as container:
@@ -47,7 +47,7 @@ def test_keys_and_credits_on_postgres(pg_server: LiveServer) -> None:
         keys = admin.get("/v1/admin/keys").json()["data"]
         key_id = next(k["id"] for k in keys if k["name"] == "pg-user")
         assert admin.patch(f"/v1/admin/keys/{key_id}", json={"credit_limit": 0.5}).status_code == 200
-    sdk = openai.OpenAI(base_url=pg_server.api, api_key=user_key, max_retries=0)
+    sdk = pg_server.sdk(user_key)
     sdk.videos.create(prompt="costs 0.4", seconds="4")  # sora-2 at 0.1 per second
     with pytest.raises(openai.RateLimitError) as refused:
         sdk.videos.create(prompt="would cost 0.4 more", seconds="4")

@@ -190,7 +190,7 @@ def deadline_sdk(gateway: LiveServer, *, timeout: float = DEADLINE) -> openai.Op
         assert time.monotonic() < deadline, f"still polling {request.url} after {timeout} s"
 
     http_client = httpx.Client(timeout=30, event_hooks={"request": [check]})
-    return openai.OpenAI(base_url=gateway.api, api_key=gateway.admin_key, max_retries=0, http_client=http_client)
+    return gateway.sdk(http_client=http_client)
 
 
 def decode(content: bytes) -> tuple[str, int, int, int]:

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import av
-import openai
 import pytest
 from tests.conftest import LiveServer
 from tests.fakes.relay_v2 import RelayV2Fake
@@ -67,7 +66,7 @@ def test_sdk_video_routes_to_relay_and_survives_upstream_deletion(
 ) -> None:
     fake, url = relay
     add_account(gateway, name="relay-a", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""})
-    sdk = openai.OpenAI(base_url=gateway.api, api_key=gateway.admin_key, max_retries=0)
+    sdk = gateway.sdk()
     video = sdk.videos.create_and_poll(prompt="a fox via the relay", seconds="10", size="1280x720")
     assert video.status == "completed", video.error
     assert fake.creates == 1
@@ -98,7 +97,7 @@ def test_account_answering_401_leaves_rotation_and_tasks_go_elsewhere(
         gateway, name="relay-bad", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""}, priority=1
     )
     add_account(gateway, name="backup", kind="sandbox", models={"sora-2": ""}, priority=2)
-    sdk = openai.OpenAI(base_url=gateway.api, api_key=gateway.admin_key, max_retries=0)
+    sdk = gateway.sdk()
     videos = [sdk.videos.create(prompt=f"clip {i}", seconds="4") for i in range(3)]
     done = [sdk.videos.poll(v.id) for v in videos]
     assert [v.status for v in done] == ["completed"] * 3
@@ -179,7 +178,7 @@ def test_secret_never_leaves_in_responses_or_logs(
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.DEBUG, logger="soragate")
     created = add_account(gateway, name="relay-a", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""})
-    sdk = openai.OpenAI(base_url=gateway.api, api_key=gateway.admin_key, max_retries=0)
+    sdk = gateway.sdk()
     sdk.videos.create_and_poll(prompt="a secretive fox", seconds="4")
     fake.key = "rotated"  # now the upstream answers 401, echoing what it got
     sdk.videos.create_and_poll(prompt="after rotation", seconds="4")

@@ -336,7 +336,7 @@ def replica(tmp_path_factory: pytest.TempPathFactory, s3_server: MotoS3, buckete
 @pytest.fixture(scope="module")
 def made(bucketed: Bucketed) -> Video:
     """An image-to-video made through the unmodified SDK."""
-    sdk = openai.OpenAI(base_url=bucketed.server.api, api_key=bucketed.server.admin_key, max_retries=0)
+    sdk = bucketed.server.sdk()
     video = sdk.videos.create_and_poll(
         prompt="a fox crossing a bucket", seconds="4", size="1280x720", input_reference=("ref.png", _png(), "image/png")
     )
@@ -346,7 +346,7 @@ def made(bucketed: Bucketed) -> Video:
 
 def test_sdk_downloads_come_from_the_bucket(s3_server: MotoS3, bucketed: Bucketed, made: Video) -> None:
     server = bucketed.server
-    sdk = openai.OpenAI(base_url=server.api, api_key=server.admin_key, max_retries=0)
+    sdk = server.sdk()
     for variant, name in (("video", "video.mp4"), ("thumbnail", "thumbnail.webp"), ("spritesheet", "spritesheet.jpg")):
         content = sdk.videos.download_content(made.id, variant=variant).content  # type: ignore[arg-type]
         assert content == s3_server.get(bucketed.bucket, f"gate/tasks/{made.id}/{name}")
@@ -387,7 +387,7 @@ def test_range_head_and_signed_link(s3_server: MotoS3, bucketed: Bucketed, made:
 
 
 def test_images_are_stored_and_served_from_the_bucket(s3_server: MotoS3, bucketed: Bucketed) -> None:
-    sdk = openai.OpenAI(base_url=bucketed.server.api, api_key=bucketed.server.admin_key, max_retries=0)
+    sdk = bucketed.server.sdk()
     inline = sdk.images.generate(prompt="a lighthouse", size="1024x1024")
     linked = sdk.images.generate(prompt="a lighthouse", size="1024x1024", response_format="url")
     assert inline.data and linked.data and linked.data[0].url
@@ -404,7 +404,7 @@ def test_a_replica_serves_what_another_made(
     s3_server: MotoS3, bucketed: Bucketed, replica: LiveServer, made: Video
 ) -> None:
     video = s3_server.get(bucketed.bucket, f"gate/tasks/{made.id}/video.mp4")
-    sdk = openai.OpenAI(base_url=replica.api, api_key=replica.admin_key, max_retries=0)
+    sdk = replica.sdk()
     assert sdk.videos.download_content(made.id).content == video
     with replica.client() as client:
         part = client.get(f"/v1/videos/{made.id}/content", headers={"Range": "bytes=0-63"})
@@ -417,7 +417,7 @@ def test_a_replica_serves_what_another_made(
 
 
 def test_delete_removes_the_objects(s3_server: MotoS3, bucketed: Bucketed) -> None:
-    sdk = openai.OpenAI(base_url=bucketed.server.api, api_key=bucketed.server.admin_key, max_retries=0)
+    sdk = bucketed.server.sdk()
     video = sdk.videos.create_and_poll(prompt="short lived", seconds="4", size="1280x720")
     assert len(bucketed.keys(s3_server, f"tasks/{video.id}/")) >= 2  # the spritesheet comes right after
     # Deleted at once, while its spritesheet is being made: nothing is left behind.
