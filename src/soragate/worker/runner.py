@@ -20,7 +20,6 @@ another resumes its tasks.
 from __future__ import annotations
 
 import asyncio
-import collections
 import heapq
 import logging
 import os
@@ -48,11 +47,11 @@ from soragate.routing.router import AccountRuntime, NoRoute, Route, Router
 from soragate.settings import Settings
 from soragate.spritesheets import make_spritesheet, spritesheet_pending
 from soragate.storage.signing import UrlSigner
-from soragate.store import durations as duration_store
 from soragate.store import tasks as task_store
 from soragate.store import workers as worker_store
 from soragate.store.db import background_context
-from soragate.store.durations import BOUNDS_NEEDED, Duration
+from soragate.store.durations import Duration
+from soragate.worker.durations import ESTIMATED, RouteDurations, params_route, route_key
 from soragate.worker.health import AccountHealth
 from soragate.worker.results import load_inputs, load_source, store_results
 from soragate.worker.schedule import Schedule, timed_out
@@ -116,17 +115,14 @@ class Worker:
         self._claimed_at = 0.0
         self._room, self._room_counted_at = 0, float("-inf")
         # Learned job durations per route, reloaded with the heartbeat (every process writes them).
-        self._durations: dict[str, Duration] = {}
-        # Looks in flight at jobs of routes nothing is known of yet, per route (``_poll``).
-        self._scouts: collections.Counter[str] = collections.Counter()
-        self._scouting = asyncio.Condition()  # notified when one of those looks ends
+        self.durations = RouteDurations(engine)
 
     # --- life -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.router.refresh(force=True)
         await worker_store.heartbeat(self.engine, worker_id=self.id, role=self.role, steps=0)
-        self._durations = await duration_store.all_durations(self.engine)
+        await self.durations.reload()
         # Steps are started by the claim loop and inherit its context: every write the worker
         # makes yields to the writes of requests being answered (SQLite has one writer).
         context = background_context()
@@ -249,7 +245,7 @@ class Worker:
                     until=self.clock() + self.settings.lease_seconds,
                 )
                 await worker_store.heartbeat(self.engine, worker_id=self.id, role=self.role, steps=len(self._steps))
-                self._durations = await duration_store.all_durations(self.engine)
+                await self.durations.reload()
                 for runtime in self.router.all():
                     await self.health.save(runtime)
             except Exception:
@@ -433,7 +429,7 @@ class Worker:
         first = self.schedule.first_poll(
             now=self.clock(),
             options=runtime.account.opts,
-            expected=self._expected(task, runtime.name),
+            expected=self.durations.expected(task, runtime.name),
             deadline=deadline,
         )
         ok = await asyncio.shield(
@@ -456,21 +452,14 @@ class Worker:
     # --- polling --------------------------------------------------------------------------
 
     async def _poll(self, task: Task, runtime: AccountRuntime, deadline: float) -> None:
-        if task.progress or self._expected(task, runtime.name) is not None:
+        if task.progress or self.durations.expected(task, runtime.name) is not None:
             await self._look(task, runtime, deadline)
             return
         # Nothing is known yet of how long jobs of this route take (a fresh deployment's first
         # burst): a few looks find out from the jobs' progress; the others wait a moment for
         # what they learn instead of all asking at once, then are put off to when their job
         # can end. Waiting here holds nothing another process needs: the lease covers it.
-        route = route_key(task, ESTIMATED)
-        answered = True
-        try:
-            async with asyncio.timeout(runtime.account.opts.poll_min), self._scouting:
-                await self._scouting.wait_for(lambda: not self._scouts_enough(task, runtime.name))
-        except TimeoutError:
-            answered = False
-        if not answered:
+        if not await self.durations.wait_to_scout(task, runtime.name, within=runtime.account.opts.poll_min):
             # The looks out are slow to answer: look again when the age-based schedule says.
             at = self._by_age(task, runtime, deadline)
             if not await task_store.check_again(self.engine, task_id=task.id, worker_id=self.id, at=at):
@@ -479,20 +468,8 @@ class Worker:
             return
         if await self._put_off_look(task, runtime, deadline):
             return
-        self._scouts[route] += 1
-        try:
+        async with self.durations.scouting(task, runtime.name):
             await self._look(task, runtime, deadline, unknown=True)
-        finally:
-            self._scouts[route] -= 1
-            if not self._scouts[route]:
-                del self._scouts[route]
-            # Once the route is known every waiter goes on; before, the look that ended frees
-            # a place for one (waking them all for each would crowd the event loop in a burst).
-            async with self._scouting:
-                if self._expected(task, runtime.name) is not None:
-                    self._scouting.notify_all()
-                else:
-                    self._scouting.notify(1)
 
     def _by_age(self, task: Task, runtime: AccountRuntime, deadline: float) -> float:
         """The next look at a running job going by its age alone (no progress, no hint)."""
@@ -503,15 +480,6 @@ class Worker:
             options=runtime.account.opts,
             deadline=deadline,
         )
-
-    def _scouts_enough(self, task: Task, account: str) -> bool:
-        """Whether enough looks at jobs of the task's route are out to learn when its jobs end
-        (while nothing is known of it yet)."""
-        if self._expected(task, account) is not None:
-            return False
-        route = route_key(task, ESTIMATED)
-        known = self._durations.get(route)
-        return self._scouts[route] >= BOUNDS_NEEDED - (known.samples if known else 0)
 
     async def _look(self, task: Task, runtime: AccountRuntime, deadline: float, *, unknown: bool = False) -> None:
         """Ask the upstream about a running job, and act on the answer."""
@@ -540,12 +508,18 @@ class Worker:
         if progress is not None and progress <= task.progress:
             progress = None
         if progress:
-            await self._bound(
+            bounds = await self.durations.bound(
                 task,
                 runtime.name,
                 elapsed=(asked + self.clock()) / 2 - (task.started_at or task.created_at),
                 progress=progress,
             )
+            if bounds is not None:
+                try:
+                    await self._put_off_first_looks(task, bounds)
+                except Exception:
+                    # Only an economy: the looks it would have put off are still asked.
+                    log.warning("putting off the first looks of %s failed", route_key(task, ESTIMATED), exc_info=True)
         # Progress was measured while the request was out, not when its answer was read, and
         # the ETA multiplies any error in the job's age by 100/progress: halfway is the best guess.
         at = self.schedule.next_poll(
@@ -555,7 +529,7 @@ class Worker:
             options=runtime.account.opts,
             deadline=deadline,
             progress=status.progress,
-            expected=self._expected(task, runtime.name),
+            expected=self.durations.expected(task, runtime.name),
         )
         if not await task_store.check_again(self.engine, task_id=task.id, worker_id=self.id, at=at, progress=progress):
             raise LeaseLost
@@ -635,7 +609,7 @@ class Worker:
             return
         self.metrics.completion_lag.labels(runtime.name).observe(max(0.0, self.clock() - noticed))
         self.metrics.task_finished(dialect=task.dialect, model=task.params.model, outcome="completed")
-        await self._learn(task, runtime.name, noticed - (task.started_at or task.created_at))
+        await self.durations.learn(task, runtime.name, noticed - (task.started_at or task.created_at))
         if spritesheet_pending(assets):
             job = asyncio.create_task(
                 make_spritesheet(self.engine, self.storage, task_id=task.id, assets=assets, pool=self.previews),
@@ -682,44 +656,11 @@ class Worker:
             )
             await self._ended(task.id)
 
-    def _expected(self, task: Task, account: str) -> Duration | None:
-        """How long jobs of the task's route take: learned on this account, or on any account
-        for the same model, size and length while this one has no history (a new account, a
-        fresh deployment: one finished job teaches every account)."""
-        learned = self._durations.get(route_key(task, account)) or self._durations.get(route_key(task, ANY_ACCOUNT))
-        if learned is not None:
-            return learned
-        bounds = self._durations.get(route_key(task, ESTIMATED))
-        return bounds if bounds is not None and bounds.samples >= BOUNDS_NEEDED else None
-
-    async def _bound(self, task: Task, account: str, *, elapsed: float, progress: int) -> None:
-        """While no job of the task's model, size and length has finished, the progress of a
-        running one bounds its duration from below (it ends no sooner than at ``progress + 1``
-        percent). Once enough bounds are in, looks set before anything was known (a fresh
-        deployment's first burst) are put off to when the quickest of these jobs can end,
-        without asking the upstream meanwhile."""
-        key = route_key(task, ESTIMATED)
-        known = self._durations.get(key)
-        if self._expected(task, account) is not None or (known is not None and known.samples >= BOUNDS_NEEDED):
-            return
-        try:
-            learned = await duration_store.observe_bound(self.engine, route=key, seconds=elapsed * 100 / (progress + 1))
-        except Exception:
-            log.debug("noting a duration bound of %s failed", key, exc_info=True)
-            return
-        self._remember({key: learned})
-        if learned.samples == BOUNDS_NEEDED:
-            try:
-                await self._put_off_first_looks(task, learned)
-            except Exception:
-                # Only an economy: the looks it would have put off are still asked.
-                log.warning("putting off the first looks of %s failed", key, exc_info=True)
-
     async def _put_off_look(self, task: Task, runtime: AccountRuntime, deadline: float) -> bool:
         """A look decided before anything was known of the job's route, and waiting for a poll
         slot while the route's first bounds came in: put off to when the quickest of its jobs
         can end, if the job has shown no progress and that is a while away."""
-        expected = self._expected(task, runtime.name)
+        expected = self.durations.expected(task, runtime.name)
         if expected is None or task.progress:
             return False
         at = min((task.started_at or task.created_at) + expected.low, deadline)
@@ -747,24 +688,6 @@ class Worker:
             self._hint(at)
         log.info("first looks of %d tasks put off to when the quickest jobs of %s can end", moved, route)
 
-    def _remember(self, learned: dict[str, Duration]) -> None:
-        """Cache what the database answered: steps writing at once get their answers back in
-        any order, so an answer counting fewer samples than the cache holds is older."""
-        for route, duration in learned.items():
-            current = self._durations.get(route)
-            if current is None or duration.samples > current.samples:
-                self._durations[route] = duration
-
-    async def _learn(self, task: Task, account: str, seconds: float) -> None:
-        """Fold how long a job took into its route's estimate, and into the estimate for its
-        model on any account (for when to look next time)."""
-        keys = (route_key(task, account), route_key(task, ANY_ACCOUNT))
-        try:
-            self._remember(await duration_store.observe_many(self.engine, routes=keys, seconds=seconds))
-        except Exception:
-            # Two processes learning a new route at once: one sample lost, nothing more.
-            log.debug("learning the duration of %s failed", keys[0], exc_info=True)
-
     def _hint(self, at: float) -> None:
         heapq.heappush(self._due_hints, at)
         if len(self._due_hints) > 10_000:
@@ -789,20 +712,6 @@ def error_label(code: str) -> str:
     """An error code fit for a metric label: upstreams may send codes of their own, which
     become "other" (a label's values must stay few)."""
     return code if code in _KNOWN_CODES else "other"
-
-
-ANY_ACCOUNT = "*"
-# Where lower bounds of running jobs' durations are kept, per model, size and length.
-ESTIMATED = "~"
-
-
-def route_key(task: Task, account: str) -> str:
-    """What a job's duration depends on: where it runs, the model, the size and the length."""
-    return params_route(task.params, account)
-
-
-def params_route(p: TaskParams, account: str) -> str:
-    return f"{account}|{p.model}|{p.size}|{p.seconds or 0:g}"
 
 
 def _refit(task: Task, route: Route, snapped: Snapped | None) -> tuple[TaskParams, float] | None:
