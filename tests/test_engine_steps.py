@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -35,8 +36,9 @@ from soragate.store import accounts as account_store
 from soragate.store import tasks as task_store
 from soragate.store.cipher import SecretCipher
 from soragate.store.db import create_engine, migrate
-from soragate.store.durations import BOUNDS_NEEDED, Duration
+from soragate.store.durations import BOUNDS_NEEDED, BUCKET_RATIO, Duration
 from soragate.worker import Worker
+from soragate.worker.durations import RouteDurations
 from soragate.worker.schedule import ETA_SLACK, Schedule
 
 KEY = "sk-relay-test-0123456789"
@@ -405,6 +407,61 @@ def test_durations_are_learned_per_route() -> None:
     for seconds in [20.0, 21.0, 19.5, 20.5] * 10:
         learned = learned.observe(seconds)
     assert 19.5 <= learned.mean <= 21 and 15 <= learned.low <= 20
+
+
+def test_the_first_look_of_a_route_does_not_depend_on_the_order_its_jobs_ended_in() -> None:
+    # A burst's jobs end quickest first. The first look at the route's next jobs comes when 5 %
+    # of its jobs are done, whatever order they ended in (a quantile stepped per job followed
+    # the burst up, and later jobs that ended quicker waited for a first look far too late).
+    rng = random.Random(7)
+    times = [rng.uniform(20, 90) for _ in range(1000)]
+
+    def learned(order: list[float]) -> Duration:
+        estimate = Duration.first(order[0])
+        for seconds in order[1:]:
+            estimate = estimate.observe(seconds)
+        return estimate
+
+    in_order, shuffled = learned(sorted(times)), learned(rng.sample(times, len(times)))
+    assert in_order.low == shuffled.low and in_order.mean == pytest.approx(shuffled.mean)
+    fifth_percentile = sorted(times)[len(times) // 20 - 1]
+    assert fifth_percentile / BUCKET_RATIO < in_order.low <= fifth_percentile
+    assert in_order.mean == pytest.approx(sum(times) / len(times))
+
+
+def test_a_route_that_got_quicker_is_learned_within_a_day() -> None:
+    learned = Duration.first(60.0)
+    for _ in range(200):
+        learned = learned.observe(60.0, faded_for=10)
+    assert 60 / BUCKET_RATIO < learned.low <= 60
+    # A day later its jobs take 20 s: the old ones have faded out.
+    learned = learned.observe(20.0, faded_for=24 * 3600)
+    for _ in range(30):
+        learned = learned.observe(20.0, faded_for=10)
+    assert learned.low <= 20 and learned.mean < 30
+
+
+@pytest.mark.parametrize("rig", ["sqlite", "postgres"], indirect=True)
+async def test_jobs_found_done_at_their_first_look_move_it_earlier(rig: Rig) -> None:
+    # A job found done at its first look ended before it, by an unknown amount: counted as
+    # seen, the first look could only ever move later when a route gets quicker.
+    durations = RouteDurations(rig.engine)
+    task = await rig.task()
+    for k in range(100):
+        await durations.learn(task, "a", 30 + k / 10, poll_min=1.0)
+    learned = durations.expected(task, "a")
+    assert learned is not None and learned.low == pytest.approx(30, rel=BUCKET_RATIO - 1)
+    # The route got quicker: each job is seen done at its first look.
+    quicker = learned
+    for _ in range(40):
+        await durations.learn(task, "a", quicker.low + 0.3, poll_min=1.0)
+        quicker = durations.expected(task, "a")
+        assert quicker is not None
+    assert quicker.low < learned.low / BUCKET_RATIO
+    # What every process reads from the database.
+    other = RouteDurations(rig.engine)
+    await other.reload()
+    assert other.expected(task, "a") == quicker
 
 
 async def test_a_second_job_on_a_route_is_first_asked_when_the_first_one_was_done(rig: Rig) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import case, insert, select, update
@@ -14,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from soragate.store.db import writing
 from soragate.store.tables import job_durations
 
-ALPHA = 0.2  # weight of a new sample in the moving average
+ALPHA = 0.2  # weight of a new bound in the running jobs' estimate (the "~|…" routes)
 # The first look at a job comes when this share of its route's jobs are done: low, because a
 # job that finishes before the first look waits for it, and one that does not is told its ETA
 # by the upstream's progress at that look.
@@ -22,6 +24,15 @@ LOW_QUANTILE = 0.05
 # A route no job has finished on yet is timed by what running jobs' progress tells: each look
 # bounds its job's duration from below. This many bounds are needed before they are trusted.
 BOUNDS_NEEDED = 32
+# Finished jobs' times are counted in buckets 5 % wide, each count fading with this time
+# constant: the estimate follows a route that gets slower or quicker within hours, and the
+# order in which a burst's jobs end (quickest first) does not bias it, as it did a running
+# quantile stepped per job.
+BUCKET_RATIO = 1.05
+FADE_SECONDS = 6 * 3600.0
+# Below this many (faded) jobs a low quantile cannot be told: the first look comes at 80 % of
+# the quickest job seen.
+QUANTILE_SAMPLES = 20
 
 
 @dataclass(frozen=True)
@@ -29,23 +40,47 @@ class Duration:
     mean: float
     low: float
     samples: int
+    # Faded counts of finished jobs' times per bucket (``bucket``); empty for bounds.
+    buckets: Mapping[int, float] = field(default_factory=dict, compare=False, repr=False)
 
-    def observe(self, seconds: float) -> Duration:
-        mean = self.mean + ALPHA * (seconds - self.mean)
-        # Stochastic quantile estimate: step down when below it, up (about 30 times slower) when not.
-        step = 0.1 * max(self.mean, 1.0)
-        low = self.low + step * (LOW_QUANTILE - (1.0 if seconds < self.low else 0.0))
-        return Duration(mean, max(0.0, min(low, mean)), self.samples + 1)
+    def observe(self, seconds: float, *, faded_for: float = 0.0) -> Duration:
+        """This estimate with a job that took ``seconds`` added, ``faded_for`` seconds after
+        the last one."""
+        fade = math.exp(-max(0.0, faded_for) / FADE_SECONDS)
+        counts = {b: c * fade for b, c in self.buckets.items() if c * fade >= 0.01}
+        weight = sum(counts.values())
+        counts[bucket(seconds)] = counts.get(bucket(seconds), 0.0) + 1.0
+        mean = (self.mean * weight + seconds) / (weight + 1.0)
+        if weight + 1.0 < QUANTILE_SAMPLES:
+            low = 0.8 * seconds if not self.samples else min(self.low, 0.8 * seconds)
+        else:
+            low = _quantile(counts, LOW_QUANTILE)
+        return Duration(mean, max(0.0, min(low, mean)), self.samples + 1, counts)
 
     @classmethod
     def first(cls, seconds: float) -> Duration:
-        return cls(seconds, seconds * 0.8, 1)
+        return cls(0.0, 0.0, 0).observe(seconds)
+
+
+def bucket(seconds: float) -> int:
+    return math.floor(math.log(max(seconds, 0.01)) / math.log(BUCKET_RATIO))
+
+
+def _quantile(counts: Mapping[int, float], q: float) -> float:
+    """The lower edge of the bucket where a share ``q`` of the counted jobs is reached."""
+    # (Counts fade by the time they were made: a share reached exactly is not missed by a hair.)
+    target, seen = q * sum(counts.values()) * (1 - 1e-6), 0.0
+    for b in sorted(counts):
+        seen += counts[b]
+        if seen >= target:
+            return float(BUCKET_RATIO**b)
+    return float(BUCKET_RATIO ** max(counts))
 
 
 async def all_durations(engine: AsyncEngine) -> dict[str, Duration]:
     async with engine.connect() as conn:
         rows = (await conn.execute(select(job_durations))).all()
-    return {r.route: Duration(r.mean, r.low, r.samples) for r in rows}
+    return {r.route: _from_row(r) for r in rows}
 
 
 async def observe_many(engine: AsyncEngine, *, routes: tuple[str, ...], seconds: float) -> dict[str, Duration]:
@@ -86,18 +121,23 @@ async def observe_bound(engine: AsyncEngine, *, route: str, seconds: float) -> D
 
 async def _observe(conn: Any, route: str, seconds: float) -> Duration:
     row = (await conn.execute(select(job_durations).where(job_durations.c.route == route))).first()
+    now = time.time()
     if row is None:
         learned = Duration.first(seconds)
-        await conn.execute(
-            insert(job_durations).values(
-                route=route, mean=learned.mean, low=learned.low, samples=1, updated_at=time.time()
-            )
-        )
+        await conn.execute(insert(job_durations).values(route=route, updated_at=now, **_values(learned)))
     else:
-        learned = Duration(row.mean, row.low, row.samples).observe(seconds)
+        learned = _from_row(row).observe(seconds, faded_for=now - row.updated_at)
         await conn.execute(
-            update(job_durations)
-            .where(job_durations.c.route == route)
-            .values(mean=learned.mean, low=learned.low, samples=learned.samples, updated_at=time.time())
+            update(job_durations).where(job_durations.c.route == route).values(updated_at=now, **_values(learned))
         )
     return learned
+
+
+def _from_row(row: Any) -> Duration:
+    buckets = {int(b): float(c) for b, c in (row.buckets or {}).items()}
+    return Duration(row.mean, row.low, row.samples, buckets)
+
+
+def _values(learned: Duration) -> dict[str, Any]:
+    buckets = {str(b): round(c, 4) for b, c in learned.buckets.items()}
+    return {"mean": learned.mean, "low": learned.low, "samples": learned.samples, "buckets": buckets}

@@ -208,11 +208,14 @@ job_durations = Table(
     "job_durations",
     metadata,
     Column("route", String(300), primary_key=True),
-    # A moving average of the time from submission to the job being seen done.
+    # The mean time from submission to the job being seen done, older jobs fading out.
     Column("mean", Float, nullable=False),
-    # When the first look is worth it: a running estimate of a low quantile (5 %); on the
-    # routes of lower bounds from running jobs' progress ("~|…"), the lowest bound.
+    # When the first look is worth it: a low quantile (5 %) of those times; on the routes of
+    # lower bounds from running jobs' progress ("~|…"), the lowest bound.
     Column("low", Float, nullable=False),
     Column("samples", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # The times counted in 5 %-wide buckets, fading ({bucket: count}); what ``low`` is
+    # read from. None on the routes of bounds.
+    Column("buckets", JSON, nullable=True),
 )

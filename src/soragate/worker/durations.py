@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.task import Task, TaskParams
 from soragate.store import durations as duration_store
-from soragate.store.durations import BOUNDS_NEEDED, Duration
+from soragate.store.durations import BOUNDS_NEEDED, BUCKET_RATIO, Duration
 
 log = logging.getLogger("soragate.worker")
 
@@ -62,9 +62,16 @@ class RouteDurations:
         bounds = self._known.get(route_key(task, ESTIMATED))
         return bounds if bounds is not None and bounds.samples >= BOUNDS_NEEDED else None
 
-    async def learn(self, task: Task, account: str, seconds: float) -> None:
-        """Fold how long a finished job took into its route's estimate, and into the estimate
-        for its model on any account."""
+    async def learn(self, task: Task, account: str, seconds: float, *, poll_min: float) -> None:
+        """Fold how long a finished job took (until it was seen done) into its route's
+        estimate, and into the estimate for its model on any account."""
+        expected = self.expected(task, account)
+        if expected is not None and not task.progress and seconds < expected.low + poll_min:
+            # Found done at its first look: it ended before, by how much is unknown. Counted a
+            # bucket lower than seen, so that when more of a route's jobs end before their
+            # first look than the low quantile allows, the first look moves earlier (counted
+            # as seen, the first look could only ever move later).
+            seconds /= BUCKET_RATIO
         keys = (route_key(task, account), route_key(task, ANY_ACCOUNT))
         try:
             self._remember(await duration_store.observe_many(self.engine, routes=keys, seconds=seconds))

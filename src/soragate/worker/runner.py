@@ -609,7 +609,9 @@ class Worker:
             return
         self.metrics.completion_lag.labels(runtime.name).observe(max(0.0, self.clock() - noticed))
         self.metrics.task_finished(dialect=task.dialect, model=task.params.model, outcome="completed")
-        await self.durations.learn(task, runtime.name, noticed - (task.started_at or task.created_at))
+        await self.durations.learn(
+            task, runtime.name, noticed - (task.started_at or task.created_at), poll_min=runtime.account.opts.poll_min
+        )
         if spritesheet_pending(assets):
             job = asyncio.create_task(
                 make_spritesheet(self.engine, self.storage, task_id=task.id, assets=assets, pool=self.previews),
