@@ -49,7 +49,7 @@ def relay_account(base_url: str, **options: Any) -> dict[str, Any]:
     ("kind", "own"),
     [
         ("openai", {"json": False, "variants": True, "azure_api_version": None}),
-        ("relay_v2", {"result_auth": False}),
+        ("relay_v2", {"result_auth": False, "notify_hook": False}),
         ("kie", {**KIE, "extra_input": {}, "durations": []}),
         ("kie_veo", KIE),
         ("kie_runway", KIE),

@@ -519,3 +519,15 @@ async def test_review_code_inside_fail_reason(canned: Canned) -> None:
     provider = canned(200, {"task_id": "t1", "status": "FAILURE", "fail_reason": "image_review_failed: real person"})
     status = await provider.status("t1")
     assert status.error is not None and status.error.code == ErrorCode.IMAGE_REVIEW
+
+
+async def test_notify_hook_is_sent_only_by_accounts_set_to(
+    relay_url: str, fake: RelayV2Fake, http: httpx.AsyncClient
+) -> None:
+    link = "https://gate.example.com/callbacks/relay/video_1?sig=abc"
+    await RelayV2Provider(account(relay_url), http=http).submit(make_task(), TaskInputs(notify_url=link))
+    await RelayV2Provider(account(relay_url, notify_hook=True), http=http).submit(
+        make_task(), TaskInputs(notify_url=link)
+    )
+    assert ["notify_hook" in body for body in fake.create_bodies] == [False, True]
+    assert fake.create_bodies[1]["notify_hook"] == link

@@ -256,6 +256,12 @@ class Gateway:
         if await task_store.poke_upstream(self.engine, provider=account, upstream_id=upstream_id):
             self.events.wake()
 
+    async def task_changed(self, *, task_id: str) -> None:
+        """An upstream called back about a task's job through its signed link: the task is
+        due now."""
+        if await task_store.poke_task(self.engine, task_id=task_id):
+            self.events.wake()
+
     async def wait_final(self, *, owner: ApiKey, task_id: str, within: float) -> Task:
         """Wait until the task ends (or ``within`` seconds pass); the task never depends on the waiter."""
         deadline = time.monotonic() + within

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -100,6 +101,14 @@ class RelayV2Fake:
         """The next status read of every job says SUCCESS."""
         for job in self.jobs.values():
             job.finish_at = job.polls + 1
+
+    def finish_and_notify(self, job_id: str) -> httpx.Response:
+        """The job ends now, and the relay posts it to the create's ``notify_hook`` (as relays
+        built on new-api do); the gateway's answer is returned."""
+        job = self.jobs[job_id]
+        job.finish_at = job.polls + 1
+        view = {"task_id": job.id, "status": "SUCCESS", "progress": 100, "created_at": job.created_at}
+        return httpx.post(job.body["notify_hook"], json=view, timeout=10)
 
     def vanish(self, job_id: str) -> None:
         self.jobs[job_id].vanished = True

@@ -102,6 +102,12 @@ class RelayV2Options(AccountOptions):
         description="Send the API key when downloading results too, for relays whose result links need it "
         "(off: the key never reaches a file host).",
     )
+    notify_hook: bool = Field(
+        False,
+        description="Ask the relay to call back when a job ends (its notify_hook, at "
+        "<public url>/callbacks/relay/<task>, signed per task): soragate looks at the job at once instead of at "
+        "its next scheduled look. Needs SORAGATE_PUBLIC_URL reachable from the relay.",
+    )
 
 
 class Sora2APIOptions(AccountOptions):

@@ -1,10 +1,12 @@
-"""Callbacks from upstreams (``/callbacks/kie/{account}``).
+"""Callbacks from upstreams (``/callbacks/kie/{account}``, ``/callbacks/relay/{task}``).
 
 An upstream's callback is only a cue to ask it now instead of at the next poll: the
 result is always read back from the upstream itself, so a forged callback can at most
 cause one extra status request. Kie signs its callbacks when the account has a webhook
 HMAC key (the ``callback_signing_key`` option); unsigned or badly signed ones are refused, and
-so is every callback to an account without that key.
+so is every callback to an account without that key. Relays sign nothing: the link a relay
+is given (``notify_hook``) names the task and carries soragate's signature of it, and what
+the relay posts there is not read.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from soragate.core.account_options import KieFamilyOptions
+from soragate.dialects.common import GatewayDep
 from soragate.providers import kie
 
 router = APIRouter(tags=["upstream callbacks"])
@@ -40,4 +43,12 @@ async def kie_callback(account: str, request: Request) -> JSONResponse:
     except ValueError as exc:
         return JSONResponse({"code": 422, "msg": str(exc)}, status_code=422)
     await request.state.gateway.upstream_changed(account=runtime.account.name, upstream_id=upstream_id)
+    return JSONResponse({"code": 200, "msg": "success"})
+
+
+@router.post("/callbacks/relay/{task_id}", include_in_schema=False)
+async def relay_notify(task_id: str, gateway: GatewayDep, sig: str = "") -> JSONResponse:
+    if not gateway.signer.verify_notify(task_id, sig):
+        return JSONResponse({"code": 401, "msg": "bad signature"}, status_code=401)
+    await gateway.task_changed(task_id=task_id)
     return JSONResponse({"code": 200, "msg": "success"})

@@ -64,6 +64,9 @@ class TaskInputs:
     # upstream body fields (duration, aspect, resolution, extras) already in its names.
     profile: Profile | None = None
     snapped: Snapped | None = None
+    # Where the upstream may call back when the job ends, for upstreams that take such a
+    # link and accounts set to send it (a cue to look at once, never a source of results).
+    notify_url: str | None = None
 
 
 class Failure(StrEnum):

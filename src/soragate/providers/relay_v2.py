@@ -6,7 +6,8 @@ as a number or as "37%", the result link sits at ``video_url``, ``data.output`` 
 ``data.outputs[]``, a job may say SUCCESS a little before its link exists, bodies come as
 text/plain JSON, and errors arrive as ``{"error": {...}}`` or a flat ``{"code", "message"}``,
 sometimes under HTTP 200. Relays have no list API, so an uncertain create cannot be
-reconciled: ``find`` says so.
+reconciled: ``find`` says so. With the ``notify_hook`` option a create asks the relay to call
+soragate back when the job ends, at the task's signed link (``TaskInputs.notify_url``).
 
 When the task's route has a model profile, the create body comes from it (``build_body``):
 ``{model, prompt}``, the snapped fields (``aspect_ratio`` or ``ratio``, ``enable_upsample``,
@@ -79,6 +80,7 @@ class RelayV2Provider:
         opts = account.options_as(RelayV2Options)
         self._timeout = opts.timeout
         self._result_auth = opts.result_auth
+        self._notify_hook = opts.notify_hook
 
     # --- protocol ----------------------------------------------------------------------
 
@@ -94,6 +96,8 @@ class RelayV2Provider:
             body = build_body(task, inputs) if inputs.profile is not None else self._create_body(task, inputs)
         else:
             raise refused(f"relay_v2 upstreams cannot run {task.kind} tasks.")
+        if self._notify_hook and inputs.notify_url:
+            body["notify_hook"] = inputs.notify_url
         answer = _unwrap(await self._send("POST", url, creating=True, body=body))
         upstream_id = answer.get("task_id") or answer.get("id")
         if isinstance(upstream_id, (str, int)) and not isinstance(upstream_id, bool) and str(upstream_id):

@@ -29,6 +29,14 @@ class UrlSigner:
         signature = self._mac(upload_id, "upload", expires)
         return f"{self.base_url}/files/uploads/{upload_id}?exp={expires}&sig={signature}"
 
+    def notify_url(self, task_id: str) -> str:
+        """Where an upstream may call back about the task's job (a relay's ``notify_hook``):
+        valid as long as the task, so it has no expiry."""
+        return f"{self.base_url}/callbacks/relay/{task_id}?sig={self._mac(task_id, 'notify', 0)}"
+
+    def verify_notify(self, task_id: str, signature: str) -> bool:
+        return signature.isascii() and hmac.compare_digest(self._mac(task_id, "notify", 0), signature)
+
     def verify(self, task_id: str, variant: str, expires: int, signature: str) -> bool:
         # compare_digest takes str only when it is ASCII; no real signature is anything else.
         if expires < time.time() or not signature.isascii():

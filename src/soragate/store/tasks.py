@@ -11,7 +11,7 @@ from dataclasses import asdict
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, case, delete, func, insert, or_, select, true, update
+from sqlalchemy import ColumnElement, Row, and_, bindparam, case, delete, func, insert, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.task import (
@@ -531,16 +531,22 @@ async def put_off(engine: AsyncEngine, *, looks: dict[str, float], now: float) -
 
 async def poke_upstream(engine: AsyncEngine, *, provider: str, upstream_id: str, now: float | None = None) -> bool:
     """An upstream said its job changed: make the task due now."""
+    return await _poke(engine, (tasks.c.provider == provider) & (tasks.c.upstream_id == upstream_id), now)
+
+
+async def poke_task(engine: AsyncEngine, *, task_id: str, now: float | None = None) -> bool:
+    """An upstream said the job of this task changed: make the task due now, if its job is
+    running (a callback about a task not submitted yet, or ended, changes nothing)."""
+    return await _poke(engine, (tasks.c.id == task_id) & tasks.c.upstream_id.is_not(None), now)
+
+
+async def _poke(engine: AsyncEngine, which: ColumnElement[bool], now: float | None) -> bool:
+    now = now or time.time()
     async with writing(engine) as conn:
         result = await conn.execute(
             update(tasks)
-            .where(
-                tasks.c.provider == provider,
-                tasks.c.upstream_id == upstream_id,
-                tasks.c.status.in_(_ACTIVE),
-                tasks.c.next_check_at > (now or time.time()),
-            )
-            .values(next_check_at=now or time.time())
+            .where(which, tasks.c.status.in_(_ACTIVE), tasks.c.next_check_at > now)
+            .values(next_check_at=now)
         )
     return result.rowcount > 0
 

@@ -65,8 +65,9 @@ async def load_source(engine: AsyncEngine, task: Task) -> Task | None:
 async def load_inputs(
     engine: AsyncEngine, storage: Storage, signer: UrlSigner, task: Task, *, source: Task | None
 ) -> TaskInputs:
-    """Reference images as bytes and as links soragate serves, with the source task."""
-    inputs = TaskInputs(source=source)
+    """Reference images as bytes and as links soragate serves, with the source task and
+    the task's callback link."""
+    inputs = TaskInputs(source=source, notify_url=signer.notify_url(task.id))
     for upload_id in task.params.reference_images:
         upload = await upload_store.get_upload(engine, upload_id=upload_id)
         if upload is not None:
