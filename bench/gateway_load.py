@@ -173,6 +173,8 @@ def add_accounts(url: str, key: str, fake_url: str, args: argparse.Namespace) ->
             "max_concurrency": max(args.tasks, 1),
             "poll_rate": args.poll_rate,
         }
+        if args.notify:
+            body["options"] = {"notify_hook": True}
         response = httpx.post(f"{url}/v1/admin/providers", json=body, headers={"Authorization": f"Bearer {key}"})
         if response.status_code != 200:
             sys.exit(f"adding the upstream account failed: {response.status_code} {response.text}")
@@ -327,7 +329,8 @@ def report(
     lat = sorted(created.latencies)
     print(
         f"gateway load: N={n} tasks, upstream jobs {args.job_seconds} s, {args.accounts} accounts at "
-        f"poll_rate {args.poll_rate:g}/s (default options), {'tiny' if args.small_clip else '8 s 1280x720'} "
+        f"poll_rate {args.poll_rate:g}/s ({'notify_hook on' if args.notify else 'default options'}), "
+        f"{'tiny' if args.small_clip else '8 s 1280x720'} "
         f"result clip, worker_concurrency {args.worker_concurrency}, {os.cpu_count()} CPUs"
     )
     print(
@@ -362,6 +365,8 @@ def report(
         f"[{counts['status_running'] / per:.2f} IN_PROGRESS, {counts['status_success'] / per:.2f} SUCCESS], "
         f"download {counts['download'] / per:.2f})"
     )
+    if args.notify:
+        print(f"  relay callbacks        {counts['notify']} sent, {counts['notify_failed']} failed (not ours)")
     if polls_per_job:
         dist = collections.Counter(polls_per_job)
         print(f"  status polls per job   {', '.join(f'{k}: {dist[k]}' for k in sorted(dist))}")
@@ -487,6 +492,11 @@ def main() -> None:
         type=float,
         default=None,
         help="Seconds to wait for all tasks to be final (default: from N and the rate).",
+    )
+    parser.add_argument(
+        "--notify",
+        action="store_true",
+        help="Accounts with notify_hook on: the relay calls soragate back when each job ends.",
     )
     parser.add_argument("--keep-logs", metavar="DIR", help="Copy soragate's and the fake's logs here.")
     args = parser.parse_args()

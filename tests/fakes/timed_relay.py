@@ -8,11 +8,13 @@ the gateway and not the fake:
     python -m tests.fakes.timed_relay --port 9000 --job-seconds 20
 
 Every key that starts with ``sk-timed-`` is an account. ``GET /_stats`` returns the counts.
+A create with a ``notify_hook`` gets a POST there when its job is done, as relays do.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import bisect
 import collections
 import json
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -107,6 +110,8 @@ class TimedRelay:
         self.accounts: dict[str, Account] = collections.defaultdict(Account)
         self.prompts: collections.Counter[str] = collections.Counter()
         self.counts: collections.Counter[str] = collections.Counter()
+        self._notices: set[asyncio.Task[None]] = set()
+        self._http: httpx.AsyncClient | None = None
         self.app = Starlette(
             routes=[
                 Route("/v2/videos/generations", self.create, methods=["POST"]),
@@ -141,7 +146,22 @@ class TimedRelay:
         bisect.insort(account.ends, job.done_at)
         running = len(account.ends) - bisect.bisect_right(account.ends, now)
         account.peak_in_flight = max(account.peak_in_flight, running)
+        hook = body.get("notify_hook")
+        if isinstance(hook, str) and hook:
+            notice = asyncio.create_task(self._notify(hook, job_id, job.done_at - now))
+            self._notices.add(notice)
+            notice.add_done_callback(self._notices.discard)
         return JSONResponse({"task_id": job_id, "status": "NOT_START", "progress": 0, "created_at": int(now)})
+
+    async def _notify(self, hook: str, job_id: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=32))
+        self.counts["notify"] += 1
+        try:
+            await self._http.post(hook, json={"task_id": job_id, "status": "SUCCESS", "progress": 100})
+        except httpx.HTTPError:
+            self.counts["notify_failed"] += 1
 
     async def status(self, request: Request) -> Response:
         self.counts["status"] += 1
