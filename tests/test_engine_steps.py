@@ -23,7 +23,7 @@ from tests.fakes.faults import Fault
 from tests.fakes.relay_v2 import RelayV2Fake
 from tests.fakes.server import serve
 
-from soragate.core.account_options import AccountOptions
+from soragate.core.account_options import AccountOptions, KieOptions, RelayV2Options
 from soragate.core.task import ErrorCode, Task, TaskKind, TaskParams, new_id
 from soragate.events import TaskEvents
 from soragate.providers.sandbox import SandboxProvider
@@ -39,7 +39,7 @@ from soragate.store.db import create_engine, migrate
 from soragate.store.durations import BOUNDS_NEEDED, BUCKET_RATIO, Duration
 from soragate.worker import Worker
 from soragate.worker.durations import RouteDurations
-from soragate.worker.schedule import ETA_SLACK, Schedule
+from soragate.worker.schedule import CALLBACK_GRACE, ETA_SLACK, Schedule
 
 KEY = "sk-relay-test-0123456789"
 PG_URL = os.environ.get("SORAGATE_TEST_POSTGRES_URL")
@@ -400,6 +400,29 @@ def test_schedule_asks_when_the_job_should_be_done() -> None:
     assert schedule.next_poll(now=20, started_at=0, hint=None, options=options, deadline=1000, expected=learned) == 21
     late = schedule.next_poll(now=60, started_at=0, hint=None, options=options, deadline=1000, expected=learned)
     assert late == 70
+
+
+def test_an_account_that_calls_back_is_looked_at_only_as_a_safety_net() -> None:
+    schedule = Schedule()
+    calls_back, polled = RelayV2Options(notify_hook=True), RelayV2Options()
+    learned = Duration.first(20.0)
+    for k in range(1, 1001):
+        learned = learned.observe(20 + k * 0.07)  # jobs of 20-90 s
+    # The first look comes when all but the slowest 5 % are done (86.5 s), a grace later; polled
+    # alone, when the quickest 5 % are.
+    first = schedule.first_poll(now=0, options=calls_back, expected=learned, deadline=1000)
+    assert 86.5 + CALLBACK_GRACE <= first <= 86.5 * BUCKET_RATIO + CALLBACK_GRACE
+    assert schedule.first_poll(now=0, options=polled, expected=learned, deadline=1000) == learned.low
+    # 40 % after 36 s: done by 90 s at the latest; the safety net a grace after that, and an
+    # upstream's "ask again in 3 s" is not taken (the callback says when).
+    running = dict(now=36, started_at=0, deadline=1000, progress=40, expected=learned)
+    assert schedule.next_poll(hint=None, options=calls_back, **running) == pytest.approx(90 + CALLBACK_GRACE)  # type: ignore[arg-type]
+    assert schedule.next_poll(hint=3.0, options=calls_back, **running) == pytest.approx(90 + CALLBACK_GRACE)  # type: ignore[arg-type]
+    assert schedule.next_poll(hint=None, options=polled, **running) == pytest.approx(90)  # type: ignore[arg-type]
+    # Kie's callbacks are relied on only when they can be checked.
+    kie_url = "https://gate.example.com/callbacks/kie/a"
+    assert KieOptions(callback_url=kie_url, callback_signing_key="k").calls_back  # type: ignore[arg-type]
+    assert not KieOptions(callback_url=kie_url).calls_back
 
 
 def test_durations_are_learned_per_route() -> None:

@@ -57,6 +57,12 @@ class AccountOptions(BaseModel):
         "base URL.",
     )
 
+    @property
+    def calls_back(self) -> bool:
+        """Whether the upstream is set to call soragate back when a job ends (then a
+        scheduled look is only a safety net for a callback that does not come)."""
+        return False
+
     @model_validator(mode="after")
     def _poll_range(self) -> Self:
         if self.poll_min > self.poll_max:
@@ -109,6 +115,10 @@ class RelayV2Options(AccountOptions):
         "its next scheduled look. Needs SORAGATE_PUBLIC_URL reachable from the relay.",
     )
 
+    @property
+    def calls_back(self) -> bool:
+        return self.notify_hook
+
 
 class Sora2APIOptions(AccountOptions):
     """Another Sora2API gateway."""
@@ -133,6 +143,11 @@ class KieFamilyOptions(AccountOptions):
     callback_signing_key: SecretStr | None = Field(
         None, description="Kie's webhook HMAC key: callbacks without a valid signature are refused."
     )
+
+    @property
+    def calls_back(self) -> bool:
+        # Callbacks are taken only when they can be checked.
+        return self.callback_url is not None and self.callback_signing_key is not None
 
     @field_validator("callback_url")
     @classmethod

@@ -33,6 +33,9 @@ FADE_SECONDS = 6 * 3600.0
 # Below this many (faded) jobs a low quantile cannot be told: the first look comes at 80 % of
 # the quickest job seen.
 QUANTILE_SAMPLES = 20
+# When all but the slowest jobs of a route are done: an account that calls back is looked at
+# then, should its callback not come.
+HIGH_QUANTILE = 0.95
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,14 @@ class Duration:
         else:
             low = _quantile(counts, LOW_QUANTILE)
         return Duration(mean, max(0.0, min(low, mean)), self.samples + 1, counts)
+
+    @property
+    def high(self) -> float:
+        """When all but the slowest 5 % of the route's jobs are done (twice the mean while
+        too few are counted to tell)."""
+        if sum(self.buckets.values()) < QUANTILE_SAMPLES:
+            return 2 * self.mean
+        return _quantile(self.buckets, HIGH_QUANTILE) * BUCKET_RATIO
 
     @classmethod
     def first(cls, seconds: float) -> Duration:

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from soragate.core.account_options import AccountOptions
 from soragate.core.task import ErrorCode, SubmitState, Task, TaskError, TaskParams
 from soragate.events import TaskEvents
 from soragate.ops.metrics import Metrics
@@ -661,11 +662,13 @@ class Worker:
     async def _put_off_look(self, task: Task, runtime: AccountRuntime, deadline: float) -> bool:
         """A look decided before anything was known of the job's route, and waiting for a poll
         slot while the route's first bounds came in: put off to when the quickest of its jobs
-        can end, if the job has shown no progress and that is a while away."""
+        can end (the first look of a job submitted now), if the job has shown no progress and
+        that is a while away."""
         expected = self.durations.expected(task, runtime.name)
         if expected is None or task.progress:
             return False
-        at = min((task.started_at or task.created_at) + expected.low, deadline)
+        started = task.started_at or task.created_at
+        at = self.schedule.first_poll(now=started, options=runtime.account.opts, expected=expected, deadline=deadline)
         if at - self.clock() < runtime.account.opts.poll_min:
             return False
         if not await task_store.check_again(self.engine, task_id=task.id, worker_id=self.id, at=at):
@@ -680,9 +683,10 @@ class Worker:
             if params_route(TaskParams.from_json(row.params), ESTIMATED) != route:
                 continue
             runtime = self.router.runtime(row.provider)
-            options = runtime.account.opts if runtime else None
+            options = runtime.account.opts if runtime else AccountOptions.model_validate({})
             deadline = self.schedule.deadline(row.created_at, self.settings.task_deadline_seconds, options)
-            at = min((row.started_at or row.created_at) + learned.low, deadline)
+            started = row.started_at or row.created_at
+            at = self.schedule.first_poll(now=started, options=options, expected=learned, deadline=deadline)
             if at > now:
                 looks[row.id] = at
         moved = await task_store.put_off(self.engine, looks=looks, now=now)

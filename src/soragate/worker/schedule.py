@@ -29,6 +29,9 @@ from soragate.store.durations import Duration
 ETA_CAP = 90.0
 # How late after a job's end a look guided by its progress may come, at most.
 ETA_SLACK = 2.5
+# On an account that calls back when a job ends, a look is only a safety net: it comes this
+# long after the job should surely be done.
+CALLBACK_GRACE = 10.0
 # Tries of one step (a submit round, a download) before the task fails.
 ATTEMPTS = 5
 BACKOFF_CAP = 60.0
@@ -46,8 +49,14 @@ class Schedule:
 
     def first_poll(self, *, now: float, options: AccountOptions, expected: Duration | None, deadline: float) -> float:
         """When to look at a job just submitted: when the quicker jobs of its route are done,
-        and not before the account's shortest interval."""
-        wait = options.poll_min if expected is None else max(options.poll_min, expected.low)
+        and not before the account's shortest interval. On an account that calls back, when
+        all but its slowest jobs are done, and a grace later."""
+        if expected is None:
+            wait = options.poll_min
+        elif options.calls_back:
+            wait = max(options.poll_min, expected.high + CALLBACK_GRACE)
+        else:
+            wait = max(options.poll_min, expected.low)
         return min(now + wait, deadline)
 
     def next_poll(
@@ -63,18 +72,24 @@ class Schedule:
     ) -> float:
         """When to ask about a running job next: when the upstream's own progress says it
         will be done, else when jobs of its route are usually done; tightly once it is due,
-        backing off as it runs late. Without either, a tenth of its age."""
+        backing off as it runs late. Without either, a tenth of its age. On an account that
+        calls back, a safety net: a grace after the job should surely be done."""
         low, high = options.poll_min, options.poll_max
         elapsed = max(0.0, now - started_at)
-        if hint is not None:
+        if hint is not None and not options.calls_back:
             interval = max(0.05, min(hint, high))
         elif progress is not None and 0 < progress < 100 and elapsed >= low:
             # A whole percent: the job ends between ``earliest`` and ``latest``. Look at the
             # latest, but no later than ETA_SLACK after the earliest: a job not done by then
             # is far enough along for the next look to tell its end closely.
             earliest, latest = elapsed * 100 / (progress + 1), elapsed * 100 / progress
-            finish = min(latest, earliest + ETA_SLACK)
+            if options.calls_back:
+                finish = latest + CALLBACK_GRACE
+            else:
+                finish = min(latest, earliest + ETA_SLACK)
             interval = max(low, min(finish - elapsed, ETA_CAP))
+        elif expected is not None and options.calls_back and expected.high + CALLBACK_GRACE - elapsed > low:
+            interval = expected.high + CALLBACK_GRACE - elapsed
         elif expected is not None and expected.mean - elapsed > low:
             interval = expected.mean - elapsed
         elif expected is not None:
