@@ -487,6 +487,34 @@ async def test_jobs_found_done_at_their_first_look_move_it_earlier(rig: Rig) -> 
     assert other.expected(task, "a") == quicker
 
 
+@pytest.mark.parametrize("rig", ["sqlite", "postgres"], indirect=True)
+async def test_a_callback_during_a_look_makes_the_task_due_again_at_once(rig: Rig) -> None:
+    # The upstream calls back (its job just ended) while a look at that job is out, and the look
+    # answers "running": the look's schedule must not swallow the callback.
+    await rig.account("a")
+    fake = rig.fakes["a"]
+    fake.polls_to_finish = 10
+    worker = rig.worker()
+    task = await rig.task()
+    await worker.run_due()  # submitted
+    rig.clock.now = (await rig.row(task.id))["next_check_at"]
+    fake.faults.add("status", Fault("delay", seconds=0.3))
+
+    async def callback_while_the_look_is_out() -> None:
+        await asyncio.sleep(0.1)
+        assert fake.faults.hits["status"] == 1  # the look is out
+        assert await task_store.poke_task(rig.engine, task_id=task.id, now=rig.clock.now)
+
+    await asyncio.gather(worker.run_due(), callback_while_the_look_is_out())
+    row = await rig.row(task.id)
+    assert row["status"] == "in_progress" and row["next_check_at"] <= rig.clock.now  # due again at once
+    # A look that goes out after the callback is scheduled as usual.
+    rig.clock.now += 0.5
+    await worker.run_due()
+    assert fake.faults.hits["status"] == 2
+    assert (await rig.row(task.id))["next_check_at"] > rig.clock.now
+
+
 async def test_a_second_job_on_a_route_is_first_asked_when_the_first_one_was_done(rig: Rig) -> None:
     await rig.account("only")
     worker = rig.worker()

@@ -62,6 +62,9 @@ tasks = Table(
     Column("updated_at", Float, nullable=False),
     Column("cost", Float, nullable=False, server_default="0"),
     Column("callback_url", Text),
+    # When the upstream last called back about the task's job: a look whose request went out
+    # before then may have missed the end, so the task is due again at once.
+    Column("poked_at", Float),
 )
 Index("ix_tasks_owner_created", tasks.c.owner_id, tasks.c.created_at)
 # A key's tasks in flight, counted when it creates one.

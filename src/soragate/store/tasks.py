@@ -477,10 +477,19 @@ async def retry_later(
 
 
 async def check_again(
-    engine: AsyncEngine, *, task_id: str, worker_id: str, at: float, progress: int | None = None
+    engine: AsyncEngine,
+    *,
+    task_id: str,
+    worker_id: str,
+    at: float,
+    progress: int | None = None,
+    asked: float | None = None,
 ) -> bool:
-    """The upstream job is still running: look again at ``at``, saving any new progress."""
-    values: dict[str, Any] = {"next_check_at": at, "step_errors": 0, "lease_owner": None, "lease_until": None}
+    """The upstream job is still running: look again at ``at``, saving any new progress. With
+    ``asked`` (when the status request that said so went out): at once instead if the
+    upstream has called back since."""
+    due: Any = at if asked is None else case((tasks.c.poked_at >= asked, tasks.c.poked_at), else_=at)
+    values: dict[str, Any] = {"next_check_at": due, "step_errors": 0, "lease_owner": None, "lease_until": None}
     if progress is not None:
         # Progress only grows, whatever order answers arrive in.
         values["progress"] = case((tasks.c.progress < progress, progress), else_=tasks.c.progress)
@@ -541,12 +550,18 @@ async def poke_task(engine: AsyncEngine, *, task_id: str, now: float | None = No
 
 
 async def _poke(engine: AsyncEngine, which: ColumnElement[bool], now: float | None) -> bool:
+    """Due now, and marked poked: a look at the job already out when the call came gets its
+    answer before the job ended, perhaps, and is then followed by another at once
+    (``check_again``'s ``asked``)."""
     now = now or time.time()
     async with writing(engine) as conn:
         result = await conn.execute(
             update(tasks)
-            .where(which, tasks.c.status.in_(_ACTIVE), tasks.c.next_check_at > now)
-            .values(next_check_at=now)
+            .where(which, tasks.c.status.in_(_ACTIVE))
+            .values(
+                poked_at=now,
+                next_check_at=case((tasks.c.next_check_at > now, now), else_=tasks.c.next_check_at),
+            )
         )
     return result.rowcount > 0
 

@@ -532,7 +532,9 @@ class Worker:
             progress=status.progress,
             expected=self.durations.expected(task, runtime.name),
         )
-        if not await task_store.check_again(self.engine, task_id=task.id, worker_id=self.id, at=at, progress=progress):
+        if not await task_store.check_again(
+            self.engine, task_id=task.id, worker_id=self.id, at=at, progress=progress, asked=asked
+        ):
             raise LeaseLost
         self._hint(at)
         if progress is not None:
