@@ -470,14 +470,15 @@ async def test_jobs_found_done_at_their_first_look_move_it_earlier(rig: Rig) -> 
     # seen, the first look could only ever move later when a route gets quicker.
     durations = RouteDurations(rig.engine)
     task = await rig.task()
+    polled, calls_back = RelayV2Options(), RelayV2Options(notify_hook=True)
     for k in range(100):
-        await durations.learn(task, "a", 30 + k / 10, poll_min=1.0)
+        await durations.learn(task, "a", 30 + k / 10, options=polled)
     learned = durations.expected(task, "a")
     assert learned is not None and learned.low == pytest.approx(30, rel=BUCKET_RATIO - 1)
     # The route got quicker: each job is seen done at its first look.
     quicker = learned
     for _ in range(40):
-        await durations.learn(task, "a", quicker.low + 0.3, poll_min=1.0)
+        await durations.learn(task, "a", quicker.low + 0.3, options=polled)
         quicker = durations.expected(task, "a")
         assert quicker is not None
     assert quicker.low < learned.low / BUCKET_RATIO
@@ -485,6 +486,14 @@ async def test_jobs_found_done_at_their_first_look_move_it_earlier(rig: Rig) -> 
     other = RouteDurations(rig.engine)
     await other.reload()
     assert other.expected(task, "a") == quicker
+    # On an account that calls back, a job is seen done when it ends: counted as seen.
+    for k in range(100):
+        await durations.learn(task, "b", 30 + k / 10, options=calls_back)
+    told = durations.expected(task, "b")
+    assert told is not None
+    for _ in range(40):
+        await durations.learn(task, "b", told.low + 0.3, options=calls_back)
+    assert durations.expected(task, "b").low == told.low  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("rig", ["sqlite", "postgres"], indirect=True)

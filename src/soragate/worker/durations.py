@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from soragate.core.account_options import AccountOptions
 from soragate.core.task import Task, TaskParams
 from soragate.store import durations as duration_store
 from soragate.store.durations import BOUNDS_NEEDED, BUCKET_RATIO, Duration
@@ -62,11 +63,12 @@ class RouteDurations:
         bounds = self._known.get(route_key(task, ESTIMATED))
         return bounds if bounds is not None and bounds.samples >= BOUNDS_NEEDED else None
 
-    async def learn(self, task: Task, account: str, seconds: float, *, poll_min: float) -> None:
+    async def learn(self, task: Task, account: str, seconds: float, *, options: AccountOptions) -> None:
         """Fold how long a finished job took (until it was seen done) into its route's
         estimate, and into the estimate for its model on any account."""
         expected = self.expected(task, account)
-        if expected is not None and not task.progress and seconds < expected.low + poll_min:
+        first_look = expected is not None and not task.progress and seconds < expected.low + options.poll_min
+        if first_look and not options.calls_back:
             # Found done at its first look: it ended before, by how much is unknown. Counted a
             # bucket lower than seen, so that when more of a route's jobs end before their
             # first look than the low quantile allows, the first look moves earlier (counted
