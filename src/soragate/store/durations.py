@@ -51,8 +51,8 @@ class Duration:
         the last one."""
         fade = math.exp(-max(0.0, faded_for) / FADE_SECONDS)
         counts = {b: c * fade for b, c in self.buckets.items() if c * fade >= 0.01}
-        weight = sum(counts.values())
-        counts[bucket(seconds)] = counts.get(bucket(seconds), 0.0) + 1.0
+        weight, b = sum(counts.values()), bucket(seconds)
+        counts[b] = counts.get(b, 0.0) + 1.0
         mean = (self.mean * weight + seconds) / (weight + 1.0)
         if weight + 1.0 < QUANTILE_SAMPLES:
             low = 0.8 * seconds if not self.samples else min(self.low, 0.8 * seconds)
