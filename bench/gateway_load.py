@@ -234,6 +234,24 @@ def db_tasks(db: Path) -> list[sqlite3.Row]:
         ).fetchall()
 
 
+def db_pooled_durations(db: Path) -> list[sqlite3.Row]:
+    """What the gateway learned of job durations pooled over every account (routes ``*|…``)."""
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
+        conn.row_factory = sqlite3.Row
+        return conn.execute("SELECT route, low, mean, samples FROM job_durations WHERE route LIKE '*|%'").fetchall()
+
+
+def print_learned(db: Path, stats: dict[str, Any], when: str) -> None:
+    ends = sorted(job[2] - job[1] for job in stats["jobs"].values())
+    actual = f"; the fake's jobs: 5 % point {ends[len(ends) // 20]:.1f} s" if ends else ""
+    for row in db_pooled_durations(db):
+        print(
+            f"  learned {when}: {row['route']}: first look at {row['low']:.1f} s, mean {row['mean']:.1f} s, "
+            f"from {row['samples']} jobs{actual}",
+            file=sys.stderr,
+        )
+
+
 FINAL = ("completed", "failed", "cancelled")
 
 
@@ -307,14 +325,16 @@ def report(
     errors = collections.Counter(f"{r['error_code']}: {r['error_message']}" for r in rows if r["status"] != "completed")
 
     delays, api_delays, poll_lags, finish_lags, queue_lags, totals = [], [], [], [], [], []
+    by_polls: dict[int, list[float]] = collections.defaultdict(list)
     for row in rows:
         if row["started_at"] is not None:
             queue_lags.append(row["started_at"] - row["created_at"])
         job = jobs.get(row["upstream_id"] or "")
         if row["status"] != "completed" or job is None:
             continue
-        _, _, complete_at, _, success_seen, _ = job
+        _, _, complete_at, _, success_seen, _, _ = job
         delays.append(row["completed_at"] - complete_at)
+        by_polls[job[3]].append(row["completed_at"] - complete_at)
         if row["id"] in listed[0] and listed[0][row["id"]]["completed_at"] is not None:
             api_delays.append(listed[0][row["id"]]["completed_at"] - complete_at)
         totals.append(row["completed_at"] - row["created_at"])
@@ -322,6 +342,7 @@ def report(
             poll_lags.append(success_seen - complete_at)
             finish_lags.append(row["completed_at"] - success_seen)
     polls_per_job = [job[3] for job in jobs.values()]
+    first_looks = [job[6] - job[1] for job in jobs.values() if job[6] is not None]
     videos, pages, list_seconds = listed
     measured = set(created.ids)
     api_statuses = collections.Counter(v["status"] for i, v in videos.items() if i in measured)
@@ -374,8 +395,18 @@ def report(
         f"  status polls/s         {counts['status'] / max(wall, 1e-9):8.1f}     (account poll_rate "
         f"{args.poll_rate:g}/s per account, {args.accounts} accounts)"
     )
+    if first_looks:
+        first_looks.sort()
+        at = [first_looks[min(len(first_looks) - 1, int(q * len(first_looks)))] for q in (0.0, 0.05, 0.5, 0.95)]
+        early = sum(1 for t in first_looks if t < at[2] / 2)
+        print(
+            f"  first look after create min {at[0]:.1f}  p5 {at[1]:.1f}  p50 {at[2]:.1f}  p95 {at[3]:.1f} s  "
+            f"({early} jobs before half the median: learning looks)"
+        )
     print(f"  upstream done → soragate completed_at   {quantiles(delays)}  ({len(delays)} tasks; DB)")
     print(f"    same from the API's whole seconds     {quantiles(api_delays)}")
+    for polls in sorted(by_polls):
+        print(f"    jobs polled {polls} time{'s' if polls > 1 else ' '}          {quantiles(by_polls[polls])}")
     print(f"    of which: done → first SUCCESS poll   {quantiles(poll_lags)}")
     print(f"              SUCCESS poll → completed_at {quantiles(finish_lags)}")
     print(f"  create → submitted upstream (queue)     {quantiles(queue_lags)}")
@@ -413,6 +444,7 @@ def measure(args: argparse.Namespace) -> None:
                 # A deployment that has run a while: the routes' job durations are learned.
                 warm = asyncio.run(create_tasks(url, key, args.warmup, args.create_concurrency, tag="warm-up "))
                 wait_final(db, len(warm.ids), args.timeout, None, time.monotonic())
+                print_learned(db, httpx.get(fake_url + "/_stats", timeout=60).json(), "in the warm-up")
                 httpx.post(fake_url + "/_reset", timeout=60).raise_for_status()
                 print(f"  warm-up: {len(warm.ids)} tasks done, the fake's counts reset", file=sys.stderr)
             baseline = proc_usage(soragate.pid)
@@ -431,6 +463,7 @@ def measure(args: argparse.Namespace) -> None:
             fake_usage = proc_usage(fake.pid)
             sampler.done.set()
             stats = httpx.get(fake_url + "/_stats", timeout=60).json()
+            print_learned(db, stats, "by the end")
             measured = set(created.ids)
             rows = [row for row in db_tasks(db) if row["id"] in measured]
             listed = list_all(url, key)

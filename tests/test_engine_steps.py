@@ -36,7 +36,7 @@ from soragate.store import accounts as account_store
 from soragate.store import tasks as task_store
 from soragate.store.cipher import SecretCipher
 from soragate.store.db import create_engine, migrate
-from soragate.store.durations import BOUNDS_NEEDED, BUCKET_RATIO, Duration
+from soragate.store.durations import ACCOUNT_SAMPLES, BOUNDS_NEEDED, BUCKET_RATIO, Duration
 from soragate.worker import Worker
 from soragate.worker.durations import RouteDurations
 from soragate.worker.schedule import CALLBACK_GRACE, ETA_SLACK, Schedule
@@ -385,8 +385,8 @@ def test_schedule_asks_when_the_job_should_be_done() -> None:
     assert schedule.next_poll(
         now=16, started_at=0, hint=None, options=options, deadline=1000, progress=80, expected=learned
     ) == pytest.approx(20)
-    # 1% after 1 s says only "done between 50 and 100 s": look at 53 s, ETA_SLACK past the
-    # earliest it can be done (a job done by then is noticed at most that late; one that is
+    # 1% after 1 s says only "done between 50 and 100 s": look ETA_SLACK past the
+    # earliest it can be done, at 52.75 s (a job done by then is noticed at most that late; one that is
     # not is far enough along for the percent to tell its end within a second); then at that end.
     early = dict(started_at=0, hint=None, options=options, deadline=1000, expected=None)
     assert schedule.next_poll(now=1, progress=1, **early) == pytest.approx(50 + ETA_SLACK)  # type: ignore[arg-type]
@@ -496,6 +496,31 @@ async def test_jobs_found_done_at_their_first_look_move_it_earlier(rig: Rig) -> 
     assert durations.expected(task, "b").low == told.low  # type: ignore[union-attr]
 
 
+async def test_an_account_goes_by_the_pool_until_it_has_done_enough_jobs_of_its_own(rig: Rig) -> None:
+    # Thirty jobs put an account's 5 % point anywhere from its 2nd to its 10th percentile; the
+    # same route pooled over every account knows it far better, so the account's first looks go
+    # by the pool until it has done ACCOUNT_SAMPLES jobs of its own.
+    durations = RouteDurations(rig.engine)
+    task = await rig.task()
+    polled = RelayV2Options()
+    rng = random.Random(3)
+    for _ in range(300):
+        await durations.learn(task, "pool", rng.uniform(20, 90), options=polled)
+    pooled = durations.expected(task, "pool")
+    assert pooled is not None and pooled.samples == 300
+    # An account whose few jobs happened to be slow (none under 30 s).
+    for k in range(30):
+        await durations.learn(task, "a", 30 + k, options=polled)
+    assert durations.expected(task, "a") == durations.expected(task, "b") != pooled
+    assert durations.expected(task, "a").low < 25  # type: ignore[union-attr]
+    # Once it has done enough, its own jobs tell (this one is slower than the others).
+    for k in range(ACCOUNT_SAMPLES - 30):
+        await durations.learn(task, "a", 30 + k % 60, options=polled)
+    own = durations.expected(task, "a")
+    assert own is not None and own.samples == ACCOUNT_SAMPLES and own.low >= 30 / BUCKET_RATIO
+    assert durations.expected(task, "b").low < 25  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("rig", ["sqlite", "postgres"], indirect=True)
 async def test_a_callback_during_a_look_makes_the_task_due_again_at_once(rig: Rig) -> None:
     # The upstream calls back (its job just ended) while a look at that job is out, and the look
@@ -592,7 +617,7 @@ async def test_while_nothing_is_known_only_a_few_looks_go_out(rig: Rig) -> None:
     then = [await rig.task(f"then {i}") for i in range(8)]
     await worker.run_due()  # submitted, first look at +2.5 s
     rig.clock.now = start + 2.5
-    await worker.run_due()  # all 40 due: the first 32 look (5 %), the 8 others wait for them
+    await worker.run_due()  # all due: the first BOUNDS_NEEDED look (5 %), the 8 others wait for them
     assert [(await rig.row(t.id))["progress"] for t in first] == [5] * BOUNDS_NEEDED
     polls = {job.prompt: job.polls for job in fake.jobs.values()}
     for task in then:

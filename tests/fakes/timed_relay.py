@@ -44,6 +44,7 @@ class Job:
     first_success: float | None = None
     downloaded: float | None = None
     polls: int = 0
+    first_poll: float | None = None
 
 
 @dataclass
@@ -175,6 +176,7 @@ class TimedRelay:
         if job is None or job.key != key:
             return JSONResponse({"code": "task_not_exist", "message": "task_not_exist", "data": None}, 404)
         job.polls += 1
+        job.first_poll = job.first_poll or now
         view: dict[str, Any] = {"task_id": task_id, "video_url": None, "fail_reason": ""}
         if now >= job.done_at:
             self.counts["status_success"] += 1
@@ -198,9 +200,9 @@ class TimedRelay:
     def summary(self) -> dict[str, Any]:
         return {
             "counts": dict(self.counts),
-            # id → [prompt, created, done_at, status polls, first SUCCESS answer, first download]
+            # id → [prompt, created, done_at, status polls, first SUCCESS answer, first download, first poll]
             "jobs": {
-                job_id: [j.prompt, j.created, j.done_at, j.polls, j.first_success, j.downloaded]
+                job_id: [j.prompt, j.created, j.done_at, j.polls, j.first_success, j.downloaded, j.first_poll]
                 for job_id, j in self.jobs.items()
             },
             "duplicate_prompts": sum(1 for n in self.prompts.values() if n > 1),

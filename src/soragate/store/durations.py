@@ -23,7 +23,7 @@ ALPHA = 0.2  # weight of a new bound in the running jobs' estimate (the "~|…" 
 LOW_QUANTILE = 0.05
 # A route no job has finished on yet is timed by what running jobs' progress tells: each look
 # bounds its job's duration from below. This many bounds are needed before they are trusted.
-BOUNDS_NEEDED = 32
+BOUNDS_NEEDED = 16
 # Finished jobs' times are counted in buckets 5 % wide, each count fading with this time
 # constant: the estimate follows a route that gets slower or quicker within hours, and the
 # order in which a burst's jobs end (quickest first) does not bias it, as it did a running
@@ -33,6 +33,11 @@ FADE_SECONDS = 6 * 3600.0
 # Below this many (faded) jobs a low quantile cannot be told: the first look comes at 80 % of
 # the quickest job seen.
 QUANTILE_SAMPLES = 20
+# Below this many jobs an account's own low quantile is too noisy to beat the one pooled over
+# every account (30 jobs put it anywhere from the 2nd to the 10th percentile): its first looks
+# go by the pool until then. A first look that comes early costs little (the job's progress
+# tells its end); one that comes late makes the quickest jobs wait.
+ACCOUNT_SAMPLES = 100
 # When all but the slowest jobs of a route are done: an account that calls back is looked at
 # then, should its callback not come.
 HIGH_QUANTILE = 0.95

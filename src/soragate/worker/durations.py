@@ -2,7 +2,8 @@
 
 A route is where a job runs and what it makes (account, model, size, length). Finished jobs
 teach their route's duration, and the same model, size and length on any account (one
-finished job teaches every account). Before anything has finished on a route (a fresh
+finished job teaches every account; an account goes by its own jobs once it has done
+``ACCOUNT_SAMPLES`` of them). Before anything has finished on a route (a fresh
 deployment's first burst), running jobs' progress bounds their durations from below: a few
 looks, the *scouts*, collect ``BOUNDS_NEEDED`` bounds while the other first looks wait for
 what they learn. Everything learned is kept in the database (``store.durations``) so every
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from soragate.core.account_options import AccountOptions
 from soragate.core.task import Task, TaskParams
 from soragate.store import durations as duration_store
-from soragate.store.durations import BOUNDS_NEEDED, BUCKET_RATIO, Duration
+from soragate.store.durations import ACCOUNT_SAMPLES, BOUNDS_NEEDED, BUCKET_RATIO, Duration
 
 log = logging.getLogger("soragate.worker")
 
@@ -53,11 +54,14 @@ class RouteDurations:
         self._known = await duration_store.all_durations(self.engine)
 
     def expected(self, task: Task, account: str) -> Duration | None:
-        """How long jobs of the task's route take: learned on this account, or on any account
-        for the same model, size and length while this one has no history (a new account, a
-        fresh deployment: one finished job teaches every account), or bounded by enough
-        running jobs' progress."""
-        learned = self._known.get(route_key(task, account)) or self._known.get(route_key(task, ANY_ACCOUNT))
+        """How long jobs of the task's route take: learned on this account once it has done
+        enough of them, before that on any account for the same model, size and length (a new
+        account, a fresh deployment: one finished job teaches every account), or bounded by
+        enough running jobs' progress."""
+        own = self._known.get(route_key(task, account))
+        if own is not None and own.samples >= ACCOUNT_SAMPLES:
+            return own
+        learned = self._known.get(route_key(task, ANY_ACCOUNT)) or own
         if learned is not None:
             return learned
         bounds = self._known.get(route_key(task, ESTIMATED))
