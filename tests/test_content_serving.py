@@ -15,6 +15,7 @@ import httpx
 import pytest
 from PIL import Image
 from tests.conftest import LiveServer, free_port, run_server, test_settings
+from tests.fakes.relay_v2 import RelayV2Fake
 
 
 def _live(tmp_path_factory: pytest.TempPathFactory, name: str, **overrides: Any) -> Iterator[LiveServer]:
@@ -309,3 +310,21 @@ def test_image_edit_of_a_text_file_is_400(client: httpx.Client) -> None:
     )
     error = _error(response, 400)
     assert (error["param"], error["code"]) == ("image", "invalid_image")
+
+
+def test_every_variant_of_a_burst_answers_once_completed(server: LiveServer) -> None:
+    # Videos that end together: the worker makes spritesheets right after completion only while
+    # it has room, the rest on their first request; either way a client that sees `completed`
+    # gets every variant at once.
+    fake = RelayV2Fake(key="relay-key", polls_to_finish=1)
+    with server.upstream(fake, name="relay", kind="relay_v2", secret="relay-key"):
+        sdk = server.sdk()
+        videos = [sdk.videos.create(prompt=f"a burst, video {i}", model="sora-2") for i in range(6)]
+        for video in videos:
+            assert server.wait_for(video.id)["status"] == "completed"
+        for video in videos:
+            sheet = sdk.videos.download_content(video.id, variant="spritesheet").content
+            with Image.open(io.BytesIO(sheet)) as image:
+                assert image.format == "JPEG" and image.width == 5 * 256
+            assert sdk.videos.download_content(video.id, variant="thumbnail").content[8:12] == b"WEBP"
+            assert sdk.videos.download_content(video.id).content[4:8] == b"ftyp"

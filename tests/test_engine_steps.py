@@ -27,9 +27,11 @@ from soragate.core.account_options import AccountOptions, KieOptions, RelayV2Opt
 from soragate.core.task import ErrorCode, Task, TaskKind, TaskParams, new_id
 from soragate.events import TaskEvents
 from soragate.providers.sandbox import SandboxProvider
+from soragate.result_files import MediaPool
 from soragate.routing.limits import PollGate
 from soragate.routing.router import Router, default_factory
 from soragate.settings import Settings
+from soragate.spritesheets import make_spritesheet
 from soragate.storage import storage_from_settings
 from soragate.storage.signing import UrlSigner
 from soragate.store import accounts as account_store
@@ -37,7 +39,7 @@ from soragate.store import tasks as task_store
 from soragate.store.cipher import SecretCipher
 from soragate.store.db import create_engine, migrate
 from soragate.store.durations import ACCOUNT_SAMPLES, BOUNDS_NEEDED, BUCKET_RATIO, Duration
-from soragate.worker import Worker
+from soragate.worker import Worker, runner
 from soragate.worker.durations import RouteDurations
 from soragate.worker.schedule import CALLBACK_GRACE, ETA_SLACK, Schedule
 
@@ -207,6 +209,55 @@ async def test_a_task_is_polled_when_due_and_completes(rig: Rig) -> None:
     assert row["status"] == "completed" and row["progress"] == 100
     assert {a["variant"] for a in row["assets"]} == {"video", "thumbnail", "spritesheet"}
     assert rig.fakes["only"].creates == 1
+
+
+async def test_a_burst_of_completions_leaves_spritesheets_to_their_first_request(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker makes a spritesheet right after completion only while its previews process has
+    # room: a burst does not queue a copy of each video on the scratch disk (and ~0.1 s of CPU
+    # each) for spritesheets most clients never ask for. Those are made on first request.
+    made_now: list[str] = []
+    release = asyncio.Event()
+
+    async def held(engine: AsyncEngine, storage: Any, *, task_id: str, assets: Any, pool: Any) -> bool:
+        made_now.append(task_id)
+        await release.wait()
+        return await make_spritesheet(engine, storage, task_id=task_id, assets=assets, pool=pool)
+
+    monkeypatch.setattr(runner, "make_spritesheet", held)
+    await rig.account("only")
+    rig.fakes["only"].polls_to_finish = 1
+    worker = rig.worker()
+    burst = [await rig.task(f"burst {i}") for i in range(3)]
+    await worker.run_due()  # submitted
+    rig.clock.now = max([(await rig.row(t.id))["next_check_at"] for t in burst])
+    await worker.run_due()  # all three done at this look
+    rows = [await rig.row(t.id) for t in burst]
+    assert [r["status"] for r in rows] == ["completed"] * 3
+    assert len(made_now) == 1  # the first; no room for the others
+    release.set()
+
+    async def sheet(task: Task) -> dict[str, Any]:
+        return next(a for a in (await rig.row(task.id))["assets"] if a["variant"] == "spritesheet")
+
+    (first,) = [t for t in burst if t.id in made_now]
+    async with asyncio.timeout(60):  # the previews process starts on first use
+        while not (await sheet(first))["bytes"]:
+            await asyncio.sleep(0.05)
+    await worker.stop(grace=5)
+    storage = storage_from_settings(rig.settings)
+    assert await storage.exists((await sheet(first))["path"])
+    sheets = {t.id: await sheet(t) for t in burst}
+    for task in burst:
+        if task is first:
+            continue
+        assert sheets[task.id]["bytes"] == 0 and not await storage.exists(sheets[task.id]["path"])
+        # What the API does on the first request for it.
+        stored = await task_store.get_task(rig.engine, task_id=task.id)
+        assert stored is not None
+        made = await make_spritesheet(rig.engine, storage, task_id=task.id, assets=stored.assets, pool=MediaPool(0))
+        assert made and (await sheet(task))["bytes"] > 0 and await storage.exists(sheets[task.id]["path"])
 
 
 async def test_a_create_that_keeps_failing_ends_at_the_deadline_and_spares_the_account(rig: Rig) -> None:

@@ -286,7 +286,7 @@ class Gateway:
 
     async def _made_asset(self, task: Task, variant: str) -> Asset:
         """The stored asset, made now if it is a spritesheet not made yet (the worker makes
-        it right after completion; a client may ask first)."""
+        it right after completion while it has room; a client may ask first)."""
         asset = self._asset(task, variant)
         if variant == "spritesheet" and asset.bytes == 0 and not await self.storage.exists(asset.path):
             making = self._making.get(task.id)

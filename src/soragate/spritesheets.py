@@ -1,5 +1,6 @@
-"""Spritesheets made after their task completed: by the worker right after, or by the API
-on a client's first request, whichever comes first (a task is done without one)."""
+"""Spritesheets made after their task completed: by the worker right after while its
+previews process has room, or by the API on a client's first request, whichever comes first
+(a task is done without one)."""
 
 from __future__ import annotations
 
