@@ -649,6 +649,54 @@ async def test_a_fresh_burst_learns_from_progress_and_puts_off_first_looks(rig: 
     assert (await rig.row(newer.id))["next_check_at"] == pytest.approx(rig.clock.now + 100 * 2 / 6, abs=0.01)
 
 
+async def test_a_first_look_that_came_due_before_the_bounds_were_in_is_put_off_too(rig: Rig) -> None:
+    # A task whose first look (set at the 1 s floor) came due while the scouts' looks were out,
+    # and was claimed only after their bounds were in: it is not among the looks those bounds
+    # put off (it was due), so its own step puts it off, without a status read.
+    await rig.account("a", poll_rate=1000, max_concurrency=100)
+    fake = rig.fakes["a"]
+    fake.polls_to_finish = 40  # the second status read says 5 %
+    rig.settings = rig.settings.model_copy(update={"upstream_timeout_seconds": 10.0})
+    worker = rig.worker()
+    start = rig.clock.now
+    scouts = [await rig.task(f"scout {i}") for i in range(BOUNDS_NEEDED)]
+    await worker.run_due()  # all submitted, first look at +1 s
+    rig.clock.now = start + 1
+    await worker.run_due()  # NOT_START: no progress yet, next look at +2 s
+    rig.clock.now = start + 1.5
+    meanwhile = await rig.task("due while the scouts look")
+    await worker.run_due()  # submitted, first look at +2.5 s
+    rig.clock.now = start + 2.6
+    await worker.run_due(limit=BOUNDS_NEEDED)  # the scouts only (due longest): 5 % after 2.6 s
+    assert [(await rig.row(s.id))["progress"] for s in scouts] == [5] * BOUNDS_NEEDED
+    assert (await rig.row(meanwhile.id))["next_check_at"] == pytest.approx(start + 2.5)  # due, not put off
+    await worker.run_due()
+    job = next(j for j in fake.jobs.values() if j.prompt == "due while the scouts look")
+    assert job.polls == 0
+    row = await rig.row(meanwhile.id)
+    assert row["next_check_at"] == pytest.approx(row["started_at"] + 100 * 2.6 / 6, abs=0.01)
+
+
+async def test_a_callback_is_looked_at_at_once_however_far_off_the_first_look_was(rig: Rig) -> None:
+    # A known route on an account that calls back: the first look is a safety net long after
+    # the job should be done. The upstream's callback makes the task due, and the look it asks
+    # for is not put off to that first look.
+    await rig.account("a", options={"timeout": 5, "poll_min": 1.0, "notify_hook": True})
+    fake = rig.fakes["a"]
+    worker = rig.worker()
+    task = await rig.task()
+    for _ in range(30):
+        await worker.durations.learn(task, "a", 60.0, options=RelayV2Options(notify_hook=True))
+    await worker.run_due()  # submitted
+    row = await rig.row(task.id)
+    assert row["next_check_at"] - rig.clock.now > 60 + CALLBACK_GRACE
+    rig.clock.now += 30
+    assert await task_store.poke_task(rig.engine, task_id=task.id, now=rig.clock.now)
+    await worker.run_due()
+    (job,) = fake.jobs.values()
+    assert job.polls == 1
+
+
 @pytest.mark.parametrize("rig", ["sqlite", "postgres"], indirect=True)
 async def test_while_nothing_is_known_only_a_few_looks_go_out(rig: Rig) -> None:
     # A burst on a fresh route: as many looks as are needed to learn from go out at once; the

@@ -217,6 +217,8 @@ class Task:
     started_at: float | None = None
     completed_at: float | None = None
     expires_at: float | None = None
+    # When the upstream last said (by a callback) that the task's job changed.
+    poked_at: float | None = None
 
     def asset(self, variant: str) -> Asset | None:
         return next((a for a in self.assets if a.variant == variant), None)

@@ -63,6 +63,7 @@ def task_from_mapping(m: Any) -> Task:
         expires_at=m["expires_at"],
         cost=m["cost"],
         callback_url=m["callback_url"],
+        poked_at=m.get("poked_at"),
     )
 
 

@@ -454,7 +454,10 @@ class Worker:
 
     async def _poll(self, task: Task, runtime: AccountRuntime, deadline: float) -> None:
         if task.progress or self.durations.expected(task, runtime.name) is not None:
-            await self._look(task, runtime, deadline)
+            # A first look set before the route was known, and claimed before the looks set
+            # then were put off: put off now (no status read) if its job cannot be done yet.
+            if not await self._put_off_look(task, runtime, deadline):
+                await self._look(task, runtime, deadline)
             return
         # Nothing is known yet of how long jobs of this route take (a fresh deployment's first
         # burst): a few looks find out from the jobs' progress; the others wait a moment for
@@ -668,9 +671,9 @@ class Worker:
         """A look decided before anything was known of the job's route, and waiting for a poll
         slot while the route's first bounds came in: put off to when the quickest of its jobs
         can end (the first look of a job submitted now), if the job has shown no progress and
-        that is a while away."""
+        that is a while away. Never a look the upstream asked for by calling back."""
         expected = self.durations.expected(task, runtime.name)
-        if expected is None or task.progress:
+        if expected is None or task.progress or task.poked_at is not None:
             return False
         started = task.started_at or task.created_at
         at = self.schedule.first_poll(now=started, options=runtime.account.opts, expected=expected, deadline=deadline)
