@@ -614,12 +614,9 @@ async def test_a_second_job_on_a_route_is_first_asked_when_the_first_one_was_don
     assert row["next_check_at"] - rig.clock.now == pytest.approx(took * 0.8, rel=0.01)
 
 
-@pytest.mark.parametrize("rig", ["sqlite", "postgres"], indirect=True)
-async def test_a_fresh_burst_learns_from_progress_and_puts_off_first_looks(rig: Rig) -> None:
-    # A fresh deployment's first burst: nothing has finished yet. The first looks of the first
-    # jobs report progress, which bounds their durations from below; once enough bounds are
-    # in, the looks set earlier (at the 1 s floor) move to when the quickest job can end,
-    # without asking the upstream meanwhile, and new tasks are first asked then.
+async def fresh_route_scouted(rig: Rig) -> tuple[Worker, RelayV2Fake, float, list[Task]]:
+    """A fresh route's first BOUNDS_NEEDED jobs, submitted and looked at once (no progress yet,
+    next look at +2 s; the look after says 5 %)."""
     await rig.account("a", poll_rate=1000, max_concurrency=100)
     fake = rig.fakes["a"]
     fake.polls_to_finish = 40  # the second status read says 5 %
@@ -631,6 +628,16 @@ async def test_a_fresh_burst_learns_from_progress_and_puts_off_first_looks(rig: 
     await worker.run_due()  # all submitted, first look at +1 s
     rig.clock.now = start + 1
     await worker.run_due()  # NOT_START: no progress yet, next look at +2 s
+    return worker, fake, start, scouts
+
+
+@pytest.mark.parametrize("rig", ["sqlite", "postgres"], indirect=True)
+async def test_a_fresh_burst_learns_from_progress_and_puts_off_first_looks(rig: Rig) -> None:
+    # A fresh deployment's first burst: nothing has finished yet. The first looks of the first
+    # jobs report progress, which bounds their durations from below; once enough bounds are
+    # in, the looks set earlier (at the 1 s floor) move to when the quickest job can end,
+    # without asking the upstream meanwhile, and new tasks are first asked then.
+    worker, fake, start, scouts = await fresh_route_scouted(rig)
     assert [(await rig.row(s.id))["progress"] for s in scouts] == [0] * BOUNDS_NEEDED
     rig.clock.now = start + 1.1
     late = await rig.task("submitted before anything is known")
@@ -653,16 +660,7 @@ async def test_a_first_look_that_came_due_before_the_bounds_were_in_is_put_off_t
     # A task whose first look (set at the 1 s floor) came due while the scouts' looks were out,
     # and was claimed only after their bounds were in: it is not among the looks those bounds
     # put off (it was due), so its own step puts it off, without a status read.
-    await rig.account("a", poll_rate=1000, max_concurrency=100)
-    fake = rig.fakes["a"]
-    fake.polls_to_finish = 40  # the second status read says 5 %
-    rig.settings = rig.settings.model_copy(update={"upstream_timeout_seconds": 10.0})
-    worker = rig.worker()
-    start = rig.clock.now
-    scouts = [await rig.task(f"scout {i}") for i in range(BOUNDS_NEEDED)]
-    await worker.run_due()  # all submitted, first look at +1 s
-    rig.clock.now = start + 1
-    await worker.run_due()  # NOT_START: no progress yet, next look at +2 s
+    worker, fake, start, scouts = await fresh_route_scouted(rig)
     rig.clock.now = start + 1.5
     meanwhile = await rig.task("due while the scouts look")
     await worker.run_due()  # submitted, first look at +2.5 s
