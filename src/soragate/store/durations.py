@@ -30,6 +30,12 @@ BOUNDS_NEEDED = 16
 # quantile stepped per job.
 BUCKET_RATIO = 1.05
 FADE_SECONDS = 6 * 3600.0
+# The low quantile is read this many standard errors below LOW_QUANTILE (the share of jobs
+# done by then), so that a route known from few jobs is looked at early rather than late: a
+# first look that comes early costs little (the job's progress tells its end), one that comes
+# late makes the quickest jobs wait. From 300 jobs the 5 % point alone is off by ±0.9 s for
+# jobs of 20-90 s, and first looks all come at once after a burst.
+LOW_MARGIN = 1.5
 # Below this many (faded) jobs a low quantile cannot be told: the first look comes at 80 % of
 # the quickest job seen.
 QUANTILE_SAMPLES = 20
@@ -62,7 +68,10 @@ class Duration:
         if weight + 1.0 < QUANTILE_SAMPLES:
             low = 0.8 * seconds if not self.samples else min(self.low, 0.8 * seconds)
         else:
-            low = _quantile(counts, LOW_QUANTILE)
+            n = weight + 1.0
+            low = _quantile(
+                counts, max(0.0, LOW_QUANTILE - LOW_MARGIN * math.sqrt(LOW_QUANTILE * (1 - LOW_QUANTILE) / n))
+            )
         return Duration(mean, max(0.0, min(low, mean)), self.samples + 1, counts)
 
     @property
