@@ -291,15 +291,16 @@ def list_all(url: str, key: str) -> tuple[dict[str, dict[str, Any]], int, float]
             after = page["last_id"]
 
 
+def quantile(ordered: list[float], q: float) -> float:
+    """The value a share ``q`` of ``ordered`` (sorted, not empty) is at or below."""
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
 def quantiles(values: list[float]) -> str:
     if not values:
         return "n/a"
     ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-    return f"p50 {at(0.50):6.2f}  p95 {at(0.95):6.2f}  max {ordered[-1]:6.2f} s"
+    return f"p50 {quantile(ordered, 0.50):6.2f}  p95 {quantile(ordered, 0.95):6.2f}  max {ordered[-1]:6.2f} s"
 
 
 def report(
@@ -397,10 +398,11 @@ def report(
     )
     if first_looks:
         first_looks.sort()
-        at = [first_looks[min(len(first_looks) - 1, int(q * len(first_looks)))] for q in (0.0, 0.05, 0.5, 0.95)]
-        early = sum(1 for t in first_looks if t < at[2] / 2)
+        median = quantile(first_looks, 0.5)
+        early = sum(1 for t in first_looks if t < median / 2)
         print(
-            f"  first look after create min {at[0]:.1f}  p5 {at[1]:.1f}  p50 {at[2]:.1f}  p95 {at[3]:.1f} s  "
+            f"  first look after create min {first_looks[0]:.1f}  p5 {quantile(first_looks, 0.05):.1f}  "
+            f"p50 {median:.1f}  p95 {quantile(first_looks, 0.95):.1f} s  "
             f"({early} jobs before half the median: learning looks)"
         )
     print(f"  upstream done → soragate completed_at   {quantiles(delays)}  ({len(delays)} tasks; DB)")

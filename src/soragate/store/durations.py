@@ -41,8 +41,7 @@ LOW_MARGIN = 1.5
 QUANTILE_SAMPLES = 20
 # Below this many jobs an account's own low quantile is too noisy to beat the one pooled over
 # every account (30 jobs put it anywhere from the 2nd to the 10th percentile): its first looks
-# go by the pool until then. A first look that comes early costs little (the job's progress
-# tells its end); one that comes late makes the quickest jobs wait.
+# go by the pool until then (see LOW_MARGIN for why early beats late).
 ACCOUNT_SAMPLES = 100
 # When all but the slowest jobs of a route are done: an account that calls back is looked at
 # then, should its callback not come.
@@ -68,10 +67,7 @@ class Duration:
         if weight + 1.0 < QUANTILE_SAMPLES:
             low = 0.8 * seconds if not self.samples else min(self.low, 0.8 * seconds)
         else:
-            n = weight + 1.0
-            low = _quantile(
-                counts, max(0.0, LOW_QUANTILE - LOW_MARGIN * math.sqrt(LOW_QUANTILE * (1 - LOW_QUANTILE) / n))
-            )
+            low = _quantile(counts, _low_share(weight + 1.0))
         return Duration(mean, max(0.0, min(low, mean)), self.samples + 1, counts)
 
     @property
@@ -85,6 +81,13 @@ class Duration:
     @classmethod
     def first(cls, seconds: float) -> Duration:
         return cls(0.0, 0.0, 0).observe(seconds)
+
+
+def _low_share(jobs: float) -> float:
+    """The share of a route's jobs done when its first look comes: LOW_QUANTILE less
+    LOW_MARGIN standard errors of it, for a route known from ``jobs`` (faded) jobs."""
+    error = math.sqrt(LOW_QUANTILE * (1 - LOW_QUANTILE) / jobs)
+    return max(0.0, LOW_QUANTILE - LOW_MARGIN * error)
 
 
 def bucket(seconds: float) -> int:

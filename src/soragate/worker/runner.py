@@ -454,8 +454,8 @@ class Worker:
 
     async def _poll(self, task: Task, runtime: AccountRuntime, deadline: float) -> None:
         if task.progress or self.durations.expected(task, runtime.name) is not None:
-            # A first look set before the route was known, and claimed before the looks set
-            # then were put off: put off now (no status read) if its job cannot be done yet.
+            # A first look set before the route was known that the bounds did not put off (it
+            # was due or held then) is put off by its own step, without a status read.
             if not await self._put_off_look(task, runtime, deadline):
                 await self._look(task, runtime, deadline)
             return
@@ -668,10 +668,10 @@ class Worker:
             await self._ended(task.id)
 
     async def _put_off_look(self, task: Task, runtime: AccountRuntime, deadline: float) -> bool:
-        """A look decided before anything was known of the job's route, and waiting for a poll
-        slot while the route's first bounds came in: put off to when the quickest of its jobs
-        can end (the first look of a job submitted now), if the job has shown no progress and
-        that is a while away. Never a look the upstream asked for by calling back."""
+        """A look decided before anything was known of the job's route (claimed, or waiting
+        for a poll slot, while the route's first bounds came in): put off to when the quickest
+        of its jobs can end (the first look of a job submitted now), if the job has shown no
+        progress and that is a while away. Never a look the upstream asked for by calling back."""
         expected = self.durations.expected(task, runtime.name)
         if expected is None or task.progress or task.poked_at is not None:
             return False
