@@ -17,9 +17,12 @@ $(STAMP): $(BIN)/python pyproject.toml
 run: $(STAMP)
 	$(BIN)/soragate serve
 
+# Test processes (pytest-xdist): most tests wait on servers, fakes and browsers, so 4 keep 2 cores busy.
+TEST_WORKERS ?= 4
+
 ## Install test needs and run the whole suite.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -101,6 +101,36 @@ def _fresh_database(url: str) -> str:
     return url.rsplit("/", 1)[0] + "/" + name
 
 
+def _worker_database() -> None:
+    """Under pytest-xdist, point SORAGATE_TEST_POSTGRES_URL at a database of this worker's own
+    (``<name>_gw0``, …, made once): the Postgres tests reset the schema of the database they
+    are given, which must not pull it from under a test in another worker. Runs before the
+    test modules read the variable."""
+    url, worker = os.environ.get("SORAGATE_TEST_POSTGRES_URL"), os.environ.get("PYTEST_XDIST_WORKER")
+    if not url or not worker:
+        return
+    import asyncpg
+
+    from soragate.events.pg import asyncpg_dsn
+
+    base, _, name = url.rpartition("/")
+    name = f"{name}_{worker}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    _in_thread(create)
+    os.environ["SORAGATE_TEST_POSTGRES_URL"] = f"{base}/{name}"
+
+
+_worker_database()
+
+
 def _suite_backends(overrides: dict[str, Any]) -> dict[str, Any]:
     global _suite_s3
     values: dict[str, Any] = {}
