@@ -1,5 +1,6 @@
 """SQLite has one writer: a request's write (a create) goes before the worker's queued writes,
-so it waits for the write in progress at most, however many the worker has queued."""
+so it waits for the write in progress and at most one of the worker's, however many the worker
+has queued; and a flood of creates still lets a worker write through every few."""
 
 from __future__ import annotations
 
@@ -80,3 +81,25 @@ async def test_a_writer_cancelled_as_its_turn_comes_passes_the_lock_on() -> None
         await unlucky
 
     await asyncio.wait_for(after, timeout=5)  # and passes it on
+
+
+async def test_a_flood_of_request_writes_lets_a_worker_write_through_every_few(engine: AsyncEngine) -> None:
+    # Without it the worker could send nothing upstream for as long as creates keep coming.
+    run = _WriteTurns.URGENT_RUN
+    release = asyncio.Event()
+    background = background_context()
+    held = asyncio.create_task(_write(engine, "create-0", release))
+    await asyncio.sleep(0.05)
+    queued = [asyncio.create_task(_write(engine, f"worker-{i}"), context=background) for i in range(1, 4)]
+    await asyncio.sleep(0.05)
+    creates = [asyncio.create_task(_write(engine, f"create-{i}")) for i in range(1, 2 * run + 3)]
+    await asyncio.sleep(0.05)
+    release.set()
+    await asyncio.gather(held, *queued, *creates)
+
+    order = await _order(engine)
+    # After the write in progress, a worker write every `run` creates.
+    expected = ["create-0", *(f"create-{i}" for i in range(1, run + 1)), "worker-1"]
+    expected += [*(f"create-{i}" for i in range(run + 1, 2 * run + 1)), "worker-2"]
+    expected += ["create-" + str(2 * run + 1), "create-" + str(2 * run + 2), "worker-3"]
+    assert order == expected

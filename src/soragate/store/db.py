@@ -34,13 +34,18 @@ class _WriteTurns:
     loop, instead of each holding a pooled connection while SQLite's busy handler sleeps
     (which under load runs out of connections and ends in "database is locked"). Writes made
     for a caller waiting on an answer (a create, a cancel) go before queued background writes
-    (the worker's step outcomes), so a create never waits behind more than the write in
-    progress, however busy the worker is."""
+    (the worker's step outcomes), so a create waits behind the write in progress and at most
+    one background write, however busy the worker is. Background writes are not starved by a
+    flood of creates: after ``URGENT_RUN`` urgent turns in a row, a waiting one goes next (with
+    no such turn, the worker could send no task upstream until the flood ended)."""
+
+    URGENT_RUN = 16
 
     def __init__(self) -> None:
         self._held = False
         self._urgent: deque[asyncio.Future[None]] = deque()
         self._background: deque[asyncio.Future[None]] = deque()
+        self._urgent_run = 0  # urgent turns handed on in a row while background writes waited
 
     async def acquire(self, *, background: bool) -> None:
         if not self._held and not self._urgent and not self._background:
@@ -59,13 +64,19 @@ class _WriteTurns:
             raise
 
     def release(self) -> None:
-        for queue in (self._urgent, self._background):
+        order = (self._urgent, self._background)
+        if self._urgent_run >= self.URGENT_RUN:
+            order = (self._background, self._urgent)
+        for queue in order:
             while queue:
                 turn = queue.popleft()
                 if not turn.done():
                     turn.set_result(None)  # the lock passes straight to the next writer
+                    urgent_again = queue is self._urgent and bool(self._background)
+                    self._urgent_run = self._urgent_run + 1 if urgent_again else 0
                     return
         self._held = False
+        self._urgent_run = 0
 
 
 _TURNS: weakref.WeakKeyDictionary[Any, _WriteTurns] = weakref.WeakKeyDictionary()
