@@ -75,6 +75,7 @@ class Callbacks:
             return
         event = event_name(task)
         renderer = self.renderers.get(task.dialect)
+        queued = False
         if task.callback_url and renderer is not None:
             await delivery_store.enqueue(
                 self.engine,
@@ -84,6 +85,7 @@ class Callbacks:
                 payload=renderer(task),
                 endpoint_id=None,
             )
+            queued = True
         endpoints = await delivery_store.list_endpoints(self.engine, cipher=self.cipher, enabled_only=True)
         wanted = [e for e in endpoints if event in e.events or "*" in e.events]
         if wanted:
@@ -97,7 +99,10 @@ class Callbacks:
                     payload=payload,
                     endpoint_id=endpoint.id,
                 )
-        self._wake.set()
+            queued = True
+        if queued:
+            # The delivery loop claims at once (a write); with nothing queued it need not run.
+            self._wake.set()
 
     async def start(self) -> None:
         self._loop = asyncio.create_task(self._run(), name="soragate-callbacks", context=background_context())
