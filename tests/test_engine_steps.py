@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.cluster import reset_postgres
 from tests.conftest import test_settings
@@ -572,6 +573,33 @@ async def test_jobs_found_done_at_their_first_look_move_it_earlier(rig: Rig) -> 
     for _ in range(40):
         await durations.learn(task, "b", told.low + 0.3, options=calls_back)
     assert durations.expected(task, "b").low == told.low  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("rig", ["sqlite", "postgres"], indirect=True)
+async def test_a_burst_of_finished_jobs_is_learned_in_a_few_writes_as_if_one_by_one(rig: Rig) -> None:
+    task = await rig.task()
+    told = RelayV2Options(notify_hook=True)  # every job counted as seen
+    rng = random.Random(5)
+    times = [rng.uniform(20, 90) for _ in range(100)]
+    one_by_one = RouteDurations(rig.engine)
+    for seconds in times:
+        await one_by_one.learn(task, "a", seconds, options=told)
+    commits: list[int] = []
+    event.listen(rig.engine.sync_engine, "commit", lambda _conn: commits.append(1))
+    burst = RouteDurations(rig.engine)
+    await burst.reload()
+    await asyncio.gather(*(burst.learn(task, "b", seconds, options=told) for seconds in times))
+    # Each returned once its job was written: every process reads the same from the database.
+    other = RouteDurations(rig.engine)
+    await other.reload()
+    for durations in (burst, other):
+        learned = durations.expected(task, "b")
+        expected = one_by_one.expected(task, "a")
+        assert learned is not None and expected is not None
+        # (Fades between writes a few ms apart differ in the last digits.)
+        assert learned.samples == 100 and learned.low == expected.low
+        assert learned.mean == pytest.approx(expected.mean)
+    assert len(commits) <= 3  # not one per job (the first takes one job, the rest the others)
 
 
 async def test_an_account_goes_by_the_pool_until_it_has_done_enough_jobs_of_its_own(rig: Rig) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,12 +111,17 @@ async def all_durations(engine: AsyncEngine) -> dict[str, Duration]:
     return {r.route: _from_row(r) for r in rows}
 
 
-async def observe_many(engine: AsyncEngine, *, routes: tuple[str, ...], seconds: float) -> dict[str, Duration]:
-    """Fold one job's duration into the estimates of ``routes``, in one transaction."""
+async def observe_many(engine: AsyncEngine, lessons: Sequence[tuple[Sequence[str], float]]) -> dict[str, Duration]:
+    """Fold finished jobs' durations (each: the routes it teaches, seconds) into those routes'
+    estimates, in one transaction that reads and writes each route once."""
+    by_route: dict[str, list[float]] = {}
+    for routes, seconds in lessons:
+        for route in routes:
+            by_route.setdefault(route, []).append(seconds)
     learned: dict[str, Duration] = {}
     async with writing(engine) as conn:
-        for route in routes:
-            learned[route] = await _observe(conn, route, seconds)
+        for route, times in by_route.items():
+            learned[route] = await _observe(conn, route, times)
     return learned
 
 
@@ -147,14 +152,17 @@ async def observe_bound(engine: AsyncEngine, *, route: str, seconds: float) -> D
     return Duration(row.mean, row.low, row.samples)
 
 
-async def _observe(conn: Any, route: str, seconds: float) -> Duration:
+async def _observe(conn: Any, route: str, times: list[float]) -> Duration:
     row = (await conn.execute(select(job_durations).where(job_durations.c.route == route))).first()
     now = time.time()
+    learned = (
+        Duration.first(times[0]) if row is None else _from_row(row).observe(times[0], faded_for=now - row.updated_at)
+    )
+    for seconds in times[1:]:
+        learned = learned.observe(seconds)
     if row is None:
-        learned = Duration.first(seconds)
         await conn.execute(insert(job_durations).values(route=route, updated_at=now, **_values(learned)))
     else:
-        learned = _from_row(row).observe(seconds, faded_for=now - row.updated_at)
         await conn.execute(
             update(job_durations).where(job_durations.c.route == route).values(updated_at=now, **_values(learned))
         )

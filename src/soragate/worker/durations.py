@@ -17,6 +17,7 @@ import collections
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -41,6 +42,12 @@ def params_route(p: TaskParams, account: str) -> str:
     return f"{account}|{p.model}|{p.size}|{p.seconds or 0:g}"
 
 
+@dataclass
+class _Lessons:
+    taught: list[tuple[tuple[str, ...], float]]  # each finished job: the routes it teaches, seconds
+    written: asyncio.Future[None]
+
+
 class RouteDurations:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -48,6 +55,9 @@ class RouteDurations:
         # Looks in flight at jobs of routes nothing is known of yet, per route.
         self._scouts: collections.Counter[str] = collections.Counter()
         self._scouting = asyncio.Condition()  # notified when one of those looks ends
+        # Finished jobs not yet written, and the write in progress: see ``learn``.
+        self._lessons: _Lessons | None = None
+        self._writer: asyncio.Task[None] | None = None
 
     async def reload(self) -> None:
         """Read what every process has learned (at start, and with each heartbeat)."""
@@ -79,11 +89,32 @@ class RouteDurations:
             # as seen, the first look could only ever move later).
             seconds /= BUCKET_RATIO
         keys = (route_key(task, account), route_key(task, ANY_ACCOUNT))
-        try:
-            self._remember(await duration_store.observe_many(self.engine, routes=keys, seconds=seconds))
-        except Exception:
-            # Two processes learning a new route at once: one sample lost, nothing more.
-            log.debug("learning the duration of %s failed", keys[0], exc_info=True)
+        # Written in batches: the jobs that end while one batch is being written go in the
+        # next, in one transaction (a burst of completions is not a write each). Returns once
+        # this job's batch is written.
+        if self._lessons is None:
+            self._lessons = _Lessons([], asyncio.get_running_loop().create_future())
+        lessons = self._lessons
+        lessons.taught.append((keys, seconds))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_lessons(), name="soragate-durations")
+        await asyncio.shield(lessons.written)
+
+    async def settle(self) -> None:
+        """Wait until what finished jobs taught is written (a stopping worker)."""
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+
+    async def _write_lessons(self) -> None:
+        while self._lessons is not None:
+            lessons, self._lessons = self._lessons, None
+            try:
+                self._remember(await duration_store.observe_many(self.engine, lessons.taught))
+            except Exception:
+                # Two processes learning a new route at once: one batch lost, nothing more.
+                log.debug("learning the durations of %d jobs failed", len(lessons.taught), exc_info=True)
+            finally:
+                lessons.written.set_result(None)
 
     async def bound(self, task: Task, account: str, *, elapsed: float, progress: int) -> Duration | None:
         """While no job of the task's model, size and length has finished, the progress of a

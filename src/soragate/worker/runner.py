@@ -146,6 +146,7 @@ class Worker:
             for step in pending:
                 step.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self.durations.settle()
         # Hand the tasks back at once instead of making another worker wait out the leases.
         await task_store.release_leases(self.engine, worker_id=self.id, task_ids=list(self._steps))
         await worker_store.remove(self.engine, worker_id=self.id)
