@@ -18,6 +18,7 @@ from soragate.media import (
     make_thumbnail,
     probe_image,
     probe_video,
+    probe_with_thumbnail,
 )
 from soragate.render import (
     render_cache_key,
@@ -183,6 +184,22 @@ def test_render_cache_key() -> None:
     assert base != render_cache_key(prompt="p", seconds=4, ref="abc", shots=[(1.0, "a")])
     with pytest.raises(TypeError):
         render_cache_key(obj=object())
+
+
+def test_a_result_is_probed_and_thumbnailed_in_one_pass_as_by_the_two_apart(hd_video: Path, tmp_path: Path) -> None:
+    apart, together = tmp_path / "apart.webp", tmp_path / "together.webp"
+    make_thumbnail(hd_video, apart)
+    assert probe_with_thumbnail(hd_video, together) == probe_video(hd_video)
+    assert together.read_bytes() == apart.read_bytes()
+
+
+def test_a_video_cut_short_is_not_a_playable_result(hd_video: Path, tmp_path: Path) -> None:
+    # Its first frame decodes (a probe alone passes it); the middle one, the thumbnail, does not.
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(hd_video.read_bytes()[: hd_video.stat().st_size * 3 // 10])
+    assert probe_video(cut).width == 1280
+    with pytest.raises(BadResult, match="not a playable video"):
+        stage_video("tasks/t1", {"video": cut}, tmp_path)
 
 
 async def test_result_checks_run_in_other_processes_and_survive_one_dying(hd_video: Path, tmp_path: Path) -> None:

@@ -137,9 +137,30 @@ def make_thumbnail(video_path: Path, out_path: Path, *, fmt: str = "WEBP") -> No
     if fmt.upper() not in Image.SAVE:
         raise ValueError(f"unsupported image format {fmt!r}")
     (img,) = _grab_frames(video_path, 1)
+    _save_thumbnail(img, out_path, fmt)
+
+
+def probe_with_thumbnail(video_path: Path, out_path: Path) -> VideoInfo:
+    """``probe_video`` and ``make_thumbnail`` (WebP) in one opening and one decode run of the
+    file: what a finished result costs. MediaError unless the middle frame decodes."""
+    with _open_video(video_path) as (container, stream):
+        duration = _duration(container, stream)
+        (frame,) = _frames_at(container, stream, [duration / 2])
+        info = _info(stream, frame, duration)
+        img = frame.to_image()
+    _save_thumbnail(img, out_path, "WEBP")
+    return info
+
+
+def _save_thumbnail(img: Image.Image, out_path: Path, fmt: str) -> None:
     with atomic_path(out_path) as tmp:
         # WebP's fastest method: a sixth of the default's CPU for a 720p frame, a little larger.
         img.save(tmp, format=fmt.upper(), quality=85, method=0)
+
+
+def _info(stream: VideoStream, frame: av.VideoFrame, duration: float) -> VideoInfo:
+    rate = stream.average_rate or stream.guessed_rate
+    return VideoInfo(stream.codec_context.name, frame.width, frame.height, duration, float(rate or 0))
 
 
 def make_spritesheet(
@@ -165,9 +186,7 @@ def probe_video(path_or_bytes: Path | bytes) -> VideoInfo:
             raise MediaError(f"cannot decode video: {exc}") from exc
         if first is None:
             raise MediaError("video has no decodable frames")
-        rate = stream.average_rate or stream.guessed_rate
-        duration = _duration(container, stream)
-        return VideoInfo(stream.codec_context.name, first.width, first.height, duration, float(rate or 0))
+        return _info(stream, first, _duration(container, stream))
 
 
 def open_image(data: bytes) -> Image.Image:

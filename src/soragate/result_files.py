@@ -42,13 +42,11 @@ def stage_video(task_dir: str, files: dict[str, Path], scratch: Path) -> Staged:
     video = files.get("video")
     if video is None:
         raise BadResult("The upstream reported success but returned no video.")
+    thumb = files.get("thumbnail") or scratch / "made-thumbnail.webp"
     try:
-        info = media.probe_video(video)
+        info = media.probe_video(video) if "thumbnail" in files else media.probe_with_thumbnail(video, thumb)
     except media.MediaError as exc:
         raise BadResult(f"The upstream's result is not a playable video ({exc}).") from None
-    thumb = files.get("thumbnail") or scratch / "made-thumbnail.webp"
-    if "thumbnail" not in files:
-        media.make_thumbnail(video, thumb)
     sprites = files.get("spritesheet")
     size, duration = video.stat().st_size, round(info.duration, 3)
     return [
