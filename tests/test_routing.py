@@ -4,15 +4,17 @@ client, and loopback fakes as upstreams."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import av
 import pytest
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, free_port, run_server, test_settings
 from tests.fakes.relay_v2 import RelayV2Fake
 from tests.fakes.server import serve
 
@@ -142,6 +144,31 @@ def test_max_concurrency_is_never_exceeded(gateway: LiveServer, relay: tuple[Rel
     assert all(gateway.wait_for(i, timeout=60)["status"] == "completed" for i in ids)
     assert fake.creates == 12
     assert fake.max_running <= 3
+
+
+def test_a_task_waiting_for_a_full_account_goes_as_soon_as_its_job_slot_frees(
+    tmp_path: Path, relay: tuple[RelayV2Fake, str]
+) -> None:
+    # Not at the worker's next claim round (30 s here): the job that ends wakes it.
+    fake, url = relay
+    fake.polls_to_finish = 1
+    settings = test_settings(tmp_path / "data", port=free_port(), claim_interval=30)
+    with contextlib.contextmanager(run_server)(settings) as gateway:
+        add_account(
+            gateway,
+            name="relay-a",
+            kind="relay_v2",
+            base_url=url,
+            secret=SECRET,
+            models={"sora-2": ""},
+            max_concurrency=1,
+        )
+        with gateway.client() as client:
+            ids = [client.post("/v1/videos", json={"prompt": f"w{i}", "seconds": "4"}).json()["id"] for i in range(3)]
+        started = time.monotonic()
+        assert all(gateway.wait_for(i, timeout=60)["status"] == "completed" for i in ids)
+        assert time.monotonic() - started < 15
+    assert fake.creates == 3 and fake.max_running == 1
 
 
 def test_polling_is_shared_and_capped_per_account(gateway: LiveServer) -> None:

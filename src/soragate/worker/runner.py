@@ -114,6 +114,7 @@ class Worker:
         # Due times this process wrote: a hint for when to claim next, not state.
         self._due_hints: list[float] = []
         self._claimed_at = 0.0
+        self._sleep: asyncio.Timeout | None = None  # the claim loop's wait, while it waits
         self._room, self._room_counted_at = 0, float("-inf")
         # Learned job durations per route, reloaded with the heartbeat (every process writes them).
         self.durations = RouteDurations(engine)
@@ -215,11 +216,13 @@ class Worker:
             wait = max(0.01, min(wait, self._due_hints[0] - now))
         self.events.new_task.clear()
         try:
-            async with asyncio.timeout(wait):
+            async with asyncio.timeout(wait) as self._sleep:
                 await self.events.new_task.wait()
             await asyncio.sleep(0.02)  # let a burst of wake-ups make one claim
         except TimeoutError:
             pass
+        finally:
+            self._sleep = None
 
     async def _submit_room(self, room: int) -> int:
         """How many queued tasks are worth claiming: the free job slots of the accounts that
@@ -287,8 +290,10 @@ class Worker:
             log.exception("task %s crashed in the worker", task.id)
             await self._fail(task, TaskError(ErrorCode.UPSTREAM_ERROR, "Internal error while processing the task."))
         finally:
+            full = len(self._steps) >= self.settings.worker_concurrency
             self._steps.pop(task.id, None)
-            self.events.new_task.set()  # a slot may have freed up
+            if full:
+                self.events.new_task.set()  # the claim loop waits for a free step slot
 
     async def _bounded(self, call: Awaitable[T], *, kind: str, seconds: float, creating: bool = False) -> T:
         """One upstream call, over in ``seconds`` whatever the upstream does (a trickling body
@@ -709,8 +714,18 @@ class Worker:
             self._due_hints = heapq.nsmallest(1_000, self._due_hints)
         if at <= self.clock() + 0.01:
             self.events.new_task.set()
+        elif self._sleep is not None and not self._sleep.expired():
+            # Due before the claim loop means to wake: it wakes then instead.
+            when = asyncio.get_running_loop().time() + at - self.clock()
+            planned = self._sleep.when()
+            if planned is None or when < planned:
+                self._sleep.reschedule(when)
 
     async def _ended(self, task_id: str) -> None:
+        # Its account has a free job slot now: a queued task may go, counted afresh. (A step
+        # that only set its task's next look frees nothing, and that time is a hint.)
+        self._room_counted_at = float("-inf")
+        self.events.new_task.set()
         if self.on_final is None:
             return
         try:
