@@ -29,7 +29,7 @@ from soragate.core.account_options import AccountOptions, KieOptions, RelayV2Opt
 from soragate.core.task import ErrorCode, Task, TaskKind, TaskParams, new_id
 from soragate.events import TaskEvents
 from soragate.providers.sandbox import SandboxProvider
-from soragate.result_files import MediaPool
+from soragate.result_files import MediaPool, stage_video
 from soragate.routing.limits import PollGate
 from soragate.routing.router import Router, default_factory
 from soragate.settings import Settings
@@ -49,6 +49,7 @@ from soragate.store.durations import (
     Duration,
 )
 from soragate.worker import Worker, runner
+from soragate.worker import results as worker_results
 from soragate.worker.durations import RouteDurations
 from soragate.worker.schedule import CALLBACK_GRACE, ETA_SLACK, Schedule
 
@@ -218,6 +219,40 @@ async def test_a_task_is_polled_when_due_and_completes(rig: Rig) -> None:
     assert row["status"] == "completed" and row["progress"] == 100
     assert {a["variant"] for a in row["assets"]} == {"video", "thumbnail", "spritesheet"}
     assert rig.fakes["only"].creates == 1
+
+
+async def test_no_spritesheet_is_made_at_completion_while_other_results_wait_for_their_check(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A spritesheet costs several times a result's check: while checks queue (a burst of
+    # completions on a busy machine), the CPU goes to the tasks still held back.
+    made_now: list[str] = []
+
+    async def noted(engine: AsyncEngine, storage: Any, *, task_id: str, assets: Any, pool: Any) -> bool:
+        made_now.append(task_id)
+        return True
+
+    def slow_check(*args: Any) -> Any:
+        time.sleep(0.3)  # a 720p clip's check on a busy machine
+        return stage_video(*args)
+
+    monkeypatch.setattr(runner, "make_spritesheet", noted)
+    monkeypatch.setattr(worker_results, "stage_video", slow_check)
+    rig.settings = rig.settings.model_copy(update={"media_workers": 0})  # one check at a time, in a thread
+    await rig.account("only")
+    rig.fakes["only"].polls_to_finish = 1
+    worker = rig.worker()
+    burst = [await rig.task(f"burst {i}") for i in range(3)]
+    await worker.run_due()  # submitted
+    rig.clock.now = max([(await rig.row(t.id))["next_check_at"] for t in burst])
+    try:
+        await worker.run_due()  # all three done at this look, checked one after another
+    finally:
+        await worker.stop(grace=5)
+    rows = {t.id: await rig.row(t.id) for t in burst}
+    assert [r["status"] for r in rows.values()] == ["completed"] * 3
+    # Only the last, with no other result waiting for the checking process.
+    assert made_now == [max(rows, key=lambda task_id: rows[task_id]["completed_at"])]
 
 
 async def test_a_burst_of_completions_leaves_spritesheets_to_their_first_request(

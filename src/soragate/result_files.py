@@ -103,6 +103,11 @@ class MediaPool:
         self._pool: ProcessPoolExecutor | None = None
         self._slots = asyncio.Semaphore(max(1, processes))  # waiting here, not in the pool's queue
 
+    @property
+    def busy(self) -> bool:
+        """Whether every slot is taken and calls wait for one."""
+        return self._slots.locked()
+
     async def run(self, fn: Any, *args: Any) -> Any:
         async with self._slots:
             started = time.perf_counter()

@@ -624,10 +624,15 @@ class Worker:
         await self.durations.learn(
             task, runtime.name, noticed - (task.started_at or task.created_at), options=runtime.account.opts
         )
-        if spritesheet_pending(assets) and len(self._background) < max(1, self.previews.processes):
-            # Made now while the previews process has room; otherwise on the first request for
-            # it: a burst of completions does not queue a copy of each video (nor ~0.1 s of CPU
-            # each) for spritesheets most clients never ask for.
+        if (
+            spritesheet_pending(assets)
+            and not self.media.busy
+            and len(self._background) < max(1, self.previews.processes)
+        ):
+            # Made now while the previews process has room and no result waits for its check;
+            # otherwise on the first request for it: a burst of completions does not queue a
+            # copy of each video (nor ~0.1 s of CPU each, taken from the checks that hold tasks
+            # back) for spritesheets most clients never ask for.
             job = asyncio.create_task(
                 make_spritesheet(self.engine, self.storage, task_id=task.id, assets=assets, pool=self.previews),
                 name=f"spritesheet-{task.id}",
