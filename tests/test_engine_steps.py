@@ -221,6 +221,17 @@ async def test_a_task_is_polled_when_due_and_completes(rig: Rig) -> None:
     assert rig.fakes["only"].creates == 1
 
 
+async def submitted_to_end_together(rig: Rig) -> tuple[Worker, list[Task]]:
+    """Three tasks submitted to one account, and the clock at the look that finds all three done."""
+    await rig.account("only")
+    rig.fakes["only"].polls_to_finish = 1
+    worker = rig.worker()
+    burst = [await rig.task(f"burst {i}") for i in range(3)]
+    await worker.run_due()  # submitted
+    rig.clock.now = max([(await rig.row(t.id))["next_check_at"] for t in burst])
+    return worker, burst
+
+
 async def test_no_spritesheet_is_made_at_completion_while_other_results_wait_for_their_check(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -239,12 +250,7 @@ async def test_no_spritesheet_is_made_at_completion_while_other_results_wait_for
     monkeypatch.setattr(runner, "make_spritesheet", noted)
     monkeypatch.setattr(worker_results, "stage_video", slow_check)
     rig.settings = rig.settings.model_copy(update={"media_workers": 0})  # one check at a time, in a thread
-    await rig.account("only")
-    rig.fakes["only"].polls_to_finish = 1
-    worker = rig.worker()
-    burst = [await rig.task(f"burst {i}") for i in range(3)]
-    await worker.run_due()  # submitted
-    rig.clock.now = max([(await rig.row(t.id))["next_check_at"] for t in burst])
+    worker, burst = await submitted_to_end_together(rig)
     try:
         await worker.run_due()  # all three done at this look, checked one after another
     finally:
@@ -270,12 +276,7 @@ async def test_a_burst_of_completions_leaves_spritesheets_to_their_first_request
         return await make_spritesheet(engine, storage, task_id=task_id, assets=assets, pool=pool)
 
     monkeypatch.setattr(runner, "make_spritesheet", held)
-    await rig.account("only")
-    rig.fakes["only"].polls_to_finish = 1
-    worker = rig.worker()
-    burst = [await rig.task(f"burst {i}") for i in range(3)]
-    await worker.run_due()  # submitted
-    rig.clock.now = max([(await rig.row(t.id))["next_check_at"] for t in burst])
+    worker, burst = await submitted_to_end_together(rig)
     await worker.run_due()  # all three done at this look
     rows = [await rig.row(t.id) for t in burst]
     assert [r["status"] for r in rows] == ["completed"] * 3
