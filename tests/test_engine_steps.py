@@ -221,6 +221,21 @@ async def test_a_task_is_polled_when_due_and_completes(rig: Rig) -> None:
     assert rig.fakes["only"].creates == 1
 
 
+async def test_a_due_time_set_while_the_claim_loop_wakes_is_taken_in_any_of_its_states(rig: Rig) -> None:
+    # A step sets its task's next look at any moment: while the claim loop waits (its wake-up
+    # moves earlier), and while it lets a burst of wake-ups settle (it claims next anyway).
+    worker = rig.worker()
+    assert worker.settings.claim_interval >= 0.1
+    idle = asyncio.create_task(worker._idle())
+    await asyncio.sleep(0.01)
+    worker._hint(rig.clock() + 0.08)  # sooner than the claim round
+    worker.events.new_task.set()
+    await asyncio.sleep(0.005)
+    worker._hint(rig.clock() + 0.02)  # sooner still
+    await asyncio.wait_for(idle, timeout=5)
+    assert sorted(worker._due_hints) == [rig.clock() + 0.02, rig.clock() + 0.08]
+
+
 async def submitted_to_end_together(rig: Rig) -> tuple[Worker, list[Task]]:
     """Three tasks submitted to one account, and the clock at the look that finds all three done."""
     await rig.account("only")

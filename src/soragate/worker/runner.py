@@ -218,11 +218,11 @@ class Worker:
         try:
             async with asyncio.timeout(wait) as self._sleep:
                 await self.events.new_task.wait()
-            await asyncio.sleep(0.02)  # let a burst of wake-ups make one claim
         except TimeoutError:
-            pass
+            return
         finally:
-            self._sleep = None
+            self._sleep = None  # (a finished Timeout cannot be moved)
+        await asyncio.sleep(0.02)  # let a burst of wake-ups make one claim
 
     async def _submit_room(self, room: int) -> int:
         """How many queued tasks are worth claiming: the free job slots of the accounts that
