@@ -59,6 +59,12 @@ def add_account(server: LiveServer, **fields: Any) -> dict[str, Any]:
     return response.json()  # type: ignore[no-any-return]
 
 
+def add_relay(server: LiveServer, url: str, *, name: str = "relay-a", **fields: Any) -> dict[str, Any]:
+    """A relay_v2 account at ``url`` that serves sora-2 with this file's key."""
+    relay = {"name": name, "kind": "relay_v2", "base_url": url, "secret": SECRET, "models": {"sora-2": ""}}
+    return add_account(server, **relay, **fields)
+
+
 def provider_of(server: LiveServer, video_id: str) -> str:
     return server.task(video_id).provider or ""
 
@@ -67,7 +73,7 @@ def test_sdk_video_routes_to_relay_and_survives_upstream_deletion(
     gateway: LiveServer, relay: tuple[RelayV2Fake, str]
 ) -> None:
     fake, url = relay
-    add_account(gateway, name="relay-a", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""})
+    add_relay(gateway, url)
     sdk = gateway.sdk()
     video = sdk.videos.create_and_poll(prompt="a fox via the relay", seconds="10", size="1280x720")
     assert video.status == "completed", video.error
@@ -82,7 +88,7 @@ def test_sdk_video_routes_to_relay_and_survives_upstream_deletion(
 
 def test_unserved_model_is_refused_at_once_naming_it(gateway: LiveServer, relay: tuple[RelayV2Fake, str]) -> None:
     _, url = relay
-    add_account(gateway, name="relay-a", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""})
+    add_relay(gateway, url)
     with gateway.client() as client:
         response = client.post("/v1/videos", json={"prompt": "pro please", "model": "sora-2-pro"})
     assert response.status_code == 503
@@ -95,9 +101,7 @@ def test_account_answering_401_leaves_rotation_and_tasks_go_elsewhere(
 ) -> None:
     fake, url = relay
     fake.key = "the-upstream-revoked-our-key"
-    add_account(
-        gateway, name="relay-bad", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""}, priority=1
-    )
+    add_relay(gateway, url, name="relay-bad", priority=1)
     add_account(gateway, name="backup", kind="sandbox", models={"sora-2": ""}, priority=2)
     sdk = gateway.sdk()
     videos = [sdk.videos.create(prompt=f"clip {i}", seconds="4") for i in range(3)]
@@ -136,9 +140,7 @@ def test_weights_split_400_tasks_three_to_one(gateway: LiveServer) -> None:
 def test_max_concurrency_is_never_exceeded(gateway: LiveServer, relay: tuple[RelayV2Fake, str]) -> None:
     fake, url = relay
     fake.polls_to_finish = 3
-    add_account(
-        gateway, name="relay-a", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""}, max_concurrency=3
-    )
+    add_relay(gateway, url, max_concurrency=3)
     with gateway.client() as client:
         ids = [client.post("/v1/videos", json={"prompt": f"c{i}", "seconds": "4"}).json()["id"] for i in range(12)]
     assert all(gateway.wait_for(i, timeout=60)["status"] == "completed" for i in ids)
@@ -154,15 +156,7 @@ def test_a_task_waiting_for_a_full_account_goes_as_soon_as_its_job_slot_frees(
     fake.polls_to_finish = 1
     settings = test_settings(tmp_path / "data", port=free_port(), claim_interval=30)
     with contextlib.contextmanager(run_server)(settings) as gateway:
-        add_account(
-            gateway,
-            name="relay-a",
-            kind="relay_v2",
-            base_url=url,
-            secret=SECRET,
-            models={"sora-2": ""},
-            max_concurrency=1,
-        )
+        add_relay(gateway, url, max_concurrency=1)
         with gateway.client() as client:
             ids = [client.post("/v1/videos", json={"prompt": f"w{i}", "seconds": "4"}).json()["id"] for i in range(3)]
         started = time.monotonic()
@@ -177,13 +171,9 @@ def test_polling_is_shared_and_capped_per_account(gateway: LiveServer) -> None:
     timed = Timed(fake)
     rate = 50.0
     with serve(timed) as url:
-        add_account(
+        add_relay(
             gateway,
-            name="relay-a",
-            kind="relay_v2",
-            base_url=url,
-            secret=SECRET,
-            models={"sora-2": ""},
+            url,
             max_concurrency=500,
             poll_rate=rate,
             options={"poll_min": 0.2, "poll_max": 1.0, "timeout": 5},
@@ -204,7 +194,7 @@ def test_secret_never_leaves_in_responses_or_logs(
     fake, url = relay
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.DEBUG, logger="soragate")
-    created = add_account(gateway, name="relay-a", kind="relay_v2", base_url=url, secret=SECRET, models={"sora-2": ""})
+    created = add_relay(gateway, url)
     sdk = gateway.sdk()
     sdk.videos.create_and_poll(prompt="a secretive fox", seconds="4")
     fake.key = "rotated"  # now the upstream answers 401, echoing what it got
