@@ -83,22 +83,27 @@ def _in_thread(work: Any) -> None:
         raise errors[0]
 
 
-def _fresh_database(url: str) -> str:
+def _create_database(url: str, name: str, *, if_missing: bool = False) -> str:
+    """Create database ``name`` on ``url``'s server (unless ``if_missing`` and it exists);
+    its URL."""
     import asyncpg
 
     from soragate.events.pg import asyncpg_dsn
 
-    name = f"sg_{secrets.token_hex(6)}"
-
     async def create() -> None:
         conn = await asyncpg.connect(asyncpg_dsn(url))
         try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            if not (if_missing and await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)):
+                await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
             await conn.close()
 
     _in_thread(create)
     return url.rsplit("/", 1)[0] + "/" + name
+
+
+def _fresh_database(url: str) -> str:
+    return _create_database(url, f"sg_{secrets.token_hex(6)}")
 
 
 def _worker_database() -> None:
@@ -107,25 +112,9 @@ def _worker_database() -> None:
     are given, which must not pull it from under a test in another worker. Runs before the
     test modules read the variable."""
     url, worker = os.environ.get("SORAGATE_TEST_POSTGRES_URL"), os.environ.get("PYTEST_XDIST_WORKER")
-    if not url or not worker:
-        return
-    import asyncpg
-
-    from soragate.events.pg import asyncpg_dsn
-
-    base, _, name = url.rpartition("/")
-    name = f"{name}_{worker}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-                await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    _in_thread(create)
-    os.environ["SORAGATE_TEST_POSTGRES_URL"] = f"{base}/{name}"
+    if url and worker:
+        name = f"{url.rsplit('/', 1)[1]}_{worker}"
+        os.environ["SORAGATE_TEST_POSTGRES_URL"] = _create_database(url, name, if_missing=True)
 
 
 _worker_database()
