@@ -75,32 +75,19 @@ class Callbacks:
             return
         event = event_name(task)
         renderer = self.renderers.get(task.dialect)
-        queued = False
+        deliveries: list[tuple[str, dict[str, Any], str | None]] = []  # url, payload, endpoint (None: the task's own)
         if task.callback_url and renderer is not None:
-            await delivery_store.enqueue(
-                self.engine,
-                task_id=task.id,
-                url=task.callback_url,
-                event=event,
-                payload=renderer(task),
-                endpoint_id=None,
-            )
-            queued = True
+            deliveries.append((task.callback_url, renderer(task), None))
         endpoints = await delivery_store.list_endpoints(self.engine, cipher=self.cipher, enabled_only=True)
         wanted = [e for e in endpoints if event in e.events or "*" in e.events]
         if wanted:
             payload = self.event_renderer(task)
-            for endpoint in wanted:
-                await delivery_store.enqueue(
-                    self.engine,
-                    task_id=task.id,
-                    url=endpoint.url,
-                    event=event,
-                    payload=payload,
-                    endpoint_id=endpoint.id,
-                )
-            queued = True
-        if queued:
+            deliveries += [(endpoint.url, payload, endpoint.id) for endpoint in wanted]
+        for url, body, endpoint_id in deliveries:
+            await delivery_store.enqueue(
+                self.engine, task_id=task.id, url=url, event=event, payload=body, endpoint_id=endpoint_id
+            )
+        if deliveries:
             # The delivery loop claims at once (a write); with nothing queued it need not run.
             self._wake.set()
 
