@@ -155,11 +155,9 @@ async def observe_bound(engine: AsyncEngine, *, route: str, seconds: float) -> D
 async def _observe(conn: Any, route: str, times: list[float]) -> Duration:
     row = (await conn.execute(select(job_durations).where(job_durations.c.route == route))).first()
     now = time.time()
-    learned = (
-        Duration.first(times[0]) if row is None else _from_row(row).observe(times[0], faded_for=now - row.updated_at)
-    )
-    for seconds in times[1:]:
-        learned = learned.observe(seconds)
+    learned, faded_for = (Duration(0.0, 0.0, 0), 0.0) if row is None else (_from_row(row), now - row.updated_at)
+    for seconds in times:
+        learned, faded_for = learned.observe(seconds, faded_for=faded_for), 0.0
     if row is None:
         await conn.execute(insert(job_durations).values(route=route, updated_at=now, **_values(learned)))
     else:
