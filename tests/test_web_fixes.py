@@ -61,6 +61,27 @@ def _box(locator: Any) -> dict[str, float]:
     return box  # type: ignore[no-any-return]
 
 
+# The visible body cells of a table, each with its right edge, its card's right edge and whether
+# its text fits (nothing clipped).
+_MEASURE_CELLS = """container => {
+  const card = container.closest(".card").getBoundingClientRect();
+  return [...container.querySelectorAll("tbody td, tbody th")]
+    .filter((cell) => {
+      const box = cell.getBoundingClientRect();
+      return box.width > 0 && box.height > 0 && getComputedStyle(cell).visibility !== "hidden";
+    })
+    .map((cell) => {
+      const box = cell.getBoundingClientRect();
+      return {
+        text: cell.innerText,
+        right: box.right,
+        card_right: card.right,
+        whole: cell.scrollWidth <= cell.clientWidth + 1,
+      };
+    });
+}"""
+
+
 def _studio(page: Any, server: LiveServer, key: str | None = None) -> None:
     page.goto(server.url + "/")
     page.get_by_label("API key").fill(key or server.admin_key)
@@ -232,14 +253,14 @@ def test_console_sign_in_and_tables(gate: LiveServer, chromium: object, width: i
         page.get_by_role("tab", name=tab).click()
         rows = page.locator(f"{container} tbody tr")
         rows.first.wait_for()
-        card = _box(page.locator(container).locator("xpath=ancestor::*[contains(@class,'card')][1]"))
-        for cell in page.locator(f"{container} tbody td, {container} tbody th").all():
-            if not cell.is_visible():
-                continue
-            box = _box(cell)
+        # Measured in one pass in the page: the console redraws a table when fresh data arrives,
+        # so cells looked up one by one from here may be gone by the time they are measured.
+        cells = page.locator(container).evaluate(_MEASURE_CELLS)
+        assert cells, tab
+        for cell in cells:
             # Every cell in sight inside the card, and its text whole (nothing clipped).
-            assert box["x"] + box["width"] <= card["x"] + card["width"] + 1, (tab, cell.inner_text())
-            assert cell.evaluate("c => c.scrollWidth <= c.clientWidth + 1"), (tab, cell.inner_text())
+            assert cell["right"] <= cell["card_right"] + 1, (tab, cell["text"])
+            assert cell["whole"], (tab, cell["text"])
         if width < 600:
             # On a phone each value is named by its column.
             assert page.locator(f"{container} tbody td[data-label]").count() > 0
