@@ -90,6 +90,10 @@ class ServeProcess:
         os.kill(self.current.pid, signal.SIGKILL)
         self.current.wait(timeout=10)
 
+    def processes(self) -> set[int]:
+        """The live processes of the current server's session: it and what it started."""
+        return session_processes(self.current.pid)
+
     def kill_all(self) -> None:
         for process in self.started:
             with suppress(ProcessLookupError):
@@ -134,6 +138,17 @@ def soragate(tmp_path: Path) -> Iterator[ServeProcess]:
         process.kill_all()
 
 
+def session_processes(session: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError):
+            # pid (comm) state ppid pgrp session …; comm may hold spaces and parentheses.
+            fields = stat.read_text().rpartition(")")[2].split()
+            if fields[0] != "Z" and int(fields[3]) == session:
+                found.add(int(stat.parent.name))
+    return found
+
+
 def statuses(client: httpx.Client, ids: list[str]) -> dict[str, str]:
     response = client.get("/v1/videos", params={"limit": 100})
     assert response.status_code == 200, response.text
@@ -175,7 +190,11 @@ def test_sigkill_mid_generation_completes_every_task_with_one_submission_each(so
             what="a task to be in progress",
             logs=soragate.output,
         )
+    started = soragate.processes()
+    assert len(started) > 1, "the sandbox renders in processes of its own"
     soragate.crash()
+    # Its render and check processes end with it: none is left behind, holding memory.
+    wait_until(soragate.processes, lambda left: not left, timeout=15, what=f"the processes of {started} to end")
     soragate.start()
 
     with soragate.client() as client:

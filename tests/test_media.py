@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import av
@@ -226,3 +229,40 @@ async def test_result_checks_run_in_other_processes_and_survive_one_dying(hd_vid
         assert (await pool.run(stage_video, "tasks/t3", {"video": hd_video}, tmp_path))[0][1].duration
     finally:
         pool.close()
+
+
+_IDLE_POOL = """
+import asyncio, os, sys, time
+from soragate.result_files import MediaPool
+
+async def main():
+    pool = MediaPool(1)
+    print(await pool.run(os.getpid), flush=True)  # the pool process, now idle
+    time.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+def test_pool_processes_end_with_the_process_that_started_them() -> None:
+    # kill -9 of a server (or the OOM killer) leaves its idle pool processes waiting on a pipe
+    # they hold both ends of, unless they watch for their parent.
+    with subprocess.Popen([sys.executable, "-c", _IDLE_POOL], stdout=subprocess.PIPE, text=True) as parent:
+        try:
+            assert parent.stdout is not None
+            child = int(parent.stdout.readline())
+            assert _alive(child)
+        finally:
+            parent.kill()
+    deadline = time.monotonic() + 15
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "the pool process outlived the process that started it"
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie nobody reaps has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False

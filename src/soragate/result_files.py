@@ -9,8 +9,6 @@ media code and plain data, nothing of the database or the web stack.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -20,6 +18,7 @@ from typing import Any, TypeVar
 
 from soragate import media
 from soragate.core.task import Asset
+from soragate.pools import spawn_pool
 
 T = TypeVar("T")
 
@@ -90,8 +89,7 @@ def stage_images(task_dir: str, images: list[Path]) -> Staged:
 class MediaPool:
     """``processes`` worker processes for result checks (0: a thread of this process).
 
-    Processes are spawned, not forked (nothing of this process's event loop, threads or
-    connections is inherited), on first use. If one dies, the call that was running gets
+    Processes are started on first use (``pools.spawn_pool``). If one dies, the call that was running gets
     ``CheckCrashed`` and the next call starts a fresh pool.
     """
 
@@ -121,12 +119,7 @@ class MediaPool:
         if self.processes <= 0:
             return await asyncio.to_thread(fn, *args)
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                self.processes,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=os.nice,  # 0: as this process
-                initargs=(self.nice,),
-            )
+            self._pool = spawn_pool(self.processes, nice=self.nice)
         pool = self._pool
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)

@@ -13,19 +13,18 @@ import hashlib
 import io
 import json
 import logging
-import multiprocessing
 import os
 import re
 import secrets
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from soragate.core.task import ErrorCode, Task, TaskError
+from soragate.pools import spawn_pool
 from soragate.profiles.model import Profile
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs
 
@@ -108,9 +107,7 @@ class SandboxProvider:
         self.clock = clock
         self._jobs: dict[str, SandboxJob] = {}
         self._renders: dict[str, asyncio.Future[None]] = {}
-        self._pool = ProcessPoolExecutor(
-            max_workers=max(1, render_workers), mp_context=multiprocessing.get_context("spawn")
-        )
+        self._pool = spawn_pool(max(1, render_workers))
 
     # --- protocol ----------------------------------------------------------------------
 
