@@ -189,11 +189,44 @@ def test_render_cache_key() -> None:
         render_cache_key(obj=object())
 
 
-def test_a_result_is_probed_and_thumbnailed_in_one_pass_as_by_the_two_apart(hd_video: Path, tmp_path: Path) -> None:
-    apart, together = tmp_path / "apart.webp", tmp_path / "together.webp"
-    make_thumbnail(hd_video, apart)
-    assert probe_with_thumbnail(hd_video, together) == probe_video(hd_video)
-    assert together.read_bytes() == apart.read_bytes()
+def test_a_result_is_probed_and_its_thumbnail_is_the_middle_frame(hd_video: Path, tmp_path: Path) -> None:
+    thumb = tmp_path / "thumb.webp"
+    assert probe_with_thumbnail(hd_video, thumb) == probe_video(hd_video)
+    with av.open(str(hd_video)) as container:
+        frames = [frame.to_ndarray(format="rgb24").astype(int) for frame in container.decode(video=0)]
+    with Image.open(thumb) as img:
+        assert (img.format, img.size) == ("WEBP", (1280, 720))
+        shown = np.asarray(img.convert("RGB")).astype(int)
+    # The frame at half the duration (2 s at 12 fps: the 13th), up to lossy coding.
+    differences = [float(np.abs(shown - frame).mean()) for frame in frames]
+    assert differences.index(min(differences)) == len(frames) // 2
+    assert min(differences) < 3, differences
+
+
+@pytest.mark.parametrize(
+    ("codec", "pixels", "size", "suffix"),
+    [("libx264", "yuv444p", (321, 241), "mp4"), ("mjpeg", "yuvj420p", (320, 240), "avi")],
+)
+def test_a_thumbnail_keeps_the_colours_of_any_pixel_format(
+    tmp_path: Path, codec: str, pixels: str, size: tuple[int, int], suffix: str
+) -> None:
+    # Thumbnails are encoded from the frame's own planes: other layouts and ranges are
+    # converted first, and odd sizes stay whole.
+    video = tmp_path / f"teal.{suffix}"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream(codec, rate=8)
+        stream.width, stream.height, stream.pix_fmt = *size, pixels
+        solid = np.full((size[1], size[0], 3), (20, 160, 170), dtype=np.uint8)
+        for _ in range(8):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(solid, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    probe_with_thumbnail(video, tmp_path / "thumb.webp")
+    with Image.open(tmp_path / "thumb.webp") as img:
+        assert img.size == size
+        centre = img.convert("RGB").getpixel((size[0] // 2, size[1] // 2))
+    assert max(abs(a - b) for a, b in zip(centre, (20, 160, 170), strict=True)) <= 12, centre
 
 
 def test_a_video_cut_short_is_not_a_playable_result(hd_video: Path, tmp_path: Path) -> None:
