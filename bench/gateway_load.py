@@ -362,8 +362,8 @@ def report(
     print(
         f"  creates                {len(created.ids)} ok in {created.seconds:.1f} s "
         f"({len(created.ids) / max(created.seconds, 1e-9):.0f}/s at {args.create_concurrency} at a time; "
-        f"latency p50 {lat[len(lat) // 2] * 1000 if lat else 0:.0f} ms, "
-        f"max {lat[-1] * 1000 if lat else 0:.0f} ms)"
+        f"latency p50 {quantile(lat, 0.50) * 1000 if lat else 0:.0f} ms, "
+        f"p95 {quantile(lat, 0.95) * 1000 if lat else 0:.0f} ms, max {lat[-1] * 1000 if lat else 0:.0f} ms)"
     )
     print(
         f"  gateway peak RSS       {gateway.peak_rss_mb:8.1f} MB  (at start {baseline.rss_mb:.1f} MB, "
