@@ -219,6 +219,8 @@ class Task:
     expires_at: float | None = None
     # When the upstream last said (by a callback) that the task's job changed.
     poked_at: float | None = None
+    # When the task's next step is due (for a claimed task: when the step in hand was due).
+    next_check_at: float | None = None
 
     def asset(self, variant: str) -> Asset | None:
         return next((a for a in self.assets if a.variant == variant), None)

@@ -64,6 +64,7 @@ def task_from_mapping(m: Any) -> Task:
         cost=m["cost"],
         callback_url=m["callback_url"],
         poked_at=m.get("poked_at"),
+        next_check_at=m.get("next_check_at"),
     )
 
 
