@@ -78,23 +78,25 @@ class RouteDurations:
         return bounds if bounds is not None and bounds.samples >= BOUNDS_NEEDED else None
 
     async def learn(
-        self, task: Task, account: str, seconds: float, *, options: AccountOptions, late: bool = False
+        self, task: Task, account: str, seconds: float, *, options: AccountOptions, late: float = 0.0
     ) -> None:
-        """Fold how long a finished job took (until the look that found it done was due) into
-        its route's estimate, and into the estimate for its model on any account. ``late``: that
-        look was taken well after it was due, so whether the job had ended when it was due is
-        not known either."""
+        """Fold how long a finished job took (until it was seen done) into its route's
+        estimate, and into the estimate for its model on any account. ``late``: how long after
+        it was due the look that saw it done was taken."""
+        if late > max(options.poll_min, (BUCKET_RATIO - 1) * (seconds - late)):
+            # Taken well after it was due (a backlog of steps, a poll-rate cap), the look says
+            # only that the job had ended by then, not when. Learned as seen, the schedule would
+            # learn its own lateness: each late look puts the next first looks later, which makes
+            # them later still, and they stay late once the backlog is gone. Learned as of when
+            # it was due, a look due early (an unknown route's go by age) teaches far too short.
+            return
         expected = self.expected(task, account)
-        first_look = (
-            not late and expected is not None and not task.progress and seconds < expected.low + options.poll_min
-        )
+        first_look = expected is not None and not task.progress and seconds < expected.low + options.poll_min
         if first_look and not options.calls_back:
             # Found done at its first look: it ended before, by how much is unknown. Counted a
             # bucket lower than seen, so that when more of a route's jobs end before their
             # first look than the low quantile allows, the first look moves earlier (counted
-            # as seen, the first look could only ever move later). Not for a look that came
-            # late: under a backlog every job is found done, and the first look would creep
-            # earlier for as long as it lasts.
+            # as seen, the first look could only ever move later).
             seconds /= BUCKET_RATIO
         keys = (route_key(task, account), route_key(task, ANY_ACCOUNT))
         # Written in batches: the jobs that end while one batch is being written go in the

@@ -621,16 +621,12 @@ class Worker:
             return
         self.metrics.completion_lag.labels(runtime.name).observe(max(0.0, self.clock() - noticed))
         self.metrics.task_finished(dialect=task.dialect, model=task.params.model, outcome="completed")
-        # A look that came late (steps queued behind a burst) tells only that the job had ended
-        # by then: it is learned as seen when it was due. Counting the delay would teach the
-        # schedule its own lateness and put every later first look off by as much.
-        due = min(noticed, task.next_check_at or noticed)
         await self.durations.learn(
             task,
             runtime.name,
-            due - (task.started_at or task.created_at),
+            noticed - (task.started_at or task.created_at),
             options=runtime.account.opts,
-            late=noticed - due > runtime.account.opts.poll_min,
+            late=max(0.0, noticed - (task.next_check_at or noticed)),
         )
         if (
             spritesheet_pending(assets)
