@@ -244,12 +244,17 @@ def db_pooled_durations(db: Path) -> list[sqlite3.Row]:
 def print_learned(db: Path, stats: dict[str, Any], when: str) -> None:
     ends = sorted(job[2] - job[1] for job in stats["jobs"].values())
     actual = f"; the fake's jobs: 5 % point {ends[len(ends) // 20]:.1f} s" if ends else ""
-    for row in db_pooled_durations(db):
+    rows = db_pooled_durations(db)
+    for row in rows:
         print(
             f"  learned {when}: {row['route']}: first look at {row['low']:.1f} s, mean {row['mean']:.1f} s, "
             f"from {row['samples']} jobs{actual}",
             file=sys.stderr,
         )
+    if not rows:
+        # Every job was seen done by a look taken long after it was due (a backlog): such a look
+        # does not tell when the job ended.
+        print(f"  learned {when}: nothing (no job seen done by a look on time){actual}", file=sys.stderr)
 
 
 FINAL = ("completed", "failed", "cancelled")
