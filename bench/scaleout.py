@@ -81,6 +81,8 @@ def run_invariants(args: argparse.Namespace, s3: MotoS3, tmp: Path) -> None:
             f"  completed / failed / unfinished   {counts.get('completed', 0)} / {counts.get('failed', 0)} / "
             f"{args.tasks - sum(counts.get(s, 0) for s in ('completed', 'failed', 'cancelled'))}"
         )
+        for (code, message), count in sorted(cluster.failures().items()):
+            print(f"    failed: {count} x {code}: {message}")
         print(
             f"  upstream jobs created             {len(stats['jobs'])} "
             f"(prompts created twice: {stats['duplicate_prompts']})"

@@ -268,6 +268,27 @@ class Cluster:
 
         return asyncio.run(read())
 
+    def failures(self) -> dict[tuple[str, str], int]:
+        """Failed tasks by error code and message."""
+        from sqlalchemy import text
+
+        from soragate.store.db import create_engine
+
+        async def read() -> dict[tuple[str, str], int]:
+            engine = create_engine(self.database_url)
+            try:
+                async with engine.connect() as conn:
+                    query = text(
+                        "SELECT error_code, error_message, count(*) FROM tasks WHERE status = 'failed' "
+                        "GROUP BY error_code, error_message"
+                    )
+                    rows = (await conn.execute(query)).all()
+            finally:
+                await engine.dispose()
+            return {(str(code), str(message)): int(count) for code, message, count in rows}
+
+        return asyncio.run(read())
+
     def wait_final(self, n: int, *, timeout: float, on_tick: Any = None) -> dict[str, int]:
         deadline = time.monotonic() + timeout
         while True:

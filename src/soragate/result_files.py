@@ -89,8 +89,9 @@ def stage_images(task_dir: str, images: list[Path]) -> Staged:
 class MediaPool:
     """``processes`` worker processes for result checks (0: a thread of this process).
 
-    Processes are started on first use (``pools.spawn_pool``). If one dies, the call that was running gets
-    ``CheckCrashed`` and the next call starts a fresh pool.
+    Processes are started on first use (``pools.spawn_pool``: spawned, and ending with this
+    process). If one dies, the call that was running gets ``CheckCrashed`` and the next call
+    starts a fresh pool.
     """
 
     def __init__(self, processes: int, *, nice: int = 0, timer: Callable[[str, float], None] | None = None) -> None:

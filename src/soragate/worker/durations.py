@@ -88,7 +88,8 @@ class RouteDurations:
             # only that the job had ended by then, not when. Learned as seen, the schedule would
             # learn its own lateness: each late look puts the next first looks later, which makes
             # them later still, and they stay late once the backlog is gone. Learned as of when
-            # it was due, a look due early (an unknown route's go by age) teaches far too short.
+            # it was due, a look due early (an unknown route's looks go by age, from 1 s) would
+            # teach far too short a job.
             return
         expected = self.expected(task, account)
         first_look = expected is not None and not task.progress and seconds < expected.low + options.poll_min
