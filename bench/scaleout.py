@@ -118,7 +118,7 @@ def run_speed(args: argparse.Namespace, s3: MotoS3, tmp: Path, workers: int, *, 
         cluster.add_accounts(10, max_concurrency=100_000, poll_rate=50)
         asyncio.run(cluster.create(args.speedup_tasks))
         cpu_before = cpu_seconds()
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
         for i in range(workers):
             cluster.worker(f"worker-{i}", cpus={i % (os.cpu_count() or 1)} if pin else None)
         counts = cluster.wait_final(args.speedup_tasks, timeout=args.timeout)
@@ -129,6 +129,15 @@ def run_speed(args: argparse.Namespace, s3: MotoS3, tmp: Path, workers: int, *, 
             f"({counts.get('completed', 0)} completed, {counts.get('failed', 0)} failed)",
             flush=True,
         )
+        times = cluster.times()
+        sent = sorted(t[1] - started_at for t in times if t[1] is not None)
+        done = sorted(t[2] - started_at for t in times if t[2] is not None)
+        if sent and done:
+            print(
+                f"    all sent upstream by {sent[-1]:.1f} s; completed: half by {done[len(done) // 2]:.1f} s, "
+                f"95% by {done[len(done) * 95 // 100 - 1]:.1f} s (each job takes {args.job_seconds:g} s)",
+                flush=True,
+            )
         machine = os.cpu_count() or 1
         print(
             "    CPU used while draining (% of the machine): "

@@ -289,6 +289,23 @@ class Cluster:
 
         return asyncio.run(read())
 
+    def times(self) -> list[tuple[float, float | None, float | None]]:
+        """Each task's created_at, started_at (sent upstream) and completed_at (epoch seconds)."""
+        from sqlalchemy import text
+
+        from soragate.store.db import create_engine
+
+        async def read() -> list[tuple[float, float | None, float | None]]:
+            engine = create_engine(self.database_url)
+            try:
+                async with engine.connect() as conn:
+                    rows = (await conn.execute(text("SELECT created_at, started_at, completed_at FROM tasks"))).all()
+            finally:
+                await engine.dispose()
+            return [(float(a), b, c) for a, b, c in rows]
+
+        return asyncio.run(read())
+
     def wait_final(self, n: int, *, timeout: float, on_tick: Any = None) -> dict[str, int]:
         deadline = time.monotonic() + timeout
         while True:
