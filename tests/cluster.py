@@ -252,59 +252,38 @@ class Cluster:
             await asyncio.gather(*(one(i) for i in range(n)))
         return ids, latencies
 
-    def counts(self) -> dict[str, int]:
+    def _rows(self, sql: str) -> list[Any]:
+        """The rows of one read-only query on the cluster's database."""
         from sqlalchemy import text
 
         from soragate.store.db import create_engine
 
-        async def read() -> dict[str, int]:
+        async def read() -> list[Any]:
             engine = create_engine(self.database_url)
             try:
                 async with engine.connect() as conn:
-                    rows = (await conn.execute(text("SELECT status, count(*) FROM tasks GROUP BY status"))).all()
+                    return list((await conn.execute(text(sql))).all())
             finally:
                 await engine.dispose()
-            return {status: int(count) for status, count in rows}
 
         return asyncio.run(read())
+
+    def counts(self) -> dict[str, int]:
+        rows = self._rows("SELECT status, count(*) FROM tasks GROUP BY status")
+        return {status: int(count) for status, count in rows}
 
     def failures(self) -> dict[tuple[str, str], int]:
         """Failed tasks by error code and message."""
-        from sqlalchemy import text
-
-        from soragate.store.db import create_engine
-
-        async def read() -> dict[tuple[str, str], int]:
-            engine = create_engine(self.database_url)
-            try:
-                async with engine.connect() as conn:
-                    query = text(
-                        "SELECT error_code, error_message, count(*) FROM tasks WHERE status = 'failed' "
-                        "GROUP BY error_code, error_message"
-                    )
-                    rows = (await conn.execute(query)).all()
-            finally:
-                await engine.dispose()
-            return {(str(code), str(message)): int(count) for code, message, count in rows}
-
-        return asyncio.run(read())
+        rows = self._rows(
+            "SELECT error_code, error_message, count(*) FROM tasks WHERE status = 'failed' "
+            "GROUP BY error_code, error_message"
+        )
+        return {(str(code), str(message)): int(count) for code, message, count in rows}
 
     def times(self) -> list[tuple[float, float | None, float | None]]:
         """Each task's created_at, started_at (sent upstream) and completed_at (epoch seconds)."""
-        from sqlalchemy import text
-
-        from soragate.store.db import create_engine
-
-        async def read() -> list[tuple[float, float | None, float | None]]:
-            engine = create_engine(self.database_url)
-            try:
-                async with engine.connect() as conn:
-                    rows = (await conn.execute(text("SELECT created_at, started_at, completed_at FROM tasks"))).all()
-            finally:
-                await engine.dispose()
-            return [(float(a), b, c) for a, b, c in rows]
-
-        return asyncio.run(read())
+        rows = self._rows("SELECT created_at, started_at, completed_at FROM tasks")
+        return [(float(a), b, c) for a, b, c in rows]
 
     def wait_final(self, n: int, *, timeout: float, on_tick: Any = None) -> dict[str, int]:
         deadline = time.monotonic() + timeout
