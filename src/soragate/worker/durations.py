@@ -77,12 +77,12 @@ class RouteDurations:
         bounds = self._known.get(route_key(task, ESTIMATED))
         return bounds if bounds is not None and bounds.samples >= BOUNDS_NEEDED else None
 
-    async def learn(
-        self, task: Task, account: str, seconds: float, *, options: AccountOptions, late: float = 0.0
-    ) -> None:
+    async def learn(self, task: Task, account: str, seconds: float, *, options: AccountOptions) -> None:
         """Fold how long a finished job took (until it was seen done) into its route's
-        estimate, and into the estimate for its model on any account. ``late``: how long after
-        it was due the look that saw it done was taken."""
+        estimate, and into the estimate for its model on any account. ``task`` as claimed for
+        that look: its ``next_check_at`` says when the look was due."""
+        seen = (task.started_at or task.created_at) + seconds
+        late = seen - task.next_check_at if task.next_check_at is not None else 0.0
         if late > max(options.poll_min, (BUCKET_RATIO - 1) * (seconds - late)):
             # Taken well after it was due (a backlog of steps, a poll-rate cap), the look says
             # only that the job had ended by then, not when. Learned as seen, the schedule would

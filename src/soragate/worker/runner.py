@@ -622,11 +622,7 @@ class Worker:
         self.metrics.completion_lag.labels(runtime.name).observe(max(0.0, self.clock() - noticed))
         self.metrics.task_finished(dialect=task.dialect, model=task.params.model, outcome="completed")
         await self.durations.learn(
-            task,
-            runtime.name,
-            noticed - (task.started_at or task.created_at),
-            options=runtime.account.opts,
-            late=max(0.0, noticed - (task.next_check_at or noticed)),
+            task, runtime.name, noticed - (task.started_at or task.created_at), options=runtime.account.opts
         )
         if (
             spritesheet_pending(assets)
