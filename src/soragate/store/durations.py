@@ -79,8 +79,13 @@ class Duration:
         return _quantile(self.buckets, HIGH_QUANTILE) * BUCKET_RATIO
 
     @classmethod
+    def none(cls) -> Duration:
+        """The estimate of a route no job has finished on."""
+        return cls(0.0, 0.0, 0)
+
+    @classmethod
     def first(cls, seconds: float) -> Duration:
-        return cls(0.0, 0.0, 0).observe(seconds)
+        return cls.none().observe(seconds)
 
 
 def _low_share(jobs: float) -> float:
@@ -155,7 +160,7 @@ async def observe_bound(engine: AsyncEngine, *, route: str, seconds: float) -> D
 async def _observe(conn: Any, route: str, times: list[float]) -> Duration:
     row = (await conn.execute(select(job_durations).where(job_durations.c.route == route))).first()
     now = time.time()
-    learned, faded_for = (Duration(0.0, 0.0, 0), 0.0) if row is None else (_from_row(row), now - row.updated_at)
+    learned, faded_for = (Duration.none(), 0.0) if row is None else (_from_row(row), now - row.updated_at)
     for seconds in times:
         learned, faded_for = learned.observe(seconds, faded_for=faded_for), 0.0
     if row is None:
