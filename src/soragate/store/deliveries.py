@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,30 +81,33 @@ async def delete_endpoint(engine: AsyncEngine, *, endpoint_id: str) -> bool:
     return result.rowcount > 0
 
 
-async def enqueue(
-    engine: AsyncEngine,
-    *,
-    task_id: str,
-    url: str,
-    event: str,
-    payload: dict[str, Any],
-    endpoint_id: str | None,
-) -> None:
+# Where a delivery goes: url, payload, and the webhook endpoint (None: the task's own callback).
+Outgoing = tuple[str, dict[str, Any], str | None]
+
+
+async def enqueue(engine: AsyncEngine, *, task_id: str, event: str, queued: Sequence[Outgoing]) -> None:
+    """Queue the deliveries of one event of a task, in one write."""
+    if not queued:
+        return
     now = time.time()
     async with writing(engine) as conn:
         await conn.execute(
-            insert(deliveries).values(
-                id="dlv_" + secrets.token_hex(10),
-                task_id=task_id,
-                endpoint_id=endpoint_id,
-                url=url,
-                event=event,
-                payload=payload,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
+            insert(deliveries),
+            [
+                {
+                    "id": "dlv_" + secrets.token_hex(10),
+                    "task_id": task_id,
+                    "endpoint_id": endpoint_id,
+                    "url": url,
+                    "event": event,
+                    "payload": payload,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for url, payload, endpoint_id in queued
+            ],
         )
 
 

@@ -75,7 +75,7 @@ class Callbacks:
             return
         event = event_name(task)
         renderer = self.renderers.get(task.dialect)
-        deliveries: list[tuple[str, dict[str, Any], str | None]] = []  # url, payload, endpoint (None: the task's own)
+        deliveries: list[delivery_store.Outgoing] = []
         if task.callback_url and renderer is not None:
             deliveries.append((task.callback_url, renderer(task), None))
         endpoints = await delivery_store.list_endpoints(self.engine, cipher=self.cipher, enabled_only=True)
@@ -83,10 +83,7 @@ class Callbacks:
         if wanted:
             payload = self.event_renderer(task)
             deliveries += [(endpoint.url, payload, endpoint.id) for endpoint in wanted]
-        for url, body, endpoint_id in deliveries:
-            await delivery_store.enqueue(
-                self.engine, task_id=task.id, url=url, event=event, payload=body, endpoint_id=endpoint_id
-            )
+        await delivery_store.enqueue(self.engine, task_id=task.id, event=event, queued=deliveries)
         if deliveries:
             # The delivery loop claims at once (a write); with nothing queued it need not run.
             self._wake.set()
