@@ -34,19 +34,37 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def processes() -> dict[int, tuple[Path, list[str]]]:
+    """The running processes on this machine (Linux /proc; zombies left out): pid -> its /proc
+    directory and its stat fields after the command name (state, ppid, pgrp, session, …)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name may hold spaces and parentheses: split after its last ")".
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields and fields[0] != "Z":
+            found[int(stat.parent.name)] = (stat.parent, fields)
+    return found
+
+
+def session_processes(session: int) -> set[int]:
+    """The running processes of a session (a process started with ``start_new_session``)."""
+    return {pid for pid, (_, fields) in processes().items() if int(fields[3]) == session}
+
+
 def cpu_seconds() -> dict[str, float]:
     """CPU seconds (user + system) used so far by the processes on this machine, grouped by
     role: soragate API and worker processes, the fake upstream, Postgres, and this process
-    (which runs the S3-API server in a thread). Linux /proc; read before and after a run."""
+    (which runs the S3-API server in a thread). Read before and after a run."""
     tick = os.sysconf("SC_CLK_TCK")
     groups: dict[str, float] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for pid, (where, fields) in processes().items():
         with suppress(OSError, ValueError, IndexError):
-            pid = int(stat.parent.name)
-            fields = stat.read_text().rsplit(")", 1)[1].split()
             used = (int(fields[11]) + int(fields[12])) / tick
-            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            comm = (stat.parent / "comm").read_text().strip()
+            cmdline = (where / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            comm = (where / "comm").read_text().strip()
             if pid == os.getpid():
                 group = "bench + S3 server"
             elif "multiprocessing" in cmdline:

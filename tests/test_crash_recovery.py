@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import av
 import httpx
 import pytest
+from tests.cluster import session_processes
 from tests.conftest import free_port, release_port
 
 T = TypeVar("T")
@@ -136,17 +137,6 @@ def soragate(tmp_path: Path) -> Iterator[ServeProcess]:
         yield process
     finally:
         process.kill_all()
-
-
-def session_processes(session: int) -> set[int]:
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with suppress(OSError):
-            # pid (comm) state ppid pgrp session …; comm may hold spaces and parentheses.
-            fields = stat.read_text().rpartition(")")[2].split()
-            if fields[0] != "Z" and int(fields[3]) == session:
-                found.add(int(stat.parent.name))
-    return found
 
 
 def statuses(client: httpx.Client, ids: list[str]) -> dict[str, str]:

@@ -11,6 +11,7 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
+from tests.cluster import processes
 
 from soragate import render
 from soragate.media import (
@@ -284,18 +285,10 @@ def test_pool_processes_end_with_the_process_that_started_them() -> None:
         try:
             assert parent.stdout is not None
             child = int(parent.stdout.readline())
-            assert _alive(child)
+            assert child in processes()
         finally:
             parent.kill()
     deadline = time.monotonic() + 15
-    while _alive(child) and time.monotonic() < deadline:
+    while child in processes() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(child), "the pool process outlived the process that started it"
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie nobody reaps has ended)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
+    assert child not in processes(), "the pool process outlived the process that started it"
