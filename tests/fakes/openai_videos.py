@@ -2,8 +2,9 @@
 
 Routes: POST /v1/videos (multipart or JSON), GET /v1/videos (cursor list),
 GET|DELETE /v1/videos/{id}, GET /v1/videos/{id}/content?variant=, POST /v1/videos/{id}/remix,
-POST /v1/videos/edits, POST /v1/videos/extensions, and GET /files/{id}.mp4 (new-api's
-direct, unauthenticated result link).
+POST /v1/videos/edits and POST /v1/videos/extensions (the source as ``{"id"}`` in JSON, or
+an uploaded video file in a multipart body), and GET /files/{id}.mp4 (new-api's direct,
+unauthenticated result link).
 
 Jobs go queued → in_progress → completed over ``polls_to_complete`` status reads; a prompt
 containing "blocked" fails with error code moderation_blocked (or is refused at create with
@@ -254,10 +255,9 @@ class FakeOpenAIVideos:
 
     # --- routes ------------------------------------------------------------------------
 
-    async def _create(self, request: Request) -> Response:
-        fault, refused = await self._gate(request, "create")
-        if refused is not None:
-            return refused
+    async def _fields(self, request: Request) -> dict[str, Any] | None:
+        """A create body, multipart (files as {filename, content_type, data}) or JSON; None
+        when it is not JSON."""
         fields: dict[str, Any] = {}
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             fields["_encoding"] = "multipart"
@@ -271,12 +271,21 @@ class FakeOpenAIVideos:
                         }
                     else:
                         fields[name] = value
-        else:
-            try:
-                fields = dict(json.loads(await request.body()))
-            except (ValueError, TypeError):
-                return self._error(400, "Invalid JSON body.", "invalid_json")
-            fields["_encoding"] = "json"
+            return fields
+        try:
+            fields = dict(json.loads(await request.body()))
+        except (ValueError, TypeError):
+            return None
+        fields["_encoding"] = "json"
+        return fields
+
+    async def _create(self, request: Request) -> Response:
+        fault, refused = await self._gate(request, "create")
+        if refused is not None:
+            return refused
+        fields = await self._fields(request)
+        if fields is None:
+            return self._error(400, "Invalid JSON body.", "invalid_json")
         self.creates.append(fields)
         if not fields.get("prompt"):
             return self._error(400, "Missing required parameter: 'prompt'.", "missing_required_parameter")
@@ -284,17 +293,24 @@ class FakeOpenAIVideos:
             return self._error(400, "Your request was rejected by the safety system.", "moderation_blocked")
         return await self._finish_create(request, fault, self._new_job(fields))
 
-    async def _derived(self, request: Request, source_id: str, what: str) -> Response:
+    async def _derived(self, request: Request, what: str, source_id: str | None = None) -> Response:
+        """A remix (``source_id`` from the path), edit or extension (``video`` in the body:
+        ``{"id"}`` of a completed job here, or an uploaded video file)."""
         fault, refused = await self._gate(request, "create")
         if refused is not None:
             return refused
-        try:
-            fields = dict(json.loads(await request.body()))
-        except (ValueError, TypeError):
+        fields = await self._fields(request)
+        if fields is None:
             return self._error(400, "Invalid JSON body.", "invalid_json")
-        fields.update({"_encoding": "json", "_kind": what, "_source": source_id})
+        video = fields.get("video")
+        uploaded = isinstance(video, dict) and "data" in video
+        if source_id is None and not uploaded:
+            source_id = str((video if isinstance(video, dict) else {}).get("id", ""))
+        fields.update({"_kind": what, "_source": source_id})
         self.creates.append(fields)
-        source = self.jobs.get(source_id)
+        if uploaded:
+            return await self._finish_create(request, fault, self._new_job(fields))
+        source = self.jobs.get(str(source_id))
         if source is None:
             return self._error(404, f"Video '{source_id}' not found.", "video_not_found")
         if source.status != "completed":
@@ -302,17 +318,13 @@ class FakeOpenAIVideos:
         return await self._finish_create(request, fault, self._new_job(fields, remixed_from=source))
 
     async def _remix(self, request: Request) -> Response:
-        return await self._derived(request, request.path_params["id"], "remix")
+        return await self._derived(request, "remix", request.path_params["id"])
 
     async def _edit(self, request: Request) -> Response:
-        body = await request.body()
-        source = (json.loads(body or b"{}").get("video") or {}).get("id", "")
-        return await self._derived(request, str(source), "edit")
+        return await self._derived(request, "edit")
 
     async def _extend(self, request: Request) -> Response:
-        body = await request.body()
-        source = (json.loads(body or b"{}").get("video") or {}).get("id", "")
-        return await self._derived(request, str(source), "extend")
+        return await self._derived(request, "extend")
 
     async def _retrieve(self, request: Request) -> Response:
         _, refused = await self._gate(request, "status")

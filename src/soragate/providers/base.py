@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from soragate.core.accounts import ProviderAccount
-from soragate.core.task import ErrorCode, Task, TaskError
+from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.model import Profile
 from soragate.profiles.snap import Snapped, SnapPolicy, SnapRefused, snap
 
@@ -53,13 +53,14 @@ class ResultFile:
 @dataclass
 class TaskInputs:
     """What a provider needs beyond the task's params: reference images as bytes and as
-    links soragate serves (for upstreams that only take URLs), and for remix/extend the
-    source task."""
+    links soragate serves (for upstreams that only take URLs), for remix, edit and extend
+    the source task, and for an edit or extension of an uploaded video that video."""
 
     reference_images: list[bytes] = field(default_factory=list)
     reference_urls: list[str] = field(default_factory=list)
     reference_mimes: list[str] = field(default_factory=list)
     source: Task | None = None
+    source_video: bytes | None = None
     # The model profile of the route the task took, and the request snapped to it: the
     # upstream body fields (duration, aspect, resolution, extras) already in its names.
     profile: Profile | None = None
@@ -108,8 +109,15 @@ class ProviderError(Exception):
         return self.failure in FINAL_FAILURES
 
 
+# Prompt and image to video: what every video upstream makes.
+MAKES_VIDEOS = frozenset({TaskKind.TEXT_TO_VIDEO, TaskKind.IMAGE_TO_VIDEO})
+
+
 class Provider(Protocol):
     name: str
+    # The task kinds this kind of upstream can run: the router sends a task only to accounts
+    # that can, and refuses at create a task no account could run.
+    task_kinds: frozenset[TaskKind]
 
     async def submit(self, task: Task, inputs: TaskInputs) -> str:
         """Start the job upstream; returns the upstream id."""

@@ -44,6 +44,7 @@ from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
 from soragate.profiles.snap import merge_fields
 from soragate.providers.base import (
+    MAKES_VIDEOS,
     Failure,
     JobState,
     JobStatus,
@@ -68,6 +69,8 @@ _REFUSED_WORDS = frozenset({"INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_R
 
 
 class GeminiProvider:
+    task_kinds = MAKES_VIDEOS
+
     def __init__(self, account: ProviderAccount, *, http: httpx.AsyncClient) -> None:
         self.name = account.name
         self.account = account

@@ -28,9 +28,18 @@ import httpx
 
 from soragate.core.account_options import KieFamilyOptions
 from soragate.core.accounts import ProviderAccount
-from soragate.core.task import ErrorCode, Task, TaskError
+from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.model import Profile
-from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, cannot_look_up
+from soragate.providers.base import (
+    MAKES_VIDEOS,
+    Failure,
+    JobState,
+    JobStatus,
+    ProviderError,
+    ResultFile,
+    TaskInputs,
+    cannot_look_up,
+)
 from soragate.providers.http import call, download, error_for_status, require_object
 from soragate.providers.kie_body import build_body, sora_duration, sora_model
 from soragate.providers.kie_records import (
@@ -82,6 +91,8 @@ NO_RECORD = "recordInfo is null"
 
 
 class KieProvider:
+    task_kinds = MAKES_VIDEOS | {TaskKind.STORYBOARD}
+
     def __init__(self, account: ProviderAccount, *, http: httpx.AsyncClient) -> None:
         self.name = account.name
         self.account = account

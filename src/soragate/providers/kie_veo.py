@@ -33,6 +33,7 @@ from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
 from soragate.profiles.snap import Snapped, SnapRefused, dims, snap, tier_of
 from soragate.providers.base import (
+    MAKES_VIDEOS,
     Failure,
     JobState,
     JobStatus,
@@ -73,6 +74,7 @@ class KieFamilyProvider(KieProvider):
     """One of Kie's per-family APIs: Kie's key, envelope, body codes and result download,
     with its own create and record paths, body and record reader."""
 
+    task_kinds = MAKES_VIDEOS
     create_path = ""
     record_path = ""
 

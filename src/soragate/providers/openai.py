@@ -30,6 +30,7 @@ from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.model import Profile
 from soragate.providers.base import (
+    MAKES_VIDEOS,
     Failure,
     JobState,
     JobStatus,
@@ -47,7 +48,7 @@ from soragate.providers.openai_body import (
     build_body,
     create_form,
     create_json,
-    extension_seconds,
+    follow_up,
     form_parts,
     rejected,
     sniff_image,
@@ -68,6 +69,8 @@ FIND_PAGE = 100
 
 
 class OpenAIProvider:
+    task_kinds = MAKES_VIDEOS | {TaskKind.REMIX, TaskKind.EDIT, TaskKind.EXTEND}
+
     def __init__(self, account: ProviderAccount, *, http: httpx.AsyncClient) -> None:
         self.name = account.name
         self.account = account
@@ -99,19 +102,16 @@ class OpenAIProvider:
                 response, body = await self._create("videos", json=create_json(task, inputs, model))
             else:
                 response, body = await self._create("videos", files=create_form(task, inputs, model))
-        elif task.kind in (TaskKind.REMIX, TaskKind.EDIT, TaskKind.EXTEND):
+        elif task.kind is TaskKind.REMIX:
             source = source_id(task, inputs)
-            if task.kind is TaskKind.REMIX:
-                response, body = await self._create(f"videos/{quote(source, safe='')}/remix", json={"prompt": p.prompt})
-            elif task.kind is TaskKind.EDIT:
-                response, body = await self._create("videos/edits", json={"prompt": p.prompt, "video": {"id": source}})
+            response, body = await self._create(f"videos/{quote(source, safe='')}/remix", json={"prompt": p.prompt})
+        elif task.kind in (TaskKind.EDIT, TaskKind.EXTEND):
+            path = "videos/edits" if task.kind is TaskKind.EDIT else "videos/extensions"
+            fields = follow_up(task, inputs)
+            if isinstance(fields["video"], tuple):  # an uploaded video goes as a file, as the SDK sends it
+                response, body = await self._create(path, files=form_parts(fields))
             else:
-                extension = {
-                    "prompt": p.prompt,
-                    "seconds": extension_seconds(task, inputs),
-                    "video": {"id": source},
-                }
-                response, body = await self._create("videos/extensions", json=extension)
+                response, body = await self._create(path, json=fields)
         else:
             raise rejected(f"An OpenAI-compatible upstream cannot make {task.kind.value.replace('_', ' ')} tasks.")
         upstream_id = body.get("id") if isinstance(body, dict) else None

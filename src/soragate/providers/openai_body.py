@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from soragate.core.task import ErrorCode, Task, TaskError
+from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
 from soragate.profiles.snap import merge_fields
@@ -127,8 +127,21 @@ def create_json(task: Task, inputs: TaskInputs, model: str) -> dict[str, Any]:
 def source_id(task: Task, inputs: TaskInputs) -> str:
     source = inputs.source
     if source is None or not source.upstream_id:
-        raise rejected(f"A {task.kind.value} needs a source video made on this upstream account.")
+        raise rejected(f"This {task.kind.value} needs a source video made on this upstream account.")
     return source.upstream_id
+
+
+def follow_up(task: Task, inputs: TaskInputs) -> dict[str, Any]:
+    """The body of an edit or extension: the source as ``{"id"}`` when it was made upstream,
+    else the uploaded video itself (a file part: the body goes multipart)."""
+    body: dict[str, Any] = {"prompt": task.params.prompt}
+    if task.kind is TaskKind.EXTEND:
+        body["seconds"] = extension_seconds(task, inputs)
+    if inputs.source is None and inputs.source_video is not None:
+        body["video"] = ("video.mp4", inputs.source_video, "video/mp4")
+    else:
+        body["video"] = {"id": source_id(task, inputs)}
+    return body
 
 
 def extension_seconds(task: Task, inputs: TaskInputs) -> str:

@@ -26,11 +26,12 @@ import httpx
 
 from soragate.core.account_options import OpenRouterOptions
 from soragate.core.accounts import ProviderAccount
-from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
+from soragate.core.task import ErrorCode, Task, TaskError
 from soragate.profiles.images import image_fields
 from soragate.profiles.model import Images, Profile
 from soragate.profiles.snap import merge_fields
 from soragate.providers.base import (
+    MAKES_VIDEOS,
     Failure,
     JobState,
     JobStatus,
@@ -48,11 +49,12 @@ from soragate.providers.http import download, error_for_status, parse_json, requ
 from soragate.providers.kie import IMAGE_WORDS, MODERATION, RESULT_WORDS
 
 KIND = "openrouter"
-CREATE_KINDS = frozenset({TaskKind.TEXT_TO_VIDEO, TaskKind.IMAGE_TO_VIDEO})
 FRAME_TYPES = ("first_frame", "last_frame")
 
 
 class OpenRouterProvider:
+    task_kinds = MAKES_VIDEOS
+
     def __init__(self, account: ProviderAccount, *, http: httpx.AsyncClient) -> None:
         self.name = account.name
         self.account = account
@@ -96,7 +98,7 @@ class OpenRouterProvider:
 
     def request_body(self, task: Task, inputs: TaskInputs) -> dict[str, Any]:
         """The create body: from the route's profile when it has one, else the task as asked."""
-        if task.kind not in CREATE_KINDS:
+        if task.kind not in self.task_kinds:
             raise refused(f"OpenRouter's video API cannot make {task.kind.value.replace('_', ' ')} tasks.")
         if inputs.profile is not None:
             return build_body(task, inputs)

@@ -33,6 +33,7 @@ from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
 from soragate.profiles.snap import merge_fields
 from soragate.providers.base import (
+    MAKES_VIDEOS,
     Failure,
     JobState,
     JobStatus,
@@ -67,10 +68,11 @@ CREDIT_WORDS = ("quota", "balance", "credit", "余额", "额度")
 GONE_CODES = frozenset({"task_not_exist", "task_not_found"})
 # A gateway in front of the relay timed out or lost the relay's answer: the job may exist.
 LOST_ANSWER_STATUSES = frozenset({502, 504})
-CREATE_KINDS = frozenset({TaskKind.TEXT_TO_VIDEO, TaskKind.IMAGE_TO_VIDEO})
 
 
 class RelayV2Provider:
+    task_kinds = MAKES_VIDEOS | {TaskKind.REMIX}
+
     def __init__(self, account: ProviderAccount, *, http: httpx.AsyncClient) -> None:
         self.name = account.name
         self._account = account
@@ -91,7 +93,7 @@ class RelayV2Provider:
                 raise refused("The remix source has no upstream job on this account.")
             url = f"{self._base}/v1/videos/{quote(source.upstream_id, safe='')}/remix"
             body: dict[str, Any] = {"prompt": task.params.prompt}
-        elif task.kind in CREATE_KINDS:
+        elif task.kind in MAKES_VIDEOS:
             url = f"{self._base}/v2/videos/generations"
             body = build_body(task, inputs) if inputs.profile is not None else self._create_body(task, inputs)
         else:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from soragate.core.task import ErrorCode, Task, TaskError
+from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.pools import spawn_pool
 from soragate.profiles.model import Profile
 from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs
@@ -86,6 +86,7 @@ def _embedded_text(image: bytes) -> str:
 
 class SandboxProvider:
     name = "sandbox"
+    task_kinds = frozenset(TaskKind)
 
     def __init__(
         self,

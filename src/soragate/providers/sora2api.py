@@ -43,7 +43,16 @@ from soragate.core.account_options import Sora2APIOptions
 from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.model import Profile
-from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, ResultFile, TaskInputs, cannot_look_up
+from soragate.providers.base import (
+    MAKES_VIDEOS,
+    Failure,
+    JobState,
+    JobStatus,
+    ProviderError,
+    ResultFile,
+    TaskInputs,
+    cannot_look_up,
+)
 from soragate.providers.http import call, download
 from soragate.providers.sora2api_chat import (
     CHAT_PREFIX,
@@ -73,6 +82,8 @@ NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 class Sora2APIProvider:
+    task_kinds = MAKES_VIDEOS | {TaskKind.REMIX, TaskKind.STORYBOARD, TaskKind.TEXT_TO_IMAGE, TaskKind.IMAGE_TO_IMAGE}
+
     def __init__(self, account: ProviderAccount, *, http: httpx.AsyncClient) -> None:
         self.name = account.name
         self.account = account

@@ -33,6 +33,7 @@ from soragate.profiles.images import image_fields
 from soragate.profiles.model import Profile
 from soragate.profiles.snap import merge_fields
 from soragate.providers.base import (
+    MAKES_VIDEOS,
     Failure,
     JobState,
     JobStatus,
@@ -56,6 +57,8 @@ TICKS_PER_USD = 10_000_000_000
 
 
 class XAIProvider:
+    task_kinds = MAKES_VIDEOS
+
     def __init__(self, account: ProviderAccount, *, http: httpx.AsyncClient) -> None:
         self.name = account.name
         self.account = account

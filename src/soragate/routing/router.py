@@ -267,9 +267,23 @@ class Router:
         return chosen
 
     def _eligible(self, task: Task, source: Task | None) -> list[Route]:
+        """The routes that can serve ``task``; NoRoute naming why when none can."""
+        routes = self._serving(task, source)
+        able = [r for r in routes if task.kind in r.runtime.provider.task_kinds]
+        if routes and not able:
+            kinds = " and ".join(sorted({r.runtime.account.kind for r in routes}))
+            what = task.kind.value.replace("_", " ")
+            raise NoRoute(f"no upstream account for {task.params.model} can make {what} tasks ({kinds} cannot)")
+        return able
+
+    def _serving(self, task: Task, source: Task | None) -> list[Route]:
         if task.kind in SOURCE_KINDS and source is not None and source.provider:
             held = self.runtime(source.provider)
-            if held is None or held.account.missing_for(task, check_model=False) is not None:
+            if (
+                held is None
+                or held.account.missing_for(task, check_model=False) is not None
+                or task.kind not in held.provider.task_kinds
+            ):
                 raise NoRoute(
                     f"the account that made the source video ({source.provider}) is gone or cannot {task.kind.value}"
                 )

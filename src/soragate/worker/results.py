@@ -65,9 +65,14 @@ async def load_source(engine: AsyncEngine, task: Task) -> Task | None:
 async def load_inputs(
     engine: AsyncEngine, storage: Storage, signer: UrlSigner, task: Task, *, source: Task | None
 ) -> TaskInputs:
-    """Reference images as bytes and as links soragate serves, with the source task and
-    the task's callback link."""
+    """Reference images as bytes and as links soragate serves, the source task or uploaded
+    source video, and the task's callback link."""
     inputs = TaskInputs(source=source, notify_url=signer.notify_url(task.id))
+    source_upload = task.params.extra.get("source_upload_id")
+    if isinstance(source_upload, str):
+        upload = await upload_store.get_upload(engine, upload_id=source_upload)
+        if upload is not None:
+            inputs.source_video = await storage.read_bytes(upload.path)
     for upload_id in task.params.reference_images:
         upload = await upload_store.get_upload(engine, upload_id=upload_id)
         if upload is not None:

@@ -80,6 +80,23 @@ async def _source_video(gateway: Gateway, key: ApiKey, value: Any, param: str) -
     return task
 
 
+async def _uploaded_source(gateway: Gateway, key: ApiKey, video: FilePart, prompt: str) -> tuple[TaskParams, float]:
+    """An edit's or extension's source sent as a file (the SDK's ``video=`` file form): the
+    upload is stored and the task made at its picture; with the video's whole seconds."""
+    upload, info = await gateway.save_video(owner=key, data=video.data, param="video")
+    seconds = max(1, round(info.duration))
+    params = TaskParams(
+        prompt=prompt,
+        model="sora-2",
+        base_model="sora-2",
+        seconds=seconds,
+        width=info.width - info.width % 2,
+        height=info.height - info.height % 2,
+        extra={"source_upload_id": upload.id},
+    )
+    return params, seconds
+
+
 # What a client does next with a new video (GET /v1/videos/{id} is a plain route, not in the schema).
 NEXT = {
     "task": Link("/v1/tasks/{task_id}", "get", "task_id", "/id"),
@@ -142,17 +159,7 @@ async def edit_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JSON
     prompt = require_prompt(fields.get("prompt"), max_chars=settings.max_prompt_chars)
     video = fields.get("video")
     if isinstance(video, FilePart):
-        upload, info = await gateway.save_video(owner=key, data=video.data, param="video")
-        width, height = info.width - info.width % 2, info.height - info.height % 2
-        params = TaskParams(
-            prompt=prompt,
-            model="sora-2",
-            base_model="sora-2",
-            seconds=max(1, round(info.duration)),
-            width=width,
-            height=height,
-            extra={"source_upload_id": upload.id},
-        )
+        params, _ = await _uploaded_source(gateway, key, video, prompt)
     else:
         source = await _source_video(gateway, key, video, "video")
         params = source.params.follow_up(prompt=prompt, source_task_id=source.id)
@@ -174,11 +181,16 @@ async def extend_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JS
     if seconds not in EXTENSION_SECONDS:
         allowed = ", ".join(map(str, EXTENSION_SECONDS))
         raise InvalidRequest(f"Invalid seconds '{seconds}': allowed values are {allowed}.", param="seconds")
-    source = await _source_video(gateway, key, fields.get("video"), "video")
-    params = source.params.follow_up(prompt=prompt, source_task_id=source.id)
+    video = fields.get("video")
+    if isinstance(video, FilePart):
+        params, before = await _uploaded_source(gateway, key, video, prompt)
+    else:
+        source = await _source_video(gateway, key, video, "video")
+        params = source.params.follow_up(prompt=prompt, source_task_id=source.id)
+        before = source.actual_seconds or 0.0
     # An extension's length is the stitched total, as OpenAI reports it.
-    params.seconds = (source.actual_seconds or 0) + seconds
-    params.extra = {"extension_seconds": seconds}
+    params.seconds = before + seconds
+    params.extra["extension_seconds"] = seconds
     task = await gateway.create_task(owner=key, dialect="openai", kind=TaskKind.EXTEND, params=params)
     return _video(task, gateway)
 

@@ -1,0 +1,114 @@
+"""Edits and extensions whose source is an uploaded video (the ``openai`` SDK's ``video=``
+file form), and tasks no configured account can run, through the SDK against a live
+soragate and loopback fakes of the upstreams."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+
+import av
+import openai
+import pytest
+from tests.conftest import LiveServer
+from tests.fakes.openai_videos import FakeOpenAIVideos
+from tests.fakes.relay_v2 import RelayV2Fake
+from tests.fakes.server import serve
+
+from soragate.render import render_video
+
+# The SDK marks every videos method deprecated (OpenAI shut the API down); soragate serves them.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def clip() -> bytes:
+    """A 3 s 320x180 H.264 clip a user has on disk."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "clip.mp4"
+        render_video(out, prompt="a clip of my own", width=320, height=180, seconds=3, fps=8)
+        return out.read_bytes()
+
+
+def _seconds(mp4: bytes) -> float:
+    with av.open(io.BytesIO(mp4)) as container:
+        return float(container.duration or 0) / av.time_base
+
+
+def test_an_uploaded_video_is_edited_and_extended_by_an_openai_host(gateway: LiveServer, clip: bytes) -> None:
+    fake = FakeOpenAIVideos(key="host-key", polls_to_complete=1)
+    with serve(fake) as url:
+        gateway.add_provider(name="host", kind="openai", base_url=url + "/v1", secret="host-key")
+        sdk = gateway.sdk()
+
+        edit = sdk.videos.edit(prompt="add snow", video=("clip.mp4", clip, "video/mp4"))
+        assert (edit.status, edit.size, edit.seconds) == ("queued", "320x180", "3")
+        edited = sdk.videos.poll(edit.id, poll_interval_ms=100)
+        assert edited.status == "completed", edited.error
+        sent = fake.creates[-1]
+        assert (sent["_kind"], sent["_encoding"], sent["prompt"]) == ("edit", "multipart", "add snow")
+        assert sent["video"]["data"] == clip  # the user's file, byte for byte
+        assert _seconds(sdk.videos.download_content(edited.id).content) > 0
+
+        extend = sdk.videos.extend(prompt="keep going", seconds="4", video=("clip.mp4", clip, "video/mp4"))
+        assert (extend.size, extend.seconds) == ("320x180", "7")  # the stitched total, as OpenAI reports it
+        extended = sdk.videos.poll(extend.id, poll_interval_ms=100)
+        assert extended.status == "completed", extended.error
+        sent = fake.creates[-1]
+        assert (sent["_kind"], sent["seconds"], sent["video"]["data"]) == ("extend", "4", clip)
+
+
+def test_a_task_no_account_can_run_is_refused_at_create(gateway: LiveServer, clip: bytes) -> None:
+    # A relay's task API makes videos and remixes them; it has no edit or extension.
+    fake = RelayV2Fake(key="relay-key", polls_to_finish=1)
+    with serve(fake) as url:
+        gateway.add_provider(name="relay", kind="relay_v2", base_url=url, secret="relay-key")
+        sdk = gateway.sdk()
+        made = sdk.videos.create_and_poll(prompt="a red car", seconds="4", size="1280x720", poll_interval_ms=100)
+        assert made.status == "completed", made.error
+        creates = fake.creates
+
+        with pytest.raises(openai.APIStatusError) as refused:
+            sdk.videos.edit(prompt="add snow", video=("clip.mp4", clip, "video/mp4"))
+        assert refused.value.status_code == 503
+        assert refused.value.code == "no_available_upstream"
+        assert "edit" in refused.value.message and "relay_v2" in refused.value.message
+
+        with gateway.client() as client:  # by id (the SDK sends only files here)
+            body = {"prompt": "on", "seconds": "4", "video": {"id": made.id}}
+            answer = client.post("/v1/videos/extensions", json=body)
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "no_available_upstream"
+        assert "relay" in answer.json()["error"]["message"] and "extend" in answer.json()["error"]["message"]
+
+        # Nothing was sent upstream, no task was made, and what the relay can do still works.
+        assert fake.creates == creates
+        assert [v.id for v in sdk.videos.list()] == [made.id]
+        remix = sdk.videos.remix(made.id, prompt="make it blue")
+        assert sdk.videos.poll(remix.id, poll_interval_ms=100).status == "completed"
+
+
+def test_the_sandbox_extends_an_uploaded_video(server: LiveServer, clip: bytes) -> None:
+    sdk = server.sdk()
+    extend = sdk.videos.extend(prompt="keep going", seconds="4", video=("clip.mp4", clip, "video/mp4"))
+    assert (extend.size, extend.seconds) == ("320x180", "7")
+    done = sdk.videos.poll(extend.id, poll_interval_ms=100)
+    assert done.status == "completed", done.error
+    assert abs(_seconds(sdk.videos.download_content(done.id).content) - 7) <= 0.5
+
+
+def test_a_storyboard_for_an_upstream_without_one_is_refused_in_sora2apis_shape(gateway: LiveServer) -> None:
+    fake = FakeOpenAIVideos(key="host-key", polls_to_complete=1)
+    with serve(fake) as url:
+        gateway.add_provider(name="host", kind="openai", base_url=url + "/v1", secret="host-key")
+        with gateway.client() as client:
+            answer = client.post(
+                "/v1/videos/storyboard",
+                json={"prompt": "[5.0s]a cat jumps [5.0s]a cat lands", "model": "sora2-landscape-10s"},
+            )
+            tasks = client.get("/v1/tasks").json()
+    assert answer.status_code == 503, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "no_available_upstream" and "storyboard" in error["message"]
+    assert fake.creates == [] and tasks["data"] == []
