@@ -1,6 +1,6 @@
 """The studio in a real browser, signed in with an ordinary API key against a sandbox that
 takes ~4 s per generation: create every kind of task, watch live progress pushed by the
-server (no reloads, no polling), play, seek, download, remix, retry, characters."""
+server (no reloads, no polling), play, seek, download, remix, extend, retry, characters."""
 
 from __future__ import annotations
 
@@ -109,7 +109,9 @@ def _progress_rises(card: Any) -> list[float]:
 
 def test_studio_creates_watches_plays_and_retries(slow_server: LiveServer, browsing: Browsing, tmp_path: Path) -> None:
     with slow_server.client() as admin:  # an ordinary key (Playwright's loop rules out create_key)
-        key = admin.post("/v1/admin/keys", json={"name": "studio-user"}).json()["key"]
+        made = admin.post("/v1/admin/keys", json={"name": "studio-user"})
+    assert made.status_code == 200, made.text
+    key = made.json()["key"]
     page: Any = browsing.page
     range_requests: list[str] = []
     page.on("request", lambda r: range_requests.append(r.url) if r.headers.get("range") else None)
@@ -187,6 +189,24 @@ def test_studio_creates_watches_plays_and_retries(slow_server: LiveServer, brows
     fox.get_by_role("button", name="Send remix").click()
     remix = _card(page, "the fox at night")
     remix.wait_for()
+
+    # Extend it: one follow-up form at a time; the extension is the stitched length.
+    fox.get_by_role("button", name="Remix", exact=True).click()
+    fox.get_by_role("button", name="Extend", exact=True).click()
+    assert fox.locator("form").count() == 1
+    fox.get_by_label("What happens next?").fill("the fox runs into the forest")
+    fox.get_by_label("Seconds to add").select_option("4")
+    fox.get_by_role("button", name="Send extension").click()
+    cancelled = _card(page, "the fox runs into the forest")
+    cancelled.wait_for()
+    # Cancelled, then sent again from its card: the new task extends the same video as much.
+    cancelled.get_by_role("button", name="Cancel").click()
+    cancelled.get_by_role("button", name="Cancel: press again").click()
+    page.locator('.task-card[data-state="cancelled"]', has_text="the fox runs into the forest").wait_for()
+    assert cancelled.get_by_role("button", name="Edit", exact=True).count() == 0  # the Create form has no source
+    cancelled.get_by_role("button", name="Retry", exact=True).click()
+    extension = page.locator('.task-card:not([data-state="cancelled"])', has_text="the fox runs into the forest")
+    extension.wait_for()
 
     # Storyboard: three shots, one moved, the total checked against the model's 10 s.
     page.get_by_role("tab", name="Storyboard").click()
@@ -268,8 +288,13 @@ def test_studio_creates_watches_plays_and_retries(slow_server: LiveServer, brows
     _card(page, "a calm scene").wait_for()
     assert _card(page, "a blocked-by-review scene").count() == 1  # nothing was sent again
 
-    for card in (remix, board, animated):
+    for card in (remix, extension, board, animated):
         _wait_finished(card)
+    stitched = extension.locator("video").evaluate(
+        "v => v.readyState >= 1 ? v.duration : new Promise(r => v.addEventListener("
+        "'loadedmetadata', () => r(v.duration), {once: true}))"
+    )
+    assert abs(stitched - 8) <= 0.5
     _wait_finished(picture, "img")
     board.get_by_text("Parameters").click()
     assert board.locator(".shot-list li").all_inner_texts() == [

@@ -10,7 +10,7 @@ from typing import Any
 
 from soragate.core.catalogue import STYLES, Catalogue, ModelSpec, ResolvedVideo
 from soragate.core.inputs import optional_bool, optional_str
-from soragate.core.task import Task, TaskParams, TaskStatus
+from soragate.core.task import Task, TaskKind, TaskParams, TaskStatus
 from soragate.dialects import family_names
 from soragate.errors import InvalidRequest
 
@@ -204,6 +204,8 @@ def task_detail(task: Task, link: Link) -> dict[str, Any]:
         "style": p.style,
         "shots": [{"seconds": s.seconds, "prompt": s.prompt} for s in p.shots],
         "remixed_from": p.source_task_id,
+        # What an extension added to its source (a retry sends it again).
+        "extension_seconds": p.extra.get("extension_seconds") if task.kind is TaskKind.EXTEND else None,
         # Upload ids of the input images: a retry sends them back as input_reference[file_id].
         "reference_images": list(p.reference_images),
         "error_code": task.error.code if task.error else None,

@@ -21,6 +21,10 @@ export function retryPlan(task) {
     if (task.kind === "remix" && task.remixed_from) {
       return { path: `/v1/videos/${task.remixed_from}/remix`, body: { prompt: task.prompt } };
     }
+    if (task.kind === "extend" && task.remixed_from && task.extension_seconds) {
+      const body = { prompt: task.prompt, seconds: String(task.extension_seconds), video: { id: task.remixed_from } };
+      return { path: "/v1/videos/extensions", body };
+    }
     if (task.kind === "text_to_image") {
       return { path: "/v1/images/generations", body: { ...p, size: task.size, response_format: "url" } };
     }
@@ -48,6 +52,15 @@ export async function retry(task) {
 
 export async function remix(task, prompt) {
   const answer = await api(`/v1/videos/${task.task_id}/remix`, { method: "POST", json: { prompt } });
+  return answer.id || answer.task_id;
+}
+
+// What an extension may add, in seconds (OpenAI's values).
+export const EXTENSION_SECONDS = [4, 8, 12, 16, 20];
+
+export async function extend(task, prompt, seconds) {
+  const body = { prompt, seconds: String(seconds), video: { id: task.task_id } };
+  const answer = await api("/v1/videos/extensions", { method: "POST", json: body });
   return answer.id || answer.task_id;
 }
 

@@ -2,7 +2,7 @@
 // anything else changes, and a finished video's player is never rebuilt (it may be playing).
 
 import { el, toast } from "/static/api.js";
-import { failureReason, local, retryPlan } from "/static/studio-actions.js";
+import { EXTENSION_SECONDS, failureReason, local, retryPlan } from "/static/studio-actions.js";
 
 const STATES = { queued: "Queued", in_progress: "Rendering", completed: "Ready", failed: "Failed", cancelled: "Cancelled" };
 const KINDS = {
@@ -14,8 +14,9 @@ const ACTIVE = new Set(["queued", "in_progress"]);
 const NEEDS_NEW_WORDING = new Set(["prompt_review_failed", "image_review_failed"]);
 
 export class TaskCard {
-  // actions: { retry(task), remix(task, prompt), remove(task), cancel(task) } — each resolves or throws
-  // ApiError; edit(task) puts the task's prompt and settings back in the Create form.
+  // actions: { retry(task), remix(task, prompt), extend(task, prompt, seconds), remove(task),
+  // cancel(task) } — each resolves or throws ApiError; edit(task) puts the task's prompt and
+  // settings back in the Create form.
   constructor(task, actions) {
     this.actions = actions;
     this.element = el("li", { class: "task-card" });
@@ -100,9 +101,13 @@ export class TaskCard {
         el("button", { type: "button", class: "secondary", onclick: () => copyLink(local(file), bar) }, "Copy link"));
     }
     if (t.state === "completed" && t.video_url) {
-      bar.append(el("button", { type: "button", class: "secondary", "aria-expanded": "false", onclick: (e) => this.toggleRemix(e.currentTarget) }, "Remix"));
+      bar.append(
+        el("button", { type: "button", class: "secondary", "aria-expanded": "false", onclick: (e) => this.toggleFollowUp(e.currentTarget, REMIX) }, "Remix"),
+        el("button", { type: "button", class: "secondary", "aria-expanded": "false", onclick: (e) => this.toggleFollowUp(e.currentTarget, EXTEND) }, "Extend"));
     }
-    const editable = !ACTIVE.has(t.state) && !(t.shots || []).length && t.kind !== "remix";
+    // Made from another video: the Create form cannot say that.
+    const followUp = ["remix", "extend", "edit"].includes(t.kind);
+    const editable = !ACTIVE.has(t.state) && !(t.shots || []).length && !followUp;
     if (t.state === "failed" || t.state === "cancelled") {
       if (NEEDS_NEW_WORDING.has(t.error_code)) {
         // Sending the same words again would be refused again: back to the form to change them.
@@ -161,37 +166,48 @@ export class TaskCard {
     }, 4000);
   }
 
-  toggleRemix(button) {
-    let form = this.body.querySelector(".remix-form");
-    if (form) {
-      form.remove();
-      button.setAttribute("aria-expanded", "false");
-      return;
+  // One follow-up form under the buttons at a time: a remix (what changes) or an extension
+  // (what happens next, and for how long).
+  toggleFollowUp(button, kind) {
+    const open = this.body.querySelector(".follow-up-form");
+    const opener = this.body.querySelector(".actions [aria-expanded='true']");
+    if (open) {
+      open.remove();
+      opener?.setAttribute("aria-expanded", "false");
+      if (opener === button) return;
     }
-    const id = `remix-${this.task.task_id}`;
-    const prompt = el("textarea", { id, rows: 2, "data-prompt": true, required: true, placeholder: "Same scene, but at night" });
-    const submit = el("button", { type: "submit" }, "Send remix");
-    form = el("form", {
-      class: "remix-form", novalidate: true,
+    const close = () => { form.remove(); button.setAttribute("aria-expanded", "false"); button.focus(); };
+    const id = `${kind.name}-${this.task.task_id}`;
+    const prompt = el("textarea", { id, rows: 2, "data-prompt": true, required: true, placeholder: kind.placeholder });
+    const fields = [el("label", { for: id }, kind.label), prompt];
+    let length = null;
+    if (kind === EXTEND) {
+      length = el("select", { id: `${id}-seconds` }, ...EXTENSION_SECONDS.map((s) => el("option", { value: String(s) }, `${s} s`)));
+      fields.push(el("label", { for: length.id }, "Seconds to add"), length);
+    }
+    const submit = el("button", { type: "submit" }, kind.send);
+    const form = el("form", {
+      class: "follow-up-form", novalidate: true,
       onsubmit: async (event) => {
         event.preventDefault();
         const text = prompt.value.trim();
-        if (!text) { this.element.querySelector(".card-error").textContent = "Describe what to change first."; prompt.focus(); return; }
-        if (await this.run(submit, "Sending…", () => this.actions.remix(this.task, text))) {
-          form.remove();
-          button.setAttribute("aria-expanded", "false");
-          button.focus();
-        }
+        if (!text) { this.element.querySelector(".card-error").textContent = kind.empty; prompt.focus(); return; }
+        const send = kind === EXTEND
+          ? () => this.actions.extend(this.task, text, Number(length.value))
+          : () => this.actions.remix(this.task, text);
+        if (await this.run(submit, "Sending…", send)) close();
       },
     },
-    el("label", { for: id }, "What should change?"), prompt,
-    el("div", { class: "actions" }, submit,
-      el("button", { type: "button", class: "secondary", onclick: () => { form.remove(); button.setAttribute("aria-expanded", "false"); button.focus(); } }, "Cancel")));
+    ...fields,
+    el("div", { class: "actions" }, submit, el("button", { type: "button", class: "secondary", onclick: close }, "Cancel")));
     button.closest(".actions").after(form);
     button.setAttribute("aria-expanded", "true");
     prompt.focus();
   }
 }
+
+const REMIX = { name: "remix", label: "What should change?", placeholder: "Same scene, but at night", send: "Send remix", empty: "Describe what to change first." };
+const EXTEND = { name: "extend", label: "What happens next?", placeholder: "The fox runs into the forest", send: "Send extension", empty: "Describe what happens next first." };
 
 function mediaFor(t) {
   if (t.state === "completed" && t.video_url) {

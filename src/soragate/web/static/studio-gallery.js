@@ -31,6 +31,11 @@ export class Gallery {
         this.announce(id, { prompt, model: task.model, kind: "remix", size: task.size, seconds: task.seconds, remixed_from: task.task_id, dialect: task.dialect });
         toast("Remix started.");
       },
+      extend: async (task, prompt, seconds) => {
+        const id = await actions.extend(task, prompt, seconds);
+        this.announce(id, { prompt, model: task.model, kind: "extend", size: task.size, seconds: (task.seconds || 0) + seconds, extension_seconds: seconds, remixed_from: task.task_id, dialect: "openai" });
+        toast("Extension started.");
+      },
       remove: async (task) => {
         await actions.remove(task);
         this.drop(task.task_id);
