@@ -16,7 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer
+from tests.fakes.faults import Fault
 from tests.fakes.server import serve
 from tests.fakes.xai import FakeXAI
 
@@ -36,17 +37,19 @@ ANY_LENGTH = {
     "duration": {**EIGHT_ONLY["duration"], "values": [4, 8, 10, 12, 15]},
 }
 PER_SECOND = Catalogue().get("sora-2", kind="video").price
+DOWN_FOR = 3.0
 
 
 @pytest.fixture
 def routed(gateway: LiveServer) -> Iterator[FakeXAI]:
-    """Sora 2 → the 8 s-only profile on a dead account, then the 4-15 s one on a live one."""
-    fake = FakeXAI(api_key="xai-key", polls_until_done=1)
-    with serve(fake) as url, gateway.client() as admin:
+    """Sora 2 → the 8 s-only profile on an account that is down, then the 4-15 s one on a live one."""
+    fake, down = FakeXAI(api_key="xai-key", polls_until_done=1), FakeXAI(api_key="xai-key")
+    # Down, and slow to say so: the test reads what the create reserved before the failover.
+    down.faults.add("create", Fault("status", status=503, seconds=DOWN_FOR), times=10)
+    with serve(fake) as url, serve(down) as down_url, gateway.client() as admin:
         for profile in (EIGHT_ONLY, ANY_LENGTH):
             admin.post("/v1/admin/profiles", json=profile).raise_for_status()
-        dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: refused before anything is sent
-        for name, base_url in (("eight", dead), ("any", url)):
+        for name, base_url in (("eight", down_url), ("any", url)):
             account = {"name": name, "kind": "xai", "base_url": base_url, "secret": "xai-key", "models": {"*": ""}}
             admin.post("/v1/admin/providers", json=account | {"options": FAST}).raise_for_status()
         routes = [{"account": "eight", "profile": "test/eight-only"}, {"account": "any", "profile": "test/any-length"}]

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 @dataclass(frozen=True)
 class Fault:
-    # status: answer with ``status`` (and Retry-After); reset: cut the connection mid-body;
+    # status: answer with ``status`` (and Retry-After), after ``seconds``; reset: cut the connection mid-body;
     # delay: sleep ``seconds`` then go on (a client timeout shorter than that times out);
     # trickle: a 200 whose body arrives one byte every ``seconds`` (no read ever times out);
     # malformed: a 200 with a body that is not JSON; after: let the request through, then
@@ -60,6 +60,7 @@ async def before(fault: Fault | None) -> Response | None:
         await asyncio.sleep(fault.seconds)
         return None
     if fault.kind == "status":
+        await asyncio.sleep(fault.seconds)
         headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
         return JSONResponse({"error": {"message": f"injected {fault.status}"}}, fault.status, headers=headers)
     if fault.kind == "malformed":
