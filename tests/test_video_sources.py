@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import io
 import tempfile
+import time
 from pathlib import Path
 
 import av
+import httpx
 import openai
 import pytest
 from tests.conftest import LiveServer
 from tests.fakes.openai_videos import FakeOpenAIVideos
 from tests.fakes.relay_v2 import RelayV2Fake
 from tests.fakes.server import serve
+from tests.fakes.sora2api import FakeSora2API
 
 from soragate.render import render_video
 
@@ -112,3 +115,32 @@ def test_a_storyboard_for_an_upstream_without_one_is_refused_in_sora2apis_shape(
     error = answer.json()["error"]
     assert error["code"] == "no_available_upstream" and "storyboard" in error["message"]
     assert fake.creates == [] and tasks["data"] == []
+
+
+SHARE_LINK = "s_" + "5c" * 16
+
+
+def _remix_share_link(client: httpx.Client, prompt: str) -> httpx.Response:
+    body = {"prompt": prompt, "remix_target_id": SHARE_LINK, "model": "sora2-landscape-10s", "async_mode": True}
+    return client.post("/v1/videos/remix", json=body)
+
+
+def test_a_sora_share_link_is_remixed_only_where_sora_knows_it(gateway: LiveServer) -> None:
+    relay, sora2api = RelayV2Fake(key="relay-key", polls_to_finish=1), FakeSora2API(polls_to_finish=1)
+    with serve(relay) as relay_url, serve(sora2api.app) as sora2api_url:
+        gateway.add_provider(name="relay", kind="relay_v2", base_url=relay_url, secret="relay-key")
+        with gateway.client() as client:
+            refused = _remix_share_link(client, "in watercolour")
+            assert refused.status_code == 503, refused.text
+            assert "share link" in refused.json()["error"]["message"]
+
+            gateway.add_provider(name="s2a", kind="sora2api", base_url=sora2api_url, secret=sora2api.key)
+            ids = [_remix_share_link(client, f"in watercolour {n}").json()["task_id"] for n in range(4)]
+            for task_id in ids:  # the relay takes remixes too, but of its own videos only
+                deadline = time.monotonic() + 60
+                while (task := client.get(f"/v1/tasks/{task_id}").json())["status"] == "processing":
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+                assert task["status"] == "completed", task
+    assert relay.creates == 0
+    assert [body["remix_target_id"] for path, body in sora2api.bodies] == [SHARE_LINK] * 4

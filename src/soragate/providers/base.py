@@ -118,6 +118,9 @@ class Provider(Protocol):
     # The task kinds this kind of upstream can run: the router sends a task only to accounts
     # that can, and refuses at create a task no account could run.
     task_kinds: frozenset[TaskKind]
+    # Whether it remixes a video named by its Sora share link (``s_…``): one soragate never
+    # saw, known only to Sora itself.
+    remixes_share_links: bool
 
     async def submit(self, task: Task, inputs: TaskInputs) -> str:
         """Start the job upstream; returns the upstream id."""

@@ -70,6 +70,7 @@ _REFUSED_WORDS = frozenset({"INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_R
 
 class GeminiProvider:
     task_kinds = MAKES_VIDEOS
+    remixes_share_links = False
 
     def __init__(self, account: ProviderAccount, *, http: httpx.AsyncClient) -> None:
         self.name = account.name

@@ -92,6 +92,7 @@ NO_RECORD = "recordInfo is null"
 
 class KieProvider:
     task_kinds = MAKES_VIDEOS | {TaskKind.STORYBOARD}
+    remixes_share_links = False
 
     def __init__(self, account: ProviderAccount, *, http: httpx.AsyncClient) -> None:
         self.name = account.name

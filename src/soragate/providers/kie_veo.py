@@ -75,6 +75,7 @@ class KieFamilyProvider(KieProvider):
     with its own create and record paths, body and record reader."""
 
     task_kinds = MAKES_VIDEOS
+    remixes_share_links = False
     create_path = ""
     record_path = ""
 

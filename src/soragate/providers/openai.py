@@ -70,6 +70,7 @@ FIND_PAGE = 100
 
 class OpenAIProvider:
     task_kinds = MAKES_VIDEOS | {TaskKind.REMIX, TaskKind.EDIT, TaskKind.EXTEND}
+    remixes_share_links = False
 
     def __init__(self, account: ProviderAccount, *, http: httpx.AsyncClient) -> None:
         self.name = account.name

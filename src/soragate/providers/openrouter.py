@@ -54,6 +54,7 @@ FRAME_TYPES = ("first_frame", "last_frame")
 
 class OpenRouterProvider:
     task_kinds = MAKES_VIDEOS
+    remixes_share_links = False
 
     def __init__(self, account: ProviderAccount, *, http: httpx.AsyncClient) -> None:
         self.name = account.name

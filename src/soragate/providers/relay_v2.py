@@ -72,6 +72,7 @@ LOST_ANSWER_STATUSES = frozenset({502, 504})
 
 class RelayV2Provider:
     task_kinds = MAKES_VIDEOS | {TaskKind.REMIX}
+    remixes_share_links = False
 
     def __init__(self, account: ProviderAccount, *, http: httpx.AsyncClient) -> None:
         self.name = account.name

@@ -87,6 +87,7 @@ def _embedded_text(image: bytes) -> str:
 class SandboxProvider:
     name = "sandbox"
     task_kinds = frozenset(TaskKind)
+    remixes_share_links = True
 
     def __init__(
         self,

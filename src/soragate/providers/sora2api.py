@@ -83,6 +83,7 @@ NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 class Sora2APIProvider:
     task_kinds = MAKES_VIDEOS | {TaskKind.REMIX, TaskKind.STORYBOARD, TaskKind.TEXT_TO_IMAGE, TaskKind.IMAGE_TO_IMAGE}
+    remixes_share_links = True
 
     def __init__(self, account: ProviderAccount, *, http: httpx.AsyncClient) -> None:
         self.name = account.name

@@ -58,6 +58,7 @@ TICKS_PER_USD = 10_000_000_000
 
 class XAIProvider:
     task_kinds = MAKES_VIDEOS
+    remixes_share_links = False
 
     def __init__(self, account: ProviderAccount, *, http: httpx.AsyncClient) -> None:
         self.name = account.name

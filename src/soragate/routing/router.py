@@ -269,11 +269,16 @@ class Router:
     def _eligible(self, task: Task, source: Task | None) -> list[Route]:
         """The routes that can serve ``task``; NoRoute naming why when none can."""
         routes = self._serving(task, source)
-        able = [r for r in routes if task.kind in r.runtime.provider.task_kinds]
+        share_link = task.params.extra.get("remix_share_id")
+        able = [
+            r
+            for r in routes
+            if task.kind in r.runtime.provider.task_kinds and (r.runtime.provider.remixes_share_links or not share_link)
+        ]
         if routes and not able:
             kinds = " and ".join(sorted({r.runtime.account.kind for r in routes}))
-            what = task.kind.value.replace("_", " ")
-            raise NoRoute(f"no upstream account for {task.params.model} can make {what} tasks ({kinds} cannot)")
+            what = "remix a Sora share link" if share_link else f"make {task.kind.value.replace('_', ' ')} tasks"
+            raise NoRoute(f"no upstream account for {task.params.model} can {what} ({kinds} cannot)")
         return able
 
     def _serving(self, task: Task, source: Task | None) -> list[Route]:
