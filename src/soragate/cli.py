@@ -407,9 +407,10 @@ def generate(
     give_up_after: GiveUpOption = RECONNECT_SECONDS,
     data_dir: DataDir = None,
 ) -> None:
-    """Generate a video on a running server, with a live progress bar, and save it. The task
-    id is printed first; while the server restarts the wait reconnects, and if it gives up,
-    `soragate tasks wait ID` picks the task up again."""
+    """Generate a video on a running server, with a live progress bar, and save it.
+
+    The task id is printed first; while the server restarts the wait reconnects, and if it
+    gives up, `soragate tasks wait ID` picks the task up again."""
     key = _api_key(api_key, data_dir)
     fields = {"prompt": prompt, "model": model}
     if seconds:

@@ -28,8 +28,9 @@ def new_key() -> None:
 
 @app.command("encrypt")
 def encrypt(data_dir: DataDir = None) -> None:
-    """Encrypt every secret still stored in plain text (or under an older key) with the
-    current key (SORAGATE_SECRET_KEY or SORAGATE_SECRET_KEY_FILE). Servers keep running."""
+    """Encrypt every secret stored in plain text (or under an older key) with the current key.
+
+    The key comes from SORAGATE_SECRET_KEY or SORAGATE_SECRET_KEY_FILE. Servers keep running."""
     from soragate.errors import SecretKeyError
     from soragate.permissions import make_private
     from soragate.store.cipher import SecretCipher
