@@ -85,6 +85,10 @@ def test_a_task_no_account_can_run_is_refused_at_create(gateway: LiveServer, cli
         assert answer.json()["error"]["code"] == "no_available_upstream"
         assert "relay" in answer.json()["error"]["message"] and "extend" in answer.json()["error"]["message"]
 
+        with pytest.raises(openai.APIStatusError) as no_images:  # a relay makes videos only
+            sdk.images.generate(prompt="a lighthouse", size="1024x1024")
+        assert no_images.value.status_code == 503 and "text to image" in no_images.value.message
+
         # Nothing was sent upstream, no task was made, and what the relay can do still works.
         assert fake.creates == creates
         assert [v.id for v in sdk.videos.list()] == [made.id]
