@@ -69,8 +69,13 @@ class Callbacks:
         self._loop: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def task_ended(self, task_id: str) -> None:
-        task = await task_store.get_task(self.engine, task_id=task_id)
+    async def task_ended(self, ended: Task) -> None:
+        """Queue what goes out for ``ended`` (as the worker held it; its final state is read
+        here, and only when there is someone to tell)."""
+        endpoints = await delivery_store.list_endpoints(self.engine, cipher=self.cipher, enabled_only=True)
+        if not endpoints and not ended.callback_url:
+            return
+        task = await task_store.get_task(self.engine, task_id=ended.id)
         if task is None or task.status is TaskStatus.CANCELLED:
             return
         event = event_name(task)
@@ -78,7 +83,6 @@ class Callbacks:
         deliveries: list[delivery_store.Outgoing] = []
         if task.callback_url and renderer is not None:
             deliveries.append((task.callback_url, renderer(task), None))
-        endpoints = await delivery_store.list_endpoints(self.engine, cipher=self.cipher, enabled_only=True)
         wanted = [e for e in endpoints if event in e.events or "*" in e.events]
         if wanted:
             payload = self.event_renderer(task)

@@ -80,7 +80,7 @@ class Worker:
         events: TaskEvents,
         settings: Settings,
         signer: UrlSigner,
-        on_final: Callable[[str], Awaitable[None]] | None = None,
+        on_final: Callable[[Task], Awaitable[None]] | None = None,
         schedule: Schedule | None = None,
         role: str = "serve",
         clock: Callable[[], float] = time.time,
@@ -642,7 +642,7 @@ class Worker:
         video = next((a for a in assets if a.variant == "video"), None)
         detail = f"{video.width}x{video.height} {video.duration}s" if video else f"{len(assets)} image(s)"
         log.info("task %s completed on %s: %s", task.id, runtime.name, detail)
-        await self._ended(task.id)
+        await self._ended(task)
 
     async def _later(
         self,
@@ -676,7 +676,7 @@ class Worker:
             self.metrics.task_finished(
                 dialect=task.dialect, model=task.params.model, outcome="failed", code=error_label(error.code)
             )
-            await self._ended(task.id)
+            await self._ended(task)
 
     async def _put_off_look(self, task: Task, runtime: AccountRuntime, deadline: float) -> bool:
         """A look decided before anything was known of the job's route (claimed, or waiting
@@ -726,7 +726,7 @@ class Worker:
             if planned is None or when < planned:
                 self._sleep.reschedule(when)
 
-    async def _ended(self, task_id: str) -> None:
+    async def _ended(self, task: Task) -> None:
         # Its account has a free job slot now: a queued task may go, counted afresh. (A step
         # that only set its task's next look frees nothing, and that time is a hint.)
         self._room_counted_at = float("-inf")
@@ -734,10 +734,10 @@ class Worker:
         if self.on_final is None:
             return
         try:
-            await self.on_final(task_id)
+            await self.on_final(task)
         except Exception:
             # A callback that cannot be queued must not undo or stall the task itself.
-            log.exception("queueing callbacks for task %s failed", task_id)
+            log.exception("queueing callbacks for task %s failed", task.id)
 
 
 _KNOWN_CODES = frozenset({*(c.value for c in ErrorCode), "no_available_upstream", "upstream_task_lost"})
