@@ -1,5 +1,6 @@
 """A loopback fake of a Sora2API gateway (seed 001): the async task endpoints, the task query,
-and chat completions streamed as SSE.
+chat completions streamed as SSE, and characters/generate (a character from a clip, then a
+video with it; streamed the same way, as the seed says it must be).
 
 Task jobs go processing → completed over ``polls_to_finish`` status polls; chat streams send
 ``chat_steps`` progress chunks, then the ``<video src>`` (or ``![..](url)``) content, then
@@ -115,6 +116,7 @@ class FakeSora2API:
                 Route("/v1/videos/{kind:str}", self.create, methods=["POST"]),
                 Route("/v1/images/{kind:str}", self.create, methods=["POST"]),
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/characters/generate", self.character_video, methods=["POST"]),
                 Route("/v1/tasks/{task_id:str}", self.task, methods=["GET"]),
                 Route("/tmp/{name:str}", self.result, methods=["GET"]),
             ]
@@ -193,6 +195,28 @@ class FakeSora2API:
             return await self._lost_answer(after)
         if body.get("stream") is not True:
             return self._error("Please enable streaming to use the generation feature.", 400, param="stream")
+        return self._stream(job, str(request.base_url))
+
+    async def character_video(self, request: Request) -> Response:
+        """A character made from the clip in ``video``, then a video with it: streamed only."""
+        resp = await before(self.faults.take("create"))
+        if resp is not None:
+            return resp
+        if (denied := self._auth(request)) is not None:
+            return denied
+        body, error = await self._body(request)
+        if error is not None:
+            return error
+        self.bodies.append((request.url.path, body))
+        if body.get("model", "sora2-landscape-10s") not in VIDEO_MODELS:
+            return self._error(f"Invalid model: {body.get('model')}", 400, param="model")
+        if not body.get("prompt"):
+            return self._error("prompt is required", 400, param="prompt")
+        if _decode_data_uri(body.get("video")) is None:
+            return self._error("video must be a base64 data URI or URL", 400, param="video")
+        if body.get("stream") is not True:
+            return self._error("Please enable streaming to use the generation feature.", 400, param="stream")
+        job = self._new_job("character", body, is_image=False, prompt=str(body["prompt"]))
         return self._stream(job, str(request.base_url))
 
     async def task(self, request: Request) -> Response:

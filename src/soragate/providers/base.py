@@ -54,7 +54,8 @@ class ResultFile:
 class TaskInputs:
     """What a provider needs beyond the task's params: reference images as bytes and as
     links soragate serves (for upstreams that only take URLs), for remix, edit and extend
-    the source task, and for an edit or extension of an uploaded video that video."""
+    the source task, and the video a task is made from when it was uploaded (an edit's or
+    extension's source, a character video's clip)."""
 
     reference_images: list[bytes] = field(default_factory=list)
     reference_urls: list[str] = field(default_factory=list)

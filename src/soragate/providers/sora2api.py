@@ -82,7 +82,13 @@ NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 class Sora2APIProvider:
-    task_kinds = MAKES_VIDEOS | {TaskKind.REMIX, TaskKind.STORYBOARD, TaskKind.TEXT_TO_IMAGE, TaskKind.IMAGE_TO_IMAGE}
+    task_kinds = MAKES_VIDEOS | {
+        TaskKind.REMIX,
+        TaskKind.STORYBOARD,
+        TaskKind.CHARACTER,
+        TaskKind.TEXT_TO_IMAGE,
+        TaskKind.IMAGE_TO_IMAGE,
+    }
     remixes_share_links = True
 
     def __init__(self, account: ProviderAccount, *, http: httpx.AsyncClient) -> None:
@@ -100,6 +106,8 @@ class Sora2APIProvider:
 
     async def submit(self, task: Task, inputs: TaskInputs) -> str:
         model = upstream_model(self.account, task)
+        if task.kind is TaskKind.CHARACTER:
+            return await self._submit_character(task, inputs, model)
         if self.mode == "chat":
             return await self._submit_chat(task, inputs, model)
         path, body = self._task_request(task, inputs, model)
@@ -250,13 +258,27 @@ class Sora2APIProvider:
         if inputs.reference_images and task.kind is not TaskKind.REMIX:
             content.append({"type": "image_url", "image_url": {"url": _data_uri(inputs, 0)}})
         body = {"model": model, "stream": True, "messages": [{"role": "user", "content": content}]}
+        return await self._open_stream("/v1/chat/completions", body, task)
 
+    async def _submit_character(self, task: Task, inputs: TaskInputs, model: str) -> str:
+        """A video with a character made from a clip: Sora2API makes the character from the
+        clip and then the video, on one stream (its characters/generate has no async mode)."""
+        if inputs.source_video is None:
+            raise rejected("The character's clip is no longer stored.")
+        mention = f"@{task.params.characters[0]} " if task.params.characters else ""
+        body = {
+            "prompt": task.params.prompt.removeprefix(mention),  # the upstream names its own character
+            "video": "data:video/mp4;base64," + base64.b64encode(inputs.source_video).decode(),
+            "model": model,
+            "stream": True,
+        }
+        return await self._open_stream("/v1/characters/generate", body, task)
+
+    async def _open_stream(self, path: str, body: dict[str, Any], task: Task) -> str:
         forget_finished(self._chats)
-        job = await open_chat(
-            self.http, self.base + "/v1/chat/completions", body, headers=self._headers, http_timeout=self.timeout
-        )
+        job = await open_chat(self.http, self.base + path, body, headers=self._headers, http_timeout=self.timeout)
         self._chats[job.id] = job
-        log.info("sora2api %s: chat stream %s started for task %s", self.name, job.id, task.id)
+        log.info("sora2api %s: stream %s (%s) started for task %s", self.name, job.id, path, task.id)
         return job.id
 
     # --- results -------------------------------------------------------------------------

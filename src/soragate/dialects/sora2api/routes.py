@@ -213,7 +213,15 @@ async def generate_with_character(request: Request, gateway: GatewayDep, key: Ke
     delivery = translate.delivery(fields)
     character = await _character(gateway, key, fields)
     username = character.username
-    params = translate.video_params(resolved, prompt=f"@{username} {prompt}", style=style, characters=[username])
+    # The character's clip goes with the task: an upstream that knows no such character makes
+    # it from the clip (Sora2API's own characters/generate).
+    params = translate.video_params(
+        resolved,
+        prompt=f"@{username} {prompt}",
+        style=style,
+        characters=[username],
+        extra={"source_upload_id": character.upload_id},
+    )
     return await _submit(
         gateway,
         key,
