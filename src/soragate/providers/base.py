@@ -110,6 +110,11 @@ class ProviderError(Exception):
         return self.failure in FINAL_FAILURES
 
 
+# An upstream id that starts with this names a job only the process that started it can read
+# (a stream it holds open, as Sora2API's chat mode and character videos need): the worker that
+# submitted it follows it to its end, and any other calls it lost.
+IN_PROCESS = "s2c_"
+
 # Prompt and image to video: what every video upstream makes.
 MAKES_VIDEOS = frozenset({TaskKind.TEXT_TO_VIDEO, TaskKind.IMAGE_TO_VIDEO})
 

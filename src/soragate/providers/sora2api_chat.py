@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 
 from soragate.core.task import ErrorCode, TaskError
-from soragate.providers.base import Failure, JobState, JobStatus, ProviderError
+from soragate.providers.base import IN_PROCESS, Failure, JobState, JobStatus, ProviderError
 from soragate.providers.http import error_for_status, parse_json, transport_error
 from soragate.providers.sora2api_errors import body_error, message_of, no_result, reclassify, stream_failure
 
 log = logging.getLogger(__name__)
 
-CHAT_PREFIX = "s2c_"
+CHAT_PREFIX = IN_PROCESS
 # Finished chat jobs are forgotten after this long (their results are fetched long before).
 CHAT_JOB_TTL = 3600.0
 

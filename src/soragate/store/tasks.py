@@ -427,9 +427,12 @@ async def mark_submitted(
     upstream_id: str,
     next_check_at: float,
     started_at: float | None = None,
+    keep_lease: bool = False,
 ) -> bool:
-    """The upstream made the job; ``started_at``: when (best known), else now."""
+    """The upstream made the job; ``started_at``: when (best known), else now. ``keep_lease``:
+    the worker goes on with the task (a job only it can read), so no other may claim it."""
     now = time.time()
+    lease = {} if keep_lease else {"lease_owner": None, "lease_until": None}
     async with writing(engine) as conn:
         result = await conn.execute(
             update(tasks)
@@ -443,10 +446,20 @@ async def mark_submitted(
                 step_errors=0,
                 tried_accounts=None,
                 next_check_at=next_check_at,
-                lease_owner=None,
-                lease_until=None,
+                **lease,
             )
         )
+    return result.rowcount > 0
+
+
+async def note_progress(engine: AsyncEngine, *, task_id: str, worker_id: str, progress: int) -> bool:
+    """New progress of a task the worker goes on holding."""
+    values = {
+        "progress": case((tasks.c.progress < progress, progress), else_=tasks.c.progress),
+        "updated_at": time.time(),
+    }
+    async with writing(engine) as conn:
+        result = await conn.execute(update(tasks).where(_held(task_id, worker_id)).values(**values))
     return result.rowcount > 0
 
 

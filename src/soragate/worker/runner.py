@@ -41,7 +41,7 @@ from soragate.ops.metrics import Metrics
 from soragate.ops.upstream import request_kind
 from soragate.profiles.model import Profile
 from soragate.profiles.snap import Snapped, SnapRefused, tier_of
-from soragate.providers.base import ACCOUNT_FAILURES, Failure, JobState, JobStatus, ProviderError
+from soragate.providers.base import ACCOUNT_FAILURES, IN_PROCESS, Failure, JobState, JobStatus, ProviderError
 from soragate.result_files import MediaPool
 from soragate.routing.limits import PollGate
 from soragate.routing.router import AccountRuntime, NoRoute, Route, Router
@@ -372,6 +372,8 @@ class Worker:
             return
         # The upstream's clock started while our request was out: halfway is the best guess.
         await self._submitted(task, runtime, upstream_id, deadline, started_at=(asked + self.clock()) / 2)
+        if upstream_id.startswith(IN_PROCESS):
+            await self._follow(task, runtime, upstream_id, deadline)
 
     async def _submit_failed(
         self,
@@ -447,6 +449,7 @@ class Worker:
                 upstream_id=upstream_id,
                 next_check_at=first,
                 started_at=started_at,
+                keep_lease=upstream_id.startswith(IN_PROCESS),
             )
         )
         if not ok:
@@ -455,6 +458,37 @@ class Worker:
         self._hint(first)
         await self.health.ok(runtime)
         self.events.publish(task.id)
+
+    async def _follow(self, task: Task, runtime: AccountRuntime, upstream_id: str, deadline: float) -> None:
+        """A job only this process can read (a stream it holds open), followed here to its end
+        under the task's lease, which goes on being renewed while this step runs. Should the
+        process die, the lease runs out and whoever claims the task finds the job lost."""
+        task.upstream_id = upstream_id
+        profile = self.router.profile_for(task, runtime.name)
+        while True:
+            try:
+                status = await runtime.provider.status(upstream_id, profile, task)
+            except ProviderError as error:
+                await self._status_failed(task, runtime, error, deadline)
+                return
+            if status.state is JobState.SUCCEEDED:
+                await self._finish(task, runtime, status, deadline)
+                return
+            if status.state is JobState.FAILED:
+                await self._fail(task, status.error or TaskError(ErrorCode.UPSTREAM_ERROR, "Generation failed."))
+                return
+            if self.clock() >= deadline:
+                await self._fail(task, timed_out())
+                return
+            if status.progress is not None and status.progress > (task.progress or 0):
+                noted = await task_store.note_progress(
+                    self.engine, task_id=task.id, worker_id=self.id, progress=status.progress
+                )
+                if not noted:
+                    raise LeaseLost
+                task.progress = status.progress
+                self.events.publish(task.id)
+            await asyncio.sleep(min(status.poll_after or 1.0, max(0.0, deadline - self.clock())))
 
     # --- polling --------------------------------------------------------------------------
 

@@ -1,0 +1,62 @@
+"""Upstream jobs that live in one process: a Sora2API stream (its chat mode, its character
+videos) is read by the process that opened it and by no other. With two workers on one
+Postgres, each follows the streams it opened to the end; none is claimed by the other worker
+and called lost."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+import pytest
+from tests.cluster import reset_postgres
+from tests.conftest import QUICK_POLLS, LiveServer, free_port, run_server, test_settings
+from tests.fakes.server import serve
+from tests.fakes.sora2api import FakeSora2API
+
+PG_URL = os.environ.get("SORAGATE_TEST_POSTGRES_URL")
+
+
+@pytest.mark.skipif(not PG_URL, reason="SORAGATE_TEST_POSTGRES_URL is not set")
+def test_two_workers_each_follow_the_streams_they_opened(tmp_path: Path) -> None:
+    assert PG_URL is not None
+    reset_postgres(PG_URL)
+    fake = FakeSora2API(chat_steps=4, stream_delay=0.3)  # each stream runs ~1.5 s
+    ports = free_port(), free_port()
+    common = {"database_url": PG_URL, "signing_key": secrets.token_hex(32), "retry_base_seconds": 0.05}
+    data = tmp_path / "data"
+    with serve(fake.app) as url:
+        servers = [
+            run_server(test_settings(data, port=port, public_url=f"http://127.0.0.1:{port}", **common))
+            for port in ports
+        ]
+        a, b = (next(server) for server in servers)
+        try:
+            options = {**QUICK_POLLS, "api": "chat"}
+            a.add_provider(name="s2a", kind="sora2api", base_url=url, secret=fake.key, options=options)
+            tasks = _run(a, [f"a heron {n}" for n in range(8)])
+        finally:
+            for server in servers:
+                server.close()
+    assert [t["status"] for t in tasks] == ["completed"] * 8, [t.get("error_message") for t in tasks]
+    assert fake.creates == 8
+    holders = {a.task(t["task_id"]).provider for t in tasks}
+    assert holders == {"s2a"}
+
+
+def _run(server: LiveServer, prompts: list[str]) -> list[dict[str, object]]:
+    with server.client() as client:
+        ids = [
+            client.post(
+                "/v1/videos/generate", json={"prompt": p, "model": "sora2-landscape-10s", "async_mode": True}
+            ).json()["task_id"]
+            for p in prompts
+        ]
+        deadline = time.monotonic() + 90
+        while True:
+            tasks = [client.get(f"/v1/tasks/{task_id}").json() for task_id in ids]
+            if all(t["status"] != "processing" for t in tasks) or time.monotonic() > deadline:
+                return tasks
+            time.sleep(0.2)
