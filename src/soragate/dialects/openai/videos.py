@@ -80,9 +80,13 @@ async def _source_video(gateway: Gateway, key: ApiKey, value: Any, param: str) -
     return task
 
 
-async def _uploaded_source(gateway: Gateway, key: ApiKey, video: FilePart, prompt: str) -> tuple[TaskParams, float]:
-    """An edit's or extension's source sent as a file (the SDK's ``video=`` file form): the
-    upload is stored and the task made at its picture; with the video's whole seconds."""
+async def _follow_up(gateway: Gateway, key: ApiKey, video: Any, prompt: str) -> tuple[TaskParams, float]:
+    """The params of an edit or extension of ``video`` and the source's length. The source is
+    ``{"id"}`` of a finished video, or a file (the SDK's ``video=`` file form): the upload is
+    stored and the task made at its picture and whole seconds."""
+    if not isinstance(video, FilePart):
+        source = await _source_video(gateway, key, video, "video")
+        return source.params.follow_up(prompt=prompt, source_task_id=source.id), source.actual_seconds or 0.0
     upload, info = await gateway.save_video(owner=key, data=video.data, param="video")
     seconds = max(1, round(info.duration))
     params = TaskParams(
@@ -157,12 +161,7 @@ async def edit_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JSON
     settings = gateway.settings
     fields = await read_fields(request, limit=settings.max_upload_bytes)
     prompt = require_prompt(fields.get("prompt"), max_chars=settings.max_prompt_chars)
-    video = fields.get("video")
-    if isinstance(video, FilePart):
-        params, _ = await _uploaded_source(gateway, key, video, prompt)
-    else:
-        source = await _source_video(gateway, key, video, "video")
-        params = source.params.follow_up(prompt=prompt, source_task_id=source.id)
+    params, _ = await _follow_up(gateway, key, fields.get("video"), prompt)
     task = await gateway.create_task(owner=key, dialect="openai", kind=TaskKind.EDIT, params=params)
     return _video(task, gateway)
 
@@ -181,13 +180,7 @@ async def extend_video(request: Request, gateway: GatewayDep, key: KeyDep) -> JS
     if seconds not in EXTENSION_SECONDS:
         allowed = ", ".join(map(str, EXTENSION_SECONDS))
         raise InvalidRequest(f"Invalid seconds '{seconds}': allowed values are {allowed}.", param="seconds")
-    video = fields.get("video")
-    if isinstance(video, FilePart):
-        params, before = await _uploaded_source(gateway, key, video, prompt)
-    else:
-        source = await _source_video(gateway, key, video, "video")
-        params = source.params.follow_up(prompt=prompt, source_task_id=source.id)
-        before = source.actual_seconds or 0.0
+    params, before = await _follow_up(gateway, key, fields.get("video"), prompt)
     # An extension's length is the stitched total, as OpenAI reports it.
     params.seconds = before + seconds
     params.extra["extension_seconds"] = seconds
