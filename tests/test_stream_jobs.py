@@ -1,7 +1,7 @@
 """Upstream jobs that live in one process: a Sora2API stream (its chat mode, its character
 videos) is read by the process that opened it and by no other. With two workers on one
-Postgres, each follows the streams it opened to the end; none is claimed by the other worker
-and called lost."""
+Postgres, each follows the streams it opened to the end, failed result downloads included;
+none is claimed by the other worker and called lost."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from tests.cluster import reset_postgres
 from tests.conftest import QUICK_POLLS, LiveServer, free_port, run_server, test_settings
+from tests.fakes.faults import Fault
 from tests.fakes.server import serve
 from tests.fakes.sora2api import FakeSora2API
 
@@ -24,6 +25,8 @@ def test_two_workers_each_follow_the_streams_they_opened(tmp_path: Path) -> None
     assert PG_URL is not None
     reset_postgres(PG_URL)
     fake = FakeSora2API(chat_steps=4, stream_delay=0.3)  # each stream runs ~1.5 s
+    # Three result downloads fail at first: tried again by the worker that holds the stream.
+    fake.faults.add("result", Fault("status", status=503), times=3)
     ports = free_port(), free_port()
     common = {"database_url": PG_URL, "signing_key": secrets.token_hex(32), "retry_base_seconds": 0.05}
     data = tmp_path / "data"
@@ -42,6 +45,7 @@ def test_two_workers_each_follow_the_streams_they_opened(tmp_path: Path) -> None
                 server.close()
     assert [t["status"] for t in tasks] == ["completed"] * 8, [t.get("error_message") for t in tasks]
     assert fake.creates == 8
+    assert fake.faults.hits["result"] == 8 + 3
     holders = {a.task(t["task_id"]).provider for t in tasks}
     assert holders == {"s2a"}
 

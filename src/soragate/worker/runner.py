@@ -472,7 +472,7 @@ class Worker:
                 await self._status_failed(task, runtime, error, deadline)
                 return
             if status.state is JobState.SUCCEEDED:
-                await self._finish(task, runtime, status, deadline)
+                await self._finish(task, runtime, status, deadline, in_process=True)
                 return
             if status.state is JobState.FAILED:
                 await self._fail(task, status.error or TaskError(ErrorCode.UPSTREAM_ERROR, "Generation failed."))
@@ -603,7 +603,12 @@ class Worker:
 
     # --- results and endings --------------------------------------------------------------
 
-    async def _finish(self, task: Task, runtime: AccountRuntime, status: JobStatus, deadline: float) -> None:
+    async def _finish(
+        self, task: Task, runtime: AccountRuntime, status: JobStatus, deadline: float, *, in_process: bool = False
+    ) -> None:
+        """Download, check and store the result, and complete the task. ``in_process``: a job
+        only this process can read (``_follow``), so a failed download is tried again here,
+        still holding the task, instead of by whichever worker claims it next."""
         assert task.upstream_id is not None
         noticed = self.clock()
         scratch = self.storage.scratch_dir(task.id)
@@ -634,6 +639,11 @@ class Worker:
             at = self.schedule.retry(now=self.clock(), attempt=attempt, retry_after=exc.retry_after, deadline=deadline)
             if isinstance(at, TaskError):
                 await self._fail(task, at)
+                return
+            if in_process:
+                task.step_errors = attempt
+                await asyncio.sleep(max(0.0, at - self.clock()))
+                await self._finish(task, runtime, status, deadline, in_process=True)
                 return
             await self._later(task, at=at, step_errors=attempt)
             return
