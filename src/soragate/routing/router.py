@@ -284,11 +284,7 @@ class Router:
     def _serving(self, task: Task, source: Task | None) -> list[Route]:
         if task.kind in SOURCE_KINDS and source is not None and source.provider:
             held = self.runtime(source.provider)
-            if (
-                held is None
-                or held.account.missing_for(task, check_model=False) is not None
-                or task.kind not in held.provider.task_kinds
-            ):
+            if held is None or held.account.missing_for(task, check_model=False) is not None:
                 raise NoRoute(
                     f"the account that made the source video ({source.provider}) is gone or cannot {task.kind.value}"
                 )
