@@ -44,6 +44,7 @@ from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskError, TaskKind
 from soragate.profiles.model import Profile
 from soragate.providers.base import (
+    IN_PROCESS,
     MAKES_VIDEOS,
     Failure,
     JobState,
@@ -55,7 +56,6 @@ from soragate.providers.base import (
 )
 from soragate.providers.http import call, download
 from soragate.providers.sora2api_chat import (
-    CHAT_PREFIX,
     ChatJob,
     absorb_line,
     chat_status,
@@ -137,7 +137,7 @@ class Sora2APIProvider:
         raise cannot_look_up("Sora2API")
 
     async def status(self, upstream_id: str, profile: Profile | None = None, task: Task | None = None) -> JobStatus:
-        if upstream_id.startswith(CHAT_PREFIX):
+        if upstream_id.startswith(IN_PROCESS):
             return chat_status(self._chats.get(upstream_id))
         data = await call(
             self.http,
@@ -229,7 +229,7 @@ class Sora2APIProvider:
             raise rejected("The video to remix has no upstream id.")
         if source.provider not in (None, self.name):
             raise rejected(f"The video to remix was made by {source.provider}, not by {self.name}.")
-        if source.upstream_id.startswith(CHAT_PREFIX):
+        if source.upstream_id.startswith(IN_PROCESS):
             raise rejected("The video to remix came from a chat stream, which leaves no upstream id.")
         return source.upstream_id
 

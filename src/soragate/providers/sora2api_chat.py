@@ -20,7 +20,6 @@ from soragate.providers.sora2api_errors import body_error, message_of, no_result
 
 log = logging.getLogger(__name__)
 
-CHAT_PREFIX = IN_PROCESS
 # Finished chat jobs are forgotten after this long (their results are fetched long before).
 CHAT_JOB_TTL = 3600.0
 
@@ -48,7 +47,7 @@ async def open_chat(
     http: httpx.AsyncClient, url: str, body: dict[str, Any], *, headers: dict[str, str], http_timeout: float
 ) -> ChatJob:
     """Start a stream, wait for the upstream's answer, and leave a background task reading it."""
-    job = ChatJob(id=CHAT_PREFIX + secrets.token_hex(12))
+    job = ChatJob(id=IN_PROCESS + secrets.token_hex(12))
     accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     reading = _read_chat(http, url, job, body, accepted, headers=headers, http_timeout=http_timeout)
     job.reader = asyncio.create_task(reading, name=f"sora2api-{job.id}")
