@@ -452,12 +452,15 @@ async def mark_submitted(
     return result.rowcount > 0
 
 
+def _grown(progress: int) -> Any:
+    """The progress column set to ``progress`` if that is more: progress only grows, whatever
+    order answers arrive in."""
+    return case((tasks.c.progress < progress, progress), else_=tasks.c.progress)
+
+
 async def note_progress(engine: AsyncEngine, *, task_id: str, worker_id: str, progress: int) -> bool:
     """New progress of a task the worker goes on holding."""
-    values = {
-        "progress": case((tasks.c.progress < progress, progress), else_=tasks.c.progress),
-        "updated_at": time.time(),
-    }
+    values = {"progress": _grown(progress), "updated_at": time.time()}
     async with writing(engine) as conn:
         result = await conn.execute(update(tasks).where(_held(task_id, worker_id)).values(**values))
     return result.rowcount > 0
@@ -506,8 +509,7 @@ async def check_again(
     due: Any = at if asked is None else case((tasks.c.poked_at >= asked, tasks.c.poked_at), else_=at)
     values: dict[str, Any] = {"next_check_at": due, "step_errors": 0, "lease_owner": None, "lease_until": None}
     if progress is not None:
-        # Progress only grows, whatever order answers arrive in.
-        values["progress"] = case((tasks.c.progress < progress, progress), else_=tasks.c.progress)
+        values["progress"] = _grown(progress)
         values["updated_at"] = time.time()
     async with writing(engine) as conn:
         result = await conn.execute(update(tasks).where(_held(task_id, worker_id)).values(**values))

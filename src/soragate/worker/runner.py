@@ -371,8 +371,11 @@ class Worker:
             await self._submit_failed(task, runtime, exc, tried, inputs.source, deadline)
             return
         # The upstream's clock started while our request was out: halfway is the best guess.
-        await self._submitted(task, runtime, upstream_id, deadline, started_at=(asked + self.clock()) / 2)
-        if upstream_id.startswith(IN_PROCESS):
+        in_process = upstream_id.startswith(IN_PROCESS)
+        await self._submitted(
+            task, runtime, upstream_id, deadline, started_at=(asked + self.clock()) / 2, keep_lease=in_process
+        )
+        if in_process:
             await self._follow(task, runtime, upstream_id, deadline)
 
     async def _submit_failed(
@@ -432,7 +435,14 @@ class Worker:
         return found or ""
 
     async def _submitted(
-        self, task: Task, runtime: AccountRuntime, upstream_id: str, deadline: float, started_at: float | None = None
+        self,
+        task: Task,
+        runtime: AccountRuntime,
+        upstream_id: str,
+        deadline: float,
+        started_at: float | None = None,
+        *,
+        keep_lease: bool = False,
     ) -> None:
         # A job just submitted is not done yet: the first look comes after the shortest interval.
         first = self.schedule.first_poll(
@@ -449,7 +459,7 @@ class Worker:
                 upstream_id=upstream_id,
                 next_check_at=first,
                 started_at=started_at,
-                keep_lease=upstream_id.startswith(IN_PROCESS),
+                keep_lease=keep_lease,
             )
         )
         if not ok:
@@ -471,22 +481,18 @@ class Worker:
             except ProviderError as error:
                 await self._status_failed(task, runtime, error, deadline)
                 return
-            if status.state is JobState.SUCCEEDED:
-                await self._finish(task, runtime, status, deadline, in_process=True)
-                return
-            if status.state is JobState.FAILED:
-                await self._fail(task, status.error or TaskError(ErrorCode.UPSTREAM_ERROR, "Generation failed."))
+            if await self._job_over(task, runtime, status, deadline, in_process=True):
                 return
             if self.clock() >= deadline:
                 await self._fail(task, timed_out())
                 return
-            if status.progress is not None and status.progress > (task.progress or 0):
-                noted = await task_store.note_progress(
-                    self.engine, task_id=task.id, worker_id=self.id, progress=status.progress
-                )
-                if not noted:
+            progress = _grown_progress(task, status)
+            if progress is not None:
+                if not await task_store.note_progress(
+                    self.engine, task_id=task.id, worker_id=self.id, progress=progress
+                ):
                     raise LeaseLost
-                task.progress = status.progress
+                task.progress = progress
                 self.events.publish(task.id)
             await asyncio.sleep(min(status.poll_after or 1.0, max(0.0, deadline - self.clock())))
 
@@ -542,15 +548,9 @@ class Worker:
             await self._status_failed(task, runtime, error, deadline)
             return
         await self.health.answered(runtime)
-        if status.state is JobState.FAILED:
-            await self._fail(task, status.error or TaskError(ErrorCode.UPSTREAM_ERROR, "Generation failed."))
+        if await self._job_over(task, runtime, status, deadline):
             return
-        if status.state is JobState.SUCCEEDED:
-            await self._finish(task, runtime, status, deadline)
-            return
-        progress = min(status.progress, 99) if status.progress is not None else None
-        if progress is not None and progress <= task.progress:
-            progress = None
+        progress = _grown_progress(task, status)
         if progress:
             bounds = await self.durations.bound(
                 task,
@@ -582,6 +582,18 @@ class Worker:
         self._hint(at)
         if progress is not None:
             self.events.publish(task.id)
+
+    async def _job_over(
+        self, task: Task, runtime: AccountRuntime, status: JobStatus, deadline: float, *, in_process: bool = False
+    ) -> bool:
+        """Fail or finish the task when ``status`` says its job ended; False while it runs."""
+        if status.state is JobState.FAILED:
+            await self._fail(task, status.error or TaskError(ErrorCode.UPSTREAM_ERROR, "Generation failed."))
+            return True
+        if status.state is JobState.SUCCEEDED:
+            await self._finish(task, runtime, status, deadline, in_process=in_process)
+            return True
+        return False
 
     async def _status_failed(self, task: Task, runtime: AccountRuntime, error: ProviderError, deadline: float) -> None:
         attempt = task.step_errors + 1
@@ -785,6 +797,15 @@ class Worker:
 
 
 _KNOWN_CODES = frozenset({*(c.value for c in ErrorCode), "no_available_upstream", "upstream_task_lost"})
+
+
+def _grown_progress(task: Task, status: JobStatus) -> int | None:
+    """The job's progress when it has grown since the task last saved it (99 at most: 100 is
+    for a stored result)."""
+    if status.progress is None:
+        return None
+    progress = min(status.progress, 99)
+    return progress if progress > task.progress else None
 
 
 def error_label(code: str) -> str:
