@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from pathlib import Path
 
 import pytest
 from tests.cluster import reset_postgres
-from tests.conftest import QUICK_POLLS, LiveServer, free_port, run_server, test_settings
+from tests.conftest import QUICK_POLLS, free_port, run_server, test_settings
 from tests.fakes.faults import Fault
 from tests.fakes.server import serve
 from tests.fakes.sora2api import FakeSora2API
+from tests.test_sora2api import poll_task
 
 PG_URL = os.environ.get("SORAGATE_TEST_POSTGRES_URL")
 
@@ -39,7 +39,10 @@ def test_two_workers_each_follow_the_streams_they_opened(tmp_path: Path) -> None
         try:
             options = {**QUICK_POLLS, "api": "chat"}
             a.add_provider(name="s2a", kind="sora2api", base_url=url, secret=fake.key, options=options)
-            tasks = _run(a, [f"a heron {n}" for n in range(8)])
+            with a.client() as client:
+                body = {"model": "sora2-landscape-10s", "async_mode": True}
+                answers = [client.post("/v1/videos/generate", json=body | {"prompt": f"heron {n}"}) for n in range(8)]
+            tasks = [poll_task(a, answer.json()["task_id"]) for answer in answers]
         finally:
             for server in servers:
                 server.close()
@@ -48,19 +51,3 @@ def test_two_workers_each_follow_the_streams_they_opened(tmp_path: Path) -> None
     assert fake.faults.hits["result"] == 8 + 3
     holders = {a.task(t["task_id"]).provider for t in tasks}
     assert holders == {"s2a"}
-
-
-def _run(server: LiveServer, prompts: list[str]) -> list[dict[str, object]]:
-    with server.client() as client:
-        ids = [
-            client.post(
-                "/v1/videos/generate", json={"prompt": p, "model": "sora2-landscape-10s", "async_mode": True}
-            ).json()["task_id"]
-            for p in prompts
-        ]
-        deadline = time.monotonic() + 90
-        while True:
-            tasks = [client.get(f"/v1/tasks/{task_id}").json() for task_id in ids]
-            if all(t["status"] != "processing" for t in tasks) or time.monotonic() > deadline:
-                return tasks
-            time.sleep(0.2)

@@ -7,9 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
 import av
 import httpx
@@ -20,6 +18,7 @@ from tests.fakes.openai_videos import FakeOpenAIVideos
 from tests.fakes.relay_v2 import RelayV2Fake
 from tests.fakes.server import serve
 from tests.fakes.sora2api import FakeSora2API
+from tests.test_sora2api import SHARE_ID, poll_task
 
 from soragate.render import render_video
 
@@ -123,20 +122,8 @@ def test_a_storyboard_for_an_upstream_without_one_is_refused_in_sora2apis_shape(
     assert fake.creates == [] and tasks["data"] == []
 
 
-SHARE_LINK = "s_" + "5c" * 16
-
-
-def _until_final(client: httpx.Client, task_id: str) -> dict[str, Any]:
-    """A Sora2API-dialect task, polled until it is no longer processing."""
-    deadline = time.monotonic() + 60
-    while (task := client.get(f"/v1/tasks/{task_id}").json())["status"] == "processing":
-        assert time.monotonic() < deadline, task
-        time.sleep(0.1)
-    return task  # type: ignore[no-any-return]
-
-
 def _remix_share_link(client: httpx.Client, prompt: str) -> httpx.Response:
-    body = {"prompt": prompt, "remix_target_id": SHARE_LINK, "model": "sora2-landscape-10s", "async_mode": True}
+    body = {"prompt": prompt, "remix_target_id": SHARE_ID, "model": "sora2-landscape-10s", "async_mode": True}
     return client.post("/v1/videos/remix", json=body)
 
 
@@ -152,10 +139,10 @@ def test_a_sora_share_link_is_remixed_only_where_sora_knows_it(gateway: LiveServ
             gateway.add_provider(name="s2a", kind="sora2api", base_url=sora2api_url, secret=sora2api.key)
             ids = [_remix_share_link(client, f"in watercolour {n}").json()["task_id"] for n in range(4)]
             for task_id in ids:  # the relay takes remixes too, but of its own videos only
-                task = _until_final(client, task_id)
+                task = poll_task(gateway, task_id)
                 assert task["status"] == "completed", task
     assert relay.creates == 0
-    assert [body["remix_target_id"] for path, body in sora2api.bodies] == [SHARE_LINK] * 4
+    assert [body["remix_target_id"] for path, body in sora2api.bodies] == [SHARE_ID] * 4
 
 
 def test_a_character_video_is_made_by_a_sora2api_upstream_from_the_characters_clip(
@@ -170,7 +157,7 @@ def test_a_character_video_is_made_by_a_sora2api_upstream_from_the_characters_cl
             created = client.post("/v1/characters/generate", json=body)
             assert created.status_code == 200, created.text
             username = created.json()["character"]["username"]
-            task = _until_final(client, created.json()["task_id"])
+        task = poll_task(gateway, created.json()["task_id"])
     assert task["status"] == "completed", task
     path, sent = sora2api.bodies[-1]
     assert path == "/v1/characters/generate" and sent["stream"] is True
