@@ -279,13 +279,19 @@ class FakeOpenAIVideos:
         fields["_encoding"] = "json"
         return fields
 
-    async def _create(self, request: Request) -> Response:
+    async def _create_fields(self, request: Request) -> tuple[Fault | None, dict[str, Any] | Response]:
+        """A create (remix, edit and extension too) through the gate, and its body: the fault
+        it took, and its fields or the answer that refuses it."""
         fault, refused = await self._gate(request, "create")
         if refused is not None:
-            return refused
+            return fault, refused
         fields = await self._fields(request)
-        if fields is None:
-            return self._error(400, "Invalid JSON body.", "invalid_json")
+        return fault, self._error(400, "Invalid JSON body.", "invalid_json") if fields is None else fields
+
+    async def _create(self, request: Request) -> Response:
+        fault, fields = await self._create_fields(request)
+        if isinstance(fields, Response):
+            return fields
         self.creates.append(fields)
         if not fields.get("prompt"):
             return self._error(400, "Missing required parameter: 'prompt'.", "missing_required_parameter")
@@ -296,12 +302,9 @@ class FakeOpenAIVideos:
     async def _derived(self, request: Request, what: str, source_id: str | None = None) -> Response:
         """A remix (``source_id`` from the path), edit or extension (``video`` in the body:
         ``{"id"}`` of a completed job here, or an uploaded video file)."""
-        fault, refused = await self._gate(request, "create")
-        if refused is not None:
-            return refused
-        fields = await self._fields(request)
-        if fields is None:
-            return self._error(400, "Invalid JSON body.", "invalid_json")
+        fault, fields = await self._create_fields(request)
+        if isinstance(fields, Response):
+            return fields
         video = fields.get("video")
         uploaded = isinstance(video, dict) and "data" in video
         if source_id is None and not uploaded:

@@ -142,19 +142,27 @@ class FakeSora2API:
 
     # --- routes ------------------------------------------------------------------------
 
-    async def create(self, request: Request) -> Response:
+    async def _accept(self, request: Request) -> tuple[dict[str, Any], Fault | None, Response | None]:
+        """What every create route does first: take its fault (an "after" fault is kept for
+        once the job exists), check the key, read and record the JSON body. Returns the body,
+        the kept "after" fault, and the answer that ends the request instead, if any."""
         fault = self.faults.take("create")
         after = fault if fault is not None and fault.kind == "after" else None
-        resp = None if after else await before(fault)
-        if resp is not None:
-            return resp
-        if (denied := self._auth(request)) is not None:
-            return denied
+        refused = None if after else await before(fault)
+        if refused is None:
+            refused = self._auth(request)
+        if refused is not None:
+            return {}, after, refused
         body, error = await self._body(request)
-        if error is not None:
-            return error
+        if error is None:
+            self.bodies.append((request.url.path, body))
+        return body, after, error
+
+    async def create(self, request: Request) -> Response:
+        body, after, refused = await self._accept(request)
+        if refused is not None:
+            return refused
         path = request.url.path
-        self.bodies.append((path, body))
         is_image = path.startswith("/v1/images/")
         problem = self._validate(path, body, is_image=is_image)
         if problem is not None:
@@ -169,17 +177,9 @@ class FakeSora2API:
         return self._json({"task_id": job.id, "status": "processing", "message": "Task submitted"})
 
     async def chat(self, request: Request) -> Response:
-        fault = self.faults.take("create")
-        after = fault if fault is not None and fault.kind == "after" else None
-        resp = None if after else await before(fault)
-        if resp is not None:
-            return resp
-        if (denied := self._auth(request)) is not None:
-            return denied
-        body, error = await self._body(request)
-        if error is not None:
-            return error
-        self.bodies.append((request.url.path, body))
+        body, after, refused = await self._accept(request)
+        if refused is not None:
+            return refused
         model = body.get("model")
         if model not in VIDEO_MODELS and model not in IMAGE_MODELS:
             return self._error(f"Invalid model: {model}", 400, param="model")
@@ -199,15 +199,9 @@ class FakeSora2API:
 
     async def character_video(self, request: Request) -> Response:
         """A character made from the clip in ``video``, then a video with it: streamed only."""
-        resp = await before(self.faults.take("create"))
-        if resp is not None:
-            return resp
-        if (denied := self._auth(request)) is not None:
-            return denied
-        body, error = await self._body(request)
-        if error is not None:
-            return error
-        self.bodies.append((request.url.path, body))
+        body, after, refused = await self._accept(request)
+        if refused is not None:
+            return refused
         if body.get("model", "sora2-landscape-10s") not in VIDEO_MODELS:
             return self._error(f"Invalid model: {body.get('model')}", 400, param="model")
         if not body.get("prompt"):
@@ -217,6 +211,8 @@ class FakeSora2API:
         if body.get("stream") is not True:
             return self._error("Please enable streaming to use the generation feature.", 400, param="stream")
         job = self._new_job("character", body, is_image=False, prompt=str(body["prompt"]))
+        if after is not None:
+            return await self._lost_answer(after)
         return self._stream(job, str(request.base_url))
 
     async def task(self, request: Request) -> Response:
