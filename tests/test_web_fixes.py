@@ -214,6 +214,35 @@ def test_a_running_task_offers_cancel_and_cancelling_refunds_it(slow: LiveServer
     _close(browsing)
 
 
+# A card whose task starts rendering between the two presses of Cancel is rebuilt: the second
+# press must still cancel (it once met a plain "Cancel" again and did nothing).
+_CARD_REBUILT_BETWEEN_PRESSES = """async () => {
+  const { TaskCard } = await import("/static/studio-card.js");
+  const cancelled = [];
+  const task = { task_id: "task_1", kind: "text_to_video", state: "queued", prompt: "a queued fox",
+                 created: 1765000000, model: "sora-2", size: "1280x720", seconds: "4" };
+  const card = new TaskCard(task, { cancel: (t) => { cancelled.push(t.task_id); } });
+  document.body.append(card.element);
+  window.rebuildCard = () => card.update({ state: "in_progress", progress: 5 });
+  window.cancelled = cancelled;
+}"""
+
+
+def test_cancel_survives_the_card_being_rebuilt(gate: LiveServer, chromium: object) -> None:  # noqa: F811
+    browsing = _page(chromium, 1280, 900)
+    page: Any = browsing.page
+    page.goto(gate.url + "/")
+    page.evaluate(_CARD_REBUILT_BETWEEN_PRESSES)
+    card = page.locator(".task-card", has_text="a queued fox")
+    card.get_by_role("button", name="Cancel", exact=True).click()
+    page.evaluate("window.rebuildCard()")
+    assert card.locator(".badge").inner_text() == "Rendering"  # the body was rebuilt
+    card.get_by_role("button", name="Cancel: press again").click(timeout=2_000)
+    assert page.evaluate("window.cancelled") == ["task_1"]
+    assert not browsing.page_errors, browsing.page_errors
+    _close(browsing)
+
+
 def test_another_keys_task_cannot_be_cancelled(slow: LiveServer) -> None:
     owner, stranger = _new_key(slow, "owner"), _new_key(slow, "stranger")
     with slow.client(owner) as client:

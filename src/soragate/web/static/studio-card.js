@@ -122,9 +122,9 @@ export class TaskCard {
       bar.append(el("button", { type: "button", class: "secondary", title: "Puts this prompt and its settings in the Create form", onclick: () => this.actions.edit(t) }, "Edit"));
     }
     if (ACTIVE.has(t.state)) {
-      bar.append(el("button", { type: "button", class: "secondary danger-text", title: "Stops the generation; nothing is charged", onclick: (e) => this.confirm(e.currentTarget, "Cancelling…", () => this.actions.cancel(this.task)) }, "Cancel"));
+      bar.append(this.confirmButton("Cancel", "Cancelling…", "Stops the generation; nothing is charged", () => this.actions.cancel(this.task)));
     } else if (isVideo) {
-      bar.append(el("button", { type: "button", class: "secondary danger-text", title: "Deletes the task and its files", onclick: (e) => this.confirm(e.currentTarget, "Deleting…", () => this.actions.remove(this.task)) }, "Delete"));
+      bar.append(this.confirmButton("Delete", "Deleting…", "Deletes the task and its files", () => this.actions.remove(this.task)));
     }
     bar.append(el("p", { class: "error card-error", role: "alert" }));
     return bar;
@@ -150,20 +150,40 @@ export class TaskCard {
     }
   }
 
-  // A second press within a few seconds does it: no modal dialog needed.
-  confirm(button, label, work) {
-    if (button.dataset.armed) {
-      this.run(button, label, work);
-      return;
-    }
-    const idle = button.textContent;
+  // A second press within a few seconds does it: no modal dialog needed. The first press is
+  // kept on the card, not the button, so a rebuild in between (the task starts rendering)
+  // still shows "press again" and the second press still counts.
+  confirmButton(idle, label, title, work) {
+    const armed = this.armed?.idle === idle && Date.now() < this.armed.until;
+    const button = el("button", {
+      type: "button", class: "secondary danger-text", title, dataset: { idle },
+      onclick: () => {
+        if (this.armed?.idle === idle && Date.now() < this.armed.until) {
+          this.armed = null;
+          delete button.dataset.armed;
+          button.textContent = idle;
+          this.run(button, label, work);
+          return;
+        }
+        this.armed = { idle, until: Date.now() + CONFIRM_MS };
+        this.showArmed(button, idle);
+        setTimeout(() => {
+          if (this.armed?.idle !== idle || Date.now() < this.armed.until) return;
+          this.armed = null;
+          for (const b of this.element.querySelectorAll("button[data-armed]")) {
+            delete b.dataset.armed;
+            b.textContent = b.dataset.idle;
+          }
+        }, CONFIRM_MS);
+      },
+    }, idle);
+    if (armed) this.showArmed(button, idle);
+    return button;
+  }
+
+  showArmed(button, idle) {
     button.dataset.armed = "1";
     button.textContent = `${idle}: press again`;
-    setTimeout(() => {
-      if (!button.isConnected) return;
-      delete button.dataset.armed;
-      button.textContent = idle;
-    }, 4000);
   }
 
   // One follow-up form under the buttons at a time: a remix (what changes) or an extension
@@ -206,6 +226,7 @@ export class TaskCard {
   }
 }
 
+const CONFIRM_MS = 4000;
 const REMIX = { name: "remix", label: "What should change?", placeholder: "Same scene, but at night", send: "Send remix", empty: "Describe what to change first." };
 const EXTEND = { name: "extend", label: "What happens next?", placeholder: "The fox runs into the forest", send: "Send extension", empty: "Describe what happens next first." };
 
