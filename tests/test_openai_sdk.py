@@ -73,11 +73,16 @@ def test_delete_then_retrieve_is_404(sdk: openai.OpenAI, server: LiveServer) -> 
     video = sdk.videos.create_and_poll(prompt="short lived", seconds="4")
     stored = f"tasks/{video.id}"
     assert f"{stored}/video.mp4" in server.stored_files(stored)
+    sdk.videos.download_content(video.id, variant="spritesheet")  # made by now, here or by the worker
     deleted = sdk.videos.delete(video.id)
     assert deleted.deleted is True and deleted.id == video.id
     with pytest.raises(openai.NotFoundError):
         sdk.videos.retrieve(video.id)
     assert server.stored_files(stored) == {}
+    if server.settings.storage_url is None:
+        # Not even an empty directory: scratch space for the spritesheet lived in the task's own.
+        tasks = server.settings.files_dir / "tasks"
+        assert [p.name for p in tasks.iterdir() if p.name.startswith(video.id)] == []
 
 
 def test_remix_sets_source(sdk: openai.OpenAI) -> None:

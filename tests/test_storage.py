@@ -269,7 +269,7 @@ def test_settings_choose_the_backend(s3_server: MotoS3, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, **s3_server.settings("s3://bucket/prefix", storage_presign=True))
     remote = storage_from_settings(settings)
     assert isinstance(remote, S3Storage) and remote.presign
-    assert remote.scratch_dir("video_1") == tmp_path / "scratch" / "video_1"
+    assert remote.scratch_dir("video_1") == tmp_path / "scratch" / "video_1.incoming"
     assert s3_server.secret_access_key not in repr(settings)
     with pytest.raises(ValueError, match="both"):
         storage_from_settings(Settings(data_dir=tmp_path, storage_url="s3://bucket", s3_access_key_id="only-half"))

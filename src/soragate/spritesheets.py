@@ -29,7 +29,7 @@ async def make_spritesheet(
     sheet = next((a for a in assets if a.variant == "spritesheet"), None)
     if video is None or sheet is None:
         return False
-    scratch = storage.scratch_dir(f"{task_id}-spritesheet-{secrets.token_hex(4)}")
+    scratch = storage.scratch_dir(task_id, f"spritesheet-{secrets.token_hex(4)}")
     scratch.mkdir(parents=True)
     try:
         source = scratch / "video.mp4"

@@ -28,9 +28,10 @@ class Storage(Protocol):
         """The relative path under which a task's files live."""
         ...
 
-    def scratch_dir(self, task_id: str) -> Path:
-        """A local directory for a task's downloads in progress. Not created here; the
-        caller creates it and removes it when done."""
+    def scratch_dir(self, task_id: str, purpose: str = "incoming") -> Path:
+        """A local directory for work on a task's files in progress (``purpose``: its
+        downloads, or a spritesheet being made). Not created here; the caller creates it
+        and removes it when done."""
         ...
 
     async def put_file(self, source: Path, relpath: str, *, mime: str) -> None:

@@ -35,10 +35,10 @@ class LocalStorage:
     def task_dir(self, task_id: str) -> str:
         return task_dir(task_id)
 
-    def scratch_dir(self, task_id: str) -> Path:
+    def scratch_dir(self, task_id: str, purpose: str = "incoming") -> Path:
         # Inside the task's own directory: results are then moved in, not copied, and
         # deleting the task takes any leftovers with it.
-        return self._path(f"{task_dir(task_id)}/.incoming")
+        return self._path(f"{task_dir(task_id)}/.{purpose}")
 
     async def put_file(self, source: Path, relpath: str, *, mime: str) -> None:
         await asyncio.to_thread(self._move_in, source, self._path(relpath))

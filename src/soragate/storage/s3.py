@@ -93,8 +93,9 @@ class S3Storage:
     def task_dir(self, task_id: str) -> str:
         return task_dir(task_id)
 
-    def scratch_dir(self, task_id: str) -> Path:
-        return self.scratch_root / check_relpath(task_id)
+    def scratch_dir(self, task_id: str, purpose: str = "incoming") -> Path:
+        # One flat directory each: removing it leaves nothing behind.
+        return self.scratch_root / check_relpath(f"{task_id}.{purpose}")
 
     async def put_file(self, source: Path, relpath: str, *, mime: str) -> None:
         with _translated(relpath, writing=True):
