@@ -391,6 +391,36 @@ def test_storyboard_keeps_its_shots(server: LiveServer) -> None:
     ]
 
 
+def test_the_seeds_storyboard_example_fits_its_model(server: LiveServer) -> None:
+    # Sora2API's own example: 5 + 5 + 10 s of shots for its default 10 s model. Made, with
+    # the shots scaled to the model's length as the upstream renders them.
+    prompt = "[5.0s]猫猫从飞机上跳伞 [5.0s]猫猫降落 [10.0s]猫猫在田野奔跑"
+    with server.client() as client:
+        response = client.post(
+            "/v1/videos/storyboard", json={"prompt": prompt, "model": "sora2-landscape-10s", "async_mode": True}
+        )
+    assert response.status_code == 200, response.text
+    task_id = response.json()["task_id"]
+    assert poll_task(server, task_id)["status"] == "completed"
+    assert [(s.seconds, s.prompt) for s in stored_params(server, task_id).params.shots] == [
+        (2.5, "猫猫从飞机上跳伞"),
+        (2.5, "猫猫降落"),
+        (5.0, "猫猫在田野奔跑"),
+    ]
+
+
+def test_a_mistyped_shot_mark_is_refused_not_dropped(server: LiveServer) -> None:
+    with server.client() as client:
+        for prompt in ("[-5s]a red car [5s]a blue boat", "[5s]a red car [-3s]a blue boat", "[5 s]a [5s]b"):
+            response = client.post(
+                "/v1/chat/completions",
+                json={"model": "sora_video2", "messages": [{"role": "user", "content": prompt}], "stream": False},
+            )
+            assert response.status_code == 400, (prompt, response.text)
+            error = response.json()["error"]
+            assert error["code"] == "invalid_storyboard" and "[5.0s]" in error["message"], error
+
+
 def test_remix_by_share_id_and_by_own_video_id(server: LiveServer) -> None:
     with server.client() as client:
         shared = client.post(
@@ -555,7 +585,8 @@ def _bad_requests(clip: str) -> list[tuple[str, Any, int, str | None]]:
         ("/v1/videos/generate", {"prompt": "x", "style": "vaporwave"}, 400, "style"),
         ("/v1/videos/generate", {"prompt": "x", "async_mode": "maybe"}, 400, "async_mode"),
         ("/v1/videos/storyboard", {"prompt": "no shots at all"}, 400, "prompt"),
-        ("/v1/videos/storyboard", {"prompt": "[5.0s]a [5.0s]b [10.0s]c"}, 400, "prompt"),
+        ("/v1/videos/storyboard", {"prompt": "[-5s]a [5s]b"}, 400, "prompt"),
+        ("/v1/videos/storyboard", {"prompt": "[5s]a [nan s]b"}, 400, "prompt"),
         ("/v1/videos/storyboard", {"prompt": "[0s]a [5s]b"}, 400, "prompt"),
         ("/v1/videos/storyboard", {"prompt": "[5s] [5s]b"}, 400, "prompt"),
         ("/v1/images/transform", {"prompt": "x", "image": bad_png}, 400, "image"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -57,6 +58,8 @@ def optional_bool(value: Any, *, param: str, default: bool = False) -> bool:
 
 
 SHOT_MARK = re.compile(r"\[(\d+(?:\.\d+)?)s\]")
+# What a client meant as a shot mark but wrote wrong: a sign, spaces, a bare dot, nan or inf.
+_LOOSE_MARK = re.compile(r"\[\s*[-+]?(?:[\d.]*\d[\d.]*(?:e[-+]?\d+)?|nan|inf(?:inity)?)\s*s\s*\]", re.IGNORECASE)
 
 
 def has_shots(text: str) -> bool:
@@ -65,7 +68,17 @@ def has_shots(text: str) -> bool:
 
 def parse_storyboard(text: str, *, max_seconds: float, param: str = "prompt") -> list[Shot]:
     """Shots written ``[5.0s]scene [5.0s]scene`` on one line or one per line (Sora2API's
-    storyboard syntax). Text before the first mark is a preface, not a shot."""
+    storyboard syntax). Text before the first mark is a preface, not a shot. Shots that add
+    up to more than the model's length are scaled to fit it, as the upstream renders them
+    (Sora2API's own example gives 5 + 5 + 10 s to its 10 s model)."""
+    for loose in _LOOSE_MARK.finditer(text):
+        if not SHOT_MARK.fullmatch(loose.group()):
+            raise InvalidRequest(
+                f"'{loose.group()}' in '{param}' is not a shot length: write a positive number of seconds, "
+                "like '[5.0s]'.",
+                param=param,
+                code="invalid_storyboard",
+            )
     marks = list(SHOT_MARK.finditer(text))
     if not marks:
         raise InvalidRequest(
@@ -90,10 +103,7 @@ def parse_storyboard(text: str, *, max_seconds: float, param: str = "prompt") ->
         shots.append(Shot(seconds, scene))
     total = sum(s.seconds for s in shots)
     if total > max_seconds:
-        raise InvalidRequest(
-            f"The shots in '{param}' add up to {total:g} s, longer than the model's {max_seconds:g} s; "
-            "shorten them or choose a longer model.",
-            param=param,
-            code="invalid_storyboard",
-        )
+        # Rounded down to hundredths: the scaled shots never add up to more than the model.
+        scale = max_seconds / total
+        shots = [Shot(max(0.01, math.floor(s.seconds * scale * 100) / 100), s.prompt) for s in shots]
     return shots
