@@ -280,6 +280,10 @@ def _bad_requests() -> list[tuple[str, dict[str, Any]]]:
         ("n_frames not a number", {"model": t2v, "input": {"prompt": "x", "n_frames": "ten"}}),
         ("bad aspect ratio", {"model": t2v, "input": {"prompt": "x", "aspect_ratio": "square"}}),
         ("high on sora-2", {"model": t2v, "input": {"prompt": "x", "size": "high"}}),
+        (
+            "high at 25 s",
+            {"model": "sora-2-pro-text-to-video", "input": {"prompt": "x", "size": "high", "n_frames": "25"}},
+        ),
         ("image-to-video without image", {"model": "sora-2-image-to-video", "input": {"prompt": "x"}}),
         ("image on text-to-video", {"model": t2v, "input": {"prompt": "x", "image_urls": [_png_data_uri()]}}),
         (
@@ -338,13 +342,16 @@ def test_auth_unknown_task_and_unsupported(kie: KieClient, server: LiveServer) -
 
     not_json = requests.post(server.url + CREATE, data=b"{nope", headers=kie.headers, timeout=30)
     assert (not_json.status_code, not_json.json()["code"]) == (422, 422)
+    # No route takes these, and they are still answered the Kie way.
+    wrong_method = requests.get(server.url + CREATE, headers=kie.headers, timeout=30)
+    assert (wrong_method.status_code, wrong_method.json()["code"]) == (405, 405)
+    no_route = requests.get(server.url + "/api/v1/jobs/nonexistent", headers=kie.headers, timeout=30)
+    assert (no_route.status_code, no_route.json()["code"]) == (404, 404)
+    assert no_route.json()["data"] is None and no_route.json()["msg"]
 
-    for body in (
-        {"model": "sora-2-characters", "input": {"prompt": "x"}},
-        {"model": "sora-2-pro-text-to-video", "input": {"prompt": "x", "size": "high", "n_frames": "25"}},
-    ):
-        response = kie.create(body)
-        assert (response.status_code, response.json()["code"]) == (501, 501), response.text
+    # A Kie model this gateway does not offer.
+    response = kie.create({"model": "sora-2-characters", "input": {"prompt": "x"}})
+    assert (response.status_code, response.json()["code"]) == (501, 501), response.text
 
 
 def test_no_credits_is_402(kie: KieClient, server: LiveServer) -> None:

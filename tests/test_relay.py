@@ -354,11 +354,13 @@ def test_malformed_and_unauthenticated_requests(server: LiveServer) -> None:
     with server.client() as client:
         not_json = client.post("/v2/videos/generations", content=b"{nope", headers={"content-type": "application/json"})
         unknown = client.get("/v2/videos/generations/video_" + "0" * 32)
+        wrong_method = client.delete("/v2/videos/generations")  # no route takes it: still the relay's shape
     with server.client("") as anonymous:
         no_key = anonymous.post("/v2/videos/generations", json={"model": "sora-2", "prompt": "x"})
         no_key_quota = anonymous.get("/v1/token/quota")
     assert_relay_error(not_json, 400, "invalid_json")
     assert_relay_error(unknown, 404)
+    assert_relay_error(wrong_method, 405)
     assert_relay_error(no_key, 401)
     assert_relay_error(no_key_quota, 401)
 

@@ -70,6 +70,9 @@ ERROR_FORMATTERS: dict[str, Callable[[SoragateError], Response]] = {
     "relay": relay_dialect.error_response,
     "kie": kie_dialect.error_response,
 }
+# Dialects whose paths are their own: a request no route there takes (an unknown path, a wrong
+# method) is still answered in that dialect's shape.
+PATH_DIALECTS = (("/api/v1/jobs/", "kie"), ("/v2/videos/", "relay"))
 CALLBACK_RENDERERS: dict[str, PayloadRenderer] = {
     "relay": relay_dialect.callback_payload,
     "kie": kie_dialect.callback_payload,
@@ -273,7 +276,10 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
     app = FastAPI(title="soragate", version="0.1.0", lifespan=lifespan)
 
     def formatter(request: Request) -> Callable[[SoragateError], Response]:
-        return ERROR_FORMATTERS.get(request.scope.get(DIALECT_SCOPE_KEY, "openai"), openai_dialect.error_response)
+        name = request.scope.get(DIALECT_SCOPE_KEY) or next(
+            (name for prefix, name in PATH_DIALECTS if f"{request.url.path}/".startswith(prefix)), "openai"
+        )
+        return ERROR_FORMATTERS.get(name, openai_dialect.error_response)
 
     @app.exception_handler(SoragateError)
     async def soragate_error(request: Request, exc: SoragateError) -> Response:

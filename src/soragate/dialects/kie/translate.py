@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from soragate.core.catalogue import Catalogue, ModelSpec, ResolvedVideo
 from soragate.core.task import Shot, Task, TaskKind, TaskParams, TaskStatus
-from soragate.dialects.kie.schemas import CreateTask, Mode, UnsupportedFeature
+from soragate.dialects.kie.schemas import CreateTask, Mode
 from soragate.errors import InvalidRequest, SoragateError, retry_after_header
 from soragate.profiles.snap import dims
 
@@ -71,7 +71,12 @@ def resolve(catalogue: Catalogue, job: CreateTask) -> ResolvedVideo:
             f"'input.size' \"high\" is only available on sora-2-pro models, not {job.model}.", param="size"
         )
     if job.hd and seconds > HD_MAX_SECONDS:
-        raise UnsupportedFeature(f"'input.size' \"high\" is not available for {seconds}-second videos.", param="size")
+        # A combination of the request's own fields, as "high on sora-2" above: Kie's 422.
+        raise InvalidRequest(
+            f"'input.size' \"high\" is not available for {seconds}-second videos: use n_frames "
+            f'{" or ".join(str(s) for s in sorted(spec.seconds) if s <= HD_MAX_SECONDS)}, or size "standard".',
+            param="size",
+        )
     size = (HD_SIZES if job.hd else SD_SIZES)[job.portrait]
     return catalogue.resolve_video(job.model, seconds=seconds, size=size, image_input=bool(job.image_urls))
 
