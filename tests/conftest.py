@@ -233,13 +233,16 @@ class LiveServer:
 
     def stored_files(self, prefix: str = "") -> dict[str, int]:
         """What the server's storage holds under ``prefix`` (relative path → bytes), on local
-        disk or in its bucket."""
+        disk or in its bucket: not work in progress (a task's ``.incoming`` or ``.spritesheet-…``
+        scratch directory, a ``.part`` file)."""
         if self.settings.storage_url is None:
             root = self.settings.files_dir
             return {
                 str(p.relative_to(root)): p.stat().st_size
                 for p in sorted((root / prefix).rglob("*"))
-                if p.is_file() and ".part" not in p.name
+                if p.is_file()
+                and ".part" not in p.name
+                and not any(part.startswith(".") for part in p.relative_to(root).parts[:-1])
             }
         assert _suite_s3 is not None, "only the suite's own S3 server can be listed here"
         bucket, _, base = self.settings.storage_url.removeprefix("s3://").partition("/")

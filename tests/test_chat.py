@@ -210,7 +210,7 @@ BAD_REQUESTS: list[tuple[Any, int, str | None]] = [
     ),
     (chat("x", model="gpt-4o"), 400, "model"),
     (chat("x", model="sora-2"), 400, "model"),
-    (chat("[6s] one [6s] two"), 400, "messages"),
+    (chat("[-6s] one [6s] two"), 400, "messages"),
     (chat("[0s] nothing"), 400, "messages"),
     (chat(f"s_{'0' * 32}"), 400, "messages"),
     (chat(f"video_{'0' * 32} again"), 404, "messages"),

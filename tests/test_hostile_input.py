@@ -278,6 +278,9 @@ MALFORMED_URLS = [
     "http://example.com:0/x.png",
     "http://xn--a.example.com/x.png",  # an A-label that is not punycode: the client cannot decode it
     "http://example.com/" + "x" * 9000,
+    "HTTP://[::1/x.png",  # schemes are not case sensitive: still a (malformed) URL, not base64
+    "ftp://example.com/x.png",
+    "example.com/x.png",
 ]
 
 
@@ -386,6 +389,17 @@ def test_a_malformed_url_stops_the_request_before_any_url_is_fetched(
     assert_refused(kie, "kie")
     assert_refused(chat, "chat", "invalid_url")
     assert hits == []
+
+
+def test_a_url_with_its_scheme_in_capitals_is_fetched_as_a_url(lan: Target, recorder: tuple[str, list[str]]) -> None:
+    good, hits = recorder
+    with lan.server.client(lan.user_key) as client:
+        response = client.post(
+            "/v1/videos", json={"prompt": "x", "input_reference": {"image_url": "HTTP" + good[4:] + "/caps.png"}}
+        )
+    assert_refused(response, "openai")  # the recorder answers 404: no image there
+    assert "404" in response.json()["error"]["message"], response.text
+    assert hits == ["/caps.png"]
 
 
 # --- rows stored before input was checked -------------------------------------------------------

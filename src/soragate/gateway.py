@@ -48,6 +48,9 @@ log = logging.getLogger("soragate.tasks")
 KEY_CACHE_SECONDS = 1.0
 KEY_CACHE_SIZE = 10_000
 
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+# Characters base64 never has: a value with one of them was meant as a URL.
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/=\s_-]")
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I)
 
 
@@ -388,8 +391,8 @@ class Gateway:
         """Raw bytes given as a data URL, bare base64, or an http(s) URL fetched with the same
         address checks and size cap as images (a character clip, say); the caller checks
         what the bytes are."""
-        value = value.strip()
-        if value.startswith(("http://", "https://")):
+        value, is_url = url_or_inline(value, param=param)
+        if is_url:
             data = await fetch_capped(
                 self.http,
                 value,
@@ -453,6 +456,25 @@ class Gateway:
         if character is None:
             raise NotFound(f"No character found with id '{character_id}'.", param="character_id")
         return character
+
+
+def url_or_inline(value: str, *, param: str) -> tuple[str, bool]:
+    """``value`` (an image or clip reference) with its scheme in lower case, and whether it is
+    an http(s) URL to fetch (else a data URL or bare base64). URL schemes are not case
+    sensitive; any scheme but http, https and data is refused here, by name."""
+    value = value.strip()
+    scheme = _SCHEME.match(value)
+    name = scheme.group(1).lower() if scheme else None
+    if scheme is not None and name in ("http", "https", "data"):
+        value = name + value[scheme.end(1) :]
+    elif scheme is not None or _NOT_BASE64.search(value):
+        raise InvalidRequest(
+            f"'{param}' must be an http(s) URL, a data URL or base64"
+            + (f", not a {scheme.group(1)}: URL." if scheme else "."),
+            param=param,
+            code="invalid_url",
+        )
+    return value, name in ("http", "https")
 
 
 def decode_base64_input(value: str, *, param: str) -> bytes:

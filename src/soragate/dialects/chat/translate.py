@@ -12,6 +12,7 @@ from soragate.core.inputs import optional_str
 from soragate.core.task import TaskParams
 from soragate.dialects import family_names
 from soragate.errors import InvalidRequest
+from soragate.gateway import url_or_inline
 from soragate.netguard import parse_url
 
 DEFAULT_MODEL = "sora_video2"
@@ -88,9 +89,10 @@ def _image_url(part: dict[str, Any]) -> str:
         value = value.get("url")
     if not isinstance(value, str) or not value.strip():
         raise _bad_messages("An image_url part needs {'image_url': {'url': '<data URI or URL>'}}.")
-    if value.strip().startswith(("http://", "https://")):
-        parse_url(value.strip(), param="messages")  # before anything is fetched
-    return value.strip()
+    value, is_url = url_or_inline(value, param="messages")
+    if is_url:
+        parse_url(value, param="messages")  # before anything is fetched
+    return value
 
 
 def last_user_input(messages: Any, *, max_chars: int) -> UserInput:

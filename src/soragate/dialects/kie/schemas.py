@@ -15,6 +15,7 @@ from typing import Any
 from soragate.core.inputs import require_prompt
 from soragate.dialects.bodies import FLAG, PROMPT, TEXT, obj, one_of
 from soragate.errors import InvalidRequest, SoragateError
+from soragate.gateway import url_or_inline
 from soragate.netguard import parse_url
 
 
@@ -150,10 +151,12 @@ def _image_urls(value: Any, *, most: int = 1) -> list[str]:
             "'input.image_urls' takes one image." if most == 1 else f"'input.image_urls' takes at most {most} images.",
             param="image_urls",
         )
-    urls = [v.strip() for v in value]
-    for index, url in enumerate(urls):
-        if url.startswith(("http://", "https://")):
+    urls = []
+    for index, item in enumerate(value):
+        url, is_url = url_or_inline(item, param=f"image_urls[{index}]")
+        if is_url:
             parse_url(url, param=f"image_urls[{index}]")
+        urls.append(url)
     return urls
 
 

@@ -47,8 +47,6 @@ async def _clip(gateway: Gateway, value: Any, *, param: str) -> bytes:
         return value.data
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest(f"'{param}' must be a video URL, data URI or base64.", param=param)
-    if "://" in value[:16] and not value.startswith(("http://", "https://")):
-        raise InvalidRequest(f"'{param}' must be an http(s) URL.", param=param, code="invalid_url")
     return await gateway.bytes_from_reference(value=value, param=param)
 
 

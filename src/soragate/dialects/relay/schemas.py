@@ -11,7 +11,7 @@ from soragate.core.catalogue import parse_seconds
 from soragate.core.inputs import optional_str, require_prompt
 from soragate.dialects.bodies import FLAG, PROMPT, TEXT, obj, one_of
 from soragate.errors import InvalidRequest
-from soragate.gateway import decode_base64_input
+from soragate.gateway import decode_base64_input, url_or_inline
 from soragate.netguard import parse_url
 
 MAX_IMAGES = 8
@@ -151,8 +151,8 @@ def _images(value: Any) -> list[str]:
         param = f"images[{index}]"
         if not isinstance(item, str) or not item.strip():
             raise InvalidRequest(f"'{param}' must be an image URL or data URI.", param=param)
-        item = item.strip()
-        if item.startswith(("http://", "https://")):
+        item, is_url = url_or_inline(item, param=param)
+        if is_url:
             parse_url(item, param=param)  # refuse a malformed URL before anything is fetched
         else:
             decode_base64_input(item, param=param)  # refuse bad base64 before anything is stored
