@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import av
+import httpx
 import openai
 import pytest
 from PIL import Image
@@ -67,6 +70,51 @@ def test_list_pages_with_cursor(sdk: openai.OpenAI) -> None:
     assert every == ids[::-1]
     ascending = sdk.videos.list(limit=10, order="asc")
     assert [v.id for v in ascending.data] == ids
+
+
+def test_paging_goes_on_from_a_video_deleted_meanwhile(sdk: openai.OpenAI, server: LiveServer) -> None:
+    key = server.create_key("pager")
+    mine = server.sdk(key)
+    ids = [mine.videos.create(prompt=f"page {i}").id for i in range(5)]
+    seen = []
+    for page_end, video in enumerate(mine.videos.list(limit=2)):  # auto-paging: `after` = the page's last id
+        seen.append(video.id)
+        if page_end % 2 == 1:
+            mine.videos.delete(video.id)  # the cursor of the next page is now a deleted video
+    assert seen == ids[::-1]
+
+
+def test_a_cursor_that_is_not_one_of_the_keys_videos_is_refused(sdk: openai.OpenAI, server: LiveServer) -> None:
+    theirs = sdk.videos.create(prompt="someone else's").id
+    mine = server.sdk(server.create_key("cursor"))
+    mine.videos.create(prompt="mine")
+    messages = []
+    for after in (theirs, "video_" + "0" * 32, "garbage"):
+        with pytest.raises(openai.BadRequestError) as refused:
+            mine.videos.list(after=after, order="asc")
+        body: dict[str, str] = refused.value.body  # type: ignore[assignment]
+        assert body["param"] == "after"
+        messages.append(body["message"].replace(after, "ID"))
+    # Another key's video and no video at all are told apart by nothing.
+    assert len(set(messages)) == 1, messages
+
+
+def test_concurrent_deletes_of_one_video_delete_it_once(sdk: openai.OpenAI, server: LiveServer) -> None:
+    video = sdk.videos.create_and_poll(prompt="deleted by many", seconds="4")
+    clients = [server.client() for _ in range(8)]
+    for client in clients:
+        client.get("/v1/models")  # connected before the race starts
+    start = threading.Barrier(len(clients))
+
+    def delete(client: httpx.Client) -> int:
+        start.wait()
+        return client.delete(f"/v1/videos/{video.id}").status_code
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        answers = sorted(pool.map(delete, clients))
+    for client in clients:
+        client.close()
+    assert answers == [200] + [404] * 7
 
 
 def test_delete_then_retrieve_is_404(sdk: openai.OpenAI, server: LiveServer) -> None:

@@ -39,6 +39,11 @@ def test_video_life_on_postgres(pg_server: LiveServer) -> None:
     sdk.videos.delete(video.id)
     with pytest.raises(openai.NotFoundError):
         sdk.videos.retrieve(video.id)
+    with pytest.raises(openai.NotFoundError):
+        sdk.videos.delete(video.id)
+    # A cursor on the deleted video still pages on from where it stood.
+    assert [v.id for v in sdk.videos.list(after=other.id, order="asc").data] == []
+    assert [v.id for v in sdk.videos.list(after=video.id, order="asc").data] == [other.id]
 
 
 def test_keys_and_credits_on_postgres(pg_server: LiveServer) -> None:

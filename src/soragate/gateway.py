@@ -232,7 +232,9 @@ class Gateway:
             self.engine, task_id=task.id, owner_id=owner.id
         ):
             self.metrics.task_finished(dialect=task.dialect, model=task.params.model, outcome="cancelled")
-        await task_store.delete_task(self.engine, task_id=task.id, owner_id=owner.id)
+        if not await task_store.delete_task(self.engine, task_id=task.id, owner_id=owner.id):
+            # Another request deleted it meanwhile: that one answers that it did.
+            raise NotFound(f"No task found with id '{task_id}'.", param="id")
         await self.storage.delete_tree(self.storage.task_dir(task.id))
         log.info("task %s deleted", task.id, extra={"task_id": task.id})
         self.events.publish(task.id)

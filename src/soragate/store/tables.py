@@ -205,6 +205,17 @@ workers = Table(
     Column("steps", Integer, nullable=False, server_default="0"),
 )
 
+# Where deleted tasks stood in their key's list, for a while: a client paging with a cursor
+# on a task it has just deleted (list, delete each, next page) goes on from where it was.
+deleted_tasks = Table(
+    "deleted_tasks",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("owner_id", String(40), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("deleted_at", Float, nullable=False, index=True),
+)
+
 # How long upstream jobs take, learned per route (account, model, size, length): the worker
 # asks about a job when it is due instead of on a fixed cadence.
 job_durations = Table(

@@ -25,8 +25,9 @@ from soragate.core.task import (
     TaskStatus,
 )
 from soragate.core.text import clean, clean_text
+from soragate.errors import InvalidRequest
 from soragate.store.db import writing
-from soragate.store.tables import api_keys, provider_accounts, tasks
+from soragate.store.tables import api_keys, deleted_tasks, provider_accounts, tasks
 
 log = logging.getLogger("soragate.store")
 
@@ -169,18 +170,21 @@ async def list_tasks(
         query = query.where(tasks.c.status.in_([s.value for s in statuses]))
     desc = order != "asc"
     if after:
-        async with engine.connect() as conn:
-            anchor = (await conn.execute(select(tasks.c.created_at, tasks.c.id).where(tasks.c.id == after))).first()
-        if anchor is not None:
-            created, ident = anchor
-            if desc:
-                query = query.where(
-                    or_(tasks.c.created_at < created, and_(tasks.c.created_at == created, tasks.c.id < ident))
-                )
-            else:
-                query = query.where(
-                    or_(tasks.c.created_at > created, and_(tasks.c.created_at == created, tasks.c.id > ident))
-                )
+        anchor = await _cursor(engine, after, owner_id=owner_id)
+        if anchor is None:
+            raise InvalidRequest(
+                f"Nothing to list after '{after[:64]}': no such task (the cursor is an id from an earlier page).",
+                param="after",
+            )
+        created, ident = anchor
+        if desc:
+            query = query.where(
+                or_(tasks.c.created_at < created, and_(tasks.c.created_at == created, tasks.c.id < ident))
+            )
+        else:
+            query = query.where(
+                or_(tasks.c.created_at > created, and_(tasks.c.created_at == created, tasks.c.id > ident))
+            )
     if desc:
         query = query.order_by(tasks.c.created_at.desc(), tasks.c.id.desc())
     else:
@@ -202,10 +206,41 @@ def _readable(rows: Sequence[Row[Any]]) -> list[Task]:
     return found
 
 
+# How long a deleted task's place in its key's list is kept for cursors that point at it.
+DELETED_CURSOR_SECONDS = 24 * 3600
+
+
+async def _cursor(engine: AsyncEngine, after: str, *, owner_id: str | None) -> tuple[float, str] | None:
+    """Where the task ``after`` stands in the list (created_at, id): one of the owner's tasks
+    (any task's for an admin's list, ``owner_id`` None), or one it deleted lately."""
+    async with engine.connect() as conn:
+        for table in (tasks, deleted_tasks):
+            query = select(table.c.created_at, table.c.id).where(table.c.id == after)
+            if owner_id is not None:
+                query = query.where(table.c.owner_id == owner_id)
+            row = (await conn.execute(query)).first()
+            if row is not None:
+                return float(row.created_at), str(row.id)
+    return None
+
+
 async def delete_task(engine: AsyncEngine, *, task_id: str, owner_id: str) -> bool:
+    """Delete the task; False if it was not there (another request deleted it first). Its
+    place in the list stays for a day, for cursors that point at it."""
+    now = time.time()
     async with writing(engine) as conn:
-        result = await conn.execute(delete(tasks).where(tasks.c.id == task_id, tasks.c.owner_id == owner_id))
-    return result.rowcount > 0
+        removed = (
+            await conn.execute(
+                delete(tasks).where(tasks.c.id == task_id, tasks.c.owner_id == owner_id).returning(tasks.c.created_at)
+            )
+        ).first()
+        if removed is None:
+            return False
+        await conn.execute(delete(deleted_tasks).where(deleted_tasks.c.deleted_at < now - DELETED_CURSOR_SECONDS))
+        await conn.execute(
+            insert(deleted_tasks).values(id=task_id, owner_id=owner_id, created_at=removed.created_at, deleted_at=now)
+        )
+    return True
 
 
 async def _refund(conn: Any, task_id: str) -> None:
