@@ -168,6 +168,13 @@ async def test_range_gives_206(client: httpx.AsyncClient, header: str, start: in
     assert response.content == DATA[start : end + 1]
 
 
+@pytest.mark.parametrize("header", ["items=0-5", "bytes=50-10", "bytes=abc", "bytes=0-9,abc", "bytes="])
+async def test_a_range_that_is_not_a_byte_range_gets_everything(client: httpx.AsyncClient, header: str) -> None:
+    # RFC 9110 §14.2: another unit must be ignored, a malformed range may be; not a 400.
+    response = await client.get("/f", headers={"Range": header})
+    assert (response.status_code, response.content) == (200, DATA)
+
+
 async def test_range_past_the_end_is_416(client: httpx.AsyncClient) -> None:
     response = await client.get("/f", headers={"Range": f"bytes={len(DATA)}-"})
     assert response.status_code == 416

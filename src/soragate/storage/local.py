@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from soragate.storage.base import check_relpath, task_dir
+from soragate.storage.ranges import well_formed
 
 
 class LocalStorage:
@@ -66,6 +67,10 @@ class LocalStorage:
         found = await asyncio.to_thread(path.stat)
         if not stat.S_ISREG(found.st_mode):
             raise FileNotFoundError(relpath)
+        wanted = request.headers.get("range")
+        if wanted is not None and not well_formed(wanted):
+            # Starlette would answer it with a plain-text 400: the whole file instead.
+            request.scope["headers"] = [(k, v) for k, v in request.scope["headers"] if k != b"range"]
         return FileResponse(
             path, media_type=mime, filename=filename, stat_result=found, content_disposition_type="inline"
         )

@@ -3,6 +3,10 @@ requests by hand what Starlette's FileResponse answers for local files."""
 
 from __future__ import annotations
 
+import re
+
+_RANGE_SPEC = re.compile(r"\s*(?:(\d+)-(\d*)|-(\d+))\s*")
+
 
 class RangeNotSatisfiable(Exception):
     def __init__(self, size: int) -> None:
@@ -32,3 +36,17 @@ def byte_range(header: str, size: int) -> tuple[int, int] | None:
     if start >= size:
         raise RangeNotSatisfiable(size)
     return start, min(int(last) + 1, size) if last else size
+
+
+def well_formed(header: str) -> bool:
+    """Whether a Range header is a byte range set a server answers (RFC 9110 §14.2): one
+    in another unit MUST be ignored, and one that does not parse may be; both are then
+    answered with the whole object rather than an error."""
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes":
+        return False
+    for part in spec.split(","):
+        found = _RANGE_SPEC.fullmatch(part)
+        if found is None or (found[1] and found[2] and int(found[2]) < int(found[1])):
+            return False
+    return True
