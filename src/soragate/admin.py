@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.admin_usage import summarize
 from soragate.core.account_options import InvalidOptions, parse_options, secret_option_names
-from soragate.core.accounts import ProviderAccount, account_fields
+from soragate.core.accounts import InvalidAccount, ProviderAccount, account_fields
 from soragate.core.keys import LIMITS, ApiKey, InvalidLimit, parse_limits
 from soragate.core.masks import mask
 from soragate.core.task import ErrorCode, Task, TaskError, TaskStatus
@@ -130,8 +130,11 @@ class AdminService:
     async def add_provider(self, data: dict[str, Any]) -> ProviderView:
         values = _checked(data)
         if await account_store.get_account(self.engine, ident=values["name"], cipher=self.cipher) is not None:
-            raise Conflict(f"A provider account named '{values['name']}' exists.", param="name")
-        account = await account_store.create_account(self.engine, values=values, cipher=self.cipher)
+            raise _name_taken(values["name"])
+        try:
+            account = await account_store.create_account(self.engine, values=values, cipher=self.cipher)
+        except account_store.NameTaken:
+            raise _name_taken(values["name"]) from None
         log.info("provider account %s (%s) added", account.name, account.kind)
         await self.router.refresh(force=True)
         return await self.get_provider(account.id)
@@ -143,7 +146,10 @@ class AdminService:
             values.update(disabled_reason=None, cooldown_until=None, consecutive_failures=0)
         elif values.get("enabled") is False:
             values.setdefault("disabled_reason", "disabled by an admin")
-        await account_store.update_account(self.engine, account_id=current.id, values=values, cipher=self.cipher)
+        try:
+            await account_store.update_account(self.engine, account_id=current.id, values=values, cipher=self.cipher)
+        except account_store.NameTaken:
+            raise _name_taken(values.get("name", current.name)) from None
         log.info("provider account %s updated (%s)", current.name, ", ".join(sorted(values)))
         await self.router.refresh(force=True)
         return await self.get_provider(current.id)
@@ -158,8 +164,11 @@ class AdminService:
         """Reach the upstream with the account's key: asking about a job that does not exist
         tells apart a good key (not found), a bad key (401/403) and no answer at all. A "not
         found" proves the key only if a wrong key is refused at the same address: a base URL
-        that leads nowhere answers 404 to any key."""
+        that leads nowhere answers 404 to any key. A sandbox account has nothing to reach."""
         account = (await self.get_provider(ident)).account
+        if account.kind == "sandbox":
+            message = "The built-in sandbox renders offline: there is no upstream or key to check."
+            return {"ok": True, "result": "offline", "message": message}
         await self.router.refresh(force=True)
         runtime = self.router.runtime(account.name)
         if runtime is None:
@@ -272,9 +281,13 @@ def _checked(data: dict[str, Any], *, current: ProviderAccount | None = None) ->
         if current is not None and ("kind" in values or "options" in values):
             parse_options(values.get("kind", current.kind), values.get("options", current.options))
     except ValueError as exc:
-        param = exc.param if isinstance(exc, InvalidOptions) else None
+        param = exc.param if isinstance(exc, (InvalidOptions, InvalidAccount)) else None
         raise InvalidRequest(f"Invalid provider account: {exc}.", code="invalid_provider", param=param) from None
     return values
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"A provider account named '{name}' exists.", param="name")
 
 
 def _checked_limits(data: dict[str, Any]) -> dict[str, Any]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from soragate.core.account_options import AccountOptions, parse_options, secret_option_names
 from soragate.core.masks import mask
@@ -165,52 +167,58 @@ _EDITABLE = {
 }
 
 
+class InvalidAccount(ValueError):
+    """An account definition with a bad field; ``param`` names it."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 def account_fields(data: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
     """Check an account definition (admin API, CLI or providers file); returns the fields
-    to store. Raises ValueError naming the first bad field. A partial update's options are
+    to store. Raises InvalidAccount naming the first bad field. A partial update's options are
     checked by the caller, which knows the account's kind and current options."""
     unknown = set(data) - set(_EDITABLE)
     if unknown:
-        raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
+        raise InvalidAccount(f"unknown field(s): {', '.join(sorted(unknown))}", param=min(unknown))
     if not partial:
         for required in ("name", "kind", "models"):
             if required not in data:
-                raise ValueError(f"'{required}' is required")
+                raise InvalidAccount(f"'{required}' is required", param=required)
         if data.get("kind") != "sandbox" and not data.get("base_url"):
-            raise ValueError("'base_url' is required")
+            raise InvalidAccount("'base_url' is required", param="base_url")
         if data.get("kind") != "sandbox" and not data.get("secret"):
-            raise ValueError("'secret' is required")
+            raise InvalidAccount("'secret' is required", param="secret")
     values: dict[str, Any] = {}
     for name, value in data.items():
         expected = _EDITABLE[name]
         if isinstance(value, bool) and expected is not bool:
-            raise ValueError(f"'{name}' has the wrong type")
+            raise InvalidAccount(f"'{name}' has the wrong type", param=name)
         if not isinstance(value, expected):  # type: ignore[arg-type]
-            raise ValueError(f"'{name}' has the wrong type")
+            raise InvalidAccount(f"'{name}' has the wrong type", param=name)
         values[name] = value
     if "name" in values and not 0 < len(values["name"]) <= 100:
-        raise ValueError("'name' must be 1-100 characters")
+        raise InvalidAccount("'name' must be 1-100 characters", param="name")
     for name in ("priority", "weight", "max_concurrency"):
         # Stored in 32-bit columns.
         if name in values and not -(2**31) < values[name] < 2**31:
-            raise ValueError(f"'{name}' is out of range")
+            raise InvalidAccount(f"'{name}' is out of range", param=name)
     if "kind" in values and values["kind"] not in KINDS:
-        raise ValueError(f"'kind' must be one of {', '.join(KINDS)}")
-    if "base_url" in values and values["base_url"] and not str(values["base_url"]).startswith(("http://", "https://")):
-        raise ValueError("'base_url' must be an http(s) URL")
+        raise InvalidAccount(f"'kind' must be one of {', '.join(KINDS)}", param="kind")
+    if values.get("base_url"):
+        _check_base_url(values["base_url"])
     if "models" in values:
         models = values["models"]
         if not models or not all(isinstance(k, str) and isinstance(v, str) for k, v in models.items()):
-            raise ValueError("'models' maps public model names to upstream names (\"\" = same name)")
+            raise InvalidAccount(
+                "'models' maps public model names to upstream names (\"\" = same name)", param="models"
+            )
     if "limits" in values:
-        limits = values["limits"]
-        if set(limits) - {"seconds", "sizes", "features"}:
-            raise ValueError("'limits' takes seconds, sizes and features")
-        if limits.get("features") and set(limits["features"]) - set(FEATURES):
-            raise ValueError(f"'limits.features' are among {', '.join(FEATURES)}")
-    for name, low in (("weight", 1), ("max_concurrency", 1), ("poll_rate", 0.01)):
+        _check_limits(values["limits"])
+    for name, low in (("weight", 1), ("max_concurrency", 1), ("poll_rate", 0.01), ("price_per_second", 0)):
         if name in values and values[name] < low:
-            raise ValueError(f"'{name}' must be at least {low}")
+            raise InvalidAccount(f"'{name}' must be at least {low}", param=name)
     if "base_url" in values:
         values["base_url"] = str(values["base_url"]).rstrip("/")
     if not partial:
@@ -218,3 +226,37 @@ def account_fields(data: dict[str, Any], *, partial: bool = False) -> dict[str, 
             values.setdefault(name, default)
         parse_options(values["kind"], values["options"])
     return values
+
+
+def _check_base_url(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a malformed [IPv6] host
+        raise InvalidAccount("'base_url' is not a valid URL", param="base_url") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidAccount("'base_url' must be an http(s) URL", param="base_url")
+    try:
+        port = parts.port  # raises ValueError past 65535 or when not a number
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise InvalidAccount("'base_url' must have a port from 1 to 65535", param="base_url")
+
+
+_SIZE = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
+
+
+def _check_limits(limits: dict[str, Any]) -> None:
+    """``limits``: each a list (or null: no limit) of whole seconds above 0, WIDTHxHEIGHT sizes
+    (as tasks name them: ``1280x720``) and FEATURES."""
+    if set(limits) - {"seconds", "sizes", "features"}:
+        raise InvalidAccount("'limits' takes seconds, sizes and features", param="limits")
+    checks = (
+        ("seconds", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "whole seconds above 0"),
+        ("sizes", lambda v: isinstance(v, str) and _SIZE.fullmatch(v) is not None, "sizes as WIDTHxHEIGHT"),
+        ("features", lambda v: v in FEATURES, f"among {', '.join(FEATURES)}"),
+    )
+    for name, good, what in checks:
+        given = limits.get(name)
+        if given is not None and (not isinstance(given, list) or not all(good(v) for v in given)):
+            raise InvalidAccount(f"'limits.{name}' must be a list of {what}", param=f"limits.{name}")

@@ -179,13 +179,13 @@ class Router:
                     if provider is None:
                         continue
                     if current is not None:
-                        await current.provider.aclose()
+                        await self._release(current.provider)
                     self.runtimes[account.name] = AccountRuntime(account, provider)
                 else:
                     current.account = account
                 seen.add(account.name)
             for name in set(self.runtimes) - seen:
-                await self.runtimes.pop(name).provider.aclose()
+                await self._release(self.runtimes.pop(name).provider)
             self.routes = await route_store.all_routes(self.engine)
             stored = []
             for data in await route_store.stored_profiles(self.engine):
@@ -217,6 +217,12 @@ class Router:
         if account.kind == "sandbox":
             return self.builtin.provider
         return self.factory(account)
+
+    async def _release(self, provider: Provider) -> None:
+        """Close the provider of an account that is gone or rebuilt, unless it is the built-in
+        sandbox, which accounts of kind ``sandbox`` share and which lives as long as the router."""
+        if provider is not self.builtin.provider:
+            await provider.aclose()
 
     def runtime(self, name: str | None) -> AccountRuntime | None:
         if name is None:
@@ -455,8 +461,7 @@ class Router:
 
     async def aclose(self) -> None:
         for runtime in self.runtimes.values():
-            if runtime.provider is not self.builtin.provider:
-                await runtime.provider.aclose()
+            await self._release(runtime.provider)
         await self.builtin.provider.aclose()
 
 

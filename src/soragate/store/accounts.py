@@ -9,6 +9,7 @@ from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import and_, case, delete, false, insert, or_, select, true, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.accounts import ProviderAccount
@@ -17,6 +18,10 @@ from soragate.store.db import writing
 from soragate.store.tables import provider_accounts
 
 _FIELDS = {f.name for f in fields(ProviderAccount)}
+
+
+class NameTaken(LookupError):
+    """Another account has that name (names are unique)."""
 
 
 def _to_account(row: Any, cipher: SecretCipher) -> ProviderAccount:
@@ -60,18 +65,24 @@ async def create_account(engine: AsyncEngine, *, values: dict[str, Any], cipher:
     now = time.time()
     account = ProviderAccount(id="pa_" + secrets.token_hex(8), created_at=now, updated_at=now, **values)
     stored = _sealed({name: getattr(account, name) for name in _FIELDS}, cipher)
-    async with writing(engine) as conn:
-        await conn.execute(insert(provider_accounts).values(stored))
+    try:
+        async with writing(engine) as conn:
+            await conn.execute(insert(provider_accounts).values(stored))
+    except IntegrityError:
+        raise NameTaken(account.name) from None  # the one unique column besides the id
     return account
 
 
 async def update_account(engine: AsyncEngine, *, account_id: str, values: dict[str, Any], cipher: SecretCipher) -> bool:
-    async with writing(engine) as conn:
-        result = await conn.execute(
-            update(provider_accounts)
-            .where(provider_accounts.c.id == account_id)
-            .values(**_sealed(values, cipher), updated_at=time.time())
-        )
+    try:
+        async with writing(engine) as conn:
+            result = await conn.execute(
+                update(provider_accounts)
+                .where(provider_accounts.c.id == account_id)
+                .values(**_sealed(values, cipher), updated_at=time.time())
+            )
+    except IntegrityError:
+        raise NameTaken(values.get("name")) from None  # the one unique column besides the id
     return result.rowcount > 0
 
 

@@ -62,8 +62,12 @@ async def create_key(request: Request, _: AdminDep, admin: AdminServiceDep) -> d
         raise InvalidRequest("'name' is required.", param="name")
     if len(name.strip()) > MAX_KEY_NAME_CHARS:
         raise InvalidRequest(f"'name' is longer than {MAX_KEY_NAME_CHARS} characters.", param="name")
+    is_admin = body.get("admin", False)
+    if not isinstance(is_admin, bool):
+        # Not truthiness: "false" is a non-empty string, and must not make an admin key.
+        raise InvalidRequest("'admin' must be true or false.", param="admin")
     limits = {field: body[field] for field in LIMITS if field in body}
-    key, secret = await admin.create_key(name=name.strip(), admin=bool(body.get("admin", False)), limits=limits)
+    key, secret = await admin.create_key(name=name.strip(), admin=is_admin, limits=limits)
     # The only response that ever carries the key itself.
     return {**key_json(key), "key": secret}
 

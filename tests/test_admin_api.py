@@ -1,0 +1,144 @@
+"""The admin API's bodies are read strictly (a flag is a JSON boolean, an account's values are
+in range), its answers are true (a conflict is a 409, a sandbox test says it is offline), and
+changing an account of kind sandbox leaves the built-in sandbox working."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from tests.conftest import LiveServer
+from tests.test_providers_config import _cli
+
+SECRET = "sk-admin-api-UvWxYzQrStPqLm-7788"
+RELAY = {"kind": "relay_v2", "base_url": "http://127.0.0.1:9", "secret": SECRET, "models": {"sora-2": ""}}
+
+
+@pytest.mark.parametrize("flag", ["false", "no", "", 0, 1, None, [], {}])
+def test_a_key_is_made_admin_only_by_a_json_true(server: LiveServer, flag: Any) -> None:
+    with server.client() as client:
+        refused = client.post("/v1/admin/keys", json={"name": "carol", "admin": flag})
+        user = client.post("/v1/admin/keys", json={"name": "dave", "admin": False})
+        keys = client.get("/v1/admin/keys").json()["data"]
+
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == "admin"
+    assert "'admin' must be true or false" in error["message"]
+    assert user.status_code == 200 and user.json()["role"] == "user"
+    assert "carol" not in {k["name"] for k in keys}
+
+
+def test_an_account_is_enabled_only_by_a_json_boolean(server: LiveServer) -> None:
+    with server.client() as client:
+        added = client.post("/v1/admin/providers", json={"name": "r1", **RELAY, "enabled": "false"})
+        client.post("/v1/admin/providers", json={"name": "r2", **RELAY}).raise_for_status()
+        updated = client.patch("/v1/admin/providers/r2", json={"enabled": "false"})
+        stored = client.get("/v1/admin/providers/r2").json()
+
+    for response in (added, updated):
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["param"] == "enabled"
+    assert stored["enabled"] is True
+
+
+def test_renaming_an_account_to_a_taken_name_is_a_conflict(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with server.client() as client:
+        client.post("/v1/admin/providers", json={"name": "a1", **RELAY}).raise_for_status()
+        client.post("/v1/admin/providers", json={"name": "newapi", **RELAY}).raise_for_status()
+        renamed = client.patch("/v1/admin/providers/newapi", json={"name": "a1", "secret": SECRET + "-new"})
+        names = [a["name"] for a in client.get("/v1/admin/providers").json()["data"]]
+
+    assert renamed.status_code == 409, renamed.text
+    error = renamed.json()["error"]
+    assert error["param"] == "name"
+    assert "A provider account named 'a1' exists." in error["message"]
+    assert sorted(names) == ["a1", "newapi"]
+    assert SECRET not in caplog.text
+
+
+def test_a_failed_statement_never_shows_its_parameters(server: LiveServer) -> None:
+    """Whatever fails in SQL, its error (logged with a 500) holds no secret it was given."""
+
+    async def fail(engine: AsyncEngine) -> str:
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError) as caught:
+                await conn.execute(text("SELECT no_such_column, :secret"), {"secret": SECRET})
+        return str(caught.value)
+
+    error = server.on_db(fail)
+    assert "no_such_column" in error
+    assert SECRET not in error
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("limits", {"seconds": [-4, 0]}, "limits.seconds"),
+        ("limits", {"seconds": 10}, "limits.seconds"),
+        ("limits", {"sizes": ["12by34"]}, "limits.sizes"),
+        ("limits", {"features": 5}, "limits.features"),
+        ("price_per_second", -1, "price_per_second"),
+        ("base_url", "http://[::1]:99999/v1", "base_url"),
+        ("base_url", "http://127.0.0.1:0/v1", "base_url"),
+    ],
+)
+def test_an_account_value_out_of_range_is_refused_by_name(
+    server: LiveServer, field: str, value: Any, named: str
+) -> None:
+    with server.client() as client:
+        added = client.post("/v1/admin/providers", json={"name": "bad", **RELAY, field: value})
+        client.post("/v1/admin/providers", json={"name": "good", **RELAY}).raise_for_status()
+        updated = client.patch("/v1/admin/providers/good", json={field: value})
+        stored = client.get("/v1/admin/providers/good").json()
+
+    for response in (added, updated):
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["param"] == named
+        assert f"'{named}'" in error["message"]
+    assert stored["limits"] == {} and stored["price_per_second"] == 0 and stored["base_url"] == RELAY["base_url"]
+
+
+def test_the_cli_refuses_an_account_value_out_of_range(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    sizes = _cli("add", "free", "--kind", "sandbox", "--model", "sora-2", "--sizes", "12by34", data_dir=data)
+    price = _cli("add", "free", "--kind", "sandbox", "--model", "sora-2", "--price=-1", data_dir=data)
+
+    assert sizes.returncode == 1 and "'limits.sizes'" in sizes.stderr, sizes.stderr
+    assert price.returncode == 1 and "'price_per_second'" in price.stderr, price.stderr
+
+
+def test_a_sandbox_account_tests_as_offline(server: LiveServer) -> None:
+    with server.client() as client:
+        client.post("/v1/admin/providers", json={"name": "free", "kind": "sandbox", "models": {"*": ""}})
+        tested = client.post("/v1/admin/providers/free/test").json()
+
+    assert tested["ok"] is True
+    assert tested["result"] == "offline"
+    assert "sandbox renders offline" in tested["message"]
+    assert "key" not in tested["message"].replace("no upstream or key", "")
+
+
+def test_the_sandbox_renders_after_a_sandbox_account_is_changed_or_removed(server: LiveServer) -> None:
+    sdk = server.sdk()
+    with server.client() as client:
+        client.post("/v1/admin/providers", json={"name": "free", "kind": "sandbox", "models": {"*": ""}})
+        first = sdk.videos.create_and_poll(prompt="a sandbox account's first fox", seconds="4")
+        client.patch("/v1/admin/providers/free", json={"options": {"timeout": 30}}).raise_for_status()
+        changed = sdk.videos.create_and_poll(prompt="a fox after the account changed", seconds="4")
+        client.delete("/v1/admin/providers/free").raise_for_status()
+        removed = sdk.videos.create_and_poll(prompt="a fox after the account went", seconds="4")
+
+    assert [first.status, changed.status, removed.status] == ["completed"] * 3, (changed.error, removed.error)
+    assert server.task(changed.id).provider == "free"
+    assert server.task(removed.id).provider == "sandbox"
