@@ -212,6 +212,36 @@ def test_images_generate_returns_png_of_size(sdk: openai.OpenAI) -> None:
     assert (image.format, image.size) == ("PNG", (1024, 1024))
 
 
+@pytest.mark.parametrize(("wanted", "format_"), [("jpeg", "JPEG"), ("webp", "WEBP"), ("png", "PNG")])
+def test_images_come_in_the_output_format_asked(sdk: openai.OpenAI, wanted: str, format_: str) -> None:
+    import base64
+
+    result = sdk.images.generate(
+        prompt="a lighthouse",
+        size="1024x1024",
+        output_format=wanted,
+        output_compression=80,  # type: ignore[arg-type]
+    )
+    image = Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json or "")))  # type: ignore[index]
+    assert (image.format, image.size, result.output_format) == (format_, (1024, 1024), wanted)
+
+
+def test_image_options_openai_refuses_are_refused(sdk: openai.OpenAI) -> None:
+    refused = {
+        "output_format": dict(prompt="x", output_format="bmp"),
+        "n": dict(prompt="x", model="dall-e-3", n=3),
+    }
+    for param, request in refused.items():
+        with pytest.raises(openai.BadRequestError) as caught:
+            sdk.images.generate(**request)  # type: ignore[call-overload]
+        assert caught.value.body["param"] == param  # type: ignore[index]
+
+
 def test_models_lists_public_models(sdk: openai.OpenAI) -> None:
     names = {m.id for m in sdk.models.list()}
     assert {"sora-2", "sora-2-pro", "gpt-image-1"} <= names
+    model = sdk.models.retrieve("sora-2")
+    assert (model.id, model.object) == ("sora-2", "model")
+    with pytest.raises(openai.NotFoundError) as unknown:
+        sdk.models.retrieve("sora-9")
+    assert unknown.value.body["code"] == "model_not_found"  # type: ignore[index]

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import io
 import time
 from typing import Any
 
 from fastapi import APIRouter, Request
+from PIL import Image
 
+from soragate.core.catalogue import ModelSpec
 from soragate.core.inputs import int_in_range, optional_str, require_prompt
 from soragate.core.keys import ApiKey
 from soragate.core.task import Task, TaskKind, TaskParams, TaskStatus
 from soragate.dialects.bodies import PROMPT, TEXT, FilePart, documented, obj, one_of, read_fields
 from soragate.dialects.common import GatewayDep, KeyDep
 from soragate.dialects.openai.translate import error_code
-from soragate.errors import ContentPolicyViolation, InvalidRequest, UpstreamError
+from soragate.errors import ContentPolicyViolation, InvalidRequest, NotFound, UpstreamError
 from soragate.gateway import Gateway
 
 router = APIRouter(tags=["openai images"])
@@ -25,7 +29,11 @@ OPTIONS = {
     "size": TEXT,
     "n": {"type": "integer", "minimum": 1, "maximum": 10},
     "response_format": one_of("b64_json", "url"),
+    "output_format": one_of("png", "jpeg", "webp"),
+    "output_compression": {"type": "integer", "minimum": 0, "maximum": 100},
 }
+# What an image can be sent back as (OpenAI's gpt-image output_format), Pillow's name for it.
+OUTPUT_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 IMAGES = {"anyOf": [TEXT, {"type": "array", "items": TEXT}]}
 
 
@@ -37,9 +45,12 @@ async def _generate(
     model = optional_str(fields.get("model"), param="model") or "gpt-image-1"
     spec, width, height = gateway.catalogue.resolve_image(model, size=optional_str(fields.get("size"), param="size"))
     n = int_in_range(fields.get("n"), param="n", low=1, high=10, default=1)
+    if n > 1 and model == "dall-e-3":
+        raise InvalidRequest("dall-e-3 makes one image per request: 'n' must be 1.", param="n")
     response_format = optional_str(fields.get("response_format"), param="response_format") or "b64_json"
     if response_format not in ("b64_json", "url"):
         raise InvalidRequest("'response_format' must be 'b64_json' or 'url'.", param="response_format")
+    output = _output(fields, model=model, response_format=response_format)
     params = TaskParams(
         prompt=prompt,
         model=model,
@@ -53,10 +64,42 @@ async def _generate(
     # OpenAI answers image requests synchronously; the task runs in the worker either way, so
     # a client that gives up does not orphan it.
     task = await gateway.wait_final(owner=key, task_id=task.id, within=IMAGE_WAIT_SECONDS)
-    return await _images_response(gateway, task, response_format)
+    return await _images_response(gateway, task, response_format, output)
 
 
-async def _images_response(gateway: Gateway, task: Task, response_format: str) -> dict[str, Any]:
+def _output(fields: dict[str, Any], *, model: str, response_format: str) -> tuple[str, int] | None:
+    """The format (and quality) asked of the returned images: None keeps them as made."""
+    wanted = optional_str(fields.get("output_format"), param="output_format")
+    if wanted is None:
+        if fields.get("output_compression") not in (None, ""):
+            what = "'output_compression' applies with output_format jpeg or webp."
+            raise InvalidRequest(what, param="output_compression")
+        return None
+    wanted = wanted.lower()
+    if wanted not in OUTPUT_FORMATS:
+        raise InvalidRequest(
+            f"Invalid output_format '{wanted[:20]}': use {', '.join(OUTPUT_FORMATS)}.", param="output_format"
+        )
+    if model == "dall-e-3":
+        raise InvalidRequest("'output_format' is not supported with dall-e-3.", param="output_format")
+    if response_format == "url":
+        raise InvalidRequest("'output_format' applies to b64_json responses.", param="output_format")
+    quality = int_in_range(fields.get("output_compression"), param="output_compression", low=0, high=100, default=100)
+    return wanted, quality
+
+
+def _convert(raw: bytes, output: tuple[str, int]) -> bytes:
+    wanted, quality = output
+    with Image.open(io.BytesIO(raw)) as image:
+        buffer = io.BytesIO()
+        picture = image.convert("RGB") if wanted == "jpeg" else image
+        picture.save(buffer, format=OUTPUT_FORMATS[wanted], **({} if wanted == "png" else {"quality": quality}))
+    return buffer.getvalue()
+
+
+async def _images_response(
+    gateway: Gateway, task: Task, response_format: str, output: tuple[str, int] | None = None
+) -> dict[str, Any]:
     if task.status is TaskStatus.FAILED and task.error is not None:
         code = error_code(task.error.code)
         if code == "moderation_blocked":
@@ -70,13 +113,15 @@ async def _images_response(gateway: Gateway, task: Task, response_format: str) -
             data.append({"url": gateway.signer.url(task.id, asset.variant), "revised_prompt": task.params.prompt})
         else:
             raw = await gateway.asset_bytes(task, asset.variant)
+            if output is not None:
+                raw = await asyncio.to_thread(_convert, raw, output)
             data.append({"b64_json": base64.b64encode(raw).decode(), "revised_prompt": task.params.prompt})
     first = task.asset("image")
     return {
         "created": int(task.created_at),
         "data": data,
         "size": task.params.size,
-        "output_format": (first.mime.split("/")[1] if first else "png"),
+        "output_format": output[0] if output else (first.mime.split("/")[1] if first else "png"),
         "id": task.id,
     }
 
@@ -111,32 +156,41 @@ async def edit_images(request: Request, gateway: GatewayDep, key: KeyDep) -> dic
 async def list_models(gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
     """OpenAI's model list; each entry also says what the model can do (soragate's
     extension, used by the studio to offer only valid choices)."""
-    created = int(time.time())
     if gateway.router is not None:
         await gateway.router.refresh()
+    created = int(time.time())
+    return {"object": "list", "data": [_model(gateway, spec, created) for spec in gateway.catalogue.public_models()]}
+
+
+@router.get("/v1/models/{model}")
+async def get_model(model: str, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
+    """One entry of the list (the SDK's ``models.retrieve``), by its name or an alias."""
+    if gateway.router is not None:
+        await gateway.router.refresh()
+    spec = next((s for s in gateway.catalogue.public_models() if model == s.name or model in s.aliases), None)
+    if spec is None:
+        raise NotFound(f"The model '{model[:100]}' does not exist.", param="model", code="model_not_found")
+    return _model(gateway, spec, int(time.time()))
+
+
+def _model(gateway: Gateway, spec: ModelSpec, created: int) -> dict[str, Any]:
     return {
-        "object": "list",
-        "data": [
-            {
-                "id": spec.name,
-                "object": "model",
-                "created": created,
-                "owned_by": "soragate",
-                "type": spec.kind,
-                "description": spec.description,
-                "base_model": spec.base_model,
-                "seconds": list(spec.seconds),
-                "sizes": list(spec.sizes),
-                "default_seconds": spec.default_seconds,
-                "default_size": spec.default_size,
-                "hd": spec.hd,
-                "image_input": spec.image_input,
-                "remix": spec.remix,
-                "price": spec.price,
-                "aliases": list(spec.aliases),
-                # Where requests for this model go (account, upstream model, profile).
-                "routes": gateway.router.where(spec.name, spec.base_model) if gateway.router else [],
-            }
-            for spec in gateway.catalogue.public_models()
-        ],
+        "id": spec.name,
+        "object": "model",
+        "created": created,
+        "owned_by": "soragate",
+        "type": spec.kind,
+        "description": spec.description,
+        "base_model": spec.base_model,
+        "seconds": list(spec.seconds),
+        "sizes": list(spec.sizes),
+        "default_seconds": spec.default_seconds,
+        "default_size": spec.default_size,
+        "hd": spec.hd,
+        "image_input": spec.image_input,
+        "remix": spec.remix,
+        "price": spec.price,
+        "aliases": list(spec.aliases),
+        # Where requests for this model go (account, upstream model, profile).
+        "routes": gateway.router.where(spec.name, spec.base_model) if gateway.router else [],
     }
