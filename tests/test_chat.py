@@ -231,6 +231,14 @@ def test_bad_input_is_a_4xx_naming_the_field_and_stores_nothing(server: LiveServ
     assert listed["data"] == []
 
 
+def test_a_text_part_without_text_says_so(server: LiveServer) -> None:
+    with server.client() as client:
+        for part in ({"type": "text"}, {"type": "text", "text": None}):
+            response = client.post("/v1/chat/completions", json=chat([part]))
+            assert response.status_code == 400
+            assert "A text part needs" in response.json()["error"]["message"], response.text
+
+
 def test_remixing_another_keys_video_is_404(server: LiveServer) -> None:
     with server.client() as client:
         mine = client.post("/v1/chat/completions", json=chat("a private garden")).json()

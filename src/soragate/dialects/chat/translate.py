@@ -116,7 +116,9 @@ def last_user_input(messages: Any, *, max_chars: int) -> UserInput:
     elif isinstance(content, list):
         for part in content:
             kind = part.get("type") if isinstance(part, dict) else None
-            if kind == "text" and isinstance(part.get("text"), str):
+            if kind == "text":
+                if not isinstance(part.get("text"), str):
+                    raise _bad_messages("A text part needs {'type': 'text', 'text': '<the words>'}.")
                 texts.append(part["text"])
             elif kind == "image_url":
                 images.append(_image_url(part))
