@@ -618,6 +618,17 @@ def test_bad_input_is_a_4xx_in_openai_shape_and_stores_nothing(server: LiveServe
     assert listed["data"] == []
 
 
+def test_json_sent_the_way_plain_curl_sends_it_is_read_as_json(server: LiveServer) -> None:
+    # ``curl -d '{...}'`` without -H Content-Type labels the body a form.
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    with server.client() as client:
+        made = client.post("/v1/videos/generate", content=b'{"prompt":"a curl fox","async_mode":true}', headers=form)
+        broken = client.post("/v1/videos/generate", content=b'{"prompt": nope', headers=form)
+    assert made.status_code == 200, made.text
+    assert poll_task(server, made.json()["task_id"])["status"] == "completed"
+    assert broken.status_code == 400 and broken.json()["error"]["code"] == "invalid_json", broken.text
+
+
 def test_remix_of_another_keys_video_is_404(server: LiveServer) -> None:
     with server.client() as client:
         mine = client.post("/v1/videos/generate", json={"prompt": "private", "async_mode": True}).json()

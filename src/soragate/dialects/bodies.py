@@ -220,7 +220,10 @@ async def read_fields(request: Request, *, limit: int) -> dict[str, Any]:
     # one base64-encoded in a data URL, which is a third bigger, beside the other fields.
     body_limit = limit * 4 // 3 + _MULTIPART_OVERHEAD
     if kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        await read_body(request, limit=body_limit)
+        body = await read_body(request, limit=body_limit)
+        if kind == "application/x-www-form-urlencoded" and body.lstrip().startswith(b"{"):
+            # ``curl -d '{...}'`` without a Content-Type: JSON, which no form starts with.
+            return await read_json(request, limit=body_limit)
         try:
             async with request.form(
                 max_files=MAX_FORM_FILES, max_fields=MAX_FORM_FIELDS, max_part_size=body_limit
