@@ -7,6 +7,7 @@ data directory refuse instead of making an empty database."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -76,11 +77,13 @@ def test_a_server_killed_mid_generation_gives_one_line_and_the_task_is_resumed(
     assert generate.returncode == 1
     assert "Traceback" not in rest
     [lost] = [line for line in rest.splitlines() if "lost" in line]
-    assert task_id in lost and f"soragate tasks wait {task_id} --out {out}" in lost
+    hint = lost.split("Resume with: ")[1]
+    # The same server, found the same way (its URL, the data dir that holds the key).
+    assert hint == f"soragate tasks wait {task_id} --out {out} --base-url {serve.url} --data-dir {serve.data_dir}"
     assert not out.exists() and not out.with_name(out.name + ".part").exists()
 
     serve.start()  # the task was stored before the crash: it finishes after the restart
-    resumed = cli("tasks", "wait", task_id, "--out", out, "--base-url", serve.url, "--data-dir", serve.data_dir)
+    resumed = cli(*shlex.split(hint)[1:])  # as printed
     assert resumed.returncode == 0, resumed.stderr
     assert "Traceback" not in resumed.stderr
     assert f"saved {out}" in resumed.stdout

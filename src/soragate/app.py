@@ -248,7 +248,10 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
             worker_id=worker.id if settings.worker_enabled else None,
             heads=await asyncio.to_thread(migration_heads, settings.db_url),
         )
-        log.info("soragate ready on %s (data in %s)", settings.base_url, settings.data_dir.resolve())
+        if role == "worker":
+            log.info("soragate worker %s running, no API port (data in %s)", worker.id, settings.data_dir.resolve())
+        else:
+            log.info("soragate ready on %s (data in %s)", settings.base_url, settings.data_dir.resolve())
         try:
             yield {
                 "gateway": gateway,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +22,8 @@ from soragate.cli_data import named, require_database
 from soragate.cli_providers import app as providers_app
 from soragate.cli_secrets import app as secrets_app
 from soragate.cli_secrets import preflight
-from soragate.core.keys import MAX_WHOLE_LIMIT
+from soragate.core.keys import MAX_KEY_NAME_CHARS, MAX_WHOLE_LIMIT
+from soragate.core.task import Task, TaskStatus
 from soragate.settings import Settings
 
 app = typer.Typer(help="soragate: a self-hosted gateway for Sora-style video APIs.", no_args_is_help=True)
@@ -81,10 +84,49 @@ def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
+def _ready_to_start(settings: Settings) -> None:
+    """Refuse to start, with one line and no traceback, what the server's (or worker's) own
+    start would fail on; before anything is created in the data directory."""
+    problem = _start_problem(settings)
+    if problem:
+        err.print(f"[red]cannot start[/]: {problem}")
+        raise typer.Exit(2)
+    preflight(settings)
+
+
+def _start_problem(settings: Settings) -> str | None:
+    from soragate.routing.providers_file import ProvidersFileError, read_providers_file
+
+    if settings.data_dir.exists() and not settings.data_dir.is_dir():
+        return f"the data directory {settings.data_dir} is a file"
+    if settings.providers_file:
+        try:
+            read_providers_file(settings.providers_file)
+        except ProvidersFileError as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"providers file {settings.providers_file}: {exc.strerror}"
+    if settings.metrics_port:
+        host = settings.metrics_host or settings.host
+        try:
+            _bindable(host, settings.metrics_port)
+        except OSError as exc:
+            return f"metrics port {host}:{settings.metrics_port}: {exc.strerror}"
+    return None
+
+
+def _bindable(host: str, port: int) -> None:
+    """Bind ``host:port`` and let go, as the metrics server will bind it (OSError if taken)."""
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port to bind.")] = None,
     data_dir: DataDir = None,
     worker: Annotated[
         bool, typer.Option("--worker/--no-worker", help="Also run a worker in this process (the default).")
@@ -104,7 +146,7 @@ def serve(
         overrides["worker_enabled"] = False
     settings = _settings(data_dir, **overrides)
     _configure_logging(settings)
-    preflight(settings)
+    _ready_to_start(settings)
     first_start = not (settings.data_dir / "admin.key").exists()
     console.print(f"[bold]soragate[/] on {settings.base_url}  (API base URL: {settings.base_url}/v1)")
     console.print(f"  studio: {settings.base_url}/   admin console: {settings.base_url}/admin")
@@ -135,7 +177,7 @@ def worker_command(data_dir: DataDir = None) -> None:
 
     settings = _settings(data_dir, worker_enabled=True)
     _configure_logging(settings)
-    preflight(settings)
+    _ready_to_start(settings)
     console.print(f"[bold]soragate worker[/]  data: {settings.data_dir.resolve()}")
     console.print(f"  database: {settings.db_url.split('://')[0]}")
     application = create_app(settings, role="worker")
@@ -185,6 +227,11 @@ def keys_create(
     """Create an API key; the key is printed alone on the last line, once."""
     from soragate.store import keys as key_store
 
+    # The admin API's rule for a key's name.
+    name = name.strip()
+    if not name or len(name) > MAX_KEY_NAME_CHARS:
+        err.print(f"a key needs a name of 1 to {MAX_KEY_NAME_CHARS} characters")
+        raise typer.Exit(2)
     limits = {"rate_limit": _limit(rate, "--rate"), "max_in_flight": _limit(in_flight, "--in-flight")}
     key, secret = _with_engine(
         _settings(data_dir),
@@ -294,15 +341,14 @@ def keys_revoke(
 
 @tasks_app.command("list")
 def tasks_list(
-    status: Annotated[str | None, typer.Option(help="Only tasks in this status.")] = None,
+    status: Annotated[TaskStatus | None, typer.Option(help="Only tasks in this status.")] = None,
     limit: Annotated[int, typer.Option(help="How many.")] = 20,
     data_dir: DataDir = None,
 ) -> None:
     """List the newest tasks of every key."""
-    from soragate.core.task import TaskStatus
     from soragate.store import tasks as task_store
 
-    statuses = [TaskStatus(status)] if status else None
+    statuses = [status] if status else None
     tasks, _ = _with_engine(
         _settings(data_dir), lambda e: task_store.list_tasks(e, owner_id=None, limit=limit, statuses=statuses)
     )
@@ -367,7 +413,15 @@ def tasks_cancel(task_id: str, data_dir: DataDir = None) -> None:
     """Cancel a queued or running task."""
     from soragate.store import tasks as task_store
 
-    if not _with_engine(_settings(data_dir), lambda e: task_store.cancel_task(e, task_id=task_id)):
+    async def cancel(engine: Any) -> tuple[Task | None, bool]:
+        task = await task_store.get_task(engine, task_id=task_id)
+        return task, task is not None and await task_store.cancel_task(engine, task_id=task_id)
+
+    task, cancelled = _with_engine(_settings(data_dir), cancel)
+    if task is None:
+        err.print(f"no task {task_id}")
+        raise typer.Exit(1)
+    if not cancelled:
         err.print(f"task {task_id} is not queued or running")
         raise typer.Exit(1)
     console.print(f"cancelled {task_id}")
@@ -385,6 +439,7 @@ def _api_key(explicit: str | None, data_dir: Path | None) -> str:
     raise typer.Exit(2)
 
 
+DEFAULT_URL = "http://127.0.0.1:8000"
 BaseUrlOption = Annotated[str, typer.Option(envvar="SORAGATE_URL", help="Server URL.")]
 ApiKeyOption = Annotated[str | None, typer.Option(help="API key (default $SORAGATE_API_KEY or data/admin.key).")]
 GiveUpOption = Annotated[
@@ -402,7 +457,7 @@ def generate(
     seconds: Annotated[str | None, typer.Option(help="Length in seconds.")] = None,
     size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, e.g. 1280x720.")] = None,
     image: Annotated[Path | None, typer.Option(help="Reference image for image-to-video.")] = None,
-    base_url: BaseUrlOption = "http://127.0.0.1:8000",
+    base_url: BaseUrlOption = DEFAULT_URL,
     api_key: ApiKeyOption = None,
     give_up_after: GiveUpOption = RECONNECT_SECONDS,
     data_dir: DataDir = None,
@@ -412,6 +467,7 @@ def generate(
     The task id is printed first; while the server restarts the wait reconnects, and if it
     gives up, `soragate tasks wait ID` picks the task up again."""
     key = _api_key(api_key, data_dir)
+    _writable(out)
     fields = {"prompt": prompt, "model": model}
     if seconds:
         fields["seconds"] = seconds
@@ -428,49 +484,73 @@ def generate(
             err.print(f"cannot reach {base_url}: {_why(exc)}")
             raise typer.Exit(1) from None
         video = _checked(response)
+        resume = _resume(video["id"], out, base_url=base_url, api_key=api_key, data_dir=data_dir)
         # First, so that whatever happens next the task can be found again.
-        err.print(f"task {video['id']} created; if this stops, resume with: {_resume(video['id'], out)}")
-        _wait_and_save(client, video, out=out, base_url=base_url, give_up_after=give_up_after)
+        err.print(f"task {video['id']} created; if this stops, resume with: {resume}")
+        _wait_and_save(client, video, out=out, base_url=base_url, resume=resume, give_up_after=give_up_after)
 
 
 @tasks_app.command("wait")
 def tasks_wait(
     task_id: Annotated[str, typer.Argument(help="The video's id (video_…), as generate printed it.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the result.")] = Path("video.mp4"),
-    base_url: BaseUrlOption = "http://127.0.0.1:8000",
+    base_url: BaseUrlOption = DEFAULT_URL,
     api_key: ApiKeyOption = None,
     give_up_after: GiveUpOption = RECONNECT_SECONDS,
     data_dir: DataDir = None,
 ) -> None:
     """Wait for a video on a running server (again), with the progress bar, and save it."""
     key = _api_key(api_key, data_dir)
+    _writable(out)
+    resume = _resume(task_id, out, base_url=base_url, api_key=api_key, data_dir=data_dir)
     with _client(base_url, key) as client:
         video = _reconnecting(
             lambda: client.get(f"/v1/videos/{task_id}"),
             task_id=task_id,
-            out=out,
             base_url=base_url,
+            resume=resume,
             give_up_after=give_up_after,
         )
-        _wait_and_save(client, _checked(video), out=out, base_url=base_url, give_up_after=give_up_after)
+        _wait_and_save(client, _checked(video), out=out, base_url=base_url, resume=resume, give_up_after=give_up_after)
 
 
 def _client(base_url: str, key: str) -> httpx.Client:
     return httpx.Client(base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=60)
 
 
-def _resume(task_id: str, out: Path) -> str:
-    return f"soragate tasks wait {task_id} --out {out}"
+def _writable(out: Path) -> None:
+    """Stop before a task is created (and charged) when its result could not be saved."""
+    if out.is_dir():
+        problem = "it is a directory"
+    elif not out.parent.is_dir():
+        problem = f"there is no directory {out.parent}"
+    elif not os.access(out.parent, os.W_OK | os.X_OK):
+        problem = f"{out.parent} is not writable"
+    else:
+        return
+    err.print(f"cannot save to --out {out}: {problem}")
+    raise typer.Exit(2)
+
+
+def _resume(task_id: str, out: Path, *, base_url: str, api_key: str | None, data_dir: Path | None) -> str:
+    """The command that waits for the task again, reaching the same server the same way."""
+    words = ["soragate", "tasks", "wait", task_id, "--out", str(out)]
+    if base_url != DEFAULT_URL:
+        words += ["--base-url", base_url]
+    if data_dir is not None:
+        words += ["--data-dir", str(data_dir)]
+    # Never the key itself: this line is shown, and often kept in logs.
+    return shlex.join(words) + (" --api-key KEY" if api_key else "")
 
 
 def _why(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _lost(task_id: str, out: Path, base_url: str, exc: Exception) -> typer.Exit:
+def _lost(task_id: str, base_url: str, resume: str, exc: Exception) -> typer.Exit:
     err.print(
         f"[red]lost {base_url}[/] ({_why(exc)}) while waiting for task {task_id}; it goes on on the server. "
-        f"Resume with: {_resume(task_id, out)}"
+        f"Resume with: {resume}"
     )
     return typer.Exit(1)
 
@@ -479,8 +559,8 @@ def _reconnecting(
     call: Callable[[], httpx.Response],
     *,
     task_id: str,
-    out: Path,
     base_url: str,
+    resume: str,
     give_up_after: float,
     on_retry: Callable[[], None] | None = None,
 ) -> httpx.Response:
@@ -493,7 +573,7 @@ def _reconnecting(
             return call()
         except httpx.TransportError as exc:
             if time.monotonic() + pause > give_up:
-                raise _lost(task_id, out, base_url, exc) from None
+                raise _lost(task_id, base_url, resume, exc) from None
             if on_retry is not None:
                 on_retry()
             time.sleep(pause)
@@ -501,10 +581,10 @@ def _reconnecting(
 
 
 def _wait_and_save(
-    client: httpx.Client, video: dict[str, Any], *, out: Path, base_url: str, give_up_after: float
+    client: httpx.Client, video: dict[str, Any], *, out: Path, base_url: str, resume: str, give_up_after: float
 ) -> None:
     task_id = video["id"]
-    where = {"task_id": task_id, "out": out, "base_url": base_url, "give_up_after": give_up_after}
+    where = {"task_id": task_id, "base_url": base_url, "resume": resume, "give_up_after": give_up_after}
 
     def get() -> httpx.Response:
         return client.get(f"/v1/videos/{task_id}")
@@ -538,7 +618,7 @@ def _wait_and_save(
             raise typer.Exit(1)
         _reconnecting(lambda: _download(client, task_id, out), **where)
     except KeyboardInterrupt:
-        err.print(f"stopped waiting; task {task_id} goes on on the server. Resume with: {_resume(task_id, out)}")
+        err.print(f"stopped waiting; task {task_id} goes on on the server. Resume with: {resume}")
         raise typer.Exit(130) from None
     console.print(f"saved {out} ({out.stat().st_size} bytes, {video['size']}, {video['seconds']} s)")
 

@@ -107,7 +107,11 @@ def _fields(
         data["models"] = {m.partition("=")[0]: m.partition("=")[2] for m in models}
     limits: dict[str, Any] = {}
     if seconds:
-        limits["seconds"] = [int(s) for s in seconds.split(",")]
+        try:
+            limits["seconds"] = [int(s) for s in seconds.split(",")]
+        except ValueError:
+            message = f"{seconds!r} is not a list of whole seconds like 4,8,12."
+            raise typer.BadParameter(message, param_hint="'--seconds'") from None
     if sizes:
         limits["sizes"] = sizes.split(",")
     if features is not None:
@@ -265,10 +269,12 @@ def disable(name: str, data_dir: DataDir = None) -> None:
 def test(name: str, data_dir: DataDir = None) -> None:
     """Check that the upstream answers and accepts the account's key."""
     result = _run(data_dir, lambda admin: admin.test_provider(name))
-    colour = "green" if result["ok"] else "red"
-    console.print(f"[{colour}]{'ok' if result['ok'] else 'failed'}[/] {result['result']}: {result['message']}")
-    if not result["ok"]:
-        raise typer.Exit(1)
+    # As on the admin page: a failure names what failed; a pass has nothing more to name.
+    if result["ok"]:
+        console.print(f"[green]ok[/]: {result['message']}")
+        return
+    console.print(f"[red]failed[/] {result['result']}: {result['message']}")
+    raise typer.Exit(1)
 
 
 @app.command("remove")

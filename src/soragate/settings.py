@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     public_url: str | None = None
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=1, le=65535)
 
     # Where result files and uploads live: None keeps them under <data_dir>/files; an
     # ``s3://bucket/prefix`` URL puts them in an S3-compatible bucket that replicas share.

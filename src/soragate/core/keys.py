@@ -35,6 +35,7 @@ class ApiKey:
 LIMITS = ("credit_limit", "rate_limit", "max_in_flight")
 # Beyond any real use, and within the database's integer column (Postgres: 32 bits).
 MAX_WHOLE_LIMIT = 1_000_000
+MAX_KEY_NAME_CHARS = 200
 MAX_CREDIT_LIMIT = 1e12
 
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 
 from soragate.admin import AdminService
 from soragate.core.inputs import int_in_range
-from soragate.core.keys import LIMITS, ApiKey
+from soragate.core.keys import LIMITS, MAX_KEY_NAME_CHARS, ApiKey
 from soragate.core.masks import mask
 from soragate.dialects.bodies import FLAG, TEXT, documented, obj, read_json
 from soragate.dialects.common import AdminDep, GatewayDep, dialect
@@ -15,7 +15,6 @@ from soragate.store.deliveries import Delivery, WebhookEndpoint
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(dialect("openai"))])
 
-MAX_KEY_NAME_CHARS = 200
 KEY_LIMITS: dict[str, Any] = {
     "credit_limit": {"type": ["number", "null"]},
     "rate_limit": {"type": ["integer", "null"]},

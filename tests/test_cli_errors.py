@@ -1,0 +1,201 @@
+"""The CLI refusing what it cannot do, run as a user runs it: a mistyped option, an output file
+that could not be written, a server or worker that cannot start. Each is a short message and
+a non-zero exit, never a traceback, and nothing is created or charged first."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.conftest import LiveServer, process_env
+from tests.fakes.relay_v2 import RelayV2Fake
+from tests.fakes.server import serve as serve_fake
+from tests.test_cli import soragate
+
+STATUSES = ("queued", "in_progress", "completed", "failed", "cancelled")
+
+
+def refused(run: subprocess.CompletedProcess[str], *, code: int = 2) -> str:
+    """The one line a refused command wrote."""
+    assert run.returncode == code, (run.returncode, run.stdout, run.stderr)
+    assert "Traceback" not in run.stdout + run.stderr
+    [line] = run.stderr.strip().splitlines()
+    return line
+
+
+def usage_error(run: subprocess.CompletedProcess[str]) -> str:
+    """What a refused option value says (Typer frames it, with the usage line above)."""
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    assert "Traceback" not in run.stdout + run.stderr
+    return " ".join(line.strip("│ ") for line in run.stderr.splitlines())
+
+
+def test_seconds_that_are_not_whole_numbers_are_refused_naming_the_option(tmp_path: Path) -> None:
+    account = ["x", "--kind", "openai", "--base-url", "https://x.example.com/v1", "--secret", "x", "--model", "sora-2"]
+    for seconds in ("abc", "4,,8"):
+        said = usage_error(soragate("providers", "add", *account, "--seconds", seconds, cwd=tmp_path))
+        assert "'--seconds'" in said and f"'{seconds}' is not a list of whole seconds" in said
+    said = usage_error(soragate("providers", "update", "x", "--seconds", "x", cwd=tmp_path))
+    assert "'--seconds'" in said
+
+
+def test_an_unknown_status_is_refused_with_the_known_ones(tmp_path: Path) -> None:
+    said = usage_error(soragate("tasks", "list", "--status", "bogus", cwd=tmp_path))
+
+    assert "'--status'" in said and "'bogus'" in said
+    assert all(f"'{status}'" in said for status in STATUSES), said
+
+
+def test_serve_refuses_a_port_that_does_not_exist(tmp_path: Path) -> None:
+    for port in ("99999", "0"):
+        said = usage_error(soragate("serve", "--port", port, cwd=tmp_path))
+        assert "'--port'" in said
+    assert not (tmp_path / "data").exists()
+
+
+def test_generate_and_wait_check_the_output_path_before_anything_is_created(server: LiveServer, tmp_path: Path) -> None:
+    key = server.create_key("careful")
+    nowhere = tmp_path / "no" / "such" / "x.mp4"
+    connect = ("--base-url", server.url, "--api-key", key)
+
+    generate = soragate("generate", "a fox", "--out", nowhere, *connect, cwd=tmp_path)
+    assert refused(generate) == f"cannot save to --out {nowhere}: there is no directory {nowhere.parent}"
+    into_a_directory = soragate("generate", "a fox", "--out", tmp_path, *connect, cwd=tmp_path)
+    assert refused(into_a_directory) == f"cannot save to --out {tmp_path}: it is a directory"
+    with server.client(key) as client:
+        assert client.get("/v1/videos").json()["data"] == []
+
+    wait = soragate("tasks", "wait", "video_x", "--out", nowhere, *connect, cwd=tmp_path)
+    assert "there is no directory" in refused(wait)
+
+
+def test_the_resume_hint_reaches_the_same_server_without_showing_the_key(server: LiveServer, tmp_path: Path) -> None:
+    key = server.create_key("resumer")
+
+    run = soragate("generate", "a fox", "--out", "fox.mp4", "--base-url", server.url, "--api-key", key, cwd=tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    first = run.stderr.splitlines()[0]
+    hint = first.split("resume with: ")[1]
+    assert hint.endswith(f"--out fox.mp4 --base-url {server.url} --api-key KEY"), first
+    assert key not in run.stdout + run.stderr
+
+
+def test_keys_need_the_same_names_as_the_admin_api_gives_them(server: LiveServer) -> None:
+    data_dir = server.settings.data_dir
+    before = soragate("keys", "list", "--data-dir", data_dir, settings=server.settings).stdout
+
+    for name in ("", "   ", "k" * 201):
+        run = soragate("keys", "create", name, "--data-dir", data_dir, settings=server.settings)
+        assert refused(run) == "a key needs a name of 1 to 200 characters"
+
+    assert soragate("keys", "list", "--data-dir", data_dir, settings=server.settings).stdout == before
+
+
+def test_cancelling_an_unknown_task_says_there_is_no_such_task(server: LiveServer) -> None:
+    run = soragate("tasks", "cancel", "nosuch", "--data-dir", server.settings.data_dir, settings=server.settings)
+
+    assert refused(run, code=1) == "no task nosuch"
+
+
+def test_a_passing_provider_test_says_ok_and_nothing_about_a_gone_job(tmp_path: Path) -> None:
+    fake = RelayV2Fake(key="sk-relay-cli-test")
+    data_dir = tmp_path / "data"
+    with serve_fake(fake) as url:
+        account = ("--kind", "relay_v2", "--base-url", url, "--secret", fake.key, "--model", "sora-2")
+        added = soragate("providers", "add", "relay", *account, "--data-dir", data_dir)
+        assert added.returncode == 0, added.stderr
+        tested = soragate("providers", "test", "relay", "--data-dir", data_dir)
+
+    assert tested.returncode == 0, tested.stderr
+    assert tested.stdout.strip() == "ok: The upstream answered and took the key."
+
+
+def test_testing_the_sandbox_claims_no_key(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    added = soragate("providers", "add", "sb", "--kind", "sandbox", "--model", "sora-2", "--data-dir", data_dir)
+    assert added.returncode == 0, added.stderr
+
+    tested = soragate("providers", "test", "sb", "--data-dir", data_dir)
+
+    assert tested.returncode == 0, tested.stderr
+    assert tested.stdout.startswith("ok: ") and "took the key" not in tested.stdout
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+def start(command: str, tmp_path: Path, *args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``soragate serve`` or ``soragate worker`` expected to refuse before it starts."""
+    return subprocess.run(
+        [sys.executable, "-m", "soragate.cli", command, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=process_env() | env,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+
+
+BROKEN_TOML = "[[providers]\nname ="
+NEEDS_ENV = '[[providers]]\nname = "a"\nkind = "openai"\nsecret = "env:SG_NOT_SET"\n'
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+@pytest.mark.parametrize(
+    ("setup", "env", "says"),
+    [
+        ({"data": ""}, {}, "the data directory data is a file"),
+        ({"p.toml": BROKEN_TOML}, {"SORAGATE_PROVIDERS_FILE": "p.toml"}, "p.toml: Expected ']]'"),
+        ({"p.toml": NEEDS_ENV}, {"SORAGATE_PROVIDERS_FILE": "p.toml"}, "needs $SG_NOT_SET, which is not set"),
+        ({}, {"SORAGATE_PROVIDERS_FILE": "p.toml"}, "providers file p.toml: No such file or directory"),
+        ({}, {"SORAGATE_METRICS_PORT": "BUSY"}, "metrics port 127.0.0.1:BUSY: Address already in use"),
+    ],
+    ids=["data-dir-a-file", "toml-syntax", "env-unset", "file-missing", "metrics-port-busy"],
+)
+def test_what_stops_a_start_is_one_line(
+    command: str, setup: dict[str, str], env: dict[str, str], says: str, tmp_path: Path, busy_port: int
+) -> None:
+    for name, text in setup.items():
+        (tmp_path / name).write_text(text)
+    env = {name: value.replace("BUSY", str(busy_port)) for name, value in env.items()}
+
+    run = start(command, tmp_path, "--data-dir", "data", **env)
+
+    line = refused(run)
+    assert line.startswith("cannot start: ") and says.replace("BUSY", str(busy_port)) in line, line
+
+
+def test_a_worker_says_it_runs_and_names_no_api_url(tmp_path: Path) -> None:
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "soragate.cli", "worker", "--data-dir", tmp_path / "data"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=process_env(),
+    )
+    assert worker.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 60
+    while not any(" started " in line for line in lines):
+        assert time.monotonic() < deadline and worker.poll() is None, lines
+        lines.append(worker.stdout.readline())
+    os.kill(worker.pid, signal.SIGINT)
+    rest, _ = worker.communicate(timeout=30)
+
+    said = "".join(lines) + rest
+    assert worker.returncode == 0, said
+    assert "http://" not in said and "ready on" not in said
