@@ -629,6 +629,25 @@ def test_json_sent_the_way_plain_curl_sends_it_is_read_as_json(server: LiveServe
     assert broken.status_code == 400 and broken.json()["error"]["code"] == "invalid_json", broken.text
 
 
+def test_a_revoked_keys_event_stream_ends(server: LiveServer) -> None:
+    with server.client() as admin:
+        made = admin.post("/v1/admin/keys", json={"name": "revoked-watcher"}).json()
+    key = made["key"]
+    with server.client(key) as client, client.stream("GET", "/v1/tasks/events", timeout=30) as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == ": connected"
+        client.post("/v1/videos/generate", json={"prompt": "watched", "async_mode": True})
+        with server.client() as admin:
+            assert admin.post(f"/v1/admin/keys/{made['id']}/revoke").status_code == 200
+        started, rest = time.monotonic(), []
+        for line in lines:  # the server ends the stream: nothing more for a revoked key
+            rest.append(line)
+            assert time.monotonic() - started < 15, "the stream goes on for a revoked key"  # keep-alives: 2 s
+        sent = [json.loads(line[len("data: ") :]) for line in rest if line.startswith("data: ")]
+        assert all(task["video_url"] is None for task in sent), sent  # no link to the finished video
+        assert client.get("/v1/tasks/events").status_code == 401
+
+
 def test_remix_of_another_keys_video_is_404(server: LiveServer) -> None:
     with server.client() as client:
         mine = client.post("/v1/videos/generate", json={"prompt": "private", "async_mode": True}).json()

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from soragate.core.inputs import int_in_range
 from soragate.core.keys import ApiKey
 from soragate.core.task import ACTIVE_STATUSES
-from soragate.dialects.common import GatewayDep, KeyDep
+from soragate.dialects.common import GatewayDep, KeyDep, bearer_secret
 from soragate.dialects.sora2api import translate
 from soragate.errors import InvalidRequest, NotFound
 from soragate.gateway import Gateway
@@ -70,6 +70,9 @@ async def _stream(request: Request, gateway: Gateway, key: ApiKey) -> AsyncItera
                 # reconnects: look at active tasks too.
                 changed |= active
             if await request.is_disconnected():
+                return
+            if await gateway.authenticate(bearer_secret(request) or "") is None:
+                # Revoked meanwhile: nothing more goes out; a reconnection gets the 401.
                 return
             for task_id in changed:
                 try:
