@@ -207,6 +207,8 @@ def test_studio_creates_watches_plays_and_retries(slow_server: LiveServer, brows
     cancelled.get_by_role("button", name="Retry", exact=True).click()
     extension = page.locator('.task-card:not([data-state="cancelled"])', has_text="the fox runs into the forest")
     extension.wait_for()
+    extension.get_by_text("Parameters").click()
+    assert "Extension of" in extension.locator("dl").inner_text()  # not "Remix of"
 
     # Storyboard: three shots, one moved, the total checked against the model's 10 s.
     page.get_by_role("tab", name="Storyboard").click()

@@ -71,7 +71,7 @@ class Brakes:
         wait = await key_store.take_request(self.engine, key_id=key.id, per_minute=per_minute, now=time.time())
         if wait is not None:
             raise RateLimited(
-                f"Rate limit reached for this key: {per_minute} requests per minute. "
+                f"Rate limit reached for this key: {per_minute} request{'s' if per_minute != 1 else ''} per minute. "
                 f"Try again in {max(1, math.ceil(wait))} s.",
                 retry_after=wait,
             )

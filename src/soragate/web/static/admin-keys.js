@@ -71,7 +71,8 @@ function brakesForm(key) {
     const body = { rate_limit: value(rate), max_in_flight: value(inFlight) };
     const saved = await run(button, error, () => api(`/v1/admin/keys/${key.id}`, { method: "PATCH", json: body }));
     if (saved) {
-      toast(`Limits for ${key.name}: ${describe(saved.rate_limit, "requests per minute")}, ${describe(saved.max_in_flight, "in flight")}.`);
+      const perMinute = saved.rate_limit === 1 ? "request per minute" : "requests per minute";
+      toast(`Limits for ${key.name}: ${describe(saved.rate_limit, perMinute)}, ${describe(saved.max_in_flight, "in flight")}.`);
       await load();
     }
   });

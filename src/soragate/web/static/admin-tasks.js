@@ -110,7 +110,7 @@ function showDetail(task, deliveries) {
       fact("Length", task.seconds === null ? null : `${fmtNumber(task.seconds, 1)} s`),
       fact("HD", task.hd ? "yes" : null),
       fact("Style", task.style),
-      fact("Remix of", task.source_task_id),
+      fact({ extend: "Extension of", edit: "Edit of" }[task.kind] || "Remix of", task.source_task_id),
       fact("Provider", task.provider),
       fact("Upstream id", task.upstream_id),
       fact("Submit attempts", String(task.submit_attempts)),

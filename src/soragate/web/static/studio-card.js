@@ -9,6 +9,8 @@ const KINDS = {
   text_to_video: "Text → video", image_to_video: "Image → video", remix: "Remix", storyboard: "Storyboard",
   extend: "Extension", edit: "Edit", character: "Character video", text_to_image: "Image", image_to_image: "Image edit",
 };
+// What a task made from another video says of its source.
+const FROM = { remix: "Remix of", extend: "Extension of", edit: "Edit of" };
 const ACTIVE = new Set(["queued", "in_progress"]);
 // Failures that the same request would meet again: the prompt or image has to change.
 const NEEDS_NEW_WORDING = new Set(["prompt_review_failed", "image_review_failed"]);
@@ -281,7 +283,7 @@ function params(t) {
   const rows = [
     ["Task", t.task_id], ["Kind", KINDS[t.kind] || t.kind], ["Model", t.model],
     ["Length", t.seconds ? `${Number(t.seconds.toFixed ? t.seconds.toFixed(2) : t.seconds)} s` : null],
-    ["Size", t.size], ["Style", t.style], ["Remix of", t.remixed_from],
+    ["Size", t.size], ["Style", t.style], [FROM[t.kind] || "Made from", t.remixed_from],
     ["Input image", (t.reference_images || []).join(", ") || null], ["API", t.dialect],
     ["Created", t.created ? new Date(t.created * 1000).toLocaleString() : null],
   ].filter(([, value]) => value);
