@@ -5,6 +5,7 @@ then holds. Phone-width screenshots land in test-artifacts/."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -241,6 +242,20 @@ def test_cancel_survives_the_card_being_rebuilt(gate: LiveServer, chromium: obje
     assert page.evaluate("window.cancelled") == ["task_1"]
     assert not browsing.page_errors, browsing.page_errors
     _close(browsing)
+
+
+def test_models_no_account_serves_cannot_be_chosen(tmp_path: Path, chromium: object) -> None:  # noqa: F811
+    for server in run_server(test_settings(tmp_path / "data", port=free_port())):
+        # Once an account exists only what accounts serve is served: here sora-2 alone.
+        server.add_provider(name="only-sora-2", kind="sandbox", base_url="", secret="", models={"sora-2": ""})
+        browsing = _page(chromium, 1280, 900)
+        page: Any = browsing.page
+        _studio(page, server)
+        pro = page.locator('#video-model option[value="sora-2-pro"]')
+        assert pro.is_disabled() and "no account serves it" in pro.inner_text()
+        assert page.locator("#video-model").input_value() == "sora-2"
+        assert not page.locator('#video-model option[value="sora-2"]').is_disabled()
+        _close(browsing)
 
 
 def test_another_keys_task_cannot_be_cancelled(slow: LiveServer) -> None:

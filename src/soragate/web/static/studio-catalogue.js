@@ -70,15 +70,19 @@ export function fillSelect(select, items, { value = (x) => x, label = (x) => x, 
   else if (values.length) select.value = values[0];
 }
 
+// A model no upstream account serves is listed but cannot be chosen: its request would be refused.
+export const unserved = (m) => Array.isArray(m.routes) && m.routes.length === 0;
+
 export function fillModels(select, groups, { disabled = () => false, preferred } = {}) {
   const previous = select.value;
+  const off = (m) => unserved(m) || disabled(m);
   select.replaceChildren(
     ...groups.map((group) =>
       el("optgroup", { label: group.label }, group.models.map((m) =>
-        el("option", { value: m.id, disabled: disabled(m), title: m.description }, m.id))),
+        el("option", { value: m.id, disabled: off(m), title: m.description }, unserved(m) ? `${m.id} (no account serves it)` : m.id))),
     ),
   );
-  const usable = groups.flatMap((g) => g.models).filter((m) => !disabled(m)).map((m) => m.id);
+  const usable = groups.flatMap((g) => g.models).filter((m) => !off(m)).map((m) => m.id);
   const pick = [previous, preferred].find((id) => usable.includes(id)) || usable[0];
   if (pick) select.value = pick;
 }
