@@ -199,8 +199,12 @@ def test_a_running_task_offers_cancel_and_cancelling_refunds_it(slow: LiveServer
     assert card.get_by_role("button", name="Delete").count() == 0
     cancel = card.get_by_role("button", name="Cancel")
     cancel.click()
-    card.get_by_role("button", name="Cancel: press again").click()
+    card.get_by_role("button", name="Cancel: press again").focus()
+    page.keyboard.press("Enter")
     page.locator('.task-card[data-state="cancelled"]', has_text="a very long render").wait_for(timeout=FINISH)
+    # A keyboard user stays on the card (now on its Retry), not thrown back to the page's top.
+    focused = "document.activeElement.closest('.task-card') && document.activeElement.textContent"
+    assert page.evaluate(focused) == "Retry"
     with slow.client(key) as client:
         video = client.get(f"/v1/videos/{created['id']}").json()
         again = client.post(f"/v1/tasks/{created['id']}/cancel")

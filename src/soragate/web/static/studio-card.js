@@ -88,7 +88,16 @@ export class TaskCard {
         t.error_code ? el("span", { class: "code" }, ` (${t.error_code})`) : null));
     }
     parts.push(this.buttons(), params(t));
+    // Keyboard users keep their place: focus goes to the rebuilt card's button of the same
+    // name, else its first one (a cancelled task's Retry).
+    // (A button busy with its request is disabled, which drops focus: it is remembered.)
+    const active = document.activeElement;
+    const focused = this.body.contains(active) ? active.dataset.idle || active.textContent : this.busyFocus;
     this.body.replaceChildren(...parts);
+    if (focused) {
+      const buttons = [...this.body.querySelectorAll(".actions button:not([disabled])")];
+      (buttons.find((b) => (b.dataset.idle || b.textContent) === focused) || buttons[0])?.focus();
+    }
   }
 
   buttons() {
@@ -135,6 +144,8 @@ export class TaskCard {
   async run(button, label, work) {
     const error = this.element.querySelector(".card-error");
     const idle = button.textContent;
+    const hadFocus = document.activeElement === button;
+    if (hadFocus) this.busyFocus = button.dataset.idle || idle;
     button.disabled = true;
     button.textContent = label;
     error.textContent = "";
@@ -145,9 +156,11 @@ export class TaskCard {
       error.textContent = err.message;
       return false;
     } finally {
+      this.busyFocus = null;
       if (button.isConnected) {
         button.disabled = false;
         button.textContent = idle;
+        if (hadFocus) button.focus(); // disabling it dropped the focus
       }
     }
   }
