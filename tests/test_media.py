@@ -239,6 +239,16 @@ def test_a_video_cut_short_is_not_a_playable_result(hd_video: Path, tmp_path: Pa
         stage_video("tasks/t1", {"video": cut}, tmp_path)
 
 
+@pytest.mark.parametrize("kept", [0.6, 0.9])
+def test_a_video_whose_middle_decodes_but_is_cut_short_is_refused(hd_video: Path, tmp_path: Path, kept: float) -> None:
+    # A download that stopped after the middle frame: the thumbnail could be made, the end is missing.
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(hd_video.read_bytes()[: int(hd_video.stat().st_size * kept)])
+    with pytest.raises(BadResult, match="cut short"):
+        stage_video("tasks/t1", {"video": cut}, tmp_path)
+    stage_video("tasks/t2", {"video": hd_video}, tmp_path)  # the whole file passes
+
+
 async def test_result_checks_run_in_other_processes_and_survive_one_dying(hd_video: Path, tmp_path: Path) -> None:
     pool = MediaPool(2)
     try:

@@ -101,12 +101,14 @@ def _frames_at(container: InputContainer, stream: VideoStream, targets: list[flo
     Keyframe times come from the packets alone (no decoding). Each target is decoded from the
     keyframe before it, but only when that keyframe lies ahead of where decoding already is:
     targets that share a stretch of the video share one decode run instead of each seeking
-    back and decoding it again."""
+    back and decoding it again. A file cut short (fewer frames than its index lists, as a
+    download that stopped early gives) is refused, even if the frames wanted decode."""
     tb, start = stream.time_base or Fraction(1, av.time_base), stream.start_time or 0
     try:
-        keyframes = sorted(
-            float((p.pts - start) * tb) for p in container.demux(stream) if p.is_keyframe and p.pts is not None
-        )
+        packets = [p for p in container.demux(stream) if p.size]
+        if stream.frames and len(packets) < stream.frames:
+            raise MediaError(f"the video is cut short: {len(packets)} of its {stream.frames} frames are there")
+        keyframes = sorted(float((p.pts - start) * tb) for p in packets if p.is_keyframe and p.pts is not None)
         chosen: list[av.VideoFrame] = []
         decoder: Iterator[av.VideoFrame] | None = None
         last: av.VideoFrame | None = None
