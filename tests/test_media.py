@@ -239,6 +239,14 @@ def test_a_video_cut_short_is_not_a_playable_result(hd_video: Path, tmp_path: Pa
         stage_video("tasks/t1", {"video": cut}, tmp_path)
 
 
+def test_a_bad_result_says_why_without_the_servers_paths(tmp_path: Path) -> None:
+    page = tmp_path / "video.mp4"
+    page.write_bytes(b"<html><body>Not found</body></html>")
+    with pytest.raises(BadResult) as refused:
+        stage_video("tasks/t1", {"video": page}, tmp_path)
+    assert "Invalid data" in str(refused.value) and str(tmp_path) not in str(refused.value)
+
+
 @pytest.mark.parametrize("kept", [0.6, 0.9])
 def test_a_video_whose_middle_decodes_but_is_cut_short_is_refused(hd_video: Path, tmp_path: Path, kept: float) -> None:
     # A download that stopped after the middle frame: the thumbnail could be made, the end is missing.

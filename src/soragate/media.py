@@ -65,7 +65,7 @@ def _open_video(source: Path | bytes) -> Iterator[tuple[InputContainer, VideoStr
     try:
         container = av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source), "r")
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise MediaError(f"not a readable video: {exc}") from exc
+        raise MediaError(f"not a readable video: {_reason(exc)}") from exc
     with container:
         name = container.format.name
         if name.endswith("_pipe") or name in _IMAGE_DEMUXERS or not container.streams.video:
@@ -75,6 +75,11 @@ def _open_video(source: Path | bytes) -> Iterator[tuple[InputContainer, VideoStr
         # done here, and results are checked several at a time in processes of their own.
         stream.thread_type = "SLICE"
         yield container, stream
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong, without the file's path (FFmpeg names it): clients read this."""
+    return getattr(exc, "strerror", None) or str(exc).split(": '/")[0] or type(exc).__name__
 
 
 def _duration(container: InputContainer, stream: VideoStream) -> float:
@@ -129,7 +134,7 @@ def _frames_at(container: InputContainer, stream: VideoStream, targets: list[flo
                 raise MediaError("video has no decodable frames")
             chosen.append(last)
     except av.FFmpegError as exc:
-        raise MediaError(f"cannot decode video: {exc}") from exc
+        raise MediaError(f"cannot decode video: {_reason(exc)}") from exc
     return chosen
 
 
@@ -165,7 +170,7 @@ def _webp(frame: av.VideoFrame) -> bytes:
     try:
         return b"".join(bytes(packet) for packet in [*encoder.encode(still), *encoder.encode(None)])
     except av.FFmpegError as exc:
-        raise MediaError(f"cannot encode a thumbnail: {exc}") from exc
+        raise MediaError(f"cannot encode a thumbnail: {_reason(exc)}") from exc
 
 
 def _info(stream: VideoStream, frame: av.VideoFrame, duration: float) -> VideoInfo:
@@ -193,7 +198,7 @@ def probe_video(path_or_bytes: Path | bytes) -> VideoInfo:
         try:
             first = next(iter(container.decode(stream)), None)
         except av.FFmpegError as exc:
-            raise MediaError(f"cannot decode video: {exc}") from exc
+            raise MediaError(f"cannot decode video: {_reason(exc)}") from exc
         if first is None:
             raise MediaError("video has no decodable frames")
         return _info(stream, first, _duration(container, stream))
