@@ -417,6 +417,42 @@ async def test_retry_after_past_the_deadline_fails_the_task_at_once(rig: Rig) ->
     assert "past the task's deadline" in row["error_message"]
 
 
+async def test_an_accounts_own_deadline_counts_while_the_task_is_queued(rig: Rig) -> None:
+    # The account's jobs must end within 60 s of the task's creation; it asks for 90 s of rest.
+    await rig.account("only", options={"timeout": 5, "poll_min": 1.0, "deadline": 60})
+    rig.fakes["only"].faults.add("create", Fault("status", status=429, retry_after=90))
+    task = await rig.task()
+    worker = rig.worker()
+    for _ in range(5):
+        await worker.run_due()
+        row = await rig.row(task.id)
+        if row["status"] != "queued":
+            break
+        rig.clock.now = max(rig.clock.now, row["next_check_at"])
+    # Failed at the rest it asked for, with no job made for a task already too late for it.
+    assert (row["status"], row["error_code"]) == ("failed", ErrorCode.TIMEOUT), row
+    assert rig.clock.now - task.created_at < 60
+    assert rig.fakes["only"].creates == 0
+
+
+async def test_a_failed_create_is_retried_on_its_account_rather_than_wait_for_one_resting(rig: Rig) -> None:
+    await rig.account("resting", priority=1, cooldown_until=time.time() + 300)
+    await rig.account("healthy", priority=1)
+    rig.fakes["healthy"].faults.add("create", Fault("status", status=503))
+    task = await rig.task()
+    worker = rig.worker()
+    for _ in range(5):
+        await worker.run_due()
+        row = await rig.row(task.id)
+        if row["status"] != "queued":
+            break
+        rig.clock.now = max(rig.clock.now, row["next_check_at"])
+    # After a backoff of seconds, not the other account's five minutes of rest.
+    assert (row["status"], row["provider"]) == ("in_progress", "healthy"), row
+    assert rig.clock.now - task.created_at < 30
+    assert (rig.fakes["resting"].creates, rig.fakes["healthy"].creates) == (0, 1)
+
+
 async def test_a_queued_task_past_its_deadline_fails_with_a_timeout(rig: Rig) -> None:
     await rig.account("only", enabled=False, disabled_reason="testing")
     await rig.account("spare", max_concurrency=0)

@@ -408,12 +408,15 @@ class Router:
         return [chosen, *(r for r in ready if r is not chosen)]
 
     def all_tried(self, task: Task, *, source: Task | None, exclude: set[str] | frozenset[str]) -> bool:
-        """Whether every able, enabled account is in ``exclude``."""
+        """Whether every able account that could take the task now (enabled, not cooling
+        down) is in ``exclude``: then the task waits out a backoff and tries them all again,
+        rather than waiting for an account's rest to end while a tried one is healthy."""
         try:
             eligible = self._eligible(task, source)
         except (NoRoute, SnapRefused):
             return True
-        return not [r for r in eligible if r.name not in exclude and r.runtime.account.enabled]
+        now = time.time()
+        return not [r for r in eligible if r.name not in exclude and r.runtime.account.health(now) == "ok"]
 
     def where(self, public_model: str, base_model: str) -> list[dict[str, Any]]:
         """Where requests for a public model go: its routes, else the accounts whose model

@@ -320,7 +320,17 @@ class Worker:
         except (NoRoute, SnapRefused) as exc:
             await self._fail(task, TaskError("no_available_upstream", f"No available upstream: {exc}."))
             return
+        late = 0
         for route in routes:
+            # A queued task is bound to no account, so its deadline so far was the server's:
+            # an account's own (shorter) deadline counts from the task's creation too, and no
+            # job is sent to an account that could not finish it in time.
+            route_deadline = self.schedule.deadline(
+                task.created_at, self.settings.task_deadline_seconds, route.runtime.account.opts
+            )
+            if self.clock() >= route_deadline:
+                late += 1
+                continue
             try:
                 snapped = route.snap(task)
             except SnapRefused:
@@ -340,8 +350,12 @@ class Worker:
                 raise LeaseLost
             if refit is not None:
                 task.params, task.cost = refit
+            deadline = route_deadline
             break
         else:
+            if late and late == len(routes):
+                await self._fail(task, timed_out())
+                return
             # Every able account is full or cooling down: look again shortly (or when a slot frees).
             await self._later(task, at=min(self.clock() + BUSY_RETRY, deadline), step_errors=task.step_errors)
             return
