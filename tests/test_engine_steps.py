@@ -481,6 +481,18 @@ async def test_a_trickling_status_answer_is_cut_at_the_request_timeout(rig: Rig)
     assert (await rig.row(task.id))["error_code"] == ErrorCode.TIMEOUT
 
 
+async def test_an_accounts_own_timeout_bounds_each_request(rig: Rig) -> None:
+    await rig.account("quick", options={"timeout": 0.2, "poll_min": 1.0})  # the server's is 0.5 s
+    task = await rig.task()
+    worker = rig.worker()
+    await worker.run_due()
+    rig.fakes["quick"].faults.add("status", Fault("trickle", seconds=0.3), times=2)
+    rig.clock.now = (await rig.row(task.id))["next_check_at"]
+    await worker.run_due()
+    account = await account_store.get_account(rig.engine, ident="quick", cipher=SecretCipher())
+    assert account is not None and "within 0.2 s" in (account.last_error or ""), account
+
+
 async def test_max_concurrency_is_counted_across_workers(rig: Rig) -> None:
     await rig.account("only", max_concurrency=2)
     tasks = [await rig.task(f"job {i}") for i in range(5)]

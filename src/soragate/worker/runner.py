@@ -295,6 +295,11 @@ class Worker:
             if full:
                 self.events.new_task.set()  # the claim loop waits for a free step slot
 
+    def _timeout(self, runtime: AccountRuntime) -> float:
+        """How long one request to the account may take: its own ``timeout`` option, within
+        the server's."""
+        return min(self.settings.upstream_timeout_seconds, runtime.account.opts.timeout)
+
     async def _bounded(self, call: Awaitable[T], *, kind: str, seconds: float, creating: bool = False) -> T:
         """One upstream call, over in ``seconds`` whatever the upstream does (a trickling body
         resets httpx's read timeout with every byte); its requests are counted as ``kind``."""
@@ -369,7 +374,7 @@ class Worker:
             upstream_id = await self._bounded(
                 runtime.provider.submit(task, inputs),
                 kind="create",
-                seconds=self.settings.upstream_timeout_seconds,
+                seconds=self._timeout(runtime),
                 creating=True,
             )
         except ProviderError as exc:
@@ -435,9 +440,7 @@ class Worker:
         Returns its upstream id, "" when the upstream certainly has none, or None when it
         cannot tell (the task is then failed, rather than pay twice)."""
         try:
-            found = await self._bounded(
-                runtime.provider.find(task), kind="find", seconds=self.settings.upstream_timeout_seconds
-            )
+            found = await self._bounded(runtime.provider.find(task), kind="find", seconds=self._timeout(runtime))
         except ProviderError as exc:
             log.warning("task %s: cannot tell whether %s created it (%s)", task.id, runtime.name, exc.error.message)
             message = (
@@ -556,7 +559,7 @@ class Worker:
             status = await self._bounded(
                 runtime.provider.status(task.upstream_id, self.router.profile_for(task, runtime.name), task=task),
                 kind="status",
-                seconds=self.settings.upstream_timeout_seconds,
+                seconds=self._timeout(runtime),
             )
         except ProviderError as error:
             await self._status_failed(task, runtime, error, deadline)
