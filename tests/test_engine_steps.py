@@ -523,6 +523,9 @@ def test_schedule_never_waits_past_the_deadline() -> None:
     assert schedule.next_poll(now=100, started_at=0, hint=None, options=options, deadline=1000) == 110
     assert schedule.next_poll(now=100, started_at=99, hint=None, options=options, deadline=1000) == 101
     assert schedule.next_poll(now=100, started_at=0, hint=3, options=options, deadline=1000) == 103
+    # An upstream's hint is taken within the account's bounds: never sooner than poll_min.
+    assert schedule.next_poll(now=100, started_at=0, hint=0.25, options=options, deadline=1000) == 101
+    assert schedule.next_poll(now=100, started_at=0, hint=60, options=options, deadline=1000) == 115
     assert schedule.next_poll(now=100, started_at=0, hint=None, options=options, deadline=105) == 105
     for attempt in range(1, 10):
         delay = schedule.backoff(attempt)

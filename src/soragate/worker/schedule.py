@@ -80,7 +80,7 @@ class Schedule:
         low, high = options.poll_min, options.poll_max
         elapsed = max(0.0, now - started_at)
         if hint is not None and not options.calls_back:
-            interval = max(0.05, min(hint, high))
+            interval = max(low, min(hint, high))  # the hint, within the account's bounds
         elif progress is not None and 0 < progress < 100 and elapsed >= low:
             # A whole percent: the job ends between ``earliest`` and ``latest``. Look at the
             # latest, but no later than ETA_SLACK after the earliest: a job not done by then
