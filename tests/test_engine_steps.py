@@ -493,6 +493,22 @@ async def test_an_accounts_own_timeout_bounds_each_request(rig: Rig) -> None:
     assert account is not None and "within 0.2 s" in (account.last_error or ""), account
 
 
+async def test_a_result_that_cannot_be_fetched_shows_on_the_account(rig: Rig) -> None:
+    await rig.account("only")
+    rig.fakes["only"].faults.add("result", Fault("status", status=404))
+    task = await rig.task()
+    worker = rig.worker()
+    for _ in range(5):
+        await worker.run_due()
+        row = await rig.row(task.id)
+        if row["step_errors"]:
+            break
+        rig.clock.now = max(rig.clock.now, row["next_check_at"])
+    account = await account_store.get_account(rig.engine, ident="only", cipher=SecretCipher())
+    assert account is not None and account.failure_count == 1 and account.last_error, account
+    assert (await rig.health("only"))[0] == "ok"  # one job's trouble: the account does not rest
+
+
 async def test_max_concurrency_is_counted_across_workers(rig: Rig) -> None:
     await rig.account("only", max_concurrency=2)
     tasks = [await rig.task(f"job {i}") for i in range(5)]

@@ -660,6 +660,8 @@ class Worker:
         except ProviderError as exc:
             # store_results clears the scratch dir itself; a failed download leaves it to us.
             await asyncio.to_thread(shutil.rmtree, scratch, True)
+            # The account's record shows it (one job's trouble: it does not cool the account down).
+            await self.health.failed(runtime, exc, task_id=task.id, job=True)
             attempt = task.step_errors + 1
             if exc.final or self.schedule.exhausted(attempt):
                 await self._fail(task, exc.error)
