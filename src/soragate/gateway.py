@@ -472,7 +472,7 @@ def url_or_inline(value: str, *, param: str) -> tuple[str, bool]:
     elif scheme is not None or _NOT_BASE64.search(value):
         raise InvalidRequest(
             f"'{param}' must be an http(s) URL, a data URL or base64"
-            + (f", not a {scheme.group(1)}: URL." if scheme else "."),
+            + (f", not a {scheme.group(1)[:20]}: URL." if scheme else "."),
             param=param,
             code="invalid_url",
         )
