@@ -10,7 +10,7 @@ import math
 import os
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,19 @@ class Rig:
             row = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).first()
         assert row is not None
         return dict(row._mapping)
+
+    async def step_until(
+        self, worker: Worker, task: Task, done: Callable[[dict[str, Any]], bool], *, steps: int = 5
+    ) -> dict[str, Any]:
+        """Run ``task``'s due steps, moving the clock to each next due time, until ``done``
+        holds of its row (or ``steps`` ran); the row then."""
+        for _ in range(steps):
+            await worker.run_due()
+            row = await self.row(task.id)
+            if done(row):
+                break
+            self.clock.now = max(self.clock.now, row["next_check_at"])
+        return row
 
     async def run_to_completion(self, worker: Worker, task: Task) -> float:
         """Run ``task`` to its end, stepping the clock to each due time; how long its job took."""
@@ -422,13 +435,7 @@ async def test_an_accounts_own_deadline_counts_while_the_task_is_queued(rig: Rig
     await rig.account("only", options={"timeout": 5, "poll_min": 1.0, "deadline": 60})
     rig.fakes["only"].faults.add("create", Fault("status", status=429, retry_after=90))
     task = await rig.task()
-    worker = rig.worker()
-    for _ in range(5):
-        await worker.run_due()
-        row = await rig.row(task.id)
-        if row["status"] != "queued":
-            break
-        rig.clock.now = max(rig.clock.now, row["next_check_at"])
+    row = await rig.step_until(rig.worker(), task, lambda row: row["status"] != "queued")
     # Failed at the rest it asked for, with no job made for a task already too late for it.
     assert (row["status"], row["error_code"]) == ("failed", ErrorCode.TIMEOUT), row
     assert rig.clock.now - task.created_at < 60
@@ -440,13 +447,7 @@ async def test_a_failed_create_is_retried_on_its_account_rather_than_wait_for_on
     await rig.account("healthy", priority=1)
     rig.fakes["healthy"].faults.add("create", Fault("status", status=503))
     task = await rig.task()
-    worker = rig.worker()
-    for _ in range(5):
-        await worker.run_due()
-        row = await rig.row(task.id)
-        if row["status"] != "queued":
-            break
-        rig.clock.now = max(rig.clock.now, row["next_check_at"])
+    row = await rig.step_until(rig.worker(), task, lambda row: row["status"] != "queued")
     # After a backoff of seconds, not the other account's five minutes of rest.
     assert (row["status"], row["provider"]) == ("in_progress", "healthy"), row
     assert rig.clock.now - task.created_at < 30
@@ -497,13 +498,7 @@ async def test_a_result_that_cannot_be_fetched_shows_on_the_account(rig: Rig) ->
     await rig.account("only")
     rig.fakes["only"].faults.add("result", Fault("status", status=404))
     task = await rig.task()
-    worker = rig.worker()
-    for _ in range(5):
-        await worker.run_due()
-        row = await rig.row(task.id)
-        if row["step_errors"]:
-            break
-        rig.clock.now = max(rig.clock.now, row["next_check_at"])
+    await rig.step_until(rig.worker(), task, lambda row: bool(row["step_errors"]))
     account = await account_store.get_account(rig.engine, ident="only", cipher=SecretCipher())
     assert account is not None and account.failure_count == 1 and account.last_error, account
     assert (await rig.health("only"))[0] == "ok"  # one job's trouble: the account does not rest
