@@ -5,8 +5,6 @@ never touch the database or the disk themselves."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import re
 import secrets
@@ -24,6 +22,7 @@ from starlette.responses import Response
 from soragate import media
 from soragate.brakes import Brakes
 from soragate.core.catalogue import Catalogue
+from soragate.core.inputs import decode_base64_input, url_or_inline
 from soragate.core.keys import ApiKey
 from soragate.core.task import ACTIVE_STATUSES, Asset, Task, TaskKind, TaskParams, TaskStatus, new_id, task_id_for
 from soragate.core.uploads import Character, Upload
@@ -47,11 +46,6 @@ log = logging.getLogger("soragate.tasks")
 
 KEY_CACHE_SECONDS = 1.0
 KEY_CACHE_SIZE = 10_000
-
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
-# Characters base64 never has: a value with one of them was meant as a URL.
-_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/=\s_-]")
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I)
 
 
 @dataclass
@@ -458,34 +452,3 @@ class Gateway:
         if character is None:
             raise NotFound(f"No character found with id '{character_id}'.", param="character_id")
         return character
-
-
-def url_or_inline(value: str, *, param: str) -> tuple[str, bool]:
-    """``value`` (an image or clip reference) with its scheme in lower case, and whether it is
-    an http(s) URL to fetch (else a data URL or bare base64). URL schemes are not case
-    sensitive; any scheme but http, https and data is refused here, by name."""
-    value = value.strip()
-    scheme = _SCHEME.match(value)
-    name = scheme.group(1).lower() if scheme else None
-    if scheme is not None and name in ("http", "https", "data"):
-        value = name + value[scheme.end(1) :]
-    elif scheme is not None or _NOT_BASE64.search(value):
-        raise InvalidRequest(
-            f"'{param}' must be an http(s) URL, a data URL or base64"
-            + (f", not a {scheme.group(1)[:20]}: URL." if scheme else "."),
-            param=param,
-            code="invalid_url",
-        )
-    return value, name in ("http", "https")
-
-
-def decode_base64_input(value: str, *, param: str) -> bytes:
-    match = _DATA_URL.match(value)
-    if value.startswith("data:"):
-        if match is None or not match.group("b64"):
-            raise InvalidRequest(f"'{param}' is not a valid base64 data URL.", param=param, code="invalid_data_url")
-        value = value[match.end() :]
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest(f"'{param}' is not valid base64.", param=param, code="invalid_base64") from None

@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from soragate.core.catalogue import Catalogue, ModelSpec, ResolvedVideo
-from soragate.core.inputs import optional_str
+from soragate.core.inputs import optional_str, url_or_inline
 from soragate.core.task import TaskParams
 from soragate.dialects import family_names
 from soragate.errors import InvalidRequest
-from soragate.gateway import url_or_inline
 from soragate.netguard import parse_url
 
 DEFAULT_MODEL = "sora_video2"

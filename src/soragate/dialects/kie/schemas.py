@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from soragate.core.inputs import require_prompt
+from soragate.core.inputs import require_prompt, url_or_inline
 from soragate.dialects.bodies import FLAG, PROMPT, TEXT, obj, one_of
 from soragate.errors import InvalidRequest, SoragateError
-from soragate.gateway import url_or_inline
 from soragate.netguard import parse_url
 
 

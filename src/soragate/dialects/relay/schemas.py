@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from soragate.core.catalogue import parse_seconds
-from soragate.core.inputs import optional_str, require_prompt
+from soragate.core.inputs import decode_base64_input, optional_str, require_prompt, url_or_inline
 from soragate.dialects.bodies import FLAG, PROMPT, TEXT, obj, one_of
 from soragate.errors import InvalidRequest
-from soragate.gateway import decode_base64_input, url_or_inline
 from soragate.netguard import parse_url
 
 MAX_IMAGES = 8
