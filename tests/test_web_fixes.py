@@ -248,6 +248,23 @@ def test_cancel_survives_the_card_being_rebuilt(gate: LiveServer, chromium: obje
     _close(browsing)
 
 
+def test_parameters_stay_open_when_the_card_is_rebuilt(gate: LiveServer, chromium: object) -> None:  # noqa: F811
+    browsing = _page(chromium, 1280, 900)
+    page: Any = browsing.page
+    page.goto(gate.url + "/")
+    page.evaluate(_CARD_REBUILT_BETWEEN_PRESSES)
+    card = page.locator(".task-card", has_text="a queued fox")
+    card.get_by_text("Parameters").click()
+    assert "sora-2" in card.locator("dl").inner_text()
+    page.evaluate("window.rebuildCard()")
+    assert card.locator(".badge").inner_text() == "Rendering"  # the body was rebuilt
+    assert "1280x720" in card.locator("dl").inner_text()  # still open: a closed panel shows nothing
+    card.get_by_text("Parameters").click()  # and it still closes
+    assert card.locator("dl").inner_text() == ""
+    assert not browsing.page_errors, browsing.page_errors
+    _close(browsing)
+
+
 def test_models_no_account_serves_cannot_be_chosen(tmp_path: Path, chromium: object) -> None:  # noqa: F811
     for server in run_server(test_settings(tmp_path / "data", port=free_port())):
         # Once an account exists only what accounts serve is served: here sora-2 alone.

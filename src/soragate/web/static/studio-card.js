@@ -93,7 +93,10 @@ export class TaskCard {
     // (A button busy with its request is disabled, which drops focus: it is remembered.)
     const active = document.activeElement;
     const focused = this.body.contains(active) ? active.dataset.idle || active.textContent : this.busyFocus;
+    // Parameters someone opened stay open when the task moves on (queued → rendering → ready).
+    const paramsOpen = this.body.querySelector("details.params")?.open;
     this.body.replaceChildren(...parts);
+    if (paramsOpen) this.body.querySelector("details.params").open = true;
     if (focused) {
       const buttons = [...this.body.querySelectorAll(".actions button:not([disabled])")];
       (buttons.find((b) => (b.dataset.idle || b.textContent) === focused) || buttons[0])?.focus();
