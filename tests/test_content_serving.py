@@ -110,6 +110,17 @@ def test_range_request_gives_206_with_the_right_bytes(
     assert response.headers["content-type"] == "video/mp4"
 
 
+def test_a_player_revalidating_its_copy_gets_304(client: httpx.Client, source: Source) -> None:
+    for variant in ("video", "thumbnail"):
+        first = client.get(f"/v1/videos/{source.id}/content", params={"variant": variant})
+        again = client.get(
+            f"/v1/videos/{source.id}/content",
+            params={"variant": variant},
+            headers={"If-None-Match": first.headers["etag"]},
+        )
+        assert (again.status_code, again.content) == (304, b""), variant
+
+
 def test_range_past_the_end_is_416(client: httpx.Client, source: Source) -> None:
     total = len(source.mp4)
     response = client.get(f"/v1/videos/{source.id}/content", headers={"Range": f"bytes={total}-"})

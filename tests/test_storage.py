@@ -201,6 +201,30 @@ async def test_if_range_for_another_version_gets_everything(client: httpx.AsyncC
     assert (other.status_code, other.content) == (200, DATA)
 
 
+async def test_a_current_copy_gets_304(client: httpx.AsyncClient) -> None:
+    first = await client.get("/f")
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    for headers in (
+        {"If-None-Match": etag},
+        {"If-None-Match": f'"other", W/{etag}'},  # a list, weakly compared
+        {"If-None-Match": "*"},
+        {"If-Modified-Since": modified},
+    ):
+        again = await client.get("/f", headers=headers)
+        assert (again.status_code, again.content) == (304, b""), headers
+        assert again.headers["etag"] == etag
+        assert (await client.head("/f", headers=headers)).status_code == 304
+    # Another version, an older date, an unreadable date: the file.
+    for headers in (
+        {"If-None-Match": '"another-version"'},
+        {"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"},
+        {"If-Modified-Since": "yesterday"},
+        {"If-None-Match": '"another-version"', "If-Modified-Since": modified},  # If-None-Match decides
+    ):
+        sent = await client.get("/f", headers=headers)
+        assert (sent.status_code, sent.content) == (200, DATA), headers
+
+
 @pytest.mark.parametrize(
     ("header", "size", "expected"),
     [

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from soragate.storage.base import check_relpath, task_dir
-from soragate.storage.ranges import well_formed
+from soragate.storage.ranges import not_modified, well_formed
 
 
 class LocalStorage:
@@ -71,9 +71,10 @@ class LocalStorage:
         if wanted is not None and not well_formed(wanted):
             # Starlette would answer it with a plain-text 400: the whole file instead.
             request.scope["headers"] = [(k, v) for k, v in request.scope["headers"] if k != b"range"]
-        return FileResponse(
+        response = FileResponse(
             path, media_type=mime, filename=filename, stat_result=found, content_disposition_type="inline"
         )
+        return not_modified(request.headers, response.headers) or response
 
     @staticmethod
     def _write(target: Path, data: bytes) -> None:

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from soragate.storage.base import StorageError, check_relpath, content_disposition, task_dir
-from soragate.storage.ranges import RangeNotSatisfiable, byte_range
+from soragate.storage.ranges import RangeNotSatisfiable, byte_range, not_modified
 
 if TYPE_CHECKING:
     from obstore import GetOptions, ObjectMeta
@@ -144,7 +144,8 @@ class S3Storage:
         if filename is not None:
             headers["content-disposition"] = content_disposition(filename)
         wanted = request.headers.get("range")
-        if request.method == "GET" and wanted is None:
+        conditional = "if-none-match" in request.headers or "if-modified-since" in request.headers
+        if request.method == "GET" and wanted is None and not conditional:
             with _translated(relpath):
                 result = await obstore.get_async(self.store, key)
             headers |= _validators(result.meta)
@@ -154,6 +155,8 @@ class S3Storage:
         meta = await self._head(relpath)
         size = meta["size"]
         headers |= _validators(meta)
+        if (unchanged := not_modified(request.headers, headers)) is not None:
+            return unchanged
         span = None
         if wanted is not None and _if_range_holds(request.headers.get("if-range"), headers):
             try:
