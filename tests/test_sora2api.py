@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -646,6 +647,37 @@ def test_a_revoked_keys_event_stream_ends(server: LiveServer) -> None:
         sent = [json.loads(line[len("data: ") :]) for line in rest if line.startswith("data: ")]
         assert all(task["video_url"] is None for task in sent), sent  # no link to the finished video
         assert client.get("/v1/tasks/events").status_code == 401
+
+
+def test_the_event_stream_says_when_a_task_is_deleted_to_its_key_only(server: LiveServer) -> None:
+    owner, stranger = server.create_key("deleting-owner"), server.create_key("deleting-stranger")
+    with server.client(owner) as client:
+        made = client.post("/v1/videos/generate", json={"prompt": "soon gone", "async_mode": True}).json()
+    assert poll_task(server, made["task_id"], owner)["status"] == "completed"
+
+    def events(key: str, seen: list[tuple[str, Any]]) -> None:
+        with server.client(key) as watcher, watcher.stream("GET", "/v1/tasks/events", timeout=30) as stream:
+            name, started = "message", time.monotonic()
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    name = line[len("event: ") :]
+                elif line.startswith("data: "):
+                    seen.append((name, json.loads(line[len("data: ") :])))
+                if any(n == "deleted" for n, _ in seen) or time.monotonic() - started > 6:
+                    return
+
+    owners: list[tuple[str, Any]] = []
+    strangers: list[tuple[str, Any]] = []
+    watching = [threading.Thread(target=events, args=args) for args in ((owner, owners), (stranger, strangers))]
+    for thread in watching:
+        thread.start()
+    time.sleep(1)  # both connected
+    with server.client(owner) as client:
+        assert client.delete(f"/v1/videos/{made['task_id']}").status_code == 200
+    for thread in watching:
+        thread.join(20)
+    assert ("deleted", {"task_id": made["task_id"]}) in owners
+    assert strangers == []  # another key's deletion is not news (nor a sign the id existed)
 
 
 def test_remix_of_another_keys_video_is_404(server: LiveServer) -> None:

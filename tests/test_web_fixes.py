@@ -4,6 +4,7 @@ then holds. Phone-width screenshots land in test-artifacts/."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -261,6 +262,123 @@ def test_parameters_stay_open_when_the_card_is_rebuilt(gate: LiveServer, chromiu
     assert "1280x720" in card.locator("dl").inner_text()  # still open: a closed panel shows nothing
     card.get_by_text("Parameters").click()  # and it still closes
     assert card.locator("dl").inner_text() == ""
+    assert not browsing.page_errors, browsing.page_errors
+    _close(browsing)
+
+
+def test_a_task_deleted_in_another_tab_leaves_this_one(gate: LiveServer, chromium: object) -> None:  # noqa: F811
+    key = _new_key(gate, "two-tabs")
+    with gate.client(key) as client:
+        made = client.post("/v1/videos", json={"prompt": "a fox in two tabs", "seconds": "4"}).json()
+    assert gate.wait_for(made["id"], key=key)["status"] == "completed"
+    first, second = _page(chromium, 1280, 900), _page(chromium, 1280, 900)
+    for browsing in (first, second):
+        _studio(browsing.page, gate, key)
+    theirs = second.page.locator(".task-card", has_text="a fox in two tabs")
+    theirs.wait_for()
+    mine = first.page.locator(".task-card", has_text="a fox in two tabs")
+    mine.get_by_role("button", name="Delete", exact=True).click()
+    mine.get_by_role("button", name="Delete: press again").click()
+    mine.wait_for(state="detached")
+    theirs.wait_for(state="detached", timeout=10_000)  # told by the event stream
+    for browsing in (first, second):
+        assert not browsing.page_errors, browsing.page_errors
+        _close(browsing)
+
+
+def test_a_refused_storyboard_goes_back_to_the_storyboard_editor(tmp_path: Path, chromium: object) -> None:  # noqa: F811
+    for server in run_server(test_settings(tmp_path / "data", port=free_port(), sandbox_delay=0.3)):
+        with server.client() as client:
+            made = client.post(
+                "/v1/videos/storyboard",
+                json={"prompt": "[4.0s]a blocked-by-review shot\n[3.0s]the harbour at dusk", "async_mode": True},
+            ).json()
+            for _ in range(300):
+                task = client.get(f"/v1/tasks/{made['task_id']}").json()
+                if task["status"] != "processing":
+                    break
+                time.sleep(0.1)
+        assert task["status"] == "failed", task
+        browsing = _page(chromium, 1280, 900)
+        page: Any = browsing.page
+        _studio(page, server)
+        card = page.locator(".task-card", has_text="the harbour at dusk")
+        card.get_by_role("button", name="Edit and retry").click()
+        assert page.locator("#tab-storyboard").get_attribute("aria-selected") == "true"
+        shots = page.locator("#shots li")
+        assert shots.count() == 2
+        assert shots.nth(0).locator("textarea").input_value() == "a blocked-by-review shot"
+        assert shots.nth(1).locator("textarea").input_value() == "the harbour at dusk"
+        assert shots.nth(1).locator('input[type="number"]').input_value() == "3"
+        assert page.locator("#video-prompt").input_value() == ""  # not the markup in a plain prompt
+        shots.nth(0).locator("textarea").fill("a kite over the shot")
+        page.get_by_role("button", name="Generate storyboard").click()
+        fixed = page.locator(".task-card", has_text="a kite over the shot")
+        fixed.locator('[data-state="completed"], .badge.completed').first.wait_for(timeout=FINISH)
+        assert not browsing.page_errors, browsing.page_errors
+        _close(browsing)
+
+
+def test_console_keeps_model_names_whole_says_refunds_and_clears_old_errors(tmp_path: Path, chromium: object) -> None:  # noqa: F811
+    for server in run_server(test_settings(tmp_path / "data", port=free_port(), sandbox_delay=0.3)):
+        with server.client() as client:
+            refused = client.post("/v1/videos", json={"prompt": "blocked-by-review kite", "seconds": "4"}).json()
+        server.wait_for(refused["id"])
+        browsing = _page(chromium, 1280, 900)
+        page: Any = browsing.page
+        _console(page, server)
+
+        # An upstream model name may hold ":" (and "="): the part after the first "=" is kept whole.
+        page.get_by_role("tab", name="Providers").click()
+        form = page.locator("#provider-form")
+        form.get_by_label("Name").fill("tagged-models")
+        form.get_by_label("Kind").select_option("sandbox")
+        form.get_by_label("Models").fill("sora-2 = vendor/sora-2:latest\nsora-2-pro=a=b\nveo-3.1")
+        form.get_by_role("button", name="Add account").click()
+        page.locator('article[data-provider="tagged-models"]').wait_for()
+        with server.client() as admin:
+            (account,) = [p for p in admin.get("/v1/admin/providers").json()["data"] if p["name"] == "tagged-models"]
+        assert account["models"] == {"sora-2": "vendor/sora-2:latest", "sora-2-pro": "a=b", "veo-3.1": ""}
+
+        # A refunded task's dialog says what was charged, as its row does.
+        page.get_by_role("tab", name="Tasks").click()
+        page.get_by_role("button", name=f"Open task {refused['id']}").click()
+        dialog = page.locator("#task-dialog")
+        dialog.get_by_text("blocked-by-review kite").wait_for()
+        assert "Credits0 (0.4 refunded)" in dialog.locator("dl").inner_text().replace("\n", "")
+        dialog.get_by_role("button", name="Close").click()
+
+        # The browser's own checks stopping a submit clear an earlier answer's error.
+        page.get_by_role("tab", name="API keys").click()
+        keys = page.locator("#key-form")
+        keys.get_by_label("Name").fill("   ")
+        keys.get_by_role("button", name="Create key").click()
+        error = page.locator("#key-form-error")
+        error.get_by_text("required").wait_for()
+        keys.get_by_label("Name").fill("fine name")
+        keys.get_by_label("Credit limit (empty = unlimited)").fill("-3")
+        keys.get_by_role("button", name="Create key").click()
+        assert error.inner_text() == ""
+        assert not browsing.page_errors, browsing.page_errors
+        _close(browsing)
+
+
+def test_a_cancel_that_comes_too_late_shows_the_task_as_it_is(slow: LiveServer, chromium: object) -> None:  # noqa: F811
+    with slow.client() as client:
+        made = client.post("/v1/videos", json={"prompt": "a slow heron", "seconds": "4"}).json()
+    browsing = _page(chromium, 1280, 900)
+    page: Any = browsing.page
+    _console(page, slow)
+    page.get_by_role("tab", name="Tasks").click()
+    page.get_by_role("button", name=f"Open task {made['id']}").click()
+    dialog = page.locator("#task-dialog")
+    dialog.get_by_role("button", name="Cancel task").wait_for()
+    with slow.client() as admin:  # ended meanwhile, elsewhere
+        assert admin.post(f"/v1/admin/tasks/{made['id']}/cancel").status_code == 200
+    dialog.get_by_role("button", name="Cancel task").click()
+    dialog.get_by_text("only queued or running tasks can be cancelled").wait_for()
+    dialog.locator(".badge", has_text="cancelled").wait_for()  # the dialog shows it as it is now
+    assert dialog.get_by_role("button", name="Cancel task").count() == 0
     assert not browsing.page_errors, browsing.page_errors
     _close(browsing)
 

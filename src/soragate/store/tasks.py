@@ -243,6 +243,13 @@ async def delete_task(engine: AsyncEngine, *, task_id: str, owner_id: str) -> bo
     return True
 
 
+async def deleted_lately(engine: AsyncEngine, *, task_id: str, owner_id: str) -> bool:
+    """Whether ``owner_id`` deleted this task within the day its place in the list is kept."""
+    query = select(deleted_tasks.c.id).where(deleted_tasks.c.id == task_id, deleted_tasks.c.owner_id == owner_id)
+    async with engine.connect() as conn:
+        return (await conn.execute(query)).first() is not None
+
+
 async def _refund(conn: Any, task_id: str) -> None:
     row = (await conn.execute(select(tasks.c.owner_id, tasks.c.cost).where(tasks.c.id == task_id))).first()
     if row is not None and row.cost > 0:

@@ -44,7 +44,8 @@ async def list_tasks(
 
 @router.get("/v1/tasks/events")
 async def task_events(request: Request, gateway: GatewayDep, key: KeyDep) -> StreamingResponse:
-    """``event: task`` with a task object each time one of the caller's tasks changes."""
+    """``event: task`` with a task object each time one of the caller's tasks changes, and
+    ``event: deleted`` with ``{"task_id": …}`` when one is deleted (by any client of the key)."""
     return StreamingResponse(
         _stream(request, gateway, key),
         media_type="text/event-stream",
@@ -78,6 +79,11 @@ async def _stream(request: Request, gateway: Gateway, key: ApiKey) -> AsyncItera
                 try:
                     task = await gateway.get_task(owner=key, task_id=task_id)
                 except NotFound:
+                    # Another key's task says nothing here; the caller's own deleted one goes.
+                    if await gateway.deleted_lately(owner=key, task_id=task_id):
+                        last.pop(task_id, None)
+                        active.discard(task_id)
+                        yield f"event: deleted\ndata: {json.dumps({'task_id': task_id})}\n\n"
                     continue
                 seen = (task.status.value, task.progress)
                 if last.get(task.id) == seen:

@@ -24,7 +24,9 @@ const list = (text) => text.split(",").map((s) => s.trim()).filter(Boolean);
 function parseModels(text) {
   const models = {};
   for (const line of text.split("\n").map((s) => s.trim()).filter(Boolean)) {
-    const [name, upstream = ""] = line.split(/\s*[=:]\s*/, 2);
+    // At the first "=" only: an upstream name may hold "=" or ":" (vendor/sora-2:latest).
+    const at = line.indexOf("=");
+    const [name, upstream] = at < 0 ? [line, ""] : [line.slice(0, at).trim(), line.slice(at + 1).trim()];
     models[name] = upstream;
   }
   return models;

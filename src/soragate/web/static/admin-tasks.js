@@ -88,7 +88,14 @@ async function cancel(button, task) {
   const updated = await run(button, $("task-dialog-error"), () =>
     api(`/v1/admin/tasks/${task.id}/cancel`, { method: "POST" }),
   );
-  if (!updated) return;
+  if (!updated) {
+    // It ended meanwhile (or went): show it as it is now, keeping the error in view.
+    const message = $("task-dialog-error").textContent;
+    await openTask(task.id);
+    if (!$("task-dialog-error").textContent) $("task-dialog-error").textContent = message;
+    load();
+    return;
+  }
   toast(`Cancelled ${task.id}.`);
   showDetail(updated, []);
   load();
@@ -114,7 +121,9 @@ function showDetail(task, deliveries) {
       fact("Provider", task.provider),
       fact("Upstream id", task.upstream_id),
       fact("Submit attempts", String(task.submit_attempts)),
-      fact("Credits", fmtNumber(task.cost, 4)),
+      fact("Credits", task.refunded
+        ? `${fmtNumber(task.charged ?? 0, 4)} (${fmtNumber(task.cost, 4)} refunded)`
+        : fmtNumber(task.charged ?? task.cost, 4)),
       fact("Created", fmtTime(task.created_at)),
       fact("Started", task.started_at ? fmtTime(task.started_at) : null),
       fact("Finished", task.completed_at ? fmtTime(task.completed_at) : null),

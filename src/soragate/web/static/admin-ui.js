@@ -6,6 +6,12 @@ import { el, toast } from "/static/api.js";
 
 export const $ = (id) => document.getElementById(id);
 
+// The browser's own checks stopping a form's submit (a required field, a number below its
+// minimum) show their own message: an earlier answer's error in that form no longer applies.
+document.addEventListener("invalid", (event) => {
+  for (const box of event.target.form?.querySelectorAll('.error[role="alert"]') || []) box.textContent = "";
+}, true);
+
 // Panels announce changes to each other (a key created, a provider added) with DOM events.
 export function announce(name, detail) {
   document.dispatchEvent(new CustomEvent(`admin:${name}`, { detail }));

@@ -14,6 +14,9 @@ const FROM = { remix: "Remix of", extend: "Extension of", edit: "Edit of" };
 const ACTIVE = new Set(["queued", "in_progress"]);
 // Failures that the same request would meet again: the prompt or image has to change.
 const NEEDS_NEW_WORDING = new Set(["prompt_review_failed", "image_review_failed"]);
+// What the Create form can take back: tasks made from a prompt (and an image), not from
+// another video (the Create form cannot say which).
+const EDITABLE_KINDS = new Set(["text_to_video", "image_to_video", "storyboard", "text_to_image", "image_to_image"]);
 
 export class TaskCard {
   // actions: { retry(task), remix(task, prompt), extend(task, prompt, seconds), remove(task),
@@ -119,13 +122,12 @@ export class TaskCard {
         el("button", { type: "button", class: "secondary", "aria-expanded": "false", onclick: (e) => this.toggleFollowUp(e.currentTarget, REMIX) }, "Remix"),
         el("button", { type: "button", class: "secondary", "aria-expanded": "false", onclick: (e) => this.toggleFollowUp(e.currentTarget, EXTEND) }, "Extend"));
     }
-    // Made from another video: the Create form cannot say that.
-    const followUp = ["remix", "extend", "edit"].includes(t.kind);
-    const editable = !ACTIVE.has(t.state) && !(t.shots || []).length && !followUp;
+    const editable = !ACTIVE.has(t.state) && EDITABLE_KINDS.has(t.kind);
     if (t.state === "failed" || t.state === "cancelled") {
       if (NEEDS_NEW_WORDING.has(t.error_code)) {
         // Sending the same words again would be refused again: back to the form to change them.
-        bar.append(el("button", { type: "button", title: "Puts the prompt back in the Create form to change it", onclick: () => this.actions.edit(t) }, "Edit and retry"));
+        if (editable) bar.append(el("button", { type: "button", title: "Puts the prompt back in the Create form to change it", onclick: () => this.actions.edit(t) }, "Edit and retry"));
+        else bar.append(el("p", { class: "hint" }, "Send it again from the source video's card, in other words."));
       } else {
         const plan = retryPlan(t);
         bar.append(el("button", { type: "button", disabled: !plan.path, title: plan.reason, onclick: (e) => this.run(e.currentTarget, "Retrying…", () => this.actions.retry(t)) }, "Retry"));

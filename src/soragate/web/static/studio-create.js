@@ -51,6 +51,11 @@ export function setupCreate({ catalogue, gallery }) {
       $("pic-prompt").focus();
       return;
     }
+    if (task.kind === "storyboard") {
+      select(tabs.find((tab) => tab.dataset.mode === "storyboard"));
+      board.edit(task);
+      return;
+    }
     select(tabs.find((tab) => tab.dataset.mode === (task.kind === "image_to_video" ? "image" : "text")));
     video.edit(task);
   });
@@ -190,7 +195,7 @@ function videoForm(catalogue, gallery, getMode) {
       refreshChoices();
       prompt.value = task.prompt;
       error.textContent = "";
-      hint.textContent = `${task.kind === "image_to_video" ? "Add the input image again, " : ""}change what you like, then generate: this sends a new task.`;
+      hint.textContent = `${task.kind === "image_to_video" ? "Add the input image again, change" : "Change"} what you like, then generate: this sends a new task.`;
       prompt.scrollIntoView({ block: "center" });
       prompt.focus();
       prompt.setSelectionRange(prompt.value.length, prompt.value.length);
@@ -232,7 +237,19 @@ function storyboardForm(catalogue, gallery) {
       board.reset();
     });
   });
-  return { refresh: () => board.refresh() };
+  return {
+    refresh: () => board.refresh(),
+    edit(task) {
+      if ([...model.options].some((o) => o.value === task.model && !o.disabled)) { model.value = task.model; refresh(); }
+      style.value = task.style || "";
+      if (style.selectedIndex < 0) style.value = "";
+      // A storyboard sent through the API without marks is one shot of its whole prompt.
+      board.load(task.shots?.length ? task.shots : [{ seconds: task.seconds || limit(), prompt: task.prompt }]);
+      error.textContent = "";
+      board.field(0, "prompt")?.scrollIntoView({ block: "center" });
+      board.field(0, "prompt")?.focus();
+    },
+  };
 }
 
 function pictureForm(catalogue, gallery) {

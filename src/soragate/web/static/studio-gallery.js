@@ -27,22 +27,24 @@ export class Gallery {
         toast("Sent again as a new task.");
       },
       remix: async (task, prompt) => {
-        const id = await actions.remix(task, prompt);
-        this.announce(id, { prompt, model: task.model, kind: "remix", size: task.size, seconds: task.seconds, remixed_from: task.task_id, dialect: task.dialect });
+        const done = await this.unlessGone(task, () => actions.remix(task, prompt));
+        if (!done) return;
+        this.announce(done.id, { prompt, model: task.model, kind: "remix", size: task.size, seconds: task.seconds, remixed_from: task.task_id, dialect: task.dialect });
         toast("Remix started.");
       },
       extend: async (task, prompt, seconds) => {
-        const id = await actions.extend(task, prompt, seconds);
-        this.announce(id, { prompt, model: task.model, kind: "extend", size: task.size, seconds: (task.seconds || 0) + seconds, extension_seconds: seconds, remixed_from: task.task_id, dialect: "openai" });
+        const done = await this.unlessGone(task, () => actions.extend(task, prompt, seconds));
+        if (!done) return;
+        this.announce(done.id, { prompt, model: task.model, kind: "extend", size: task.size, seconds: (task.seconds || 0) + seconds, extension_seconds: seconds, remixed_from: task.task_id, dialect: "openai" });
         toast("Extension started.");
       },
       remove: async (task) => {
-        await actions.remove(task);
+        if (!(await this.unlessGone(task, () => actions.remove(task)))) return;
         this.drop(task.task_id);
         toast("Deleted.");
       },
       cancel: async (task) => {
-        await actions.cancel(task);
+        if (!(await this.unlessGone(task, () => actions.cancel(task)))) return;
         toast("Cancelled; nothing is charged.");
       },
       edit: (task) => actions.edit(task),
@@ -84,6 +86,7 @@ export class Gallery {
     };
     const onEvent = (name, task) => {
       if (name === "task" && task && task.task_id) this.upsert(task);
+      if (name === "deleted" && task && task.task_id) this.drop(task.task_id, { moveFocus: false }); // by another tab or client
     };
     streamEvents("/v1/tasks/events", onEvent, stop.signal, onOpen).catch((error) => {
       this.live.textContent = "Stopped";
@@ -123,14 +126,30 @@ export class Gallery {
     return null;
   }
 
-  drop(id) {
+  // The card's own task answering 404 was deleted elsewhere (another tab, another client):
+  // its card goes too, instead of showing an error nothing on it can get past.
+  async unlessGone(task, work) {
+    try {
+      return { id: await work() };
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) throw error;
+      this.drop(task.task_id);
+      toast("That task was deleted elsewhere.");
+      return null;
+    }
+  }
+
+  // moveFocus: to the next card's first control (after this page's own Delete), else only
+  // if the focus was in the card that goes.
+  drop(id, { moveFocus = true } = {}) {
     const card = this.cards.get(id);
     if (!card) return;
     const next = card.element.nextElementSibling || card.element.previousElementSibling;
+    const hadFocus = card.element.contains(document.activeElement);
     card.element.remove();
     this.cards.delete(id);
     this.deleted.add(id);
-    next?.querySelector("button, a")?.focus();
+    if (moveFocus || hadFocus) next?.querySelector("button, a")?.focus(); // a keyboard user keeps a place
     this.showEmpty();
   }
 

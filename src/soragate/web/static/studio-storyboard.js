@@ -116,6 +116,13 @@ export class Storyboard {
     this.shots = [];
     this.add({ focus: false });
   }
+
+  // A task's shots back in the editor, to change and send again.
+  load(shots) {
+    this.shots = shots.map((s) => ({ key: this.nextKey++, seconds: Number(s.seconds) || 0, prompt: s.prompt }));
+    if (!this.shots.length) this.add({ focus: false });
+    else this.render();
+  }
 }
 
 function fmt(seconds) {
