@@ -249,3 +249,20 @@ def test_the_admin_api_refuses_limits_that_are_not_whole_numbers_of_at_least_one
         listed = {k["name"]: k for k in admin.get("/v1/admin/keys").json()["data"]}
     assert "bad" not in listed
     assert (listed["checked"]["rate_limit"], listed["checked"]["max_in_flight"]) == (None, None)
+
+
+def exactly_enough_credits(server: LiveServer) -> None:
+    """A limit of 1.2 pays for three tasks of 0.4 (in floating point 0.4 * 3 > 1.2), no more."""
+    key, key_id = make_key(server, "exact-credits", credit_limit=1.2)
+    with server.client(key) as client:
+        made = [client.post("/v1/videos", json={"prompt": f"paid {n}", "seconds": "4"}) for n in range(3)]
+        assert [m.status_code for m in made] == [200, 200, 200], made[-1].text
+        refused = client.post("/v1/videos", json={"prompt": "one too many", "seconds": "4"})
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "insufficient_quota"
+    with server.client() as admin:
+        (shown,) = [k for k in admin.get("/v1/admin/keys").json()["data"] if k["id"] == key_id]
+    assert (shown["credits_used"], shown["credits_remaining"]) == (1.2, 0)
+
+
+def test_a_limit_that_is_exactly_enough_pays(server: LiveServer) -> None:
+    exactly_enough_credits(server)

@@ -13,6 +13,7 @@ import openai
 import pytest
 from tests.cluster import reset_postgres
 from tests.conftest import LiveServer, free_port, run_server, test_settings
+from tests.test_key_limits import exactly_enough_credits
 
 PG_URL = os.environ.get("SORAGATE_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(not PG_URL, reason="SORAGATE_TEST_POSTGRES_URL is not set")
@@ -57,3 +58,7 @@ def test_keys_and_credits_on_postgres(pg_server: LiveServer) -> None:
     with pytest.raises(openai.RateLimitError) as refused:
         sdk.videos.create(prompt="would cost 0.4 more", seconds="4")
     assert refused.value.code == "insufficient_quota"
+
+
+def test_a_limit_that_is_exactly_enough_pays_on_postgres(pg_server: LiveServer) -> None:
+    exactly_enough_credits(pg_server)

@@ -23,7 +23,7 @@ from soragate import media
 from soragate.brakes import Brakes
 from soragate.core.catalogue import Catalogue
 from soragate.core.inputs import decode_base64_input, url_or_inline
-from soragate.core.keys import ApiKey
+from soragate.core.keys import CREDIT_TOLERANCE, ApiKey
 from soragate.core.task import ACTIVE_STATUSES, Asset, Task, TaskKind, TaskParams, TaskStatus, new_id, task_id_for
 from soragate.core.uploads import Character, Upload
 from soragate.errors import Conflict, InsufficientCredits, InvalidRequest, NotFound, PayloadTooLarge
@@ -162,7 +162,7 @@ class Gateway:
         """Refuse early, before anything is fetched or stored, what ``create_task`` would
         refuse anyway (against the balance read when the key signed in)."""
         remaining = owner.credits_remaining
-        if remaining is not None and cost > remaining + 1e-9:
+        if remaining is not None and cost > remaining + CREDIT_TOLERANCE:
             raise InsufficientCredits(
                 f"This key does not have enough credits for this request (it costs {cost:g}, {remaining:g} left)."
             )

@@ -6,6 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# Credits are sums of decimal prices in binary floating point (0.4 + 0.4 + 0.4 is
+# 1.2000000000000002): a balance within this of a price still pays for it.
+CREDIT_TOLERANCE = 1e-6
+
 
 @dataclass(frozen=True)
 class ApiKey:
@@ -23,7 +27,10 @@ class ApiKey:
 
     @property
     def credits_remaining(self) -> float | None:
-        return None if self.credit_limit is None else max(0.0, self.credit_limit - self.credits_used)
+        if self.credit_limit is None:
+            return None
+        left = self.credit_limit - self.credits_used
+        return 0.0 if left < CREDIT_TOLERANCE else round(left, 6)
 
     @property
     def is_admin(self) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, and_, bindparam, case, delete, func, insert, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from soragate.core.keys import CREDIT_TOLERANCE
 from soragate.core.task import (
     ACTIVE_STATUSES,
     Asset,
@@ -100,7 +101,7 @@ async def _insert(engine: AsyncEngine, task: Task, max_in_flight: int | None) ->
             # Writing the key row first also locks it (Postgres) or takes the write lock
             # (SQLite), so one key's creates count its tasks in flight one after another, in
             # every process: none can slip in between another's count and insert.
-            covered = or_(k.credit_limit.is_(None), k.credits_used + task.cost <= k.credit_limit)
+            covered = or_(k.credit_limit.is_(None), k.credits_used + task.cost <= k.credit_limit + CREDIT_TOLERANCE)
             reserved = await conn.execute(
                 update(api_keys)
                 .where(k.id == task.owner_id, covered if task.cost > 0 else true())
