@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,3 +64,28 @@ def test_keys_and_credits_on_postgres(pg_server: LiveServer) -> None:
 
 def test_a_limit_that_is_exactly_enough_pays_on_postgres(pg_server: LiveServer) -> None:
     exactly_enough_credits(pg_server)
+
+
+def test_processes_starting_together_migrate_once_and_make_one_admin_key(tmp_path: Path) -> None:
+    """API and workers started at once on a fresh database (a deploy, a rolling upgrade): every
+    one migrates without error, and there is exactly one first admin key."""
+    assert PG_URL
+    reset_postgres(PG_URL)
+    script = (
+        "import asyncio, sys\n"
+        "from soragate.store.db import create_engine, migrate\n"
+        "from soragate.store.keys import create_first_admin_key\n"
+        "async def main():\n"
+        "    await migrate(sys.argv[1])\n"
+        "    engine = create_engine(sys.argv[1])\n"
+        "    print('made' if await create_first_admin_key(engine) else 'found')\n"
+        "    await engine.dispose()\n"
+        "asyncio.run(main())\n"
+    )
+    starts = [
+        subprocess.Popen([sys.executable, "-c", script, PG_URL], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    outcomes = [start.communicate(timeout=120) for start in starts]
+    assert [start.returncode for start in starts] == [0] * 4, [err.decode()[-600:] for _, err in outcomes]
+    assert sorted(out.decode().strip() for out, _ in outcomes) == ["found", "found", "found", "made"]

@@ -108,9 +108,9 @@ def _secret_file(path: os.PathLike[str] | str, *, nbytes: int = 32) -> bytes:
 async def ensure_admin_key(settings: Settings, engine: Any) -> str | None:
     """No default credentials: the first start makes an admin key, shows it once and leaves
     it in ``<data dir>/admin.key`` (0600). Returns the key when one was made."""
-    if await key_store.count_admin_keys(engine):
+    secret = await key_store.create_first_admin_key(engine)
+    if secret is None:
         return None
-    _, secret = await key_store.create_key(engine, name="admin", admin=True)
     path = settings.data_dir / "admin.key"
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

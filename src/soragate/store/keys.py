@@ -8,7 +8,7 @@ import secrets
 import time
 from typing import Any
 
-from sqlalchemy import case, func, insert, or_, select, update
+from sqlalchemy import case, exists, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.keys import ApiKey
@@ -57,6 +57,44 @@ async def create_key(
     max_in_flight: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Returns the record and the plaintext key, which is never stored or shown again."""
+    key, secret = _new_key(
+        name, admin=admin, credit_limit=credit_limit, rate_limit=rate_limit, max_in_flight=max_in_flight
+    )
+    async with writing(engine) as conn:
+        await conn.execute(insert(api_keys).values(_row(key, secret)))
+    return key, secret
+
+
+# Serializes first starts on Postgres (pg_advisory_xact_lock's key: "sgadmin" in ASCII).
+_FIRST_ADMIN_LOCK = 0x736761646D696E
+
+
+async def create_first_admin_key(engine: AsyncEngine) -> str | None:
+    """An admin key named "admin" unless a working admin key exists; its plaintext, or None.
+    One however many processes start at once: on Postgres they take turns under an advisory
+    lock, and on SQLite the check and the insert are one statement."""
+    key, secret = _new_key("admin", admin=True)
+    row = _row(key, secret)
+    no_admin = ~exists().where(api_keys.c.role == "admin", api_keys.c.revoked_at.is_(None))
+    async with writing(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(select(func.pg_advisory_xact_lock(_FIRST_ADMIN_LOCK)))
+        made = await conn.execute(
+            insert(api_keys).from_select(
+                list(row), select(*(literal(v, api_keys.c[k].type) for k, v in row.items())).where(no_admin)
+            )
+        )
+    return secret if made.rowcount == 1 else None
+
+
+def _new_key(
+    name: str,
+    *,
+    admin: bool = False,
+    credit_limit: float | None = None,
+    rate_limit: int | None = None,
+    max_in_flight: int | None = None,
+) -> tuple[ApiKey, str]:
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
         id="key_" + secrets.token_hex(8),
@@ -69,22 +107,22 @@ async def create_key(
         rate_limit=rate_limit,
         max_in_flight=max_in_flight,
     )
-    async with writing(engine) as conn:
-        await conn.execute(
-            insert(api_keys).values(
-                id=key.id,
-                name=key.name,
-                prefix=key.prefix,
-                key_hash=hash_key(secret),
-                role=key.role,
-                created_at=key.created_at,
-                credit_limit=credit_limit,
-                credits_used=0.0,
-                rate_limit=rate_limit,
-                max_in_flight=max_in_flight,
-            )
-        )
     return key, secret
+
+
+def _row(key: ApiKey, secret: str) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "key_hash": hash_key(secret),
+        "role": key.role,
+        "created_at": key.created_at,
+        "credit_limit": key.credit_limit,
+        "credits_used": 0.0,
+        "rate_limit": key.rate_limit,
+        "max_in_flight": key.max_in_flight,
+    }
 
 
 async def authenticate(engine: AsyncEngine, *, secret: str) -> ApiKey | None:
@@ -127,18 +165,6 @@ async def revoke_key(engine: AsyncEngine, *, key_id: str) -> bool:
             .values(revoked_at=time.time())
         )
     return result.rowcount > 0
-
-
-async def count_admin_keys(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        return int(
-            (
-                await conn.execute(
-                    select(func.count()).where(api_keys.c.role == "admin", api_keys.c.revoked_at.is_(None))
-                )
-            ).scalar()
-            or 0
-        )
 
 
 async def get_key(engine: AsyncEngine, *, key_id: str) -> ApiKey | None:

@@ -1,6 +1,7 @@
 import asyncio
 
 from alembic import context
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -15,9 +16,17 @@ def run_offline() -> None:
         context.run_migrations()
 
 
+# Processes starting together on one Postgres (API and workers, a rolling upgrade) take
+# turns: each waits for this lock, then finds the schema current. The lock ends with the
+# migration's transaction. (pg_advisory_xact_lock's key: "sgmigr" in ASCII.)
+_MIGRATION_LOCK = 0x73676D696772
+
+
 def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
         context.run_migrations()
 
 
