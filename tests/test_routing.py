@@ -15,6 +15,7 @@ from typing import Any
 import av
 import pytest
 from tests.conftest import LiveServer, free_port, run_server, test_settings
+from tests.fakes.faults import Fault
 from tests.fakes.relay_v2 import RelayV2Fake
 from tests.fakes.server import serve
 
@@ -113,6 +114,53 @@ def test_account_answering_401_leaves_rotation_and_tasks_go_elsewhere(
     bad = accounts["relay-bad"]
     assert bad["health"] == "disabled" and bad["enabled"] is False
     assert "refused the account's key" in bad["disabled_reason"]
+
+
+def test_a_tenant_is_not_told_which_accounts_are_down_or_why(
+    gateway: LiveServer, relay: tuple[RelayV2Fake, str]
+) -> None:
+    fake, url = relay
+    fake.key = "the-upstream-revoked-our-key"
+    add_relay(gateway, url, name="relay-secret-name")
+    tenant = gateway.create_key("tenant")
+    with gateway.client(tenant) as client:
+        # The account refuses our key: the task fails, without the upstream's words.
+        made = client.post("/v1/videos", json={"prompt": "clip", "seconds": "4"}).json()
+        failed = gateway.wait_for(made["id"], key=tenant)
+        # Now it is disabled for that: a new create is refused at once, as plainly.
+        refused = client.post("/v1/videos", json={"prompt": "clip", "seconds": "4"})
+    assert failed["status"] == "failed" and failed["error"]["code"] == "no_available_upstream"
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "no_available_upstream"
+    for message in (failed["error"]["message"], refused.json()["error"]["message"]):
+        assert "sora-2" in message and "out of service" in message, message
+        for private in ("relay-secret-name", "401", "key", "refused"):
+            assert private not in message, message
+    with gateway.client() as admin:  # the operator sees why
+        (account,) = admin.get("/v1/admin/providers").json()["data"]
+    assert "refused the account's key" in account["disabled_reason"]
+
+
+def test_an_account_whose_creates_keep_getting_lost_cools_down(
+    gateway: LiveServer, relay: tuple[RelayV2Fake, str]
+) -> None:
+    # A relay cannot be asked whether a create whose answer was lost made a job: each such
+    # task fails rather than pay twice, but the account must not keep taking new ones.
+    fake, url = relay
+    fake.faults.add("create", Fault("status", status=504), times=100)
+    add_relay(gateway, url, name="relay-losing", priority=1)
+    add_account(gateway, name="backup", kind="sandbox", models={"sora-2": ""}, priority=2)
+    sdk = gateway.sdk()
+    lost = []
+    for i in range(3):  # one after another: each failure counts for a task of its own
+        lost.append(sdk.videos.create_and_poll(prompt=f"lost {i}", seconds="4", poll_interval_ms=100))
+    assert [v.error.code if v.error else None for v in lost] == ["upstream_submission_uncertain"] * 3
+    with gateway.client() as admin:
+        accounts = {a["name"]: a for a in admin.get("/v1/admin/providers").json()["data"]}
+    losing = accounts["relay-losing"]
+    assert losing["health"] == "cooling_down" and losing["failure_count"] == 3, losing
+    assert "answer was lost" in losing["last_error"]
+    after = sdk.videos.create_and_poll(prompt="goes elsewhere", seconds="4", poll_interval_ms=100)
+    assert after.status == "completed" and provider_of(gateway, after.id) == "backup"
 
 
 def test_weights_split_400_tasks_three_to_one(gateway: LiveServer) -> None:

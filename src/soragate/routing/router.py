@@ -94,6 +94,19 @@ class Route:
         )
 
 
+def _all_disabled(task: Task, routes: list[Route]) -> str:
+    """What a caller is told when every account that serves the task is disabled: not which
+    accounts, nor why (out of credits, a refused key: the operator's business, in the log and
+    the admin console)."""
+    why = "; ".join(f"{r.name}: {r.runtime.account.disabled_reason or 'disabled by an admin'}" for r in routes)
+    log.warning("no enabled account serves %s (%s)", task.params.model, why)
+    return out_of_service(task.params.model)
+
+
+def out_of_service(model: str) -> str:
+    return f"every account that serves {model} is out of service"
+
+
 class NoRoute(Exception):
     """No account can ever serve this task as configured."""
 
@@ -244,12 +257,15 @@ class Router:
         snap_refusals: list[str] = []
         for row in self.routes.get(task.params.model, []):
             runtime = self.runtime(row.account)
+            # Callers read these: they name what is missing, never an account (admins see those).
             if runtime is None:
-                refusals.append(f"account {row.account} does not exist")
+                log.warning("route for %s names account %s, which does not exist", task.params.model, row.account)
+                refusals.append("an account it is routed to does not exist")
                 continue
             profile = self.profiles.get(row.profile_id) if row.profile_id else None
             if row.profile_id and profile is None:
-                refusals.append(f"profile {row.profile_id} does not exist")
+                log.warning("route for %s names profile %s, which does not exist", task.params.model, row.profile_id)
+                refusals.append("a profile it is routed to does not exist")
                 continue
             route = Route(runtime, profile, SnapPolicy(row.policy), tier=row.position)
             try:
@@ -261,7 +277,7 @@ class Router:
             if profile is None and runtime.account.source != "builtin":
                 missing = runtime.account.missing_for(task, check_model=False)
                 if missing:
-                    refusals.append(f"{runtime.name} cannot do {missing}")
+                    refusals.append(f"no account routed for it can do {missing}")
                     continue
             chosen.append(route)
         if not chosen:
@@ -269,7 +285,7 @@ class Router:
                 # Every route exists but none makes what was asked under its policy: that is
                 # the caller's request, not an outage.
                 raise SnapRefused("; ".join(snap_refusals))
-            raise NoRoute("; ".join(refusals) or f"no route serves {task.params.model}")
+            raise NoRoute("; ".join(dict.fromkeys(refusals)) or f"no route serves {task.params.model}")
         return chosen
 
     def _eligible(self, task: Task, source: Task | None) -> list[Route]:
@@ -291,9 +307,7 @@ class Router:
         if task.kind in SOURCE_KINDS and source is not None and source.provider:
             held = self.runtime(source.provider)
             if held is None or held.account.missing_for(task, check_model=False) is not None:
-                raise NoRoute(
-                    f"the account that made the source video ({source.provider}) is gone or cannot {task.kind.value}"
-                )
+                raise NoRoute(f"the account that made the source video is gone or cannot {task.kind.value}")
             routed = [r for r in self._routed_or_empty(task) if r.runtime is held]
             return routed[:1] or [Route(held, _default_profile(held, task), tier=held.account.priority)]
         if task.params.model in self.routes:
@@ -372,8 +386,7 @@ class Router:
             raise UpstreamUnavailable(f"No available upstream: {exc}.") from None
         enabled = [r for r in eligible if r.runtime.account.enabled]
         if not enabled:
-            reasons = "; ".join(f"{r.name}: {r.runtime.account.disabled_reason or 'disabled'}" for r in eligible)
-            raise UpstreamUnavailable(f"No available upstream for {task.params.model}: {reasons}.")
+            raise UpstreamUnavailable(f"No available upstream: {_all_disabled(task, eligible)}.")
         return min(enabled, key=lambda r: r.tier)
 
     def candidates(
@@ -387,11 +400,7 @@ class Router:
         if not eligible:
             raise NoRoute("every able upstream account failed")
         if not any(r.runtime.account.enabled for r in eligible):
-            raise NoRoute(
-                "; ".join(
-                    f"{r.name} is disabled ({r.runtime.account.disabled_reason or 'by an admin'})" for r in eligible
-                )
-            )
+            raise NoRoute(_all_disabled(task, eligible))
         now = time.time()
         ready = sorted((r for r in eligible if r.runtime.account.health(now) == "ok"), key=lambda r: r.tier)
         if not ready:

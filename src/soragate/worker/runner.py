@@ -44,7 +44,7 @@ from soragate.profiles.snap import Snapped, SnapRefused, tier_of
 from soragate.providers.base import ACCOUNT_FAILURES, IN_PROCESS, Failure, JobState, JobStatus, ProviderError
 from soragate.result_files import MediaPool
 from soragate.routing.limits import PollGate
-from soragate.routing.router import AccountRuntime, NoRoute, Route, Router
+from soragate.routing.router import AccountRuntime, NoRoute, Route, Router, out_of_service
 from soragate.settings import Settings
 from soragate.spritesheets import make_spritesheet, spritesheet_pending
 from soragate.storage.signing import UrlSigner
@@ -415,7 +415,10 @@ class Worker:
         at = self.clock()  # fail over to the next account at once
         if self.router.all_tried(task, source=source, exclude=tried):
             if exc.failure in ACCOUNT_FAILURES:
-                await self._fail(task, TaskError("no_available_upstream", exc.error.message))
+                # The upstream's words (a refused key, no credits) are the operator's business:
+                # the account's record has them.
+                message = f"No available upstream: {out_of_service(task.params.model)}."
+                await self._fail(task, TaskError("no_available_upstream", message))
                 return
             tried.clear()
             retry = self.schedule.retry(
@@ -443,6 +446,14 @@ class Worker:
             found = await self._bounded(runtime.provider.find(task), kind="find", seconds=self._timeout(runtime))
         except ProviderError as exc:
             log.warning("task %s: cannot tell whether %s created it (%s)", task.id, runtime.name, exc.error.message)
+            # An upstream whose creates keep getting lost is the account's trouble: counted
+            # (once per task), so it cools down and new tasks go elsewhere meanwhile.
+            lost = f"a create's answer was lost and the upstream cannot be asked about it ({exc.error.message})"
+            await self.health.failed(
+                runtime,
+                ProviderError(TaskError(ErrorCode.UPSTREAM_UNCERTAIN, lost), failure=Failure.RETRYABLE),
+                task_id=task.id,
+            )
             message = (
                 f"The upstream {runtime.name} may or may not have accepted this task and cannot be asked; "
                 "it was not sent again to avoid paying twice."
