@@ -530,7 +530,7 @@ async def test_poll_slots_are_shared_by_every_process(rig: Rig) -> None:
 
 def test_schedule_never_waits_past_the_deadline() -> None:
     schedule = Schedule(retry_base=1.0)
-    options = AccountOptions(poll_min=1.0, poll_max=15.0)
+    options = AccountOptions(poll_min=1.0)  # poll_max left at its default, 15
     assert schedule.next_poll(now=100, started_at=0, hint=None, options=options, deadline=1000) == 110
     assert schedule.next_poll(now=100, started_at=99, hint=None, options=options, deadline=1000) == 101
     assert schedule.next_poll(now=100, started_at=0, hint=3, options=options, deadline=1000) == 103
@@ -549,7 +549,7 @@ def test_schedule_never_waits_past_the_deadline() -> None:
 
 def test_schedule_asks_when_the_job_should_be_done() -> None:
     schedule = Schedule()
-    options = AccountOptions(poll_min=1.0, poll_max=15.0)
+    options = AccountOptions(poll_min=1.0)  # poll_max left at its default, 15
     learned = Duration(mean=20.0, low=16.0, samples=10)
     # Just submitted: the first look when the route's quicker jobs are done.
     assert schedule.first_poll(now=0, options=options, expected=learned, deadline=1000) == 16
@@ -573,6 +573,24 @@ def test_schedule_asks_when_the_job_should_be_done() -> None:
     assert schedule.next_poll(now=20, started_at=0, hint=None, options=options, deadline=1000, expected=learned) == 21
     late = schedule.next_poll(now=60, started_at=0, hint=None, options=options, deadline=1000, expected=learned)
     assert late == 70
+
+
+def test_a_poll_max_an_admin_set_caps_every_wait() -> None:
+    schedule = Schedule()
+    capped = AccountOptions(poll_min=1.0, poll_max=2.0)
+    learned = Duration(mean=60.0, low=40.0, samples=10)
+    assert schedule.first_poll(now=0, options=capped, expected=learned, deadline=1000) == 2
+    # 1 % after 1 s (done in 50-100 s), the route's usual 60 s, a late job: never more than 2 s.
+    running = dict(started_at=0, hint=None, options=capped, deadline=1000)
+    assert schedule.next_poll(now=1, progress=1, **running) == 3  # type: ignore[arg-type]
+    assert schedule.next_poll(now=10, expected=learned, **running) == 12  # type: ignore[arg-type]
+    assert schedule.next_poll(now=100, expected=learned, **running) == 102  # type: ignore[arg-type]
+    callbacks = RelayV2Options(notify_hook=True, poll_max=2.0)
+    assert schedule.first_poll(now=0, options=callbacks, expected=learned, deadline=1000) == 2
+    # Left unset, the same progress may set a longer wait: fewer status reads.
+    assert schedule.next_poll(
+        now=1, progress=1, started_at=0, hint=None, options=AccountOptions(poll_min=1.0), deadline=1000
+    ) == pytest.approx(50 + ETA_SLACK)
 
 
 def test_an_account_that_calls_back_is_looked_at_only_as_a_safety_net() -> None:

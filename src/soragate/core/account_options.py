@@ -43,7 +43,10 @@ class AccountOptions(BaseModel):
         1.0, description="Shortest wait between two status checks of a running job, in seconds (young jobs)."
     )
     poll_max: PositiveFloat = Field(
-        15.0, description="Longest wait between two status checks, in seconds (old jobs; caps an upstream's hint)."
+        15.0,
+        description="Longest wait between two status checks, in seconds. Left unset, it caps the waits of jobs "
+        "whose duration nothing tells (and an upstream's hint), while learned durations and the upstream's own "
+        "progress may wait longer (up to 90 s) to save status reads; set, it caps every wait.",
     )
     deadline: PositiveFloat | None = Field(
         None,

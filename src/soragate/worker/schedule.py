@@ -40,6 +40,13 @@ ATTEMPTS = 5
 BACKOFF_CAP = 60.0
 
 
+def _set_cap(options: AccountOptions) -> float:
+    """An account's ``poll_max`` as an admin set it caps every wait; left at its default it
+    caps only the age-based schedule and upstream hints, and a job's learned duration or its
+    own progress may set a longer wait (up to ETA_CAP), which saves status reads."""
+    return options.poll_max if "poll_max" in options.model_fields_set else float("inf")
+
+
 @dataclass(frozen=True)
 class Schedule:
     retry_base: float = 1.0
@@ -60,7 +67,7 @@ class Schedule:
             wait = max(options.poll_min, expected.high + CALLBACK_GRACE)
         else:
             wait = max(options.poll_min, expected.low)
-        return min(now + wait, deadline)
+        return min(now + min(wait, _set_cap(options)), deadline)
 
     def next_poll(
         self,
@@ -99,7 +106,7 @@ class Schedule:
             interval = max(low, min(high, (elapsed - expected.mean) / 4))
         else:
             interval = max(low, min(high, elapsed / 10))
-        return min(now + interval, deadline)
+        return min(now + min(interval, _set_cap(options)), deadline)
 
     def backoff(self, attempt: int, *, rng: random.Random | None = None) -> float:
         """Seconds before try number ``attempt + 1`` (``attempt`` tries failed so far)."""
