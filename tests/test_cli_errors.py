@@ -199,3 +199,57 @@ def test_a_worker_says_it_runs_and_names_no_api_url(tmp_path: Path) -> None:
     said = "".join(lines) + rest
     assert worker.returncode == 0, said
     assert "http://" not in said and "ready on" not in said
+
+
+def _soragate_with(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "soragate.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**process_env(), **env},
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("foo://bar", "SORAGATE_DATABASE_URL names no database soragate can use"),
+        ("not a url", "SORAGATE_DATABASE_URL names no database soragate can use"),
+        ("postgresql://soragate@127.0.0.1/x", "use sqlite+aiosqlite:// or postgresql+asyncpg://"),
+        ("postgresql+asyncpg://soragate:pw@127.0.0.1:{closed}/x", "cannot reach the database"),
+        ("postgresql+asyncpg://soragate:pw@nosuchhost.invalid/x", "cannot reach the database"),
+    ],
+)
+def test_a_database_that_cannot_be_used_is_one_line(tmp_path: Path, url: str, says: str) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = url.format(closed=closed.getsockname()[1])
+    env = {"SORAGATE_DATABASE_URL": url}
+    for command, prefix in (
+        (("keys", "list"), "error: "),
+        (("worker",), "cannot start: "),
+        (("serve",), "cannot start: "),
+    ):
+        line = refused(_soragate_with(env, *command, cwd=tmp_path))
+        assert line.startswith(prefix) and says in line, (command, line)
+        assert "pw@" not in line  # the URL's password is not echoed
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("SORAGATE_SIGNING_KEY", "0123", "SORAGATE_SIGNING_KEY: Value error, must be at least 64 hex digits"),
+        ("SORAGATE_SIGNING_KEY", "not-hex-at-all", "SORAGATE_SIGNING_KEY: Value error, must be hex digits"),
+        ("SORAGATE_SANDBOX_DELAY", "abc", "SORAGATE_SANDBOX_DELAY: Input should be a valid number"),
+        ("SORAGATE_PORT", "99999", "SORAGATE_PORT: Input should be less than or equal to 65535"),
+    ],
+)
+def test_a_bad_setting_is_named_in_one_line(tmp_path: Path, name: str, value: str, says: str) -> None:
+    for command in (("serve",), ("worker",), ("keys", "list")):
+        line = refused(_soragate_with({name: value}, *command, cwd=tmp_path))
+        assert line.startswith("error: " + says), (command, line)
+        assert "not-hex-at-all" not in line  # values are not echoed
+    assert not (tmp_path / "data").exists()

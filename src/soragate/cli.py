@@ -21,7 +21,7 @@ from rich.table import Column, Table
 from soragate.cli_data import named, require_database
 from soragate.cli_providers import app as providers_app
 from soragate.cli_secrets import app as secrets_app
-from soragate.cli_secrets import preflight
+from soragate.cli_secrets import database_errors, preflight
 from soragate.core.keys import MAX_KEY_NAME_CHARS, MAX_WHOLE_LIMIT
 from soragate.core.task import Task, TaskStatus
 from soragate.settings import Settings
@@ -45,9 +45,18 @@ DataDir = Annotated[
 
 
 def _settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
+    from pydantic import ValidationError
+
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    return Settings(**overrides)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        # One line per setting, named as it is set (the environment); values are not echoed.
+        for error in exc.errors():
+            name = "SORAGATE_" + "_".join(str(part) for part in error["loc"][:1]).upper()
+            err.print(f"[red]error[/]: {name}: {error['msg']}", soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]], *, may_create: bool = False) -> T:
@@ -65,7 +74,8 @@ def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]], *, may
         finally:
             await engine.dispose()
 
-    return asyncio.run(run())
+    with database_errors("error"):
+        return asyncio.run(run())
 
 
 def _configure_logging(settings: Settings) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_REVIEW_RULES = [
@@ -76,6 +76,21 @@ class Settings(BaseSettings):
     # Hex key for signed result links; every process that serves links must share it. Unset:
     # a key made on first start in the data dir (signing.key, mode 0600).
     signing_key: SecretStr | None = None
+
+    @field_validator("signing_key")
+    @classmethod
+    def _signing_key_is_hex(cls, value: SecretStr | None) -> SecretStr | None:
+        # Never echoes the key: a weak or mistyped one would forge or break every link.
+        if value is None:
+            return None
+        text = value.get_secret_value().strip()
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise ValueError("must be hex digits (e.g. from `openssl rand -hex 32`)") from None
+        if len(raw) < 32:
+            raise ValueError(f"must be at least 64 hex digits (32 bytes), not {len(text)}")
+        return SecretStr(text)
 
     # Encrypts provider and webhook secrets in the database (Fernet keys: ``soragate secrets
     # new-key``). Several, comma-separated, rotate: the first encrypts, each decrypts. Unset:
