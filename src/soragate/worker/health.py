@@ -10,6 +10,7 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from soragate.core.masks import scrub
 from soragate.ops.metrics import Metrics
 from soragate.providers.base import ACCOUNT_FAILURES, Failure, ProviderError
 from soragate.routing.router import AccountRuntime
@@ -58,13 +59,15 @@ class AccountHealth:
         that job's own trouble unless the account is at fault (refused key, no credits, rate
         limit, no connection), so it never cools the account down for the other tasks."""
         account = runtime.account
+        # Admins read this; an upstream may quote the key it was sent.
+        message = scrub(exc.error.message, [account.secret])
         account.failure_count += 1
-        account.last_error = exc.error.message
+        account.last_error = message
         reason = cooldown = None
         if exc.failure is Failure.AUTH:
-            reason = f"the upstream refused the account's key: {exc.error.message}"
+            reason = f"the upstream refused the account's key: {message}"
         elif exc.failure is Failure.CREDITS:
-            reason = f"the upstream account is out of credits: {exc.error.message}"
+            reason = f"the upstream account is out of credits: {message}"
         elif exc.account_fault and exc.retry_after:
             cooldown = time.time() + min(exc.retry_after, RATE_LIMIT_COOLDOWN_CAP)
         if reason:
@@ -79,7 +82,7 @@ class AccountHealth:
                 self.engine,
                 account_id=account.id,
                 ok=False,
-                error=exc.error.message,
+                error=message,
                 task_id=task_id,
                 account_fault=exc.account_fault or exc.failure in ACCOUNT_FAILURES,
                 job_fault=job,

@@ -35,6 +35,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.account_options import AccountOptions
+from soragate.core.masks import scrub
 from soragate.core.task import ErrorCode, SubmitState, Task, TaskError, TaskParams
 from soragate.events import TaskEvents
 from soragate.ops.metrics import Metrics
@@ -755,6 +756,8 @@ class Worker:
         self._hint(at)
 
     async def _fail(self, task: Task, error: TaskError) -> None:
+        # The owner reads this: no account's key in it, whatever an upstream quoted back.
+        error = replace(error, message=scrub(error.message, (r.account.secret for r in self.router.all())))
         ok = await asyncio.shield(task_store.fail_task(self.engine, task_id=task.id, worker_id=self.id, error=error))
         self.events.publish(task.id)
         if ok:
