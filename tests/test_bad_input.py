@@ -186,6 +186,24 @@ CASES = [
         ),
         code="invalid_multipart",
     ),
+    Case(
+        "a form field both plain and as a list",
+        lambda c, _: c.post("/v1/videos", files=[("prompt", (None, "x")), ("a", (None, "1")), ("a[]", (None, "2"))]),
+        param="a",
+        code="invalid_multipart",
+    ),
+    Case(
+        "a form field both a dict and a list",
+        lambda c, _: c.post("/v1/videos", files=[("prompt", (None, "x")), ("a[b]", (None, "1")), ("a[]", (None, "2"))]),
+        param="a",
+        code="invalid_multipart",
+    ),
+    Case(
+        "an urlencoded field both a list and plain",
+        _post_raw("/v1/videos/generate", b"prompt=x&a[]=2&a=1", "application/x-www-form-urlencoded"),
+        param="a",
+        code="invalid_multipart",
+    ),
     Case("invalid JSON", _post_raw("/v1/videos", b'{"prompt": "x",', "application/json"), code="invalid_json"),
     Case("JSON not UTF-8", _post_raw("/v1/videos", b"\xff\xfe{}", "application/json"), code="invalid_json"),
     Case(

@@ -201,15 +201,32 @@ async def _form_fields(form: FormData) -> dict[str, Any]:
         else:
             value = _text_field(name, raw)
         if name.endswith("[]"):
-            fields.setdefault(name[:-2], []).append(value)
+            _shaped(fields, name[:-2], list).append(value)
         elif "[" in name and name.endswith("]"):
             outer, inner = name[:-1].split("[", 1)
-            nested = fields.setdefault(outer, {})
-            if isinstance(nested, dict):
-                nested[inner] = value
+            _shaped(fields, outer, dict)[inner] = value
         else:
+            if isinstance(fields.get(name), (list, dict)):
+                _two_shapes(name)
             fields[name] = value
     return fields
+
+
+def _shaped(fields: dict[str, Any], name: str, shape: type) -> Any:
+    """The list (``name[]``) or dict (``name[key]``) a form gathers under ``name``."""
+    found = fields.setdefault(name, shape())
+    if not isinstance(found, shape):
+        _two_shapes(name)
+    return found
+
+
+def _two_shapes(name: str) -> None:
+    raise InvalidRequest(
+        f"Form field '{name[:40]}' is sent in two shapes ('{name[:40]}', '{name[:40]}[]' or "
+        f"'{name[:40]}[...]'): send one.",
+        param=name,
+        code="invalid_multipart",
+    )
 
 
 async def read_fields(request: Request, *, limit: int) -> dict[str, Any]:
