@@ -8,6 +8,7 @@ import base64
 import io
 import shutil
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -457,3 +458,30 @@ def test_delete_removes_the_objects(s3_server: MotoS3, bucketed: Bucketed) -> No
     assert bucketed.keys(s3_server, f"tasks/{video.id}/") == []
     with pytest.raises(openai.NotFoundError):
         sdk.videos.download_content(video.id)
+
+
+def test_a_store_that_is_down_keeps_the_result_waiting_until_it_is_back(tmp_path: Path, s3_server: MotoS3) -> None:
+    """The bucket is missing when the video is done (an outage of the store): the result stays
+    upstream and is stored once the bucket is there, however many tries that takes, instead
+    of the task failing after five quick ones."""
+    bucket = f"late-{uuid.uuid4().hex[:8]}"
+    settings = test_settings(
+        tmp_path / "data",
+        port=free_port(),
+        sandbox_delay=0.1,
+        retry_base_seconds=0.05,
+        **s3_server.settings(f"s3://{bucket}/gate"),
+    )
+    for server in run_server(settings):
+        with server.client() as client:
+            made = client.post("/v1/videos", json={"prompt": "stored late", "seconds": "4"}).json()
+            deadline = time.monotonic() + 30
+            while server.task(made["id"]).step_errors < 7:  # more than Schedule's five tries
+                assert client.get(f"/v1/videos/{made['id']}").json()["status"] in ("queued", "in_progress")
+                assert time.monotonic() < deadline, "the store was not tried again"
+                time.sleep(0.05)
+            s3_server.create_bucket(bucket)
+            video = server.wait_for(made["id"])
+            assert video["status"] == "completed", video
+            assert client.get(f"/v1/videos/{made['id']}/content").content[4:8] == b"ftyp"
+        assert any(key.endswith("video.mp4") for key in s3_server.keys(bucket))

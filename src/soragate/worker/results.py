@@ -18,6 +18,11 @@ from soragate.store import tasks as task_store
 from soragate.store import uploads as upload_store
 
 
+class StoreDown(ProviderError):
+    """soragate's own file store failed, not the upstream: no fault of the account's, and no
+    reason to give up on a paid result after a few tries."""
+
+
 async def store_results(
     storage: Storage,
     *,
@@ -46,9 +51,9 @@ async def store_results(
         # Maybe this file, maybe the machine (out of memory): tried again like a failed download.
         raise ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, str(exc)), failure=Failure.RETRYABLE) from None
     except StorageError as exc:
-        # Retried like a failed download: the result is still upstream, the store may be back.
+        # The result is still upstream and the store may be back: tried again until the deadline.
         message = "The result could not be stored; the file store did not answer."
-        raise ProviderError(TaskError(ErrorCode.UPSTREAM_ERROR, message), failure=Failure.RETRYABLE) from exc
+        raise StoreDown(TaskError(ErrorCode.UPSTREAM_ERROR, message), failure=Failure.RETRYABLE) from exc
     finally:
         await asyncio.to_thread(shutil.rmtree, scratch, ignore_errors=True)
     return [asset for _, asset in staged]

@@ -55,7 +55,7 @@ from soragate.store.db import background_context
 from soragate.store.durations import Duration
 from soragate.worker.durations import ESTIMATED, RouteDurations, params_route, route_key
 from soragate.worker.health import AccountHealth
-from soragate.worker.results import load_inputs, load_source, store_results
+from soragate.worker.results import StoreDown, load_inputs, load_source, store_results
 from soragate.worker.schedule import Schedule, timed_out
 
 log = logging.getLogger("soragate.worker")
@@ -672,13 +672,22 @@ class Worker:
         except ProviderError as exc:
             # store_results clears the scratch dir itself; a failed download leaves it to us.
             await asyncio.to_thread(shutil.rmtree, scratch, True)
-            # The account's record shows it (one job's trouble: it does not cool the account down).
-            await self.health.failed(runtime, exc, task_id=task.id, job=True)
+            ours = isinstance(exc, StoreDown)
+            if not ours:
+                # The account's record shows it (one job's trouble: it does not cool the account down).
+                await self.health.failed(runtime, exc, task_id=task.id, job=True)
             attempt = task.step_errors + 1
-            if exc.final or self.schedule.exhausted(attempt):
+            # Our own store down: the result waits upstream, tried again until the deadline.
+            if exc.final or (not ours and self.schedule.exhausted(attempt)):
                 await self._fail(task, exc.error)
                 return
-            log.warning("task %s: downloading the result failed (%s); retrying", task.id, exc.failure)
+            step = "storing" if ours else "downloading"
+            log.warning(
+                "task %s: %s the result failed (%s); retrying",
+                task.id,
+                step,
+                exc.error.message if ours else exc.failure,
+            )
             at = self.schedule.retry(now=self.clock(), attempt=attempt, retry_after=exc.retry_after, deadline=deadline)
             if isinstance(at, TaskError):
                 await self._fail(task, at)
