@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from tests.conftest import LiveServer, process_env
 from tests.fakes.relay_v2 import RelayV2Fake
@@ -253,3 +254,50 @@ def test_a_bad_setting_is_named_in_one_line(tmp_path: Path, name: str, value: st
         assert line.startswith("error: " + says), (command, line)
         assert "not-hex-at-all" not in line  # values are not echoed
     assert not (tmp_path / "data").exists()
+
+
+def test_serve_stops_promptly_and_cleanly_with_an_event_stream_open(tmp_path: Path) -> None:
+    """A deploy stops the API while a studio tab watches: the stream ends cleanly (the tab
+    reconnects elsewhere), the process is gone within seconds, and nothing is logged as an error."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**process_env(), "SORAGATE_LOG_FORMAT": "json"}
+    args = ["serve", "--no-worker", "--port", str(port), "--data-dir", str(tmp_path / "data")]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "soragate.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "data" / "admin.key").exists() or not _answers(port):
+            assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+        key = (tmp_path / "data" / "admin.key").read_text().strip()
+        with (
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}) as client,
+            client.stream("GET", "/v1/tasks/events", timeout=30) as stream,
+        ):
+            lines = stream.iter_lines()
+            assert next(lines) == ": connected"
+            stopped = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            rest = list(lines)  # ends without a protocol error: a clean end of the stream
+        assert all(line in ("", ": keep-alive") for line in rest), rest
+        assert server.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it stopped on
+        assert time.monotonic() - stopped < 4.5  # before uvicorn's 5 s grace would cancel it
+    finally:
+        if server.poll() is None:
+            server.kill()
+    _, logged = server.communicate()
+    assert '"level": "error"' not in logged and "Traceback" not in logged, logged[-2000:]
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

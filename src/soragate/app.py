@@ -131,6 +131,15 @@ async def report_secrets(engine: Any, cipher: SecretCipher) -> None:
         )
 
 
+def begin_closing(app: Any) -> None:
+    """The server is shutting down: open event streams (a studio tab) end within a couple of
+    seconds, and clients reconnect to whichever process serves next, instead of holding the
+    shutdown until it cancels them with an error."""
+    closing = getattr(app.state, "closing", None)
+    if closing is not None:
+        closing.set()
+
+
 def create_app(settings: Settings | None = None, *, role: str = "serve") -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
@@ -277,6 +286,8 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
             await engine.dispose()
 
     app = FastAPI(title="soragate", version="0.1.0", lifespan=lifespan)
+    # Set when the server begins to shut down (``begin_closing``): endless streams end then.
+    app.state.closing = asyncio.Event()
 
     def formatter(request: Request) -> Callable[[SoragateError], Response]:
         name = request.scope.get(DIALECT_SCOPE_KEY) or next(

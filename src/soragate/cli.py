@@ -145,7 +145,7 @@ def serve(
     """Run the API server (with its worker unless --no-worker)."""
     import uvicorn
 
-    from soragate.app import create_app
+    from soragate.app import begin_closing, create_app
 
     overrides: dict[str, Any] = {}
     if host:
@@ -165,8 +165,7 @@ def serve(
         console.print("  API only: tasks are driven by `soragate worker` processes on the same database")
     if not first_start:
         console.print(f"  admin key: in {settings.data_dir / 'admin.key'}")
-    # Open event streams (a studio tab) would otherwise hold a shutdown until every tab closes.
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
@@ -174,8 +173,16 @@ def serve(
         log_config=None,  # uvicorn's lines go through soragate's log format
         loop="auto",
         http="auto",
+        # Open event streams end when the shutdown begins (Server); anything else gets this long.
         timeout_graceful_shutdown=5,
     )
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            begin_closing(self.config.app)
+            await super().shutdown(sockets)
+
+    Server(config).run()
 
 
 @app.command("worker")

@@ -55,6 +55,7 @@ async def task_events(request: Request, gateway: GatewayDep, key: KeyDep) -> Str
 
 async def _stream(request: Request, gateway: Gateway, key: ApiKey) -> AsyncIterator[str]:
     queue = gateway.events.subscribe()
+    closing: asyncio.Event = request.app.state.closing
     last: dict[str, tuple[str, int]] = {}
     try:
         yield ": connected\n\n"
@@ -70,8 +71,8 @@ async def _stream(request: Request, gateway: Gateway, key: ApiKey) -> AsyncItera
                 # Workers in other processes reach this bus only on Postgres, and not while it
                 # reconnects: look at active tasks too.
                 changed |= active
-            if await request.is_disconnected():
-                return
+            if closing.is_set() or await request.is_disconnected():
+                return  # the server is shutting down (the client reconnects), or the client left
             if await gateway.authenticate(bearer_secret(request) or "") is None:
                 # Revoked meanwhile: nothing more goes out; a reconnection gets the 401.
                 return
