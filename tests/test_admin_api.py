@@ -90,6 +90,7 @@ def test_a_failed_statement_never_shows_its_parameters(server: LiveServer) -> No
         ("price_per_second", -1, "price_per_second"),
         ("base_url", "http://[::1]:99999/v1", "base_url"),
         ("base_url", "http://127.0.0.1:0/v1", "base_url"),
+        ("base_url", "https://user:PASSWORD123@relay.example.com/v1", "base_url"),  # shown whole everywhere
     ],
 )
 def test_an_account_value_out_of_range_is_refused_by_name(

@@ -241,6 +241,9 @@ def _check_base_url(url: str) -> None:
         port = 0
     if port == 0:
         raise InvalidAccount("'base_url' must have a port from 1 to 65535", param="base_url")
+    if parts.username is not None or parts.password is not None:
+        # A URL is shown whole wherever the account is (console, CLI, logs); a secret is not.
+        raise InvalidAccount("'base_url' must not hold a user or password: put the key in 'secret'", param="base_url")
 
 
 _SIZE = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
