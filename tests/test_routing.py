@@ -154,6 +154,7 @@ def test_an_account_whose_creates_keep_getting_lost_cools_down(
     for i in range(3):  # one after another: each failure counts for a task of its own
         lost.append(sdk.videos.create_and_poll(prompt=f"lost {i}", seconds="4", poll_interval_ms=100))
     assert [v.error.code if v.error else None for v in lost] == ["upstream_submission_uncertain"] * 3
+    assert all(v.error and "relay-losing" not in v.error.message for v in lost)  # the operator's name for it
     with gateway.client() as admin:
         accounts = {a["name"]: a for a in admin.get("/v1/admin/providers").json()["data"]}
     losing = accounts["relay-losing"]

@@ -456,7 +456,7 @@ class Worker:
                 task_id=task.id,
             )
             message = (
-                f"The upstream {runtime.name} may or may not have accepted this task and cannot be asked; "
+                "The upstream may or may not have accepted this task and cannot be asked; "
                 "it was not sent again to avoid paying twice."
             )
             await self._fail(task, TaskError(ErrorCode.UPSTREAM_UNCERTAIN, message))
@@ -631,7 +631,7 @@ class Worker:
             return
         if error.final:
             # The upstream's own code (a review failure, say) is kept; a vanished job says so.
-            lost = TaskError("upstream_task_lost", f"The upstream {runtime.name} no longer knows this task.")
+            lost = TaskError("upstream_task_lost", "The upstream no longer knows this task.")
             await self._fail(task, lost if error.failure is Failure.GONE else error.error)
             return
         await self.health.failed(runtime, error, task_id=task.id, job=True)
