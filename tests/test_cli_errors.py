@@ -151,6 +151,13 @@ def start(command: str, tmp_path: Path, *args: str | Path, **env: str) -> subpro
     )
 
 
+def test_serve_on_a_busy_port_says_so_before_anything(tmp_path: Path, busy_port: int) -> None:
+    run = start("serve", tmp_path, "--data-dir", "data", "--port", str(busy_port))
+    line = refused(run)
+    assert line == f"cannot start: 127.0.0.1:{busy_port}: Address already in use", line
+    assert not (tmp_path / "data").exists()  # no admin key made, nothing printed as ready
+
+
 BROKEN_TOML = "[[providers]\nname ="
 NEEDS_ENV = '[[providers]]\nname = "a"\nkind = "openai"\nsecret = "env:SG_NOT_SET"\n'
 

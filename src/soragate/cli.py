@@ -94,17 +94,17 @@ def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
-def _ready_to_start(settings: Settings) -> None:
+def _ready_to_start(settings: Settings, *, serving: bool = False) -> None:
     """Refuse to start, with one line and no traceback, what the server's (or worker's) own
     start would fail on; before anything is created in the data directory."""
-    problem = _start_problem(settings)
+    problem = _start_problem(settings, serving=serving)
     if problem:
         err.print(f"[red]cannot start[/]: {problem}")
         raise typer.Exit(2)
     preflight(settings)
 
 
-def _start_problem(settings: Settings) -> str | None:
+def _start_problem(settings: Settings, *, serving: bool = False) -> str | None:
     from soragate.routing.providers_file import ProvidersFileError, read_providers_file
 
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
@@ -116,6 +116,11 @@ def _start_problem(settings: Settings) -> str | None:
             return str(exc)
         except OSError as exc:
             return f"providers file {settings.providers_file}: {exc.strerror}"
+    if serving:
+        try:
+            _bindable(settings.host, settings.port)
+        except OSError as exc:
+            return f"{settings.host}:{settings.port}: {exc.strerror}"
     if settings.metrics_port:
         host = settings.metrics_host or settings.host
         try:
@@ -156,7 +161,7 @@ def serve(
         overrides["worker_enabled"] = False
     settings = _settings(data_dir, **overrides)
     _configure_logging(settings)
-    _ready_to_start(settings)
+    _ready_to_start(settings, serving=True)
     first_start = not (settings.data_dir / "admin.key").exists()
     console.print(f"[bold]soragate[/] on {settings.base_url}  (API base URL: {settings.base_url}/v1)")
     console.print(f"  studio: {settings.base_url}/   admin console: {settings.base_url}/admin")
