@@ -13,6 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from soragate.store.db import writing
 from soragate.store.tables import tasks, workers
 
+# A worker not heard from in this long is gone (a clean stop removes its own row).
+GONE_AFTER_SECONDS = 24 * 3600
+
 
 async def heartbeat(engine: AsyncEngine, *, worker_id: str, role: str, steps: int) -> None:
     now = time.time()
@@ -21,6 +24,8 @@ async def heartbeat(engine: AsyncEngine, *, worker_id: str, role: str, steps: in
             update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now, steps=steps)
         )
         if result.rowcount == 0:
+            # A new process: the rows of those long gone (killed, never removed) go.
+            await conn.execute(delete(workers).where(workers.c.heartbeat_at < now - GONE_AFTER_SECONDS))
             await conn.execute(
                 insert(workers).values(
                     id=worker_id,
