@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import tempfile
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -163,3 +164,48 @@ def test_a_character_video_is_made_by_a_sora2api_upstream_from_the_characters_cl
     assert path == "/v1/characters/generate" and sent["stream"] is True
     assert base64.b64decode(sent["video"].split("base64,", 1)[1]) == clip  # the user's clip, byte for byte
     assert sent["prompt"] == "waves at the camera" and username not in sent["prompt"]
+
+
+def _crafted(width: int, height: int, seconds: float) -> bytes:
+    """A tiny H.264 file that says it is ``seconds`` long: two frames, the second at the end."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=24, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = stream.time_base = Fraction(1, 24)
+        for pts in (0, round(seconds * 24)):
+            frame = av.VideoFrame(width, height, "yuv420p")
+            frame.pts = pts
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("size", "seconds", "says"),
+    [
+        ((64, 64), 3600, "The video is 3600 s long; a source may be at most 25 s."),
+        ((3840, 2160), 3, "The video is 3840x2160; a source may be at most 1920x1080 (or 1080x1920)."),
+    ],
+    ids=["an-hour-long", "4k"],
+)
+def test_an_uploaded_source_is_held_to_what_sora_makes(
+    server: LiveServer, size: tuple[int, int], seconds: float, says: str
+) -> None:
+    """Its length and picture set the task's (and so what it costs and takes to render): a
+    small file that claims an hour, or a 4K one, is refused before anything is made."""
+    crafted = _crafted(*size, seconds)
+    with server.client() as client:
+        before = client.get("/v1/tasks").json()["data"]
+        edit = client.post("/v1/videos/edits", data={"prompt": "x"}, files={"video": ("c.mp4", crafted, "video/mp4")})
+        extend = client.post(
+            "/v1/videos/extensions",
+            data={"prompt": "x", "seconds": "4"},
+            files={"video": ("c.mp4", crafted, "video/mp4")},
+        )
+        after = client.get("/v1/tasks").json()["data"]
+    for answer in (edit, extend):
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        assert (error["param"], error["message"]) == ("video", says)
+    assert after == before

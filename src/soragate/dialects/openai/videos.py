@@ -89,6 +89,7 @@ async def _follow_up(gateway: Gateway, key: ApiKey, video: Any, prompt: str) -> 
         return source.params.follow_up(prompt=prompt, source_task_id=source.id), source.actual_seconds or 0.0
     upload, info = await gateway.save_video(owner=key, data=video.data, param="video")
     seconds = max(1, round(info.duration))
+    _within_sora(gateway, seconds=seconds, width=info.width, height=info.height)
     params = TaskParams(
         prompt=prompt,
         model="sora-2",
@@ -99,6 +100,27 @@ async def _follow_up(gateway: Gateway, key: ApiKey, video: Any, prompt: str) -> 
         extra={"source_upload_id": upload.id},
     )
     return params, seconds
+
+
+def _within_sora(gateway: Gateway, *, seconds: int, width: int, height: int) -> None:
+    """An uploaded source is held to what the Sora models make (its length and picture set
+    the task's, and so its cost and the work it takes): no longer than their longest video,
+    no larger than their largest picture."""
+    specs = [gateway.catalogue.get(name, kind="video") for name in ("sora-2", "sora-2-pro")]
+    longest = max(s for spec in specs for s in spec.seconds)
+    sizes = [tuple(map(int, size.split("x"))) for spec in specs for size in spec.sizes]
+    if seconds > longest:
+        raise InvalidRequest(
+            f"The video is {seconds} s long; a source may be at most {longest} s.", param="video", code="invalid_value"
+        )
+    if max(width, height) > max(max(size) for size in sizes) or width * height > max(w * h for w, h in sizes):
+        largest = max(sizes, key=lambda size: size[0] * size[1])
+        w, h = sorted(largest, reverse=width >= height)  # in the upload's orientation
+        raise InvalidRequest(
+            f"The video is {width}x{height}; a source may be at most {w}x{h} (or {h}x{w}).",
+            param="video",
+            code="invalid_value",
+        )
 
 
 # What a client does next with a new video (GET /v1/videos/{id} is a plain route, not in the schema).
