@@ -11,33 +11,47 @@ the relay posts there is not read.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from soragate.core.account_options import KieFamilyOptions
+from soragate.dialects.bodies import read_body
 from soragate.dialects.common import GatewayDep
+from soragate.errors import SoragateError
 from soragate.providers import kie
 
+log = logging.getLogger("soragate.callbacks")
 router = APIRouter(tags=["upstream callbacks"])
+
+
+# A Kie callback is a task record of a few KB.
+CALLBACK_BODY_LIMIT = 256 * 1024
 
 
 @router.post("/callbacks/kie/{account}", include_in_schema=False)
 async def kie_callback(account: str, request: Request) -> JSONResponse:
+    # Nobody signs in here: an unknown account, one that cannot check signatures and a bad
+    # signature all get the same answer (which says nothing of what accounts there are).
+    refused = JSONResponse({"code": 401, "msg": "bad signature"}, status_code=401)
     router_: Any = request.state.router
     await router_.refresh()
     runtime = router_.runtime(account) or next((r for r in router_.all() if r.account.id == account), None)
     # Veo and Runway on Kie call back with the same envelope and signature.
     if runtime is None or runtime.account.kind not in ("kie", "kie_veo", "kie_runway"):
-        return JSONResponse({"code": 404, "msg": "unknown account"}, status_code=404)
-    body = await request.body()
+        return refused
+    try:
+        body = await read_body(request, limit=CALLBACK_BODY_LIMIT)
+    except SoragateError as exc:
+        return JSONResponse({"code": exc.status_code, "msg": exc.message}, status_code=exc.status_code)
     key = runtime.account.options_as(KieFamilyOptions).callback_signing_key
     if key is None:
-        message = "callbacks are refused: this account has no callback_signing_key to check them with"
-        return JSONResponse({"code": 401, "msg": message}, status_code=401)
+        log.warning("a callback to account %s was refused: it has no callback_signing_key", runtime.account.name)
+        return refused
     if not kie.verify_callback(body, request.headers, key.get_secret_value()):
-        return JSONResponse({"code": 401, "msg": "bad signature"}, status_code=401)
+        return refused
     try:
         upstream_id, _ = kie.parse_callback(body)
     except ValueError as exc:

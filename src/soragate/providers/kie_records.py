@@ -142,7 +142,7 @@ def parse_callback(body: bytes) -> tuple[str, JobState]:
     """The upstream id and state a callback reports; ValueError when it is not a Kie record."""
     try:
         payload = json.loads(body.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: nested too deep
         raise ValueError("the callback body is not JSON") from None
     data = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(data, dict):
