@@ -422,6 +422,26 @@ def test_a_mistyped_shot_mark_is_refused_not_dropped(server: LiveServer) -> None
             assert error["code"] == "invalid_storyboard" and "[5.0s]" in error["message"], error
 
 
+@pytest.mark.parametrize(
+    ("prompt", "says"),
+    [
+        ("[1s]a" * 6000, "'prompt' has 6000 shots; a storyboard has at most 25."),
+        ("[1s]a [1s]b [100s]c", "scaled to the model's 10 s, one would last less than 0.5 s"),
+    ],
+    ids=["6000-shots", "a-shot-scaled-to-nothing"],
+)
+def test_a_storyboard_that_cannot_fit_is_refused(server: LiveServer, prompt: str, says: str) -> None:
+    with server.client() as client:
+        before = client.get("/v1/tasks").json()["data"]
+        response = client.post(
+            "/v1/videos/storyboard", json={"prompt": prompt, "model": "sora2-landscape-10s", "async_mode": True}
+        )
+        assert client.get("/v1/tasks").json()["data"] == before
+    assert response.status_code == 400, response.text[:300]
+    error = response.json()["error"]
+    assert error["code"] == "invalid_storyboard" and says in error["message"], error
+
+
 def test_remix_by_share_id_and_by_own_video_id(server: LiveServer) -> None:
     with server.client() as client:
         shared = client.post(

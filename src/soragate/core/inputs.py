@@ -68,6 +68,11 @@ def has_shots(text: str) -> bool:
     return SHOT_MARK.search(text) is not None
 
 
+# A storyboard's shots: at most this many, none shorter than this once scaled to the model.
+MAX_SHOTS = 25
+MIN_SHOT_SECONDS = 0.5
+
+
 def parse_storyboard(text: str, *, max_seconds: float, param: str = "prompt") -> list[Shot]:
     """Shots written ``[5.0s]scene [5.0s]scene`` on one line or one per line (Sora2API's
     storyboard syntax). Text before the first mark is a preface, not a shot. Shots that add
@@ -85,6 +90,12 @@ def parse_storyboard(text: str, *, max_seconds: float, param: str = "prompt") ->
     if not marks:
         raise InvalidRequest(
             f"'{param}' has no shots: write them as '[5.0s]first scene [5.0s]second scene'.",
+            param=param,
+            code="invalid_storyboard",
+        )
+    if len(marks) > MAX_SHOTS:
+        raise InvalidRequest(
+            f"'{param}' has {len(marks)} shots; a storyboard has at most {MAX_SHOTS}.",
             param=param,
             code="invalid_storyboard",
         )
@@ -107,7 +118,14 @@ def parse_storyboard(text: str, *, max_seconds: float, param: str = "prompt") ->
     if total > max_seconds:
         # Rounded down to hundredths: the scaled shots never add up to more than the model.
         scale = max_seconds / total
-        shots = [Shot(max(0.01, math.floor(s.seconds * scale * 100) / 100), s.prompt) for s in shots]
+        shots = [Shot(math.floor(s.seconds * scale * 100) / 100, s.prompt) for s in shots]
+        if min(s.seconds for s in shots) < MIN_SHOT_SECONDS:
+            raise InvalidRequest(
+                f"The shots in '{param}' add up to {total:g} s: scaled to the model's {max_seconds:g} s, "
+                f"one would last less than {MIN_SHOT_SECONDS:g} s. Shorten them or choose a longer model.",
+                param=param,
+                code="invalid_storyboard",
+            )
     return shots
 
 
