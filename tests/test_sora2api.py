@@ -432,11 +432,11 @@ def test_a_mistyped_shot_mark_is_refused_not_dropped(server: LiveServer) -> None
 )
 def test_a_storyboard_that_cannot_fit_is_refused(server: LiveServer, prompt: str, says: str) -> None:
     with server.client() as client:
-        before = client.get("/v1/tasks").json()["data"]
+        before = {t["task_id"] for t in client.get("/v1/tasks").json()["data"]}
         response = client.post(
             "/v1/videos/storyboard", json={"prompt": prompt, "model": "sora2-landscape-10s", "async_mode": True}
         )
-        assert client.get("/v1/tasks").json()["data"] == before
+        assert {t["task_id"] for t in client.get("/v1/tasks").json()["data"]} == before
     assert response.status_code == 400, response.text[:300]
     error = response.json()["error"]
     assert error["code"] == "invalid_storyboard" and says in error["message"], error
@@ -675,10 +675,15 @@ def test_the_event_stream_says_when_a_task_is_deleted_to_its_key_only(server: Li
         made = client.post("/v1/videos/generate", json={"prompt": "soon gone", "async_mode": True}).json()
     assert poll_task(server, made["task_id"], owner)["status"] == "completed"
 
+    connected = threading.Barrier(3, timeout=20)
+
     def events(key: str, seen: list[tuple[str, Any]]) -> None:
         with server.client(key) as watcher, watcher.stream("GET", "/v1/tasks/events", timeout=30) as stream:
             name, started = "message", time.monotonic()
-            for line in stream.iter_lines():
+            lines = stream.iter_lines()
+            assert next(lines) == ": connected"
+            connected.wait()
+            for line in lines:
                 if line.startswith("event: "):
                     name = line[len("event: ") :]
                 elif line.startswith("data: "):
@@ -691,7 +696,7 @@ def test_the_event_stream_says_when_a_task_is_deleted_to_its_key_only(server: Li
     watching = [threading.Thread(target=events, args=args) for args in ((owner, owners), (stranger, strangers))]
     for thread in watching:
         thread.start()
-    time.sleep(1)  # both connected
+    connected.wait()  # both streams are open
     with server.client(owner) as client:
         assert client.delete(f"/v1/videos/{made['task_id']}").status_code == 200
     for thread in watching:
