@@ -186,8 +186,9 @@ def _crafted(width: int, height: int, seconds: float) -> bytes:
     [
         ((64, 64), 3600, "The video is 3600 s long; a source may be at most 25 s."),
         ((3840, 2160), 3, "The video is 3840x2160; a source may be at most 1920x1080 (or 1080x1920)."),
+        ((8, 8), 2, "The video is 8x8; a source must be at least 16x16."),
     ],
-    ids=["an-hour-long", "4k"],
+    ids=["an-hour-long", "4k", "8x8"],
 )
 def test_an_uploaded_source_is_held_to_what_sora_makes(
     server: LiveServer, size: tuple[int, int], seconds: float, says: str

@@ -102,10 +102,20 @@ async def _follow_up(gateway: Gateway, key: ApiKey, video: Any, prompt: str) -> 
     return params, seconds
 
 
+# The smallest picture a source may have (a 1x1 upload became a 0x0 task).
+MIN_SOURCE_SIDE = 16
+
+
 def _within_sora(gateway: Gateway, *, seconds: int, width: int, height: int) -> None:
     """An uploaded source is held to what the Sora models make (its length and picture set
     the task's, and so its cost and the work it takes): no longer than their longest video,
-    no larger than their largest picture."""
+    no larger than their largest picture, and not so small that nothing can be made of it."""
+    if min(width, height) < MIN_SOURCE_SIDE:
+        raise InvalidRequest(
+            f"The video is {width}x{height}; a source must be at least {MIN_SOURCE_SIDE}x{MIN_SOURCE_SIDE}.",
+            param="video",
+            code="invalid_value",
+        )
     specs = [gateway.catalogue.get(name, kind="video") for name in ("sora-2", "sora-2-pro")]
     longest = max(s for spec in specs for s in spec.seconds)
     sizes = [tuple(map(int, size.split("x"))) for spec in specs for size in spec.sizes]
