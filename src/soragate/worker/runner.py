@@ -446,10 +446,11 @@ class Worker:
         try:
             found = await self._bounded(runtime.provider.find(task), kind="find", seconds=self._timeout(runtime))
         except ProviderError as exc:
-            log.warning("task %s: cannot tell whether %s created it (%s)", task.id, runtime.name, exc.error.message)
+            said = scrub(exc.error.message, [runtime.account.secret])  # an upstream may quote the key
+            log.warning("task %s: cannot tell whether %s created it (%s)", task.id, runtime.name, said)
             # An upstream whose creates keep getting lost is the account's trouble: counted
             # (once per task), so it cools down and new tasks go elsewhere meanwhile.
-            lost = f"a create's answer was lost and the upstream cannot be asked about it ({exc.error.message})"
+            lost = f"a create's answer was lost and the upstream cannot be asked about it ({said})"
             await self.health.failed(
                 runtime,
                 ProviderError(TaskError(ErrorCode.UPSTREAM_UNCERTAIN, lost), failure=Failure.RETRYABLE),
