@@ -125,10 +125,12 @@ def verify_callback(
     if abs((time.time() if now is None else now) - sent_at) > tolerance:
         return False
     try:
-        upstream_id, _ = parse_callback(body)
-    except ValueError:
+        # Only the id is read before the signature is checked, not the record (whose reading,
+        # resultJson and all, is for signed callbacks only).
+        signed = f"{callback_task_id(body)}.{timestamp}".encode()
+    except ValueError:  # no id, or one no signature can sign (a lone surrogate)
         return False
-    digest = hmac.new(signing_key.encode(), f"{upstream_id}.{timestamp}".encode(), hashlib.sha256).digest()
+    digest = hmac.new(signing_key.encode(), signed, hashlib.sha256).digest()
     try:
         given = base64.b64decode(signature, validate=True)
     except (binascii.Error, ValueError):
@@ -140,9 +142,25 @@ def verify_callback(
 
 def parse_callback(body: bytes) -> tuple[str, JobState]:
     """The upstream id and state a callback reports; ValueError when it is not a Kie record."""
+    upstream_id, data = _callback_record(body)
+    try:
+        return upstream_id, record_status(data).state
+    except (ValueError, RecursionError):  # a resultJson that is not JSON, or nested too deep
+        raise ValueError("the callback's record cannot be read") from None
+
+
+def callback_task_id(body: bytes) -> str:
+    """The upstream id a callback names (what its signature signs); ValueError when it names
+    none. Anyone can post a callback: whatever the body, this raises nothing but ValueError."""
+    return _callback_record(body)[0]
+
+
+def _callback_record(body: bytes) -> tuple[str, Mapping[str, Any]]:
     try:
         payload = json.loads(body.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: nested too deep
+    # ValueError covers UnicodeDecodeError, JSONDecodeError and integers past Python's digit
+    # limit; RecursionError is a body nested too deep.
+    except (ValueError, RecursionError):
         raise ValueError("the callback body is not JSON") from None
     data = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(data, dict):
@@ -150,4 +168,4 @@ def parse_callback(body: bytes) -> tuple[str, JobState]:
     upstream_id = data.get("taskId") or data.get("task_id")
     if not isinstance(upstream_id, str | int) or not str(upstream_id):
         raise ValueError("the callback names no task")
-    return str(upstream_id), record_status(data).state
+    return str(upstream_id), data
