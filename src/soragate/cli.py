@@ -18,10 +18,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from soragate.cli_data import named, require_database
+from soragate.cli_data import database_errors, named, require_database
 from soragate.cli_providers import app as providers_app
 from soragate.cli_secrets import app as secrets_app
-from soragate.cli_secrets import database_errors, preflight
+from soragate.cli_secrets import preflight
 from soragate.core.keys import MAX_KEY_NAME_CHARS, MAX_WHOLE_LIMIT
 from soragate.core.task import Task, TaskStatus
 from soragate.settings import Settings

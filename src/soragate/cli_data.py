@@ -4,6 +4,9 @@ server (``--data-dir``, else ``$SORAGATE_DATA_DIR``, else ``./data``), and never
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -42,3 +45,31 @@ def require_database(settings: Settings, *, may_create: bool = False) -> None:
         "--data-dir (or set SORAGATE_DATA_DIR). `soragate serve` makes one on its first start."
     )
     raise typer.Exit(2)
+
+
+@contextmanager
+def database_errors(prefix: str) -> Iterator[None]:
+    """A database that cannot be used (no such driver, unreachable, refusing the login, a
+    schema newer than this soragate): one line and exit 2, not a driver's traceback."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    try:
+        yield
+    except (NoSuchModuleError, ArgumentError, ModuleNotFoundError) as exc:
+        problem = f"SORAGATE_DATABASE_URL names no database soragate can use ({exc}); use sqlite+aiosqlite:// or postgresql+asyncpg://"
+    except CommandError as exc:
+        problem = f"the database's schema is not one this soragate knows (newer?): {exc}"
+    except DBAPIError as exc:
+        problem = f"the database refused: {str(exc.orig).strip() or type(exc.orig).__name__}"
+    except (ConnectionError, TimeoutError, socket.gaierror) as exc:
+        problem = f"cannot reach the database: {exc.strerror or exc}"
+    except Exception as exc:
+        # asyncpg raises its own errors (a wrong password, no such database) outside DBAPIError.
+        if type(exc).__module__.split(".")[0] != "asyncpg":
+            raise
+        problem = f"the database refused: {exc}"
+    else:
+        return
+    err.print(f"[red]{prefix}[/]: {problem}", soft_wrap=True)
+    raise typer.Exit(2) from None

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from soragate.cli_data import require_database
+from soragate.cli_data import database_errors, require_database
 from soragate.settings import Settings
 
 app = typer.Typer(help="Encrypt stored provider and webhook secrets.", no_args_is_help=True)
@@ -90,31 +87,3 @@ def preflight(settings: Settings) -> None:
     except SecretKeyError as exc:
         err.print(f"[red]cannot start[/]: {exc.message}", soft_wrap=True)
         raise typer.Exit(2) from None
-
-
-@contextmanager
-def database_errors(prefix: str) -> Iterator[None]:
-    """A database that cannot be used (no such driver, unreachable, refusing the login, a
-    schema newer than this soragate): one line and exit 2, not a driver's traceback."""
-    from alembic.util import CommandError
-    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
-
-    try:
-        yield
-    except (NoSuchModuleError, ArgumentError, ModuleNotFoundError) as exc:
-        problem = f"SORAGATE_DATABASE_URL names no database soragate can use ({exc}); use sqlite+aiosqlite:// or postgresql+asyncpg://"
-    except CommandError as exc:
-        problem = f"the database's schema is not one this soragate knows (newer?): {exc}"
-    except DBAPIError as exc:
-        problem = f"the database refused: {str(exc.orig).strip() or type(exc.orig).__name__}"
-    except (ConnectionError, TimeoutError, socket.gaierror) as exc:
-        problem = f"cannot reach the database: {exc.strerror or exc}"
-    except Exception as exc:
-        # asyncpg raises its own errors (a wrong password, no such database) outside DBAPIError.
-        if type(exc).__module__.split(".")[0] != "asyncpg":
-            raise
-        problem = f"the database refused: {exc}"
-    else:
-        return
-    err.print(f"[red]{prefix}[/]: {problem}", soft_wrap=True)
-    raise typer.Exit(2) from None
