@@ -87,14 +87,8 @@ async def create_first_admin_key(engine: AsyncEngine) -> str | None:
     return secret if made.rowcount == 1 else None
 
 
-def _new_key(
-    name: str,
-    *,
-    admin: bool = False,
-    credit_limit: float | None = None,
-    rate_limit: int | None = None,
-    max_in_flight: int | None = None,
-) -> tuple[ApiKey, str]:
+def _new_key(name: str, *, admin: bool, **limits: Any) -> tuple[ApiKey, str]:
+    """A fresh key and its plaintext; ``limits`` are ApiKey's (credit_limit, rate_limit, max_in_flight)."""
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
         id="key_" + secrets.token_hex(8),
@@ -103,9 +97,7 @@ def _new_key(
         role="admin" if admin else "user",
         created_at=time.time(),
         revoked_at=None,
-        credit_limit=credit_limit,
-        rate_limit=rate_limit,
-        max_in_flight=max_in_flight,
+        **limits,
     )
     return key, secret
 
