@@ -570,10 +570,67 @@ async def test_a_name_that_rebinds_to_loopback_cannot_reach_it(
     async with httpx.AsyncClient(timeout=httpx.Timeout(1.0)) as client:
         with pytest.raises(InvalidRequest) as refused:
             await fetch_capped(
-                client, f"http://rebind.example:{port}/ref.png", limit=1 << 20, allow_private=False, param="image"
+                client,
+                f"http://rebind.example:{port}/ref.png",
+                limit=1 << 20,
+                deadline=5.0,
+                allow_private=False,
+                param="image",
             )
     assert refused.value.code == "fetch_failed"
     assert lookups == ["rebind.example"] and hits == []
+
+
+@pytest.fixture
+def trickling_image() -> Iterator[str]:
+    """A loopback server that sends a PNG's headers at once, then a byte every 0.1 s."""
+    png = _png()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(png)))
+            self.end_headers()
+            try:
+                for byte in png:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass  # the gateway gave up on us, as it should
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/slow.png"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+
+
+def test_a_url_that_trickles_its_answer_is_refused_at_the_fetch_deadline(
+    tmp_path_factory: pytest.TempPathFactory, trickling_image: str
+) -> None:
+    """Each read comes well within the HTTP client's read timeout, so only an overall deadline
+    stops the fetch; the caller gets a 400 in time, and no task is made."""
+    for live in _live(tmp_path_factory, "trickle", fetch_timeout_seconds=1.0):
+        with live.client() as client:
+            started = time.monotonic()
+            response = client.post(
+                "/v1/videos", json={"prompt": "x", "input_reference": {"image_url": trickling_image}}
+            )
+            took = time.monotonic() - started
+            assert client.get("/v1/videos").json()["data"] == []
+        assert_error(response, 400, param="input_reference[image_url]", code="fetch_failed")
+        assert "longer than 1 s" in response.json()["error"]["message"]
+        assert took < 10, took
 
 
 def test_a_host_the_http_client_cannot_decode_is_a_400_where_private_urls_are_allowed(live: LiveServer) -> None:

@@ -397,6 +397,7 @@ class Gateway:
                 self.http,
                 value,
                 limit=self.settings.max_upload_bytes,
+                deadline=self.settings.fetch_timeout_seconds,
                 allow_private=self.settings.allow_private_urls,
                 param=param,
             )

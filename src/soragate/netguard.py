@@ -124,29 +124,42 @@ async def check_url(url: str, *, allow_private: bool, param: str) -> None:
     await pin_url(url, allow_private=allow_private, param=param)
 
 
-async def fetch_capped(client: httpx.AsyncClient, url: str, *, limit: int, allow_private: bool, param: str) -> bytes:
+async def fetch_capped(
+    client: httpx.AsyncClient, url: str, *, limit: int, deadline: float, allow_private: bool, param: str
+) -> bytes:
+    """``url``'s body, at most ``limit`` bytes, fetched whole within ``deadline`` seconds (a
+    server trickling its answer cannot hold the caller's request open)."""
     pinned = await pin_url(url, allow_private=allow_private, param=param)
     try:
-        async with client.stream(
-            "GET", pinned.url, headers=pinned.headers, extensions=pinned.extensions, follow_redirects=False
-        ) as response:
-            if response.status_code != 200:
-                raise InvalidRequest(
-                    f"Fetching '{param}' failed with HTTP {response.status_code}.",
-                    param=param,
-                    code="fetch_failed",
-                )
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"'{param}' is larger than {limit} bytes.", param=param)
-                chunks.append(chunk)
+        async with asyncio.timeout(deadline):
+            return await _fetch(client, pinned, limit=limit, param=param)
+    except TimeoutError:
+        raise InvalidRequest(
+            f"Fetching '{param}' took longer than {deadline:g} s.", param=param, code="fetch_failed"
+        ) from None
     except httpx.HTTPError as exc:
         raise InvalidRequest(
             f"Fetching '{param}' failed: {type(exc).__name__}.", param=param, code="fetch_failed"
         ) from None
+
+
+async def _fetch(client: httpx.AsyncClient, pinned: Pinned, *, limit: int, param: str) -> bytes:
+    async with client.stream(
+        "GET", pinned.url, headers=pinned.headers, extensions=pinned.extensions, follow_redirects=False
+    ) as response:
+        if response.status_code != 200:
+            raise InvalidRequest(
+                f"Fetching '{param}' failed with HTTP {response.status_code}.",
+                param=param,
+                code="fetch_failed",
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"'{param}' is larger than {limit} bytes.", param=param)
+            chunks.append(chunk)
     return b"".join(chunks)
 
 

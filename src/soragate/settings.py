@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     # a result download in the second.
     upstream_timeout_seconds: float = 60.0
     download_timeout_seconds: float = 600.0
+    # A caller's URL (an input image, a character clip) is fetched whole within this long.
+    fetch_timeout_seconds: float = 30.0
     providers_file: Path | None = None
     # Extra model profiles (TOML or JSON), on top of the shipped ones.
     profiles_file: Path | None = None
