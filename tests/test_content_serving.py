@@ -323,6 +323,48 @@ def test_image_edit_of_a_text_file_is_400(client: httpx.Client) -> None:
     assert (error["param"], error["code"]) == ("image", "invalid_image")
 
 
+def test_image_edit_takes_openais_json_images_by_url_and_by_file_id(live: LiveServer, client: httpx.Client) -> None:
+    made = client.post(
+        "/v1/images/generations", json={"prompt": "a lamp", "size": "1024x1024", "response_format": "url"}
+    )
+    assert made.status_code == 200, made.text
+    image_id = made.json()["data"][0]["url"].split("/files/")[1].split("/")[0]
+    data_url = "data:image/png;base64," + base64.b64encode(_png()).decode()
+    response = client.post(
+        "/v1/images/edits",
+        json={"prompt": "paint both", "size": "1536x1024", "images": [{"image_url": data_url}, {"file_id": image_id}]},
+    )
+    assert response.status_code == 200, response.text
+    image = Image.open(io.BytesIO(base64.b64decode(response.json()["data"][0]["b64_json"])))
+    assert image.size == (1536, 1024)
+    # Another key cannot name that image.
+    with live.client(live.create_key("edit-stranger")) as stranger:
+        foreign = stranger.post("/v1/images/edits", json={"prompt": "x", "images": [{"file_id": image_id}]})
+    assert (_error(foreign, 400)["param"], _error(foreign, 400)["code"]) == ("images", "invalid_file_id")
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"images": [{"image_id": "x"}]}, "images"),
+        ({"images": [{"image_url": 5}]}, "images"),
+        ({"images": [{"image_url": "data:image/png;base64,AAAA", "file_id": "x"}]}, "images"),
+        ({"images": [7]}, "images"),
+        ({"image": [{"url": "https://example.com/a.png"}]}, "image"),
+        ({"image": {"file_id": 3}}, "image"),
+        ({"images": []}, "image"),
+        ({"images": [{"file_id": f"img_{n}"} for n in range(17)]}, "images"),
+    ],
+)
+def test_image_edit_refuses_entries_it_cannot_read(client: httpx.Client, body: dict[str, Any], param: str) -> None:
+    """An entry that is not a file, a URL, or one ``image_url``/``file_id`` is a 400 naming the
+    field, not silently left out of the edit."""
+    before = client.get("/v1/tasks", params={"limit": 1}).json()["data"]
+    response = client.post("/v1/images/edits", json={"prompt": "paint it", **body})
+    assert _error(response, 400)["param"] == param
+    assert client.get("/v1/tasks", params={"limit": 1}).json()["data"] == before
+
+
 def test_every_variant_of_a_burst_answers_once_completed(server: LiveServer) -> None:
     # Videos that end together: the worker makes spritesheets right after completion only while
     # it has room, the rest on their first request; either way a client that sees `completed`

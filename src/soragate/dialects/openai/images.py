@@ -35,6 +35,10 @@ OPTIONS = {
 # What an image can be sent back as (OpenAI's gpt-image output_format), Pillow's name for it.
 OUTPUT_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 IMAGES = {"anyOf": [TEXT, {"type": "array", "items": TEXT}]}
+IMAGE_REF = {"anyOf": [obj(("image_url",), image_url=TEXT), obj(("file_id",), file_id=TEXT)]}
+IMAGE_REFS = {"type": "array", "items": IMAGE_REF, "minItems": 1, "maxItems": 16}
+# OpenAI's limit on images in one edit.
+MAX_EDIT_IMAGES = 16
 
 
 async def _generate(
@@ -133,23 +137,40 @@ async def generate_images(request: Request, gateway: GatewayDep, key: KeyDep) ->
 
 
 @router.post(
-    "/v1/images/edits", openapi_extra=documented(obj(("prompt", "image"), prompt=PROMPT, image=IMAGES, **OPTIONS))
+    "/v1/images/edits",
+    openapi_extra=documented(obj(("prompt",), prompt=PROMPT, image=IMAGES, images=IMAGE_REFS, **OPTIONS)),
 )
 async def edit_images(request: Request, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
+    """The images to edit come as OpenAI sends them: ``image`` (files in a form, or URLs) or,
+    in JSON, ``images`` (objects holding an ``image_url`` or a ``file_id``)."""
     fields = await read_fields(request, limit=gateway.settings.max_upload_bytes)
-    images = fields.get("image")
-    references = []
-    for value in images if isinstance(images, list) else [images]:
-        if isinstance(value, FilePart):
-            references.append((await gateway.save_image(owner=key, data=value.data, param="image")).id)
-        elif isinstance(value, str):
-            references.append((await gateway.image_from_reference(owner=key, value=value, param="image")).id)
-        elif isinstance(value, dict) and isinstance(value.get("image_url"), str):
-            upload = await gateway.image_from_reference(owner=key, value=value["image_url"], param="image")
-            references.append(upload.id)
-    if not references:
+    param = "image" if fields.get("image") is not None else "images"
+    given = fields.get(param)
+    entries = given if isinstance(given, list) else [] if given is None else [given]
+    if not entries:
         raise InvalidRequest("'image' is required: upload at least one image.", param="image")
+    if len(entries) > MAX_EDIT_IMAGES:
+        raise InvalidRequest(f"'{param}' takes at most {MAX_EDIT_IMAGES} images.", param=param)
+    references = [await _edit_image(gateway, key, entry, param=param) for entry in entries]
     return await _generate(gateway, key, fields, TaskKind.IMAGE_TO_IMAGE, references)
+
+
+async def _edit_image(gateway: Gateway, key: ApiKey, entry: Any, *, param: str) -> str:
+    """One image to edit, saved as an upload of ``key``'s; its upload id."""
+    if isinstance(entry, FilePart):
+        return (await gateway.save_image(owner=key, data=entry.data, param=param)).id
+    if isinstance(entry, str):
+        return (await gateway.image_from_reference(owner=key, value=entry, param=param)).id
+    if isinstance(entry, dict) and len(entry) == 1:
+        if isinstance(entry.get("image_url"), str):
+            return (await gateway.image_from_reference(owner=key, value=entry["image_url"], param=param)).id
+        if isinstance(entry.get("file_id"), str):
+            return (await gateway.image_from_file_id(owner=key, file_id=entry["file_id"], param=param)).id
+    raise InvalidRequest(
+        f"Each entry of '{param}' must be an uploaded file, an image URL, or an object with one of"
+        " 'image_url' or 'file_id' (a string).",
+        param=param,
+    )
 
 
 @router.get("/v1/models")
