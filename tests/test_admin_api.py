@@ -143,3 +143,36 @@ def test_the_sandbox_renders_after_a_sandbox_account_is_changed_or_removed(serve
     assert [first.status, changed.status, removed.status] == ["completed"] * 3, (changed.error, removed.error)
     assert server.task(changed.id).provider == "free"
     assert server.task(removed.id).provider == "sandbox"
+
+
+def deleted_tasks_stay_in_usage(server: LiveServer) -> None:
+    """A tenant deletes what it made: the usage charts still count it, as its key's credits do."""
+    user_key = server.create_key("usage-deleter")
+    with server.client(user_key) as user:
+        made = [user.post("/v1/videos", json={"prompt": f"take {n}", "seconds": "4"}).json()["id"] for n in range(3)]
+        for video_id in made:
+            assert server.wait_for(video_id, key=user_key)["status"] == "completed"
+    with server.client() as admin:
+        key_id = next(k["id"] for k in admin.get("/v1/admin/keys").json()["data"] if k["name"] == "usage-deleter")
+        before = admin.get("/v1/admin/usage", params={"days": 2}).json()
+        with server.client(user_key) as user:
+            for video_id in made[:2]:
+                assert user.delete(f"/v1/videos/{video_id}").status_code == 200
+            assert [v["id"] for v in user.get("/v1/videos").json()["data"]] == [made[2]]
+        after = admin.get("/v1/admin/usage", params={"days": 2}).json()
+        credits_used = next(k for k in admin.get("/v1/admin/keys").json()["data"] if k["id"] == key_id)["credits_used"]
+
+    mine = next(k for k in after["keys"] if k["key_id"] == key_id)
+    assert {name: mine[name] for name in ("tasks", "completed", "failed", "credits")} == {
+        "tasks": 3,
+        "completed": 3,
+        "failed": 0,
+        "credits": pytest.approx(1.2),
+    }
+    assert mine["seconds"] == pytest.approx(12, abs=0.5)
+    assert mine["credits"] == pytest.approx(credits_used)
+    assert after == before
+
+
+def test_deleted_tasks_stay_in_usage(server: LiveServer) -> None:
+    deleted_tasks_stay_in_usage(server)

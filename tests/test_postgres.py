@@ -15,6 +15,7 @@ import openai
 import pytest
 from tests.cluster import reset_postgres
 from tests.conftest import LiveServer, free_port, run_server, test_settings
+from tests.test_admin_api import deleted_tasks_stay_in_usage
 from tests.test_key_limits import exactly_enough_credits
 
 PG_URL = os.environ.get("SORAGATE_TEST_POSTGRES_URL")
@@ -64,6 +65,10 @@ def test_keys_and_credits_on_postgres(pg_server: LiveServer) -> None:
 
 def test_a_limit_that_is_exactly_enough_pays_on_postgres(pg_server: LiveServer) -> None:
     exactly_enough_credits(pg_server)
+
+
+def test_deleted_tasks_stay_in_usage_on_postgres(pg_server: LiveServer) -> None:
+    deleted_tasks_stay_in_usage(pg_server)
 
 
 def test_processes_starting_together_migrate_once_and_make_one_admin_key(tmp_path: Path) -> None:

@@ -223,8 +223,10 @@ class AdminService:
 
     async def usage(self, *, days: int) -> dict[str, Any]:
         now = time.time()
-        rows = await task_store.usage_rows(self.engine, since=now - days * 86400)
-        return summarize(rows, days=days, now=now)
+        since = now - days * 86400
+        rows = await task_store.usage_rows(self.engine, since=since)
+        deleted = await task_store.deleted_usage_rows(self.engine, since=since)
+        return summarize(rows, days=days, now=now, deleted=deleted)
 
     # --- model routes and profiles ----------------------------------------------------------
 

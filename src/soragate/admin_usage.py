@@ -4,32 +4,32 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
+from soragate.core.usage import UNASSIGNED, counts, day_of
 
-def summarize(rows: list[dict[str, Any]], *, days: int, now: float) -> dict[str, Any]:
+
+def summarize(
+    rows: Sequence[dict[str, Any]], *, days: int, now: float, deleted: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    """Per day, account and key: ``rows`` are tasks (created_at, status, provider, owner_id,
+    cost, assets), ``deleted`` the sums kept for deleted ones (day, provider, owner_id, and
+    the figures ``counts`` gives)."""
     today = dt.datetime.fromtimestamp(now, dt.UTC).date()
     dates = [(today - dt.timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
     per_day: dict[str, dict[str, float]] = {d: defaultdict(float) for d in dates}
     per_provider: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     per_key: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for row in rows:
-        date = dt.datetime.fromtimestamp(row["created_at"], dt.UTC).date().isoformat()
-        bucket = per_day.get(date)
+    sums = [(day_of(row["created_at"]), row["provider"], row["owner_id"], counts(row)) for row in rows]
+    sums += [(row["day"], row["provider"], row["owner_id"], row) for row in deleted]
+    for day, provider, owner_id, figures in sums:
+        bucket = per_day.get(day)
         if bucket is None:
             continue
-        status = row["status"]
-        seconds = 0.0
-        if status == "completed":
-            video = next((a for a in row["assets"] or [] if a.get("variant") == "video"), None)
-            seconds = float(video.get("duration") or 0) if video else 0.0
-        charged = float(row["cost"] or 0) if status not in ("failed", "cancelled") else 0.0
-        for target in (bucket, per_provider[row["provider"] or "unassigned"], per_key[row["owner_id"]]):
-            target["tasks"] += 1
-            target["completed"] += status == "completed"
-            target["failed"] += status == "failed"
-            target["seconds"] += seconds
-            target["credits"] += charged
+        for target in (bucket, per_provider[provider or UNASSIGNED], per_key[owner_id]):
+            for name in ("tasks", "completed", "failed", "seconds", "credits"):
+                target[name] += figures[name]
 
     def finish(values: dict[str, float]) -> dict[str, Any]:
         ended = values["completed"] + values["failed"]

@@ -216,6 +216,21 @@ deleted_tasks = Table(
     Column("deleted_at", Float, nullable=False, index=True),
 )
 
+# What deleted tasks counted for in the usage charts, summed per day (of creation), account
+# and key: deleting a task does not take back what it cost, so the charts keep it.
+deleted_usage = Table(
+    "deleted_usage",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    Column("provider", String(100), primary_key=True),
+    Column("owner_id", String(40), primary_key=True),
+    Column("tasks", Integer, nullable=False),
+    Column("completed", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("credits", Float, nullable=False),
+)
+
 # How long upstream jobs take, learned per route (account, model, size, length): the worker
 # asks about a job when it is due instead of on a fixed cadence.
 job_durations = Table(

@@ -12,8 +12,11 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, and_, bindparam, case, delete, func, insert, or_, select, true, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from soragate.core import usage
 from soragate.core.keys import CREDIT_TOLERANCE
 from soragate.core.task import (
     ACTIVE_STATUSES,
@@ -28,7 +31,7 @@ from soragate.core.task import (
 from soragate.core.text import clean, clean_text
 from soragate.errors import InvalidRequest
 from soragate.store.db import writing
-from soragate.store.tables import api_keys, deleted_tasks, provider_accounts, tasks
+from soragate.store.tables import api_keys, deleted_tasks, deleted_usage, provider_accounts, tasks
 
 log = logging.getLogger("soragate.store")
 
@@ -230,18 +233,39 @@ async def delete_task(engine: AsyncEngine, *, task_id: str, owner_id: str) -> bo
     place in the list stays for a day, for cursors that point at it."""
     now = time.time()
     async with writing(engine) as conn:
+        c = tasks.c
         removed = (
             await conn.execute(
-                delete(tasks).where(tasks.c.id == task_id, tasks.c.owner_id == owner_id).returning(tasks.c.created_at)
+                delete(tasks)
+                .where(c.id == task_id, c.owner_id == owner_id)
+                .returning(c.created_at, c.status, c.provider, c.cost, c.assets)
             )
         ).first()
         if removed is None:
             return False
+        await _keep_usage(conn, owner_id, dict(removed._mapping), now=now)
         await conn.execute(delete(deleted_tasks).where(deleted_tasks.c.deleted_at < now - DELETED_CURSOR_SECONDS))
         await conn.execute(
             insert(deleted_tasks).values(id=task_id, owner_id=owner_id, created_at=removed.created_at, deleted_at=now)
         )
     return True
+
+
+async def _keep_usage(conn: Any, owner_id: str, removed: dict[str, Any], *, now: float) -> None:
+    """Add a deleted task's figures to its day's sums (``deleted_usage``); sums older than the
+    charts go."""
+    d = deleted_usage.c
+    figures = usage.counts(removed)
+    key = {"day": usage.day_of(removed["created_at"]), "provider": removed["provider"] or usage.UNASSIGNED}
+    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    upsert = dialect_insert(deleted_usage).values(**key, owner_id=owner_id, **figures)
+    await conn.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[d.day, d.provider, d.owner_id],
+            set_={name: d[name] + upsert.excluded[name] for name in figures},
+        )
+    )
+    await conn.execute(delete(deleted_usage).where(d.day < usage.day_of(now - usage.MAX_DAYS * 86400)))
 
 
 async def deleted_lately(engine: AsyncEngine, *, task_id: str, owner_id: str) -> bool:
@@ -698,6 +722,14 @@ async def usage_rows(engine: AsyncEngine, *, since: float) -> list[dict[str, Any
     query = select(c.created_at, c.status, c.provider, c.owner_id, c.model, c.cost, c.params, c.assets).where(
         c.created_at >= since
     )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [dict(r._mapping) for r in rows]
+
+
+async def deleted_usage_rows(engine: AsyncEngine, *, since: float) -> list[dict[str, Any]]:
+    """The sums kept for tasks created since ``since``'s day and deleted since."""
+    query = select(deleted_usage).where(deleted_usage.c.day >= usage.day_of(since))
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [dict(r._mapping) for r in rows]

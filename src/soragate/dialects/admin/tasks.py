@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from soragate.core.inputs import int_in_range
 from soragate.core.task import Task, TaskStatus
+from soragate.core.usage import MAX_DAYS
 from soragate.dialects.admin.routes import AdminServiceDep
 from soragate.dialects.common import AdminDep, GatewayDep, dialect
 
@@ -81,7 +82,7 @@ async def cancel_task(task_id: str, _: AdminDep, gateway: GatewayDep) -> dict[st
 
 @router.get("/usage")
 async def usage(_: AdminDep, admin: AdminServiceDep, days: str | None = None) -> dict[str, Any]:
-    return await admin.usage(days=int_in_range(days, param="days", low=1, high=90, default=14))
+    return await admin.usage(days=int_in_range(days, param="days", low=1, high=MAX_DAYS, default=14))
 
 
 @router.get("/settings")
