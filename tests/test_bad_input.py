@@ -642,3 +642,65 @@ def test_a_host_the_http_client_cannot_decode_is_a_400_where_private_urls_are_al
         )
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_url"
+
+
+def _data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+REFUSED_WITH_IMAGES: dict[str, Callable[[httpx.Client, bytes], httpx.Response]] = {
+    "openai seconds": lambda c, png: c.post(
+        "/v1/videos", data={"prompt": "x", "seconds": "7"}, files={"input_reference": ("a.png", png, "image/png")}
+    ),
+    "openai size": lambda c, png: c.post(
+        "/v1/videos", data={"prompt": "x", "size": "123x45"}, files={"input_reference": ("a.png", png, "image/png")}
+    ),
+    "image edit model": lambda c, png: c.post(
+        "/v1/images/edits", data={"prompt": "x", "model": "sora-2"}, files={"image": ("a.png", png, "image/png")}
+    ),
+    "image edit second entry": lambda c, png: c.post(
+        "/v1/images/edits", json={"prompt": "x", "images": [{"image_url": _data_url(png)}, {"image_url": 5}]}
+    ),
+    "relay model": lambda c, png: c.post(
+        "/v2/videos/generations", json={"prompt": "x", "model": "nope", "images": [_data_url(png)]}
+    ),
+    "chat model": lambda c, png: c.post(
+        "/v1/chat/completions",
+        json={
+            "model": "nope",
+            "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": _data_url(png)}}, "x"]}
+            ],
+        },
+    ),
+    "kie model": lambda c, png: c.post(
+        "/api/v1/jobs/createTask", json={"model": "nope", "input": {"prompt": "x", "image_urls": [_data_url(png)]}}
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED_WITH_IMAGES)
+def test_a_refused_request_leaves_none_of_its_images_stored(live: LiveServer, case: str) -> None:
+    """The images came first and were fine, something else in the request was not: nothing of
+    it stays in storage or in the database (a caller cannot fill the disk with refusals)."""
+    from sqlalchemy import func, select
+
+    from soragate.store.tables import uploads
+
+    def count_uploads() -> int:
+        async def count(engine: Any) -> int:
+            async with engine.connect() as conn:
+                return int((await conn.execute(select(func.count()).select_from(uploads))).scalar_one())
+
+        return live.on_db(count)
+
+    files, rows = live.stored_files("uploads"), count_uploads()
+    with live.client() as client:
+        response = REFUSED_WITH_IMAGES[case](client, _png((64 + len(case), 48)))
+        kept = client.post(
+            "/v1/videos", data={"prompt": "x"}, files={"input_reference": ("a.png", _png((80, 60)), "image/png")}
+        )
+    assert 400 <= response.status_code < 500, response.text
+    assert kept.status_code == 200, kept.text
+    assert len(live.stored_files("uploads")) == len(files) + 1
+    assert count_uploads() == rows + 1

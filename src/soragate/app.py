@@ -41,6 +41,7 @@ from soragate.ops import routes as ops_routes
 from soragate.ops.metrics import DatabaseFigures, Metrics, MetricsPort
 from soragate.ops.readiness import Readiness, migration_heads
 from soragate.ops.requests import RequestObserver
+from soragate.pending_uploads import DropRefusedUploads
 from soragate.permissions import make_private
 from soragate.profiles.families import family_specs
 from soragate.profiles.registry import ProfileRegistry
@@ -329,5 +330,6 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
     app.include_router(web.router)
     app.include_router(ops_routes.router)
     app.mount("/static", StaticFiles(directory=web_routes.STATIC), name="static")
+    app.add_middleware(DropRefusedUploads)
     app.add_middleware(RequestObserver, metrics=metrics)
     return app

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 
-from soragate import media
+from soragate import media, pending_uploads
 from soragate.brakes import Brakes
 from soragate.core.catalogue import Catalogue
 from soragate.core.inputs import decode_base64_input, url_or_inline
@@ -146,6 +146,7 @@ class Gateway:
             raise InsufficientCredits(f"This key does not have enough credits for this request (it costs {cost:g}).")
         if refused is task_store.Refusal.IN_FLIGHT:
             raise self.brakes.too_many_in_flight(max_in_flight or 0)
+        pending_uploads.taken()
         # The rest of this request's log lines name the task too.
         structlog.contextvars.bind_contextvars(task_id=task.id)
         log.info("task %s created: %s %s via %s", task.id, kind.value, params.model, dialect)
@@ -344,8 +345,7 @@ class Gateway:
             purpose="reference",
             created_at=time.time(),
         )
-        await self.storage.put_bytes(upload.path, data, mime=upload.mime)
-        await upload_store.insert_upload(self.engine, upload=upload)
+        await self._store_upload(upload, data)
         return upload
 
     async def save_video(self, *, owner: ApiKey, data: bytes, param: str) -> tuple[Upload, media.VideoInfo]:
@@ -368,9 +368,19 @@ class Gateway:
             purpose="video",
             created_at=time.time(),
         )
+        await self._store_upload(upload, data)
+        return upload, info
+
+    async def _store_upload(self, upload: Upload, data: bytes) -> None:
         await self.storage.put_bytes(upload.path, data, mime=upload.mime)
         await upload_store.insert_upload(self.engine, upload=upload)
-        return upload, info
+        pending_uploads.saved(upload)
+
+    async def forget_uploads(self, uploads: list[Upload]) -> None:
+        """Remove uploads nothing refers to (those of a refused request)."""
+        await upload_store.delete_uploads(self.engine, upload_ids=[u.id for u in uploads])
+        for upload in uploads:
+            await self.storage.delete(upload.path)
 
     async def image_from_reference(self, *, owner: ApiKey, value: str, param: str) -> Upload:
         """An image given as a data URL, bare base64, or an http(s) URL."""
@@ -446,6 +456,7 @@ class Gateway:
             created_at=time.time(),
         )
         await upload_store.insert_character(self.engine, character=character)
+        pending_uploads.taken()
         log.info("character %s created", character.id)
         return character
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.uploads import Character, Upload
@@ -13,6 +13,11 @@ from soragate.store.tables import characters, uploads
 async def insert_upload(engine: AsyncEngine, *, upload: Upload) -> None:
     async with writing(engine) as conn:
         await conn.execute(insert(uploads).values(**upload.__dict__))
+
+
+async def delete_uploads(engine: AsyncEngine, *, upload_ids: list[str]) -> None:
+    async with writing(engine) as conn:
+        await conn.execute(delete(uploads).where(uploads.c.id.in_(upload_ids)))
 
 
 async def get_upload(engine: AsyncEngine, *, upload_id: str, owner_id: str | None = None) -> Upload | None:
