@@ -88,8 +88,10 @@ def test_a_cursor_that_is_not_one_of_the_keys_videos_is_refused(sdk: openai.Open
     theirs = sdk.videos.create(prompt="someone else's").id
     mine = server.sdk(server.create_key("cursor"))
     mine.videos.create(prompt="mine")
+    my_image = mine.images.generate(prompt="mine too", response_format="url")
+    image_id = my_image.data[0].url.split("/files/")[1].split("/")[0]  # type: ignore[index,union-attr]
     messages = []
-    for after in (theirs, "video_" + "0" * 32, "garbage"):
+    for after in (theirs, "video_" + "0" * 32, "garbage", image_id):
         with pytest.raises(openai.BadRequestError) as refused:
             mine.videos.list(after=after, order="asc")
         body: dict[str, str] = refused.value.body  # type: ignore[assignment]

@@ -20,6 +20,7 @@ from soragate.core import usage
 from soragate.core.keys import CREDIT_TOLERANCE
 from soragate.core.task import (
     ACTIVE_STATUSES,
+    ID_PREFIX,
     Asset,
     SubmitState,
     Task,
@@ -174,7 +175,9 @@ async def list_tasks(
         query = query.where(tasks.c.status.in_([s.value for s in statuses]))
     desc = order != "asc"
     if after:
-        anchor = await _cursor(engine, after, owner_id=owner_id)
+        # A video list's cursor is a video, an image list's an image.
+        listed = not kinds or after.startswith(tuple(ID_PREFIX["image" if k.is_image else "video"] for k in kinds))
+        anchor = await _cursor(engine, after, owner_id=owner_id) if listed else None
         if anchor is None:
             raise InvalidRequest(
                 f"Nothing to list after '{after[:64]}': no such task (the cursor is an id from an earlier page).",
