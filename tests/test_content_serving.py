@@ -12,6 +12,7 @@ from typing import Any
 
 import av
 import httpx
+import openai
 import pytest
 from PIL import Image
 from tests.conftest import LiveServer, free_port, run_server, test_settings
@@ -313,6 +314,45 @@ def test_image_edit_with_the_openai_sdk(live: LiveServer) -> None:
     download = httpx.get(url)  # a signed link: no key needed
     assert download.status_code == 200 and download.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(download.content)).size == (1024, 1536)
+
+
+def test_images_stream_to_the_openai_sdk(live: LiveServer) -> None:
+    """``stream=True``: the SDK reads OpenAI's events, one ``*.completed`` per image."""
+    sdk = live.sdk()
+    made = list(sdk.images.generate(prompt="a lighthouse", size="1024x1536", n=2, stream=True, partial_images=1))
+    assert [e.type for e in made] == ["image_generation.completed"] * 2
+    for event in made:
+        assert event.type == "image_generation.completed"
+        image = Image.open(io.BytesIO(base64.b64decode(event.b64_json)))
+        assert (image.format, image.size, event.size, event.output_format) == ("PNG", (1024, 1536), "1024x1536", "png")
+    edited = list(
+        sdk.images.edit(image=("in.png", _png(), "image/png"), prompt="oil", stream=True, output_format="jpeg")
+    )
+    assert [e.type for e in edited] == ["image_edit.completed"]
+    assert edited[0].type == "image_edit.completed"
+    assert Image.open(io.BytesIO(base64.b64decode(edited[0].b64_json))).format == "JPEG"
+
+
+def test_a_failed_image_stream_ends_with_an_error_the_sdk_raises(live: LiveServer) -> None:
+    sdk = live.sdk()
+    with pytest.raises(openai.APIError) as failed:
+        list(sdk.images.generate(prompt="blocked-by-review poster", stream=True))
+    assert failed.value.code == "moderation_blocked"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"stream": True, "model": "dall-e-3"}, "stream"),
+        ({"stream": True, "response_format": "url"}, "stream"),
+        ({"stream": True, "partial_images": 4}, "partial_images"),
+        ({"partial_images": 1}, "partial_images"),
+        ({"stream": 5}, "stream"),
+    ],
+)
+def test_an_image_stream_that_cannot_be_is_400(client: httpx.Client, body: dict[str, Any], param: str) -> None:
+    response = client.post("/v1/images/generations", json={"prompt": "x", **body})
+    assert _error(response, 400)["param"] == param
 
 
 def test_image_edit_of_a_text_file_is_400(client: httpx.Client) -> None:

@@ -6,19 +6,22 @@ import asyncio
 import base64
 import io
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from PIL import Image
 
 from soragate.core.catalogue import ModelSpec
-from soragate.core.inputs import int_in_range, optional_str, require_prompt
+from soragate.core.inputs import int_in_range, optional_bool, optional_str, require_prompt
 from soragate.core.keys import ApiKey
 from soragate.core.task import Task, TaskKind, TaskParams, TaskStatus
-from soragate.dialects.bodies import PROMPT, TEXT, FilePart, documented, obj, one_of, read_fields
+from soragate.dialects.bodies import FLAG, PROMPT, TEXT, FilePart, documented, obj, one_of, read_fields
+from soragate.dialects.chatstream import KEEPALIVE, KEEPALIVE_SECONDS, SSE_HEADERS, sse
 from soragate.dialects.common import GatewayDep, KeyDep
-from soragate.dialects.openai.translate import error_code
-from soragate.errors import ContentPolicyViolation, InvalidRequest, NotFound, UpstreamError
+from soragate.dialects.openai.translate import error_body, error_code
+from soragate.errors import ContentPolicyViolation, InvalidRequest, NotFound, SoragateError, UpstreamError
 from soragate.gateway import Gateway
 
 router = APIRouter(tags=["openai images"])
@@ -31,6 +34,15 @@ OPTIONS = {
     "response_format": one_of("b64_json", "url"),
     "output_format": one_of("png", "jpeg", "webp"),
     "output_compression": {"type": "integer", "minimum": 0, "maximum": 100},
+    "stream": FLAG,
+    "partial_images": {"type": "integer", "minimum": 0, "maximum": 3},
+}
+# What a stream's events report as token usage: soragate does not count tokens.
+NO_USAGE = {
+    "input_tokens": 0,
+    "input_tokens_details": {"image_tokens": 0, "text_tokens": 0},
+    "output_tokens": 0,
+    "total_tokens": 0,
 }
 # What an image can be sent back as (OpenAI's gpt-image output_format), Pillow's name for it.
 OUTPUT_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
@@ -43,7 +55,7 @@ MAX_EDIT_IMAGES = 16
 
 async def _generate(
     gateway: Gateway, key: ApiKey, fields: dict[str, Any], kind: TaskKind, references: list[str]
-) -> dict[str, Any]:
+) -> Response:
     settings = gateway.settings
     prompt = require_prompt(fields.get("prompt"), max_chars=settings.max_prompt_chars)
     model = optional_str(fields.get("model"), param="model") or "gpt-image-1"
@@ -55,6 +67,7 @@ async def _generate(
     if response_format not in ("b64_json", "url"):
         raise InvalidRequest("'response_format' must be 'b64_json' or 'url'.", param="response_format")
     output = _output(fields, model=model, response_format=response_format)
+    stream = _streaming(fields, model=model, response_format=response_format)
     params = TaskParams(
         prompt=prompt,
         model=model,
@@ -65,10 +78,64 @@ async def _generate(
         reference_images=references,
     )
     task = await gateway.create_task(owner=key, dialect="openai", kind=kind, params=params)
+    if stream:
+        events = _stream(gateway, key, task, output, kind="image_edit" if references else "image_generation")
+        return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
     # OpenAI answers image requests synchronously; the task runs in the worker either way, so
     # a client that gives up does not orphan it.
     task = await gateway.wait_final(owner=key, task_id=task.id, within=IMAGE_WAIT_SECONDS)
-    return await _images_response(gateway, task, response_format, output)
+    return JSONResponse(await _images_response(gateway, task, response_format, output))
+
+
+def _streaming(fields: dict[str, Any], *, model: str, response_format: str) -> bool:
+    """Whether the images are asked for as a stream of events (GPT image models only); the
+    final images come as ``*.completed`` events, with no partial images before them (which
+    OpenAI allows: a final image may come before the partials asked for)."""
+    if not optional_bool(fields.get("stream"), param="stream"):
+        if fields.get("partial_images") not in (None, ""):
+            raise InvalidRequest("'partial_images' applies with stream=true.", param="partial_images")
+        return False
+    if model in ("dall-e-2", "dall-e-3"):
+        raise InvalidRequest(f"Streaming is not supported with {model}.", param="stream")
+    if response_format == "url":
+        raise InvalidRequest("A stream carries b64_json images: 'response_format' url does not apply.", param="stream")
+    int_in_range(fields.get("partial_images"), param="partial_images", low=0, high=3, default=0)
+    return True
+
+
+async def _stream(
+    gateway: Gateway, key: ApiKey, task: Task, output: tuple[str, int] | None, *, kind: str
+) -> AsyncIterator[str]:
+    """OpenAI's image stream: keep-alives while the task runs, then one ``{kind}.completed``
+    event per image, or an ``error`` event."""
+    waiting = asyncio.create_task(gateway.wait_final(owner=key, task_id=task.id, within=IMAGE_WAIT_SECONDS))
+    try:
+        while not (await asyncio.wait({waiting}, timeout=KEEPALIVE_SECONDS))[0]:
+            yield KEEPALIVE
+        body = await _images_response(gateway, waiting.result(), "b64_json", output)
+    except SoragateError as exc:
+        yield _event("error", {"type": "error", **error_body(exc)})
+        return
+    finally:
+        waiting.cancel()
+    for image in body["data"]:
+        yield _event(
+            f"{kind}.completed",
+            {
+                "type": f"{kind}.completed",
+                "b64_json": image["b64_json"],
+                "created_at": int(time.time()),
+                "size": body["size"],
+                "quality": "auto",
+                "background": "auto",
+                "output_format": body["output_format"],
+                "usage": NO_USAGE,
+            },
+        )
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\n" + sse(data)
 
 
 def _output(fields: dict[str, Any], *, model: str, response_format: str) -> tuple[str, int] | None:
@@ -131,7 +198,7 @@ async def _images_response(
 
 
 @router.post("/v1/images/generations", openapi_extra=documented(obj(("prompt",), prompt=PROMPT, **OPTIONS)))
-async def generate_images(request: Request, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
+async def generate_images(request: Request, gateway: GatewayDep, key: KeyDep) -> Response:
     fields = await read_fields(request, limit=gateway.settings.max_upload_bytes)
     return await _generate(gateway, key, fields, TaskKind.TEXT_TO_IMAGE, [])
 
@@ -140,7 +207,7 @@ async def generate_images(request: Request, gateway: GatewayDep, key: KeyDep) ->
     "/v1/images/edits",
     openapi_extra=documented(obj(("prompt",), prompt=PROMPT, image=IMAGES, images=IMAGE_REFS, **OPTIONS)),
 )
-async def edit_images(request: Request, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
+async def edit_images(request: Request, gateway: GatewayDep, key: KeyDep) -> Response:
     """The images to edit come as OpenAI sends them: ``image`` (files in a form, or URLs) or,
     in JSON, ``images`` (objects holding an ``image_url`` or a ``file_id``)."""
     fields = await read_fields(request, limit=gateway.settings.max_upload_bytes)
