@@ -114,6 +114,25 @@ def test_non_stream_waits_and_answers_with_one_completion(server: LiveServer) ->
     assert (image.format, image.size) == ("PNG", (540, 360))
 
 
+@pytest.mark.parametrize(
+    ("model", "seconds", "size"),
+    [
+        ("sora-2-landscape-hd", 10, "1792x1024"),
+        ("sora-2-portrait-hd", 10, "1024x1792"),
+        ("sora-2-portrait-hd-15s", 15, "1024x1792"),
+    ],
+)
+def test_seed_003s_character_models_make_sora_2_pro_hd(server: LiveServer, model: str, seconds: int, size: str) -> None:
+    """Seed 003 makes character videos with the ``sora-2-landscape-hd`` family."""
+    with server.client() as client:
+        stream = client.post("/v1/chat/completions", json=chat("a character waves", model=model, stream=True))
+        assert stream.status_code == 200, stream.text
+        task_id = json.loads(stream.text.split("data: ", 2)[1])["task_id"]
+        task = client.get(f"/v1/videos/{task_id}").json()
+    assert (task["model"], task["seconds"], task["size"]) == (model, str(seconds), size)
+    assert server.task(task_id).params.base_model == "sora-2-pro"
+
+
 def test_openai_sdk_streams_and_waits(server: LiveServer) -> None:
     sdk = server.sdk()
     reasoning, content = [], []

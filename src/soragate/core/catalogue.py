@@ -154,8 +154,23 @@ def _sora2api_models() -> list[ModelSpec]:
 
 
 def _chat_models() -> list[ModelSpec]:
-    """The ``sora_video2*`` names chat-completions relays use (seeds 000 and 003)."""
-    return [
+    """The ``sora_video2*`` names chat-completions relays use (seeds 000 and 003), and the
+    ``sora-2-*-hd`` names seed 003's character videos are made with (Sora 2 Pro, 1792x1024
+    or 1024x1792; 10 s, or 15 s with ``-15s``)."""
+    hd = [
+        _fixed_video(
+            f"sora-2-{orientation}-hd{suffix}",
+            "sora-2-pro",
+            seconds=seconds,
+            size=size,
+            price=0.50,
+            hd=True,
+            note=f"Sora 2 Pro HD, {orientation}, {seconds} s (chat completions)",
+        )
+        for orientation, size in (("landscape", "1792x1024"), ("portrait", "1024x1792"))
+        for seconds, suffix in ((10, ""), (15, "-15s"))
+    ]
+    return hd + [
         _fixed_video(
             "sora_video2",
             "sora-2",

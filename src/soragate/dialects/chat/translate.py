@@ -15,9 +15,9 @@ from soragate.errors import InvalidRequest
 from soragate.netguard import parse_url
 
 DEFAULT_MODEL = "sora_video2"
-# The relays' sora_video2* names and Sora2API's sora2-*/sora2pro-* (length and orientation
-# in the name); images through gpt-image*.
-VIDEO_PREFIXES = ("sora_video2", "sora2-", "sora2pro-")
+# The relays' sora_video2* and sora-2-*-hd names and Sora2API's sora2-*/sora2pro-* (length and
+# orientation in the name); images through gpt-image*.
+VIDEO_PREFIXES = ("sora_video2", "sora2-", "sora2pro-", "sora-2-landscape-hd", "sora-2-portrait-hd")
 IMAGE_PREFIX = "gpt-image"
 MAX_IMAGES = 4
 # Only the last user message is read; a long history is sent back and forth for nothing.
