@@ -17,11 +17,20 @@ LIMIT = 5
 WINDOW = 60.0
 
 
+METRICS_KEY = "metrics-key-for-the-throttle-test-0123456789"
+
+
 @pytest.fixture
 def guarded(tmp_path: Path) -> Iterator[LiveServer]:
     port = free_port()
     yield from run_server(
-        test_settings(tmp_path / "data", port=port, auth_failure_limit=LIMIT, auth_failure_window=WINDOW)
+        test_settings(
+            tmp_path / "data",
+            port=port,
+            auth_failure_limit=LIMIT,
+            auth_failure_window=WINDOW,
+            metrics_key=METRICS_KEY,
+        )
     )
 
 
@@ -57,10 +66,14 @@ def test_a_guessing_address_is_braked_and_others_are_not(guarded: LiveServer, ca
         # The key is not even checked: the right one from this address is refused as well.
         right = guesser.get("/v1/videos", headers={"Authorization": f"Bearer {guarded.admin_key}"})
         assert right.status_code == 429
+        # Nor the metrics key: an address that is refused cannot tell a right guess of it.
+        metrics = guesser.get("/metrics", headers={"Authorization": f"Bearer {METRICS_KEY}"})
+        assert metrics.status_code == 429
 
     # Another client, with the right key, signs in as ever; its own mistakes count for it alone.
     with client_from(guarded, "127.0.0.2", guarded.admin_key) as other:
         assert other.get("/v1/videos").status_code == 200
+        assert other.get("/metrics", headers={"Authorization": f"Bearer {METRICS_KEY}"}).status_code == 200
         assert other.post("/v1/videos", json={"prompt": "unaffected", "seconds": "4"}).status_code == 200
         assert other.get("/v1/videos", headers={"Authorization": "Bearer sk-sg-typo"}).status_code == 401
         assert other.get("/v1/videos").status_code == 200

@@ -36,11 +36,14 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """For Prometheus with the metrics key, or anyone with an admin key; failed sign-ins
     count against the caller's address like any other."""
-    settings = request.state.gateway.settings
+    gateway = request.state.gateway
+    settings = gateway.settings
+    # An address refused for failed sign-ins cannot go on guessing the metrics key either.
+    gateway.brakes.check_address(request.client.host if request.client else None)
     secret = bearer_secret(request) or ""
     expected = settings.metrics_key.get_secret_value() if settings.metrics_key else ""
     if not (expected and secrets.compare_digest(secret.encode(), expected.encode())):
-        await admin_key(await signed_in(request, request.state.gateway))
+        await admin_key(await signed_in(request, gateway))
     registry: Metrics = request.state.metrics
     # Rendered off the loop: the database figures are read on it meanwhile.
     body = await asyncio.to_thread(registry.render)
