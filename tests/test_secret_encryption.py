@@ -6,6 +6,7 @@ missing or wrong key stops a start with the reason."""
 from __future__ import annotations
 
 import asyncio
+import time
 import contextlib
 import os
 from collections.abc import Iterator
@@ -201,3 +202,29 @@ def test_a_missing_or_wrong_key_stops_the_start_with_the_reason(tmp_path: Path, 
 async def _start(app: Any) -> None:
     async with app.router.lifespan_context(app):
         pass
+
+
+def test_a_server_without_the_key_leaves_out_what_another_process_encrypted(tmp_path: Path, relay: str) -> None:
+    """A server started before the key was set keeps running while `secrets encrypt` seals
+    what it uses: those accounts go out of its rotation (logged with the reason, told to the
+    admin), callers get the usual coded out-of-service answer naming no account, and nothing is
+    sent upstream with garbage for a key."""
+    data = tmp_path / "data"
+    plain = settings_for(data)
+    with running(plain) as server:
+        add_accounts(server, relay)
+        video_completes(server)
+        user = server.create_key("sealed-out")
+        sealed = soragate("secrets", "encrypt", "--data-dir", data, settings=with_key(plain, KEY_1))
+        assert sealed.returncode == 0, sealed.stderr
+        time.sleep(2.5)  # the router notices changed accounts within about 2 s
+        with server.client(user) as client:
+            refused = client.post("/v1/videos", json={"prompt": "after sealing", "seconds": "4"})
+        with server.client() as admin:
+            listed = admin.get("/v1/admin/providers")
+    assert refused.status_code == 503, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "no_available_upstream"
+    assert "relay-a" not in refused.text and "SECRET_KEY" not in refused.text
+    assert listed.status_code == 500 and listed.json()["error"]["code"] == "secret_key_error"
+    assert "SORAGATE_SECRET_KEY" in listed.json()["error"]["message"]

@@ -183,7 +183,9 @@ class Router:
                     return
         async with self._lock:
             self._version = await route_store.config_version(self.engine)
-            accounts = await account_store.list_accounts(self.engine, cipher=self.cipher)
+            accounts, unreadable = await account_store.readable_accounts(self.engine, cipher=self.cipher)
+            for name, why in unreadable.items():
+                self._left_out(name, why)
             seen = set()
             for account in accounts:
                 current = self.runtimes.get(account.name)
@@ -199,6 +201,8 @@ class Router:
                 seen.add(account.name)
             for name in set(self.runtimes) - seen:
                 await self._release(self.runtimes.pop(name).provider)
+            present = {account.name for account in accounts} | set(unreadable)
+            self._unusable = {name: why for name, why in self._unusable.items() if name in present}
             self.routes = await route_store.all_routes(self.engine)
             stored = []
             for data in await route_store.stored_profiles(self.engine):
@@ -222,14 +226,18 @@ class Router:
         try:
             account.opts  # noqa: B018 - parsed now, so that nothing later meets bad options
         except InvalidOptions as exc:
-            if self._unusable.get(account.name) != str(exc):
-                log.error("provider account %s is left out: %s", account.name, exc)
-            self._unusable[account.name] = str(exc)
+            self._left_out(account.name, str(exc))
             return None
         self._unusable.pop(account.name, None)
         if account.kind == "sandbox":
             return self.builtin.provider
         return self.factory(account)
+
+    def _left_out(self, name: str, why: str) -> None:
+        """Keep account ``name`` out of rotation, logging why once (until the reason changes)."""
+        if self._unusable.get(name) != why:
+            log.error("provider account %s is left out: %s", name, why)
+        self._unusable[name] = why
 
     async def _release(self, provider: Provider) -> None:
         """Close the provider of an account that is gone or rebuilt, unless it is the built-in
@@ -313,6 +321,10 @@ class Router:
         if task.params.model in self.routes:
             return self._routed(task)
         if not self.runtimes:
+            if self._unusable:
+                # Accounts exist but none can be used: an outage, never the sandbox's stand-ins.
+                log.warning("no usable account serves %s (%s)", task.params.model, "; ".join(self._unusable))
+                raise NoRoute(out_of_service(task.params.model))
             return [Route(self.builtin)]
         family = self._family_routes(task)
         if family is not None:

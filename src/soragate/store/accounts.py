@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import and_, case, delete, false, insert, or_, select, true, update
+from sqlalchemy import Row, and_, case, delete, false, insert, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.accounts import ProviderAccount
+from soragate.errors import SecretKeyError
 from soragate.store.cipher import SecretCipher
 from soragate.store.db import writing
 from soragate.store.tables import provider_accounts
@@ -42,13 +44,28 @@ def _sealed(values: dict[str, Any], cipher: SecretCipher) -> dict[str, Any]:
 
 
 async def list_accounts(engine: AsyncEngine, *, cipher: SecretCipher) -> list[ProviderAccount]:
+    """Every account; SecretKeyError if one's secrets cannot be opened with ``cipher``."""
+    return [_to_account(r, cipher) for r in await _rows(engine)]
+
+
+async def readable_accounts(
+    engine: AsyncEngine, *, cipher: SecretCipher
+) -> tuple[list[ProviderAccount], dict[str, str]]:
+    """The accounts whose secrets ``cipher`` opens, and why each other one cannot be read (by
+    name): a process without the key, after another encrypted the secrets, serves the rest."""
+    accounts, unreadable = [], {}
+    for row in await _rows(engine):
+        try:
+            accounts.append(_to_account(row, cipher))
+        except SecretKeyError as exc:
+            unreadable[row.name] = exc.message
+    return accounts, unreadable
+
+
+async def _rows(engine: AsyncEngine) -> Sequence[Row[Any]]:
     async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(provider_accounts).order_by(provider_accounts.c.priority, provider_accounts.c.name)
-            )
-        ).all()
-    return [_to_account(r, cipher) for r in rows]
+        query = select(provider_accounts).order_by(provider_accounts.c.priority, provider_accounts.c.name)
+        return (await conn.execute(query)).all()
 
 
 async def get_account(engine: AsyncEngine, *, ident: str, cipher: SecretCipher) -> ProviderAccount | None:
