@@ -482,6 +482,28 @@ async def test_a_trickling_status_answer_is_cut_at_the_request_timeout(rig: Rig)
     assert (await rig.row(task.id))["error_code"] == ErrorCode.TIMEOUT
 
 
+async def test_a_trickling_result_download_ends_by_the_deadline(rig: Rig) -> None:
+    """The download may take the server's download timeout, but not past the task's deadline
+    plus one request timeout: a file host sending a byte a second cannot hold it for minutes."""
+    await rig.account("only")
+    task = await rig.task()
+    worker = rig.worker()
+    await worker.run_due()  # submitted
+    rig.clock.now = (await rig.row(task.id))["next_check_at"]
+    await worker.run_due()  # still running
+    rig.fakes["only"].faults.add("result", Fault("trickle", seconds=1.0), times=10)
+    rig.clock.now = task.created_at + DEADLINE - 0.2  # done just before the deadline
+    started = time.monotonic()
+    await worker.run_due()
+    assert time.monotonic() - started < 3  # 0.2 s left + the 0.5 s request timeout; the body would take minutes
+    row = await rig.row(task.id)
+    assert row["status"] == "in_progress" and row["step_errors"] == 1, row
+    rig.clock.now = task.created_at + DEADLINE
+    await worker.run_due()
+    row = await rig.row(task.id)
+    assert row["status"] == "failed" and row["error_code"] == ErrorCode.TIMEOUT, row
+
+
 async def test_an_accounts_own_timeout_bounds_each_request(rig: Rig) -> None:
     await rig.account("quick", options={"timeout": 0.2, "poll_min": 1.0})  # the server's is 0.5 s
     task = await rig.task()

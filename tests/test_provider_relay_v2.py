@@ -277,7 +277,8 @@ async def test_result_auth_option_sends_the_key(
     error = await fails(plain.fetch_result(upstream_id, tmp_path, final))
     files = await authed.fetch_result(upstream_id, tmp_path, final)
 
-    assert error.failure is Failure.AUTH
+    # Fetched without the key: that task's link is refused, which says nothing of the account.
+    assert error.failure is Failure.GONE and error.error.code == ErrorCode.RESULT_UNAVAILABLE
     assert probe_video(files[0].path).codec == "h264"
 
 

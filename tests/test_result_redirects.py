@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from tests.conftest import LiveServer, free_port, run_server, test_settings
+from tests.fakes.faults import Fault
 from tests.fakes.relay_v2 import RelayV2Fake
 from tests.fakes.server import serve
 
@@ -153,3 +154,26 @@ def test_an_upstream_on_its_own_origin_works_and_its_foreign_links_are_checked(
         _relay_account(client, "lan", url, private_links=True)
         allowed = client.post("/v1/videos", json={"prompt": "lan link", "seconds": "4"}).json()
         assert guarded_gateway.wait_for(allowed["id"], timeout=30)["status"] == "completed"
+
+
+def test_a_link_on_a_file_host_that_refuses_or_is_busy_never_rests_the_account(server: LiveServer) -> None:
+    """The upstream's result link is on another origin (a signed CDN link, fetched without the
+    account's key): its 403 means the link expired — that task fails with result_unavailable —
+    and its 429 is the file host's load; neither takes the account out
+    of rotation or cools it down, and the next task goes to that account and completes."""
+    fake = RelayV2Fake(polls_to_finish=1)
+    with serve(fake) as url, server.client() as client:
+        fake.result_base = url.replace("127.0.0.1", "localhost")
+        _relay_account(client, "cdn-links", url, poll_max=0.3)
+        fake.faults.add("result", Fault("status", status=403))
+        expired = client.post("/v1/videos", json={"prompt": "expired link", "seconds": "4"}).json()
+        failed = server.wait_for(expired["id"], timeout=30)
+        fake.faults.add("result", Fault("status", status=429, retry_after=1))
+        busy = client.post("/v1/videos", json={"prompt": "busy file host", "seconds": "4"}).json()
+        done = server.wait_for(busy["id"], timeout=30)
+        account = client.get("/v1/admin/providers/cdn-links").json()
+    assert failed["status"] == "failed" and failed["error"]["code"] == "result_unavailable", failed
+    assert "HTTP 403: it is gone or expired" in failed["error"]["message"]
+    assert done["status"] == "completed", done
+    assert account["enabled"] is True and account["health"] == "ok", account
+    assert fake.creates == 2

@@ -139,6 +139,27 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host, url.port
 
 
+def _link_error(response: httpx.Response) -> ProviderError:
+    """A result link that was fetched without the account's key (a signed link on a file host)
+    failing: refused or missing means expired or gone, for this task only; busy or broken is
+    worth another try. Neither says anything about the account."""
+    status = response.status_code
+    if status == 429 or status >= 500 or status in (408, 425):
+        return ProviderError(
+            TaskError(ErrorCode.UPSTREAM_ERROR, f"the result link answered {status}"),
+            failure=Failure.RETRYABLE,
+            retry_after=retry_after(response),
+        )
+    return ProviderError(
+        TaskError(
+            ErrorCode.RESULT_UNAVAILABLE,
+            f"The upstream's result link answered HTTP {status}: it is gone or expired, or it needs a key"
+            " soragate does not send with it.",
+        ),
+        failure=Failure.GONE,
+    )
+
+
 async def download(
     client: httpx.AsyncClient,
     url: str,
@@ -163,6 +184,8 @@ async def download(
                     continue
                 if response.status_code >= 400:
                     await response.aread()
+                    if not headers:
+                        raise _link_error(response)
                     error = error_for_status(response.status_code, "result download failed", response=response)
                     if error.failure is Failure.GONE:
                         error.error = TaskError(ErrorCode.RESULT_UNAVAILABLE, "The upstream's result link is gone.")
@@ -179,7 +202,9 @@ async def download(
                         handle.write(chunk)
                 return dest
     except httpx.HTTPError as exc:
-        raise transport_error(exc, creating=False) from None
+        error = transport_error(exc, creating=False)
+        error.account_fault = error.account_fault and bool(headers)  # a file host's outage is not the account's
+        raise error from None
     except InvalidRequest as exc:  # the link (or a redirect) points where soragate does not go
         raise ProviderError(
             TaskError(ErrorCode.RESULT_UNAVAILABLE, f"The upstream's result link was refused: {exc}"),

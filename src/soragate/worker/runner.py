@@ -301,6 +301,13 @@ class Worker:
         the server's."""
         return min(self.settings.upstream_timeout_seconds, runtime.account.opts.timeout)
 
+    def _download_time(self, runtime: AccountRuntime, deadline: float) -> float:
+        """How long fetching a result may take: the server's download timeout, and over no
+        later than one request timeout past the task's deadline (a file host trickling its
+        answer cannot hold the task beyond it)."""
+        left = max(0.0, deadline - self.clock())
+        return min(self.settings.download_timeout_seconds, left + self._timeout(runtime))
+
     async def _bounded(self, call: Awaitable[T], *, kind: str, seconds: float, creating: bool = False) -> T:
         """One upstream call, over in ``seconds`` whatever the upstream does (a trickling body
         resets httpx's read timeout with every byte); its requests are counted as ``kind``."""
@@ -660,7 +667,7 @@ class Worker:
                 files = await self._bounded(
                     runtime.provider.fetch_result(task.upstream_id, scratch, status),
                     kind="result",
-                    seconds=self.settings.download_timeout_seconds,
+                    seconds=self._download_time(runtime, deadline),
                 )
                 assets = await store_results(
                     self.storage,
