@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 from starlette.responses import Response
 from tests.fakes.faults import Fault
@@ -21,7 +23,7 @@ from tests.fakes.server import serve
 from soragate import media
 from soragate.core.accounts import ProviderAccount
 from soragate.core.task import ErrorCode, Task, TaskKind, TaskParams, new_id
-from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, TaskInputs
+from soragate.providers.base import Failure, JobState, JobStatus, ProviderError, TaskInputs, percent
 from soragate.providers.openai import OpenAIProvider
 
 KEY = "sk-fake-upstream-key"
@@ -141,6 +143,29 @@ async def fails(awaitable: Any) -> ProviderError:
 
 
 # --- the happy paths -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("said", "read"),
+    [("NaN", None), ("Infinity", None), ("1e999", None), ("-Infinity", None), (True, None), ("45%", 45), (-5, 0)],
+)
+async def test_any_progress_an_upstream_says_is_read_without_failing_the_job(
+    fake_and_provider: Any, said: Any, read: int | None
+) -> None:
+    """A job's progress is the upstream's word: one that is not a percent is no progress,
+    never an error that ends a paid job (int(float("NaN")) raised in the worker)."""
+    fake, provider = fake_and_provider
+    fake.progress_said = said
+    upstream_id = await provider.submit(make_task(), TaskInputs())
+    running = await provider.status(upstream_id)
+    assert (running.state, running.progress) == (JobState.RUNNING, read)
+    assert (await provider.status(upstream_id)).state is JobState.SUCCEEDED
+
+
+@given(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(), st.from_regex(r"-?\d+(\.\d*)?%?")))
+def test_percent_reads_anything_as_a_percent_or_nothing(value: Any) -> None:
+    read = percent(value)
+    assert read is None or 0 <= read <= 100
 
 
 async def test_text_to_video_end_to_end(fake_and_provider: Any, tmp_path: Path) -> None:

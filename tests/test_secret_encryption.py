@@ -6,9 +6,9 @@ missing or wrong key stops a start with the reason."""
 from __future__ import annotations
 
 import asyncio
-import time
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any

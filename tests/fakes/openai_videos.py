@@ -88,6 +88,8 @@ class FakeOpenAIVideos:
     list_supported: bool = True
     text_plain: bool = False  # JSON answers declared as text/plain
     poll_after_ms: int | None = 250
+    # What running jobs report as their progress instead of the count (any JSON value).
+    progress_said: Any = None
     clock: Callable[[], float] = time.time
 
     # Models this fake learns from the test: their own status words and result fields.
@@ -191,7 +193,7 @@ class FakeOpenAIVideos:
             "object": "video",
             "model": job.model,
             "status": status,
-            "progress": job.progress,
+            "progress": job.progress if self.progress_said is None or job.completed_at else self.progress_said,
             "created_at": job.created_at,
             "completed_at": job.completed_at,
             "expires_at": job.completed_at + 3600 if job.completed_at else None,

@@ -9,6 +9,7 @@ retry, fail over, take the account out of rotation, or fail the task.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -69,6 +70,20 @@ class TaskInputs:
     # Where the upstream may call back when the job ends, for upstreams that take such a
     # link and accounts set to send it (a cue to look at once, never a source of results).
     notify_url: str | None = None
+
+
+def percent(value: Any, *, high: int = 100) -> int | None:
+    """An upstream's progress as a whole percent within 0..``high``, from a number or a
+    string such as "45", "45.5" or "45%"; None for anything else (a word, a boolean, NaN or
+    an infinity, which an upstream's JSON can carry: ``1e999``)."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip().rstrip("%").strip())
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return max(0, min(high, int(value)))
 
 
 class Failure(StrEnum):

@@ -14,7 +14,7 @@ from typing import Any
 
 from soragate.core.task import ErrorCode, TaskError
 from soragate.profiles.model import Profile
-from soragate.providers.base import JobState, JobStatus, read_state, result_links, vocabulary
+from soragate.providers.base import JobState, JobStatus, percent, read_state, result_links, vocabulary
 
 # The state words and result paths are the profile's (profiles/shipped/kie.toml [defaults]).
 KIND = "kie"
@@ -54,7 +54,7 @@ def record_status(
         return JobStatus(JobState.RUNNING, progress=99, poll_after=poll_after)
     if state in ("failed", "ended"):
         return JobStatus(JobState.FAILED, error=failure_error(data))
-    return JobStatus(JobState.RUNNING, progress=_progress(data.get("progress")), poll_after=poll_after)
+    return JobStatus(JobState.RUNNING, progress=percent(data.get("progress"), high=99), poll_after=poll_after)
 
 
 def result_urls(data: Mapping[str, Any], profile: Profile | None = None) -> list[str]:
@@ -81,14 +81,6 @@ def review_code(message: str) -> str:
     if RESULT_WORDS.search(message):
         return ErrorCode.RESULT_REVIEW
     return ErrorCode.PROMPT_REVIEW
-
-
-def _progress(value: Any) -> int | None:
-    try:
-        number = float(str(value).strip().rstrip("%"))
-    except ValueError:
-        return None
-    return max(0, min(99, int(number)))
 
 
 # --- callbacks -------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from soragate.providers.base import (
     ProviderError,
     ResultFile,
     TaskInputs,
+    percent,
     read_state,
     result_links,
     vocabulary,
@@ -177,13 +178,15 @@ class OpenAIProvider:
             urls = result_links(body, words)[:1]
             return JobStatus(JobState.SUCCEEDED, progress=100, poll_after=poll_after, result_urls=tuple(urls))
         if state == "failed":
-            return JobStatus(JobState.FAILED, progress=_progress(body), error=job_error(body))
+            return JobStatus(JobState.FAILED, progress=percent(body.get("progress")), error=job_error(body))
         if state == "ended":
             message = f"The upstream job was {body['status'].strip().lower()}."
             return JobStatus(
-                JobState.FAILED, progress=_progress(body), error=TaskError(ErrorCode.UPSTREAM_ERROR, message)
+                JobState.FAILED,
+                progress=percent(body.get("progress")),
+                error=TaskError(ErrorCode.UPSTREAM_ERROR, message),
             )
-        return JobStatus(JobState.RUNNING, progress=_progress(body), poll_after=poll_after)
+        return JobStatus(JobState.RUNNING, progress=percent(body.get("progress")), poll_after=poll_after)
 
     async def fetch_result(self, upstream_id: str, dest: Path, status: JobStatus) -> list[ResultFile]:
         video = dest / "video.mp4"
@@ -266,17 +269,6 @@ class OpenAIProvider:
 
 
 # --- reading answers -------------------------------------------------------------------
-
-
-def _progress(body: dict[str, Any]) -> int | None:
-    value = body.get("progress")
-    if isinstance(value, str):
-        value = value.strip().rstrip("%")
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return max(0, min(100, int(number)))
 
 
 def _poll_after(response: httpx.Response) -> float | None:

@@ -39,6 +39,7 @@ from soragate.providers.base import (
     ResultFile,
     TaskInputs,
     cannot_look_up,
+    percent,
     read_state,
     refused,
     result_links,
@@ -202,7 +203,7 @@ def job_status(
         return JobStatus(JobState.SUCCEEDED, progress=100, result_urls=links[:1], cost=_cost(answer))
     if state in ("failed", "ended"):
         return JobStatus(JobState.FAILED, error=_job_error(word, answer.get("error")), cost=_cost(answer))
-    return JobStatus(JobState.RUNNING, progress=_progress(answer.get("progress")), poll_after=poll_after)
+    return JobStatus(JobState.RUNNING, progress=percent(answer.get("progress"), high=99), poll_after=poll_after)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -282,14 +283,6 @@ def _cost(answer: Mapping[str, Any]) -> float | None:
     if isinstance(cost, bool) or not isinstance(cost, int | float):
         return None
     return float(cost)
-
-
-def _progress(value: Any) -> int | None:
-    try:
-        number = float(str(value).strip().rstrip("%"))
-    except ValueError:
-        return None
-    return max(0, min(99, int(number)))
 
 
 def _same_origin(url: str, base: str) -> bool:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from soragate.providers.base import (
     ResultFile,
     TaskInputs,
     cannot_look_up,
+    percent,
     read_state,
     refused,
     result_links,
@@ -129,7 +129,7 @@ class RelayV2Provider:
             )
         words = vocabulary(profile, KIND)
         state = read_state(job.get("status"), words, upstream="The relay")
-        progress = _progress(job.get("progress"))
+        progress = percent(job.get("progress"))
         if state in ("failed", "ended"):
             return JobStatus(JobState.FAILED, progress=progress, error=_job_error(job))
         urls = tuple(result_links(job, words))
@@ -292,18 +292,6 @@ def _error_fields(body: Any) -> tuple[Any, str] | None:
 def _mentions_credits(message: str) -> bool:
     lowered = message.lower()
     return any(word in lowered for word in CREDIT_WORDS)
-
-
-def _progress(value: Any) -> int | None:
-    if isinstance(value, str):
-        value = value.strip().rstrip("%").strip()
-        try:
-            value = float(value)
-        except ValueError:
-            return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return max(0, min(100, int(value)))
 
 
 def _job_error(job: dict[str, Any]) -> TaskError:

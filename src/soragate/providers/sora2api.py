@@ -31,7 +31,6 @@ import base64
 import contextlib
 import json
 import logging
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,7 @@ from soragate.providers.base import (
     ResultFile,
     TaskInputs,
     cannot_look_up,
+    percent,
 )
 from soragate.providers.http import call, download
 from soragate.providers.sora2api_chat import (
@@ -329,13 +329,11 @@ def _data_uri(inputs: TaskInputs, index: int) -> str:
 
 
 def _percent(value: Any) -> int | None:
-    """0-100 from a number or a string such as "45.5" or "45%"."""
+    """0-100 from a number or a string holding one, such as "45.5" or "progress 45%"."""
     if isinstance(value, str):
         match = NUMBER.search(value)
-        value = float(match.group(0)) if match else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        return None
-    return max(0, min(100, int(value)))
+        value = match.group(0) if match else None
+    return percent(value)
 
 
 def _urls(value: Any) -> list[str]:

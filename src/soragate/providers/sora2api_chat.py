@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from soragate.core.task import ErrorCode, TaskError
-from soragate.providers.base import IN_PROCESS, Failure, JobState, JobStatus, ProviderError
+from soragate.providers.base import IN_PROCESS, Failure, JobState, JobStatus, ProviderError, percent
 from soragate.providers.http import error_for_status, parse_json, transport_error
 from soragate.providers.sora2api_errors import body_error, message_of, no_result, reclassify, stream_failure
 
@@ -177,7 +177,7 @@ def absorb_line(job: ChatJob, line: str) -> bool:
 def _absorb_text(job: ChatJob, text: str, *, is_content: bool) -> None:
     found = PERCENT.findall(text) if "://" not in text else []  # "%20" in a link is no progress
     if found:
-        job.progress = max(job.progress, min(99, int(float(found[-1]))))
+        job.progress = max(job.progress, percent(found[-1], high=99) or 0)
     if is_content:
         job.content += text
         urls = [m.group(1) for m in VIDEO_SRC.finditer(job.content)]

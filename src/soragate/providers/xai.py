@@ -42,6 +42,7 @@ from soragate.providers.base import (
     TaskInputs,
     cannot_look_up,
     default_profile,
+    percent,
     read_state,
     refused,
     result_links,
@@ -186,7 +187,7 @@ def job_status(
         )
     if state == "failed":
         return JobStatus(JobState.FAILED, error=_failure(answer.get("error")), cost=cost)
-    return JobStatus(JobState.RUNNING, progress=_progress(answer.get("progress")), poll_after=poll_after)
+    return JobStatus(JobState.RUNNING, progress=percent(answer.get("progress"), high=99), poll_after=poll_after)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -226,9 +227,3 @@ def _cost(answer: Mapping[str, Any]) -> float | None:
     if isinstance(ticks, bool) or not isinstance(ticks, int | float):
         return None
     return ticks / TICKS_PER_USD
-
-
-def _progress(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return max(0, min(99, int(value)))
