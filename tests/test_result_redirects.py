@@ -4,6 +4,7 @@ origin keeps it. Two loopback origins: different ports are different origins."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,20 @@ def test_a_link_on_a_file_host_that_refuses_or_is_busy_never_rests_the_account(s
     assert done["status"] == "completed", done
     assert account["enabled"] is True and account["health"] == "ok", account
     assert fake.creates == 2
+
+
+def test_a_task_cancelled_while_its_result_downloads_keeps_no_files(server: LiveServer) -> None:
+    fake = RelayV2Fake(polls_to_finish=1)
+    with serve(fake) as url, server.client() as client:
+        _relay_account(client, "slow-file", url, poll_max=0.3)
+        fake.faults.add("result", Fault("delay", seconds=2.0))
+        task_id = client.post("/v1/videos", json={"prompt": "cancel me mid-download", "seconds": "4"}).json()["id"]
+        deadline = time.monotonic() + 20
+        while fake.faults.hits["result"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cancelled = client.post(f"/v1/tasks/{task_id}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        time.sleep(3.5)  # the download ends and its files were stored meanwhile
+        video = client.get(f"/v1/videos/{task_id}").json()
+    assert (video["status"], video["error"]["code"]) == ("failed", "cancelled")  # how OpenAI shows a cancel
+    assert server.stored_files(f"tasks/{task_id}") == {}

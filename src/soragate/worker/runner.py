@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.account_options import AccountOptions
 from soragate.core.masks import scrub
-from soragate.core.task import ErrorCode, SubmitState, Task, TaskError, TaskParams
+from soragate.core.task import ErrorCode, SubmitState, Task, TaskError, TaskParams, TaskStatus
 from soragate.events import TaskEvents
 from soragate.ops.metrics import Metrics
 from soragate.ops.upstream import request_kind
@@ -719,8 +719,10 @@ class Worker:
             task.params, task.cost = refit
         self.events.publish(task.id)
         if not ok:
-            # Deleted or cancelled while we were copying: do not leave orphan files.
-            if await task_store.get_task(self.engine, task_id=task.id) is None:
+            # Deleted, cancelled or failed (its deadline) while we were copying: the files are
+            # no one's. (Completed by another worker that took the task over: they are its.)
+            now = await task_store.get_task(self.engine, task_id=task.id)
+            if now is None or now.status in (TaskStatus.CANCELLED, TaskStatus.FAILED):
                 await self.storage.delete_tree(self.storage.task_dir(task.id))
             return
         self.metrics.completion_lag.labels(runtime.name).observe(max(0.0, self.clock() - noticed))
