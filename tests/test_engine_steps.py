@@ -462,6 +462,8 @@ async def test_a_queued_task_past_its_deadline_fails_with_a_timeout(rig: Rig) ->
     await rig.worker().run_due()
     row = await rig.row(task.id)
     assert row["status"] == "failed" and row["error_code"] == ErrorCode.TIMEOUT
+    # Never sent: the caller is not told an upstream was slow.
+    assert row["error_message"] == "No upstream account could take the task before its deadline."
 
 
 async def test_a_trickling_status_answer_is_cut_at_the_request_timeout(rig: Rig) -> None:

@@ -271,11 +271,11 @@ class Worker:
             options = runtime.account.opts if runtime else None
             deadline = self.schedule.deadline(task.created_at, self.settings.task_deadline_seconds, options)
             if self.clock() >= deadline:
-                await self._fail(task, timed_out())
+                await self._fail(task, timed_out(sent=task.submit_state is not None))
             elif task.submit_state is None:
                 await self._submit(task, deadline)
             elif runtime is None:
-                message = f"The upstream account {task.provider} was removed."
+                message = "The upstream account that was making this task was removed."  # by an admin
                 await self._fail(task, TaskError(ErrorCode.UPSTREAM_ERROR, message))
             elif task.submit_state is SubmitState.SUBMITTING:
                 # We crashed during a submit call: ask the upstream before sending it again.
@@ -367,7 +367,7 @@ class Worker:
             break
         else:
             if late and late == len(routes):
-                await self._fail(task, timed_out())
+                await self._fail(task, timed_out(sent=False))
                 return
             # Every able account is full or cooling down: look again shortly (or when a slot frees).
             await self._later(task, at=min(self.clock() + BUSY_RETRY, deadline), step_errors=task.step_errors)

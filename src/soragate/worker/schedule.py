@@ -131,5 +131,9 @@ class Schedule:
         return attempt >= self.attempts
 
 
-def timed_out() -> TaskError:
+def timed_out(*, sent: bool = True) -> TaskError:
+    """The deadline passed: while the upstream worked on it, or before any account took it
+    (all were busy, cooling down or failing)."""
+    if not sent:
+        return TaskError(ErrorCode.TIMEOUT, "No upstream account could take the task before its deadline.")
     return TaskError(ErrorCode.TIMEOUT, "The upstream did not finish in time.")
