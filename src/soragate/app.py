@@ -4,6 +4,7 @@ storage, HTTP client, providers and the worker, and hands them to routes as stat
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import logging
 import os
@@ -139,6 +140,10 @@ def begin_closing(app: Any) -> None:
     closing = getattr(app.state, "closing", None)
     if closing is not None:
         closing.set()
+
+
+# What a caller is told of an error nobody foresaw.
+FAILED = "The server failed to answer this request; the error is in its log."
 
 
 def create_app(settings: Settings | None = None, *, role: str = "serve") -> FastAPI:
@@ -299,6 +304,22 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
     @app.exception_handler(SoragateError)
     async def soragate_error(request: Request, exc: SoragateError) -> Response:
         return formatter(request)(exc)
+
+    @app.exception_handler(OSError)
+    async def os_error(request: Request, exc: OSError) -> Response:
+        """The machine failed us (a full disk, say): answered in the caller's dialect, logged
+        with its traceback, and the connection kept."""
+        log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            error = SoragateError("The server's storage is full; try again later.", code="storage_full")
+            error.status_code = 503
+            return formatter(request)(error)
+        return formatter(request)(SoragateError(FAILED))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        """Whatever was not foreseen still answers in the caller's dialect (Starlette logs it)."""
+        return formatter(request)(SoragateError(FAILED))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
