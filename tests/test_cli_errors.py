@@ -5,6 +5,7 @@ a non-zero exit, never a traceback, and nothing is created or charged first."""
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -75,6 +76,43 @@ def test_generate_and_wait_check_the_output_path_before_anything_is_created(serv
 
     wait = soragate("tasks", "wait", "video_x", "--out", nowhere, *connect, cwd=tmp_path)
     assert "there is no directory" in refused(wait)
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:abc", "http://127.0.0.1:99999", "ftp://x", "notaurl"])
+def test_a_server_url_that_is_not_one_is_refused_naming_the_option(tmp_path: Path, url: str) -> None:
+    for command in (("generate", "a fox"), ("tasks", "wait", "video_x")):
+        said = usage_error(soragate(*command, "--base-url", url, "--api-key", "sk-x", cwd=tmp_path))
+        assert "--base-url" in said and "is not a server URL" in said, said
+
+
+def test_a_result_that_cannot_be_saved_is_one_line_and_says_it_stays_on_the_server(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """The disk fills while the video is written (a file size limit makes it so, for anyone)."""
+    key = server.create_key("no-room")
+
+    def no_room() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+
+    env = process_env()
+    env["COLUMNS"] = "200"
+    run = subprocess.run(
+        [sys.executable, "-m", "soragate.cli", "generate", "a fox", "--out", "fox.mp4"]
+        + ["--base-url", server.url, "--api-key", key],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        preexec_fn=no_room,  # noqa: PLW1509 - only sets a limit and a signal disposition
+        check=False,
+    )
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    line = run.stderr.strip().splitlines()[-1]
+    assert line.startswith("cannot save fox.mp4: File too large. The video stays on the server: soragate tasks wait")
+    assert not (tmp_path / "fox.mp4").exists() and not (tmp_path / "fox.mp4.part").exists()
 
 
 def test_the_resume_hint_reaches_the_same_server_without_showing_the_key(server: LiveServer, tmp_path: Path) -> None:

@@ -462,7 +462,19 @@ def _api_key(explicit: str | None, data_dir: Path | None) -> str:
 
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-BaseUrlOption = Annotated[str, typer.Option(envvar="SORAGATE_URL", help="Server URL.")]
+def _server_url(value: str) -> str:
+    """An http(s) URL with a host (and a port in range, if any), or a one-line usage error."""
+    try:
+        url = httpx.URL(value)
+        fine = url.scheme in ("http", "https") and bool(url.host) and (url.port is None or 0 < url.port < 65536)
+    except httpx.InvalidURL:
+        fine = False
+    if not fine:
+        raise typer.BadParameter(f"{value!r} is not a server URL such as http://127.0.0.1:8000")
+    return value
+
+
+BaseUrlOption = Annotated[str, typer.Option(envvar="SORAGATE_URL", help="Server URL.", callback=_server_url)]
 ApiKeyOption = Annotated[str | None, typer.Option(help="API key (default $SORAGATE_API_KEY or data/admin.key).")]
 GiveUpOption = Annotated[
     float, typer.Option("--give-up-after", min=0, help="Seconds to keep reconnecting while the server is away.")
@@ -639,6 +651,9 @@ def _wait_and_save(
             err.print(f"[red]task {task_id} {video['status']}[/]: {error.get('code')}: {error.get('message')}")
             raise typer.Exit(1)
         _reconnecting(lambda: _download(client, task_id, out), **where)
+    except OSError as exc:  # the result is safe on the server; only our copy failed
+        err.print(f"[red]cannot save {out}[/]: {exc.strerror or exc}. The video stays on the server: {resume}")
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err.print(f"stopped waiting; task {task_id} goes on on the server. Resume with: {resume}")
         raise typer.Exit(130) from None
