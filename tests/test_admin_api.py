@@ -117,6 +117,12 @@ def test_the_cli_refuses_an_account_value_out_of_range(tmp_path: Path) -> None:
 
     assert sizes.returncode == 1 and "'limits.sizes'" in sizes.stderr, sizes.stderr
     assert price.returncode == 1 and "'price_per_second'" in price.stderr, price.stderr
+    # JSON cannot carry them, a command line can: not a number, and no end, are no values.
+    for option, named in (("--price=inf", "price_per_second"), ("--poll-rate=nan", "poll_rate")):
+        refused = _cli("add", "odd", "--kind", "sandbox", "--model", "sora-2", option, data_dir=data)
+        assert refused.returncode == 1 and f"'{named}' must be a number" in refused.stderr, refused.stderr
+    listed = _cli("list", data_dir=data)
+    assert "odd" not in listed.stdout
 
 
 def test_a_sandbox_account_tests_as_offline(server: LiveServer) -> None:

@@ -36,7 +36,7 @@ class InvalidOptions(ValueError):
 class AccountOptions(BaseModel):
     """The options every kind takes."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     timeout: PositiveFloat = Field(60.0, description="Seconds to wait for each request to the upstream.")
     poll_min: PositiveFloat = Field(

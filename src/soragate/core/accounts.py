@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -217,8 +218,8 @@ def account_fields(data: dict[str, Any], *, partial: bool = False) -> dict[str, 
     if "limits" in values:
         _check_limits(values["limits"])
     for name, low in (("weight", 1), ("max_concurrency", 1), ("poll_rate", 0.01), ("price_per_second", 0)):
-        if name in values and values[name] < low:
-            raise InvalidAccount(f"'{name}' must be at least {low}", param=name)
+        if name in values and not (math.isfinite(values[name]) and values[name] >= low):
+            raise InvalidAccount(f"'{name}' must be a number of at least {low}", param=name)
     if "base_url" in values:
         values["base_url"] = str(values["base_url"]).rstrip("/")
     if not partial:
