@@ -23,5 +23,6 @@ class EchoKeyUpstream:
     async def refuse(self, request: Request) -> JSONResponse:
         self.refused += 1
         sent = request.headers.get("authorization") or request.headers.get("x-api-key") or ""
-        message = f"bad request, your key is {sent}"
+        key = sent.removeprefix("Bearer ")
+        message = f"bad request, your key is {sent} (one starting {key[:12]}…)"
         return JSONResponse({"error": {"message": message}, "message": message, "msg": message}, status_code=400)

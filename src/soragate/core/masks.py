@@ -3,6 +3,7 @@ than its last four characters, which tell two keys apart without helping anyone 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 SHOWN = 4
@@ -26,8 +27,23 @@ def mask(secret: str | None) -> str:
 SCRUBBED_FROM_LENGTH = 8
 
 
+# A run of key characters in such text: one that is part of a secret goes too (an upstream
+# may quote a key's first dozen characters, which with the last four shown would be half of it).
+KEYLIKE = re.compile(rf"[A-Za-z0-9_\-]{{{SCRUBBED_FROM_LENGTH},}}")
+
+
 def scrub(text: str, secrets: Iterable[str | None]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= SCRUBBED_FROM_LENGTH:
-            text = text.replace(secret, "***")
+    """``text`` with every secret, and every part of one that is 8 characters or longer and
+    not a plain word, replaced by ``***``."""
+    keys = [secret for secret in secrets if secret and len(secret) >= SCRUBBED_FROM_LENGTH]
+    for secret in keys:
+        text = text.replace(secret, "***")
+    if keys:
+        text = KEYLIKE.sub(lambda run: "***" if _part_of(run.group(0), keys) else run.group(0), text)
     return text
+
+
+def _part_of(run: str, keys: list[str]) -> bool:
+    """Whether ``run`` is a piece of a key: not a plain word (a key may contain "upstream"
+    or "secret", which an upstream's message may say for itself)."""
+    return not run.isalpha() and any(run in key for key in keys)
