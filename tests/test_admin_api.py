@@ -35,6 +35,26 @@ def test_a_key_is_made_admin_only_by_a_json_true(server: LiveServer, flag: Any) 
     assert "carol" not in {k["name"] for k in keys}
 
 
+def test_a_key_takes_its_role_as_keys_are_shown_and_no_field_it_does_not_know(server: LiveServer) -> None:
+    with server.client() as client:
+        by_role = client.post("/v1/admin/keys", json={"name": "by-role", "role": "admin"})
+        user = client.post("/v1/admin/keys", json={"name": "by-role-user", "role": "user"})
+        refused = {
+            "role": client.post("/v1/admin/keys", json={"name": "x", "role": "superuser"}),
+            "role ": client.post("/v1/admin/keys", json={"name": "x", "role": "admin", "admin": False}),
+            "credit_limt": client.post("/v1/admin/keys", json={"name": "x", "credit_limt": 5}),
+            "bogus": client.patch(f"/v1/admin/keys/{user.json()['id']}", json={"bogus": 1}),
+            "evnts": client.post("/v1/admin/webhooks", json={"url": "https://example.com/h", "evnts": []}),
+        }
+        names = [k["name"] for k in client.get("/v1/admin/keys").json()["data"]]
+    assert by_role.status_code == 200 and by_role.json()["role"] == "admin"
+    assert user.status_code == 200 and user.json()["role"] == "user"
+    for field, response in refused.items():
+        assert response.status_code == 400, (field, response.text)
+        assert response.json()["error"]["param"] == field.strip(), response.text
+    assert "x" not in names
+
+
 def test_an_account_is_enabled_only_by_a_json_boolean(server: LiveServer) -> None:
     with server.client() as client:
         added = client.post("/v1/admin/providers", json={"name": "r1", **RELAY, "enabled": "false"})

@@ -239,9 +239,11 @@ def test_the_admin_api_refuses_limits_that_are_not_whole_numbers_of_at_least_one
             refused = admin.patch(f"/v1/admin/keys/{key_id}", json=body)
             assert refused.status_code == 400, body
             assert refused.json()["error"]["param"] == param
-        nothing = admin.patch(f"/v1/admin/keys/{key_id}", json={"name": "renamed"})
+        nothing = admin.patch(f"/v1/admin/keys/{key_id}", json={})
         assert nothing.status_code == 400
         assert nothing.json()["error"]["message"].startswith("Nothing to change: send credit_limit, rate_limit or")
+        renamed = admin.patch(f"/v1/admin/keys/{key_id}", json={"name": "renamed"})  # keys keep their names
+        assert renamed.status_code == 400 and renamed.json()["error"]["param"] == "name"
         created = admin.post("/v1/admin/keys", json={"name": "bad", "max_in_flight": 0})
         assert created.status_code == 400 and created.json()["error"]["param"] == "max_in_flight"
         huge = admin.post("/v1/admin/keys", json={"name": "bad", "max_in_flight": 3_313_645_256})

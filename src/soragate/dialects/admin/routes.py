@@ -8,7 +8,7 @@ from soragate.admin import AdminService
 from soragate.core.inputs import int_in_range
 from soragate.core.keys import LIMITS, MAX_KEY_NAME_CHARS, ApiKey
 from soragate.core.masks import mask
-from soragate.dialects.bodies import FLAG, TEXT, documented, obj, read_json
+from soragate.dialects.bodies import FLAG, TEXT, documented, obj, one_of, read_json
 from soragate.dialects.common import AdminDep, GatewayDep, dialect
 from soragate.errors import InvalidRequest
 from soragate.store.deliveries import Delivery, WebhookEndpoint
@@ -53,9 +53,21 @@ async def list_keys(_: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
     return {"object": "list", "data": [key_json(k) for k in await admin.list_keys()]}
 
 
-@router.post("/keys", openapi_extra=documented(obj(("name",), name=TEXT, admin=FLAG, **KEY_LIMITS)))
+def known(body: dict[str, Any], *fields: str) -> dict[str, Any]:
+    """``body``, when it holds only ``fields``: a misspelt or unknown one is a 400 naming it,
+    not silently ignored (``{"role": "admin"}`` made a user key)."""
+    unknown = next((name for name in body if name not in fields), None)
+    if unknown is not None:
+        raise InvalidRequest(f"Unknown field '{unknown[:64]}': this takes {', '.join(fields)}.", param=unknown[:64])
+    return body
+
+
+@router.post(
+    "/keys",
+    openapi_extra=documented(obj(("name",), name=TEXT, admin=FLAG, role=one_of("admin", "user"), **KEY_LIMITS)),
+)
 async def create_key(request: Request, _: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
-    body = await read_json(request, limit=64 * 1024)
+    body = known(await read_json(request, limit=64 * 1024), "name", "admin", "role", *LIMITS)
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequest("'name' is required.", param="name")
@@ -65,6 +77,10 @@ async def create_key(request: Request, _: AdminDep, admin: AdminServiceDep) -> d
     if not isinstance(is_admin, bool):
         # Not truthiness: "false" is a non-empty string, and must not make an admin key.
         raise InvalidRequest("'admin' must be true or false.", param="admin")
+    if "role" in body:  # as keys are shown: "admin" or "user"
+        if body["role"] not in ("admin", "user") or ("admin" in body and is_admin != (body["role"] == "admin")):
+            raise InvalidRequest("'role' must be 'admin' or 'user' (and agree with 'admin').", param="role")
+        is_admin = body["role"] == "admin"
     limits = {field: body[field] for field in LIMITS if field in body}
     key, secret = await admin.create_key(name=name.strip(), admin=is_admin, limits=limits)
     # The only response that ever carries the key itself.
@@ -82,7 +98,7 @@ async def revoke_key(key_id: str, _: AdminDep, admin: AdminServiceDep, gateway: 
 async def update_key(
     key_id: str, request: Request, _: AdminDep, admin: AdminServiceDep, gateway: GatewayDep
 ) -> dict[str, Any]:
-    body = await read_json(request, limit=64 * 1024)
+    body = known(await read_json(request, limit=64 * 1024), *LIMITS)
     key = await admin.set_limits(key_id=key_id, limits={field: body[field] for field in LIMITS if field in body})
     gateway.forget_keys()
     return key_json(key)
@@ -124,7 +140,7 @@ async def list_webhooks(_: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
 
 @router.post("/webhooks", openapi_extra=documented(obj(("url",), url=TEXT, events={"type": "array", "items": TEXT})))
 async def add_webhook(request: Request, _: AdminDep, admin: AdminServiceDep) -> dict[str, Any]:
-    body = await read_json(request, limit=64 * 1024)
+    body = known(await read_json(request, limit=64 * 1024), "url", "events")
     url = body.get("url")
     if not isinstance(url, str):
         raise InvalidRequest("'url' is required.", param="url")
