@@ -5,6 +5,7 @@ never touch the database or the disk themselves."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import re
 import secrets
@@ -283,6 +284,9 @@ class Gateway:
             raise InvalidRequest(
                 f"Task {task.id} is {task.status.value}; its content is not available.", code="not_ready"
             )
+        if task.expires_at is not None and task.expires_at <= time.time():
+            when = dt.datetime.fromtimestamp(task.expires_at, dt.UTC).isoformat(timespec="seconds")
+            raise NotFound(f"Task {task.id}'s content expired at {when}; it is no longer kept.", code="expired")
         asset = task.asset(variant)
         if asset is None:
             raise NotFound(f"Task {task.id} has no {variant}.", param="variant")

@@ -59,6 +59,8 @@ tasks = Table(
     Column("started_at", Float),
     Column("completed_at", Float),
     Column("expires_at", Float),
+    # When the retention sweep removed its files (expires_at passed): the task stays listed.
+    Column("files_removed_at", Float),
     Column("updated_at", Float, nullable=False),
     Column("cost", Float, nullable=False, server_default="0"),
     Column("callback_url", Text),
@@ -71,6 +73,8 @@ Index("ix_tasks_owner_created", tasks.c.owner_id, tasks.c.created_at)
 Index("ix_tasks_owner_status", tasks.c.owner_id, tasks.c.status)
 Index("ix_tasks_status_check", tasks.c.status, tasks.c.next_check_at)
 Index("ix_tasks_provider_submit", tasks.c.provider, tasks.c.submit_state)
+# The retention sweep's question: files not yet removed, expired soonest first.
+Index("ix_tasks_expiry", tasks.c.files_removed_at, tasks.c.expires_at)
 
 uploads = Table(
     "uploads",

@@ -736,3 +736,16 @@ async def deleted_usage_rows(engine: AsyncEngine, *, since: float) -> list[dict[
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [dict(r._mapping) for r in rows]
+
+
+async def expired_files(engine: AsyncEngine, *, now: float, limit: int = 100) -> list[str]:
+    """Tasks whose files are past ``expires_at`` and still stored, soonest expired first."""
+    c = tasks.c
+    query = select(c.id).where(c.files_removed_at.is_(None), c.expires_at < now).order_by(c.expires_at).limit(limit)
+    async with engine.connect() as conn:
+        return [str(row.id) for row in (await conn.execute(query)).all()]
+
+
+async def files_removed(engine: AsyncEngine, *, task_ids: Sequence[str], now: float) -> None:
+    async with writing(engine) as conn:
+        await conn.execute(update(tasks).where(tasks.c.id.in_(task_ids)).values(files_removed_at=now))

@@ -254,8 +254,22 @@ class Worker:
                 await self.durations.reload()
                 for runtime in self.router.all():
                     await self.health.save(runtime)
+                await self.remove_expired()
             except Exception:
                 log.exception("heartbeat failed")
+
+    async def remove_expired(self) -> int:
+        """Remove the files of tasks past their ``expires_at`` (``SORAGATE_RETENTION_HOURS``),
+        a batch at a time; the tasks stay listed, their content answers that it expired. Any
+        worker may do it: removing twice is harmless."""
+        now = self.clock()
+        expired = await task_store.expired_files(self.engine, now=now)
+        for task_id in expired:
+            await self.storage.delete_tree(self.storage.task_dir(task_id))
+        if expired:
+            await task_store.files_removed(self.engine, task_ids=expired, now=now)
+            log.info("removed the files of %d expired tasks", len(expired))
+        return len(expired)
 
     # --- one step -------------------------------------------------------------------------
 
