@@ -188,6 +188,7 @@ def test_a_missing_or_wrong_key_stops_the_start_with_the_reason(tmp_path: Path, 
     assert "is not a valid key" in malformed.stderr
     listed = soragate("providers", "list", "--data-dir", data, settings=with_key(keyed, KEY_2))
     assert listed.returncode == 1 and "does not decrypt" in listed.stderr
+    assert len(listed.stderr.strip().splitlines()) == 1, listed.stderr  # one line, even in a pipe
 
     # The application itself (embedded, or under another ASGI server) refuses the same way.
     app = create_app(with_key(keyed, KEY_2))

@@ -113,12 +113,11 @@ class AdminService:
     # --- provider accounts --------------------------------------------------------------
 
     async def list_providers(self) -> list[ProviderView]:
+        # Read first: secrets this process cannot open are the admin's error, said once.
+        accounts = await account_store.list_accounts(self.engine, cipher=self.cipher)
         await self.router.refresh(force=True)
         held = await task_store.in_flight_counts(self.engine)
-        return [
-            ProviderView(account, account.health(), held.get(account.name, 0))
-            for account in await account_store.list_accounts(self.engine, cipher=self.cipher)
-        ]
+        return [ProviderView(account, account.health(), held.get(account.name, 0)) for account in accounts]
 
     async def get_provider(self, ident: str) -> ProviderView:
         account = await account_store.get_account(self.engine, ident=ident, cipher=self.cipher)

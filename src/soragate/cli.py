@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from soragate.cli_data import database_errors, named, require_database
+from soragate.cli_data import database_errors, err, named, require_database
 from soragate.cli_providers import app as providers_app
 from soragate.cli_secrets import app as secrets_app
 from soragate.cli_secrets import preflight
@@ -36,7 +36,6 @@ app.add_typer(secrets_app, name="secrets")
 
 # Piped output gets room for whole rows instead of Rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True)  # a message stays one line, whatever the width
 T = TypeVar("T")
 
 DataDir = Annotated[
@@ -462,6 +461,8 @@ def _api_key(explicit: str | None, data_dir: Path | None) -> str:
 
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+
+
 def _server_url(value: str) -> str:
     """An http(s) URL with a host (and a port in range, if any), or a one-line usage error."""
     try:
@@ -657,7 +658,8 @@ def _wait_and_save(
     except KeyboardInterrupt:
         err.print(f"stopped waiting; task {task_id} goes on on the server. Resume with: {resume}")
         raise typer.Exit(130) from None
-    console.print(f"saved {out} ({out.stat().st_size} bytes, {video['size']}, {video['seconds']} s)")
+    # No highlighting: Rich would read "720x1280" as a number and a hex one.
+    console.print(f"saved {out} ({out.stat().st_size} bytes, {video['size']}, {video['seconds']} s)", highlight=False)
 
 
 def _download(client: httpx.Client, task_id: str, out: Path) -> httpx.Response:

@@ -14,7 +14,8 @@ from rich.console import Console
 
 from soragate.settings import Settings
 
-err = Console(stderr=True)
+# Every CLI module's errors: a message stays one line, whatever the width (a pipe is 80).
+err = Console(stderr=True, soft_wrap=True)
 
 
 def sqlite_file(settings: Settings) -> Path | None:

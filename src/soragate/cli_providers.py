@@ -16,13 +16,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
-from soragate.cli_data import named, require_database
+from soragate.cli_data import err, named, require_database
 from soragate.core.accounts import KIND_DESCRIPTIONS
 from soragate.settings import Settings
 
 app = typer.Typer(help="Manage upstream provider accounts.", no_args_is_help=True)
 console = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
 T = TypeVar("T")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default ./data).")]

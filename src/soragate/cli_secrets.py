@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from soragate.cli_data import database_errors, require_database
+from soragate.cli_data import database_errors, err, require_database
 from soragate.settings import Settings
 
 app = typer.Typer(help="Encrypt stored provider and webhook secrets.", no_args_is_help=True)
-err = Console(stderr=True)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default ./data).")]
 
