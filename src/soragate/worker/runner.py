@@ -833,7 +833,8 @@ class Worker:
         moved = await task_store.put_off(self.engine, looks=looks, now=now)
         for at in looks.values():
             self._hint(at)
-        log.info("first looks of %d tasks put off to when the quickest jobs of %s can end", moved, route)
+        if moved:
+            log.info("first looks of %d tasks put off to when the quickest jobs of %s can end", moved, route)
 
     def _hint(self, at: float) -> None:
         heapq.heappush(self._due_hints, at)
