@@ -87,6 +87,23 @@ def test_storage_that_cannot_be_written_makes_the_server_unready(server: LiveSer
     assert readyz(server)[0] == 200
 
 
+def test_a_database_file_removed_under_the_server_makes_it_unready(server: LiveServer) -> None:
+    """SQLite: the open file still answers, but what is written to it is lost with it."""
+    if server.settings.database_url is not None:
+        pytest.skip("SQLite only")
+    db = server.settings.data_dir / "soragate.db"
+    away = db.with_name("soragate.db.away")
+    db.rename(away)
+    try:
+        code, body = readyz(server)
+        assert code == 503 and body["failing"] == ["database", "migrations"], body
+        assert body["checks"]["database"].startswith("its file was removed or replaced")
+        assert str(db) not in str(body)
+    finally:
+        away.rename(db)
+    assert readyz(server)[0] == 200
+
+
 def test_a_schema_behind_the_code_is_named(server: LiveServer) -> None:
     db = sqlite3.connect(server.settings.data_dir / "soragate.db")
     (head,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
