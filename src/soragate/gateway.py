@@ -235,9 +235,10 @@ class Gateway:
         log.info("task %s deleted", task.id, extra={"task_id": task.id})
         self.events.publish(task.id)
 
-    async def deleted_lately(self, *, owner: ApiKey, task_id: str) -> bool:
-        """Whether ``owner`` deleted this task in the last day (its watchers are told so)."""
-        return await task_store.deleted_lately(self.engine, task_id=task_id, owner_id=owner.id)
+    async def changed_tasks(self, *, owner: ApiKey, task_ids: set[str]) -> tuple[list[Task], set[str]]:
+        """Of tasks that changed, ``owner``'s as they are now and the ids of those it deleted
+        in the last day (its watchers are told so); another key's are in neither."""
+        return await task_store.changed_tasks(self.engine, task_ids=sorted(task_ids), owner_id=owner.id)
 
     async def cancel_task(self, *, owner: ApiKey | None, task_id: str) -> Task:
         """Stop a queued or running task of ``owner``'s (any task when None: an admin); its

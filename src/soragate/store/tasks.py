@@ -271,11 +271,19 @@ async def _keep_usage(conn: Any, owner_id: str, removed: dict[str, Any], *, now:
     await conn.execute(delete(deleted_usage).where(d.day < usage.day_of(now - usage.MAX_DAYS * 86400)))
 
 
-async def deleted_lately(engine: AsyncEngine, *, task_id: str, owner_id: str) -> bool:
-    """Whether ``owner_id`` deleted this task within the day its place in the list is kept."""
-    query = select(deleted_tasks.c.id).where(deleted_tasks.c.id == task_id, deleted_tasks.c.owner_id == owner_id)
+async def changed_tasks(engine: AsyncEngine, *, task_ids: Sequence[str], owner_id: str) -> tuple[list[Task], set[str]]:
+    """Of ``task_ids``, the owner's tasks as they are now, and the ids of those the owner
+    deleted within the day their place in the list is kept; others' are in neither. Two
+    queries for a whole burst of changes (an event stream's)."""
     async with engine.connect() as conn:
-        return (await conn.execute(query)).first() is not None
+        rows = (await conn.execute(select(tasks).where(tasks.c.id.in_(task_ids), tasks.c.owner_id == owner_id))).all()
+        found = [row_to_task(row) for row in rows]
+        missing = set(task_ids) - {task.id for task in found}
+        if not missing:
+            return found, set()
+        d = deleted_tasks.c
+        query = select(d.id).where(d.id.in_(missing), d.owner_id == owner_id)
+        return found, {str(row.id) for row in (await conn.execute(query)).all()}
 
 
 async def _refund(conn: Any, task_id: str) -> None:

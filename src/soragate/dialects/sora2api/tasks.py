@@ -16,7 +16,7 @@ from soragate.core.keys import ApiKey
 from soragate.core.task import ACTIVE_STATUSES
 from soragate.dialects.common import GatewayDep, KeyDep, bearer_secret
 from soragate.dialects.sora2api import translate
-from soragate.errors import InvalidRequest, NotFound
+from soragate.errors import InvalidRequest
 from soragate.gateway import Gateway
 
 router = APIRouter(tags=["sora2api"])
@@ -76,16 +76,13 @@ async def _stream(request: Request, gateway: Gateway, key: ApiKey) -> AsyncItera
             if await gateway.authenticate(bearer_secret(request) or "") is None:
                 # Revoked meanwhile: nothing more goes out; a reconnection gets the 401.
                 return
-            for task_id in changed:
-                try:
-                    task = await gateway.get_task(owner=key, task_id=task_id)
-                except NotFound:
-                    # Another key's task says nothing here; the caller's own deleted one goes.
-                    if await gateway.deleted_lately(owner=key, task_id=task_id):
-                        last.pop(task_id, None)
-                        active.discard(task_id)
-                        yield f"event: deleted\ndata: {json.dumps({'task_id': task_id})}\n\n"
-                    continue
+            # Another key's task says nothing here; the caller's own deleted one goes.
+            mine, deleted = await gateway.changed_tasks(owner=key, task_ids=changed) if changed else ([], set())
+            for task_id in sorted(deleted):
+                last.pop(task_id, None)
+                active.discard(task_id)
+                yield f"event: deleted\ndata: {json.dumps({'task_id': task_id})}\n\n"
+            for task in mine:
                 seen = (task.status.value, task.progress)
                 if last.get(task.id) == seen:
                     continue
