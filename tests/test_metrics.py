@@ -185,7 +185,7 @@ def test_metrics_need_an_admin_key_or_the_metrics_key(gateway: LiveServer) -> No
 
 def test_a_metrics_port_serves_them_open_while_the_main_port_still_wants_a_key(tmp_path: Path) -> None:
     port, metrics_port = free_port(), free_port()
-    release_port(metrics_port)  # prometheus_client binds it itself
+    release_port(metrics_port)  # the metrics server binds it itself
     settings = test_settings(
         tmp_path / "data", port=port, public_url=f"http://127.0.0.1:{port}", metrics_port=metrics_port
     )
@@ -198,6 +198,9 @@ def test_a_metrics_port_serves_them_open_while_the_main_port_still_wants_a_key(t
         assert value(samples, "soragate_database_figures_ok") == 1
         with server.client("") as anonymous:
             assert anonymous.get("/metrics").status_code == 401
+
+
+PROBES = ("/healthz", "/readyz", "/nothing-here")
 
 
 def test_api_and_worker_processes_each_expose_their_own_figures(tmp_path: Path) -> None:
@@ -223,11 +226,22 @@ def test_api_and_worker_processes_each_expose_their_own_figures(tmp_path: Path) 
         try:
             assert api.wait_for(task_id, timeout=60)["status"] == "completed", log.read_text()
             worker_samples = scrape(httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text)
+            # The worker has no API port: its metrics port answers a supervisor's probes.
+            probes = {path: httpx.get(f"http://127.0.0.1:{metrics_port}{path}", timeout=10) for path in PROBES}
         finally:
             worker.send_signal(signal.SIGINT)
             worker.wait(timeout=30)
         api_samples = metrics(api)
 
+    assert probes["/healthz"].json() == {"status": "ok"}
+    ready = probes["/readyz"]
+    assert ready.status_code == 200 and ready.json()["checks"] == {
+        "database": "ok",
+        "migrations": "ok",
+        "storage": "ok",
+        "worker": "ok",
+    }
+    assert probes["/nothing-here"].status_code == 404
     finished = "soragate_tasks_finished_total"
     assert value(worker_samples, finished, outcome="completed") == 1
     assert value(worker_samples, "soragate_task_completion_lag_seconds_count", account="sandbox") == 1

@@ -248,14 +248,6 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
             engine=engine, router=router, loop=asyncio.get_running_loop(), lease_seconds=settings.lease_seconds
         )
         metrics.watch_database(figures)
-        metrics_port = (
-            MetricsPort(metrics, host=settings.metrics_host or settings.host, port=settings.metrics_port)
-            if settings.metrics_port
-            else None
-        )
-        if settings.worker_enabled:
-            await worker.start()
-            await callbacks.start()
         readiness = Readiness(
             engine=engine,
             storage=storage,
@@ -263,6 +255,20 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
             worker_id=worker.id if settings.worker_enabled else None,
             heads=await asyncio.to_thread(migration_heads, settings.db_url),
         )
+        metrics_port = (
+            MetricsPort(
+                metrics,
+                host=settings.metrics_host or settings.host,
+                port=settings.metrics_port,
+                probe=readiness.report,
+                loop=asyncio.get_running_loop(),
+            )
+            if settings.metrics_port
+            else None
+        )
+        if settings.worker_enabled:
+            await worker.start()
+            await callbacks.start()
         if role == "worker":
             log.info("soragate worker %s running, no API port (data in %s)", worker.id, settings.data_dir.resolve())
         else:

@@ -14,10 +14,16 @@ by the admin-chosen account name; routes by their template, never the raw path.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import socket
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from http import HTTPStatus
+from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
     CollectorRegistry,
@@ -26,7 +32,7 @@ from prometheus_client import (
     Histogram,
     ProcessCollector,
     generate_latest,
-    start_http_server,
+    make_wsgi_app,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -42,6 +48,11 @@ if TYPE_CHECKING:  # the router counts its upstream requests here: no import at 
     from soragate.routing.router import Router
 
 log = logging.getLogger("soragate.metrics")
+# A /readyz on the metrics port waits this long for the checks (each is over in 3 s).
+PROBE_SECONDS = 5.0
+# What a /readyz on the metrics port asks: the process's readiness report (status, body).
+Probe = Callable[[], Coroutine[Any, Any, tuple[int, dict[str, Any]]]]
+NO_ANSWER: dict[str, Any] = {"status": "unavailable", "failing": ["process"], "checks": {"process": "no answer"}}
 
 # Upstream calls and HTTP requests: 5 ms to 60 s.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -223,15 +234,75 @@ def _gauge(name: str, documentation: str, *, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)
 
 
-class MetricsPort:
-    """``/metrics`` open on a port of its own (prometheus_client's server, in a thread): for a
-    network only Prometheus reaches, and for ``soragate worker``, which has no API port."""
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
 
-    def __init__(self, metrics: Metrics, *, host: str, port: int) -> None:
-        self.server, self.thread = start_http_server(port, addr=host, registry=metrics.registry)
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        pass  # probes and scrapes every few seconds are not news
+
+
+class MetricsPort:
+    """``/metrics`` open on a port of its own (in a thread): for a network only Prometheus
+    reaches, and for ``soragate worker``, which has no API port, so it also answers the
+    supervisor's ``/healthz`` and ``/readyz`` (``probe``, run on the process's loop); any other
+    path is a 404."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        host: str,
+        port: int,
+        probe: Probe,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        server_class = type("Server", (_ThreadingServer,), {"address_family": _family(host)})
+        self.server: WSGIServer = make_server(
+            host, port, _app(metrics, probe, loop), server_class, handler_class=_Quiet
+        )
+        self.thread = threading.Thread(target=self.server.serve_forever, name="soragate-metrics", daemon=True)
+        self.thread.start()
         log.info("metrics served on http://%s:%d/metrics", host, port)
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _app(
+    metrics: Metrics,
+    probe: Probe,
+    loop: asyncio.AbstractEventLoop,
+) -> Callable[..., Iterable[bytes]]:
+    scrape = make_wsgi_app(metrics.registry)
+
+    def answer(start_response: Callable[..., Any], status: int, body: dict[str, Any]) -> list[bytes]:
+        data = json.dumps(body).encode()
+        start_response(f"{status} {HTTPStatus(status).phrase}", [("Content-Type", "application/json")])
+        return [data]
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            return scrape(environ, start_response)
+        if path == "/healthz":
+            return answer(start_response, 200, {"status": "ok"})
+        if path == "/readyz":
+            try:
+                status, body = asyncio.run_coroutine_threadsafe(probe(), loop).result(timeout=PROBE_SECONDS)
+            except Exception:  # noqa: BLE001 - a process that cannot answer is not ready
+                status, body = (
+                    503,
+                    {"status": "unavailable", "failing": ["process"], "checks": {"process": "no answer"}},
+                )
+            return answer(start_response, status, body)
+        return answer(start_response, 404, {"error": f"no such path: {path[:100]}"})
+
+    return app

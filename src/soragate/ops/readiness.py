@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Any
 
 from alembic.script import ScriptDirectory
 from sqlalchemy import make_url, select, text
@@ -35,6 +36,14 @@ class Readiness:
     # The worker this process runs (None: an API-only process, which expects none of its own).
     worker_id: str | None = None
     heads: set[str] = field(default_factory=set)
+
+    async def report(self) -> tuple[int, dict[str, Any]]:
+        """``/readyz``'s answer: 200, or 503 naming the failing checks."""
+        checks = await self.check()
+        failing = [name for name, answer in checks.items() if answer != OK]
+        if failing:
+            return 503, {"status": "unavailable", "failing": failing, "checks": checks}
+        return 200, {"status": "ready", "failing": [], "checks": checks}
 
     async def check(self) -> dict[str, str]:
         """Each check's answer by name: database, migrations, storage, and worker when this

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from soragate.dialects.common import admin_key, bearer_secret, signed_in
 from soragate.ops.metrics import Metrics
-from soragate.ops.readiness import OK, Readiness
+from soragate.ops.readiness import Readiness
 
 router = APIRouter(include_in_schema=False)
 
@@ -25,11 +25,8 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(request: Request) -> Response:
     readiness: Readiness = request.state.readiness
-    checks = await readiness.check()
-    failing = [name for name, answer in checks.items() if answer != OK]
-    if failing:
-        return JSONResponse({"status": "unavailable", "failing": failing, "checks": checks}, status_code=503)
-    return JSONResponse({"status": "ready", "failing": [], "checks": checks})
+    status, body = await readiness.report()
+    return JSONResponse(body, status_code=status)
 
 
 @router.get("/metrics")
