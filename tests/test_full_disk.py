@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.conftest import LiveServer, free_port, run_server, test_settings
+from tests.s3 import MotoS3
 from tests.test_bad_input import _data_url, _noise_png
 
 
@@ -62,3 +63,23 @@ def test_without_a_full_disk_the_same_requests_are_taken(tmp_path: Path) -> None
         with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {live.admin_key}"}) as client:
             made = client.post("/v1/videos", json={"prompt": "x", "input_reference": {"image_url": image}})
         assert made.status_code == 200, made.text
+
+
+def test_a_file_store_that_does_not_answer_is_a_503_to_retry(tmp_path: Path, s3_server: MotoS3) -> None:
+    """The bucket is gone (or the store down): an upload is told to come back later, in the
+    caller's dialect, as readiness says; nothing is made."""
+    port = free_port()
+    settings = test_settings(
+        tmp_path / "data", port=port, worker_enabled=False, **s3_server.settings("s3://no-such-bucket/soragate")
+    )
+    for live in run_server(settings):
+        image = _data_url(_noise_png(2_000))
+        with live.client() as client:
+            openai_answer = client.post("/v1/videos", json={"prompt": "x", "input_reference": {"image_url": image}})
+            relay = {"prompt": "x", "model": "sora-2", "images": [image]}
+            relay_answer = client.post("/v2/videos/generations", json=relay)
+            listed = client.get("/v1/videos").json()["data"]
+        assert openai_answer.status_code == 503 and openai_answer.headers["Retry-After"], openai_answer.text
+        assert openai_answer.json()["error"]["code"] == "storage_unavailable"
+        assert relay_answer.status_code == 503 and relay_answer.json()["code"] == "storage_unavailable"
+        assert listed == []

@@ -51,6 +51,7 @@ from soragate.routing.providers_file import load_providers_file
 from soragate.routing.router import Router, default_factory
 from soragate.settings import Settings
 from soragate.storage import storage_from_settings
+from soragate.storage.base import StorageError
 from soragate.storage.signing import UrlSigner
 from soragate.store import keys as key_store
 from soragate.store.cipher import SecretCipher
@@ -321,6 +322,14 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
             error.status_code = 503
             return formatter(request)(error)
         return formatter(request)(SoragateError(FAILED))
+
+    @app.exception_handler(StorageError)
+    async def storage_down(request: Request, exc: StorageError) -> Response:
+        """The file store (a bucket) is not answering: worth another try later, as readiness says."""
+        log.error("%s %s failed: %s", request.method, request.url.path, exc)
+        error = SoragateError("The server's file store is not answering; try again later.", code="storage_unavailable")
+        error.status_code = 503
+        return formatter(request)(error)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
