@@ -47,6 +47,8 @@ log = logging.getLogger("soragate.tasks")
 
 KEY_CACHE_SECONDS = 1.0
 KEY_CACHE_SIZE = 10_000
+# Task owners remembered for event streams (a few MB at most).
+OWNERS_KEPT = 100_000
 
 
 @dataclass
@@ -63,6 +65,9 @@ class Gateway:
     metrics: Metrics = field(default_factory=Metrics, repr=False)
     # key hash → (key, when read): see ``authenticate``
     _keys: dict[str, tuple[ApiKey, float]] = field(default_factory=dict, repr=False)
+    # task id → its owner's key id, as met (a task never changes hands): see ``changed_tasks``
+    _owners: dict[str, str] = field(default_factory=dict, repr=False)
+    _owners_read: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     # task id → its spritesheet being made on request (one at a time per task)
     _making: dict[str, asyncio.Future[bool]] = field(default_factory=dict, repr=False)
     # made in a thread, one at a time: a client's first request, not the worker's job
@@ -74,22 +79,27 @@ class Gateway:
 
     # --- keys ---------------------------------------------------------------------------
 
-    async def authenticate(self, secret: str) -> ApiKey | None:
-        """The key behind ``secret``. Keys without a credit limit are remembered for up to
-        KEY_CACHE_SECONDS (a revoked key stops working within that); keys with one are read
-        every time, so their balance is never stale."""
+    async def authenticate(self, secret: str, *, balance: bool = True) -> ApiKey | None:
+        """The key behind ``secret``, remembered for up to KEY_CACHE_SECONDS (a revoked key
+        stops working within that). A key with a credit limit is read afresh, so that its
+        balance is never stale, unless the caller does not read it (``balance=False``: an
+        event stream checking, each time it sends, that its key still works)."""
         digest = key_store.hash_key(secret)
         now = time.monotonic()
         cached = self._keys.get(digest)
-        if cached is not None and now - cached[1] < KEY_CACHE_SECONDS:
+        if (
+            cached is not None
+            and now - cached[1] < KEY_CACHE_SECONDS
+            and (cached[0].credit_limit is None or not balance)
+        ):
             return cached[0]
         key = await self._read_key(digest, secret)
-        if key is not None and key.credit_limit is None:
+        if key is None:
+            self._keys.pop(digest, None)
+        else:
             if len(self._keys) >= KEY_CACHE_SIZE:
                 self._keys.clear()
             self._keys[digest] = (key, now)
-        else:
-            self._keys.pop(digest, None)
         return key
 
     def forget_keys(self) -> None:
@@ -237,8 +247,21 @@ class Gateway:
 
     async def changed_tasks(self, *, owner: ApiKey, task_ids: set[str]) -> tuple[list[Task], set[str]]:
         """Of tasks that changed, ``owner``'s as they are now and the ids of those it deleted
-        in the last day (its watchers are told so); another key's are in neither."""
-        return await task_store.changed_tasks(self.engine, task_ids=sorted(task_ids), owner_id=owner.id)
+        in the last day (its watchers are told so); another key's are in neither. Whose each
+        task is, is read once per process, not by every event stream for every change."""
+        unknown = [task_id for task_id in task_ids if task_id not in self._owners]
+        if unknown:
+            async with self._owners_read:  # one read for the streams that wake together
+                unknown = [task_id for task_id in unknown if task_id not in self._owners]
+                if unknown:
+                    if len(self._owners) + len(unknown) > OWNERS_KEPT:
+                        self._owners.clear()
+                    self._owners.update(await task_store.owners_of(self.engine, task_ids=unknown))
+        # Unknown still: gone from the tasks table (deleted, perhaps by this owner).
+        ours = sorted(task_id for task_id in task_ids if self._owners.get(task_id, owner.id) == owner.id)
+        if not ours:
+            return [], set()
+        return await task_store.changed_tasks(self.engine, task_ids=ours, owner_id=owner.id)
 
     async def cancel_task(self, *, owner: ApiKey | None, task_id: str) -> Task:
         """Stop a queued or running task of ``owner``'s (any task when None: an admin); its

@@ -271,6 +271,13 @@ async def _keep_usage(conn: Any, owner_id: str, removed: dict[str, Any], *, now:
     await conn.execute(delete(deleted_usage).where(d.day < usage.day_of(now - usage.MAX_DAYS * 86400)))
 
 
+async def owners_of(engine: AsyncEngine, *, task_ids: Sequence[str]) -> dict[str, str]:
+    """Task id → owner id, for those of ``task_ids`` that exist."""
+    query = select(tasks.c.id, tasks.c.owner_id).where(tasks.c.id.in_(task_ids))
+    async with engine.connect() as conn:
+        return {str(row.id): str(row.owner_id) for row in (await conn.execute(query)).all()}
+
+
 async def changed_tasks(engine: AsyncEngine, *, task_ids: Sequence[str], owner_id: str) -> tuple[list[Task], set[str]]:
     """Of ``task_ids``, the owner's tasks as they are now, and the ids of those the owner
     deleted within the day their place in the list is kept; others' are in neither. Two

@@ -73,7 +73,7 @@ async def _stream(request: Request, gateway: Gateway, key: ApiKey) -> AsyncItera
                 changed |= active
             if closing.is_set() or await request.is_disconnected():
                 return  # the server is shutting down (the client reconnects), or the client left
-            if await gateway.authenticate(bearer_secret(request) or "") is None:
+            if await gateway.authenticate(bearer_secret(request) or "", balance=False) is None:
                 # Revoked meanwhile: nothing more goes out; a reconnection gets the 401.
                 return
             # Another key's task says nothing here; the caller's own deleted one goes.
