@@ -9,6 +9,8 @@ import asyncio
 import math
 import os
 import random
+import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -504,6 +506,44 @@ async def test_a_trickling_result_download_ends_by_the_deadline(rig: Rig) -> Non
     await worker.run_due()
     row = await rig.row(task.id)
     assert row["status"] == "failed" and row["error_code"] == ErrorCode.TIMEOUT, row
+
+
+async def test_a_database_that_cannot_be_written_for_a_while_fails_no_task(rig: Rig) -> None:
+    """Another writer holds SQLite's lock past the busy timeout while a step saves what it
+    learned: the step gives up (the database's trouble, not the task's), and the task goes
+    on after its lease instead of failing with an internal error."""
+    await rig.account("only")
+    task = await rig.task()
+    worker = rig.worker()
+    await worker.run_due()  # submitted
+    rig.clock.now = (await rig.row(task.id))["next_check_at"]
+    rig.fakes["only"].faults.add("status", Fault("delay", seconds=0.5))
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        blocker = sqlite3.connect(rig.settings.data_dir / "soragate.db", isolation_level=None)
+        time.sleep(0.2)  # the step has claimed the task and is asking the upstream
+        blocker.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        release.wait(30)
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+    holder = threading.Thread(target=hold_the_lock, daemon=True)
+    holder.start()
+    try:
+        await worker.run_due()  # its write waits out the busy timeout, then fails
+        assert locked.is_set()
+    finally:
+        release.set()
+        holder.join(10)
+    row = await rig.row(task.id)
+    assert row["status"] == "in_progress" and row["error_code"] is None, row
+    rig.clock.now = max(row["next_check_at"], row["lease_until"] or 0) + 1
+    while (await rig.row(task.id))["status"] == "in_progress":
+        await worker.run_due()
+        rig.clock.now = (await rig.row(task.id))["next_check_at"] + 0.01
+    assert (await rig.row(task.id))["status"] == "completed"
 
 
 async def test_an_accounts_own_timeout_bounds_each_request(rig: Rig) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -131,3 +132,11 @@ def upgrade(url: str) -> None:
 async def migrate(url: str) -> None:
     # env.py runs its own event loop, so it gets a thread of its own.
     await asyncio.to_thread(upgrade, url)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be used just now (no connection to be had,
+    one lost, the server refusing more): worth trying the work again, not a fault of the work."""
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, ConnectionError)):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated

@@ -51,7 +51,7 @@ from soragate.spritesheets import make_spritesheet, spritesheet_pending
 from soragate.storage.signing import UrlSigner
 from soragate.store import tasks as task_store
 from soragate.store import workers as worker_store
-from soragate.store.db import background_context
+from soragate.store.db import background_context, unreachable
 from soragate.store.durations import Duration
 from soragate.worker.durations import ESTIMATED, RouteDurations, params_route, route_key
 from soragate.worker.health import AccountHealth
@@ -301,14 +301,27 @@ class Worker:
             self.events.publish(task.id)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("task %s crashed in the worker", task.id)
-            await self._fail(task, TaskError(ErrorCode.UPSTREAM_ERROR, "Internal error while processing the task."))
+        except Exception as exc:
+            if unreachable(exc):
+                # The database, not the task: the step is taken up again once its lease ends
+                # (a submission in flight is looked up upstream first, never sent twice).
+                log.warning("task %s: the database could not be used (%s); tried again after its lease", task.id, exc)
+            elif isinstance(exc, FileNotFoundError) and await self._deleted(task):
+                log.info("task %s was deleted while the worker stored its result", task.id)
+            else:
+                log.exception("task %s crashed in the worker", task.id)
+                await self._fail(task, TaskError(ErrorCode.UPSTREAM_ERROR, "Internal error while processing the task."))
         finally:
             full = len(self._steps) >= self.settings.worker_concurrency
             self._steps.pop(task.id, None)
             if full:
                 self.events.new_task.set()  # the claim loop waits for a free step slot
+
+    async def _deleted(self, task: Task) -> bool:
+        try:
+            return await task_store.get_task(self.engine, task_id=task.id) is None
+        except Exception:  # noqa: BLE001 - cannot tell: not known to be deleted
+            return False
 
     def _timeout(self, runtime: AccountRuntime) -> float:
         """How long one request to the account may take: its own ``timeout`` option, within
