@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -485,3 +486,50 @@ def test_a_store_that_is_down_keeps_the_result_waiting_until_it_is_back(tmp_path
             assert video["status"] == "completed", video
             assert client.get(f"/v1/videos/{made['id']}/content").content[4:8] == b"ftyp"
         assert any(key.endswith("video.mp4") for key in s3_server.keys(bucket))
+
+
+@pytest.mark.parametrize("wanted", [None, "bytes=10-99"])
+async def test_a_file_removed_between_its_check_and_its_transfer_is_a_404(tmp_path: Path, wanted: str | None) -> None:
+    """A task deleted while its content was being answered: a 404, never a 200 (or 206) whose
+    body never comes (the file was looked at, then gone before it was opened)."""
+    storage = LocalStorage(tmp_path / "files")
+    await storage.put_bytes(KEY, DATA, mime="video/mp4")
+
+    async def serve(request: Request) -> Response:
+        response = await storage.response(KEY, mime="video/mp4", filename="clip.mp4", request=request)
+        await storage.delete_tree(storage.task_dir("video_1"))  # its task deleted meanwhile
+        return response
+
+    app = Starlette(routes=[Route("/f", serve)])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://soragate.test") as client:
+        answer = await client.get("/f", headers={"range": wanted} if wanted else {})
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "not_found"
+
+
+async def test_a_file_opened_before_its_removal_is_sent_whole(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "files")
+    await storage.put_bytes(KEY, DATA, mime="video/mp4")
+    removed = False
+
+    async def serve(request: Request) -> Response:
+        return await storage.response(KEY, mime="video/mp4", filename="clip.mp4", request=request)
+
+    async def remove_on_first_chunk(app: Any, scope: Any, receive: Any, send: Any) -> None:
+        async def sending(message: Any) -> None:
+            nonlocal removed
+            if message["type"] == "http.response.start" and not removed:
+                await storage.delete_tree(storage.task_dir("video_1"))  # the transfer has its file open
+                removed = True
+            await send(message)
+
+        await app(scope, receive, sending)
+
+    inner = Starlette(routes=[Route("/f", serve)])
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await remove_on_first_chunk(inner, scope, receive, send)
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://soragate.test") as client:
+        answer = await client.get("/f")
+    assert removed and answer.status_code == 200 and answer.content == DATA

@@ -10,10 +10,13 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from soragate.storage.base import check_relpath, task_dir
 from soragate.storage.ranges import not_modified, well_formed
@@ -71,7 +74,7 @@ class LocalStorage:
         if wanted is not None and not well_formed(wanted):
             # Starlette would answer it with a plain-text 400: the whole file instead.
             request.scope["headers"] = [(k, v) for k, v in request.scope["headers"] if k != b"range"]
-        response = FileResponse(
+        response = OpenedFileResponse(
             path, media_type=mime, filename=filename, stat_result=found, content_disposition_type="inline"
         )
         return not_modified(request.headers, response.headers) or response
@@ -104,3 +107,42 @@ class LocalStorage:
         shutil.copyfile(source, part)
         os.replace(part, target)
         source.unlink()
+
+
+# What a file removed before its transfer began answers (OpenAI's error shape).
+GONE = {"error": {"message": "This file no longer exists.", "type": "invalid_request_error", "code": "not_found"}}
+
+
+class OpenedFileResponse(FileResponse):
+    """A file response that opens its file before the first byte goes out: a file removed in
+    between (its task deleted) is a 404, not a 200 whose body never comes. The transfer then
+    reads the file opened here, whatever happens to its name."""
+
+    _opened: anyio.AsyncFile[bytes] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            self._opened = await anyio.open_file(self.path, mode="rb")
+        except FileNotFoundError:
+            gone = {
+                "error": {
+                    "message": "This file no longer exists.",
+                    "type": "invalid_request_error",
+                    "code": "not_found",
+                }
+            }
+            await JSONResponse(gone, status_code=404)(scope, receive, send)
+            return
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._opened.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _open_file(self) -> AsyncIterator[anyio.AsyncFile[bytes]]:
+        # Starlette opens the file here for each transfer; this one is open already (and
+        # closed by __call__). A second transfer of the same response (multiple ranges reads
+        # the one handle in turn) seeks as Starlette does.
+        assert self._opened is not None
+        yield self._opened
