@@ -247,6 +247,37 @@ def test_a_worker_says_it_runs_and_names_no_api_url(tmp_path: Path) -> None:
     assert "http://" not in said and "ready on" not in said
 
 
+def _worker_says(tmp_path: Path, env: dict[str, str]) -> str:
+    """What a ``soragate worker`` says until it has started (then it is stopped)."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "soragate.cli", "worker", "--data-dir", tmp_path / "data"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**process_env(), **env},
+    )
+    assert worker.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    while not any(" started " in line for line in lines):
+        assert time.monotonic() < deadline and worker.poll() is None, lines
+        lines.append(worker.stdout.readline())
+    os.kill(worker.pid, signal.SIGINT)
+    rest, _ = worker.communicate(timeout=30)
+    return "".join(lines) + rest
+
+
+def test_a_worker_with_upstream_accounts_and_no_public_url_says_what_it_needs(tmp_path: Path) -> None:
+    """Its links to uploaded inputs would name an API port it does not have."""
+    added = soragate(
+        "providers", "add", "relay", "--kind", "relay_v2", "--base-url", "http://127.0.0.1:9",
+        "--secret", "sk-relay-0123456789", "--model", "sora-2", "--data-dir", tmp_path / "data", cwd=tmp_path,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert "SORAGATE_PUBLIC_URL is not set" in _worker_says(tmp_path, {})
+    assert "SORAGATE_PUBLIC_URL" not in _worker_says(tmp_path, {"SORAGATE_PUBLIC_URL": "http://api.example:8000"})
+
+
 def _soragate_with(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "soragate.cli", *args],
