@@ -43,6 +43,7 @@ def test_expired_content_is_refused_and_its_files_removed(short_lived: LiveServe
         while short_lived.stored_files(f"tasks/{video_id}") and time.monotonic() < deadline:
             time.sleep(0.2)
         left = short_lived.stored_files(f"tasks/{video_id}")
+        remix = client.post(f"/v1/videos/{video_id}/remix", json={"prompt": "again"})
         listed = [v["id"] for v in client.get("/v1/videos").json()["data"]]
         after = client.get(f"/v1/videos/{video_id}").json()
 
@@ -51,6 +52,8 @@ def test_expired_content_is_refused_and_its_files_removed(short_lived: LiveServe
     error = expired.json()["error"]
     assert error["code"] == "expired" and "expired at" in error["message"]
     assert left == {}
+    # Nothing is made from what is no longer kept.
+    assert remix.status_code == 400 and remix.json()["error"]["code"] == "video_expired", remix.text
     assert video_id in listed and after["status"] == "completed" and after["expires_at"] == video["expires_at"]
 
 

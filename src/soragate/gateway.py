@@ -303,6 +303,21 @@ class Gateway:
             # workers in other processes on SQLite and notifications lost while reconnecting.
             await self.events.wait(task_id, min(left, 2.0))
 
+    @staticmethod
+    def check_source(task: Task, *, param: str, use: str) -> None:
+        """Refuse to make a new task from ``task``'s video (a remix, edit, extension) unless it
+        is finished and still kept (past ``expires_at`` its files are gone)."""
+        if task.status is not TaskStatus.COMPLETED:
+            raise InvalidRequest(
+                f"Video {task.id} is {task.status.value}; only completed videos can be {use}.",
+                param=param,
+                code="video_not_ready",
+            )
+        if task.expires_at is not None and task.expires_at <= time.time():
+            raise InvalidRequest(
+                f"Video {task.id}'s content expired; it can no longer be {use}.", param=param, code="video_expired"
+            )
+
     def _asset(self, task: Task, variant: str) -> Asset:
         if task.status is not TaskStatus.COMPLETED:
             raise InvalidRequest(

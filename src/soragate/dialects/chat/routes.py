@@ -10,7 +10,7 @@ from starlette.responses import Response
 from soragate.core.catalogue import ModelSpec
 from soragate.core.inputs import has_shots, optional_bool, parse_storyboard
 from soragate.core.keys import ApiKey
-from soragate.core.task import TaskKind, TaskParams, TaskStatus
+from soragate.core.task import TaskKind, TaskParams
 from soragate.dialects import chatstream, family_names
 from soragate.dialects.bodies import FLAG, TEXT, documented, obj, one_of, read_fields
 from soragate.dialects.chat import translate
@@ -44,12 +44,7 @@ async def _remix_source(gateway: Gateway, key: ApiKey, video_id: str) -> str:
         source = None
     if source is None or source.kind.is_image:
         raise NotFound(f"No video found with id '{video_id}'.", param="messages")
-    if source.status is not TaskStatus.COMPLETED:
-        raise InvalidRequest(
-            f"Video {video_id} is {source.status.value}; only completed videos can be remixed.",
-            param="messages",
-            code="video_not_ready",
-        )
+    gateway.check_source(source, param="messages", use="remixed")
     return source.id
 
 

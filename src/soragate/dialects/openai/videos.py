@@ -12,7 +12,7 @@ from starlette.routing import Route
 from soragate.core.catalogue import EXTENSION_SECONDS, parse_seconds
 from soragate.core.inputs import int_in_range, optional_str, require_prompt
 from soragate.core.keys import ApiKey
-from soragate.core.task import Task, TaskKind, TaskParams, TaskStatus
+from soragate.core.task import Task, TaskKind, TaskParams
 from soragate.core.uploads import Character
 from soragate.dialects.bodies import PROMPT, TEXT, FilePart, Link, documented, obj, read_fields, read_json
 from soragate.dialects.common import DIALECT_SCOPE_KEY, GatewayDep, KeyDep, current_key, require_text_url
@@ -71,12 +71,7 @@ async def _source_video(gateway: Gateway, key: ApiKey, value: Any, param: str) -
     task = await gateway.get_task(owner=key, task_id=value)
     if task.kind.is_image:
         raise NotFound(f"No video found with id '{value}'.", param=param)
-    if task.status is not TaskStatus.COMPLETED:
-        raise InvalidRequest(
-            f"Video {value} is {task.status.value}; only completed videos can be used.",
-            param=param,
-            code="video_not_ready",
-        )
+    gateway.check_source(task, param=param, use="used")
     return task
 
 

@@ -10,13 +10,13 @@ from starlette.responses import Response
 
 from soragate.core.inputs import optional_str, parse_storyboard, require_prompt
 from soragate.core.keys import ApiKey
-from soragate.core.task import TaskKind, TaskParams, TaskStatus
+from soragate.core.task import TaskKind, TaskParams
 from soragate.core.uploads import Character
 from soragate.dialects import chatstream
 from soragate.dialects.bodies import FLAG, PROMPT, TEXT, documented, obj, read_fields
 from soragate.dialects.common import GatewayDep, KeyDep
 from soragate.dialects.sora2api import translate
-from soragate.errors import InvalidRequest, NotFound
+from soragate.errors import NotFound
 from soragate.gateway import Gateway
 
 router = APIRouter(tags=["sora2api"])
@@ -145,12 +145,7 @@ async def remix_video(request: Request, gateway: GatewayDep, key: KeyDep) -> Res
             source = None
         if source is None or source.kind.is_image:
             raise NotFound(f"No video found with id '{video_id}'.", param="remix_target_id")
-        if source.status is not TaskStatus.COMPLETED:
-            raise InvalidRequest(
-                f"Video {video_id} is {source.status.value}; only completed videos can be remixed.",
-                param="remix_target_id",
-                code="video_not_ready",
-            )
+        gateway.check_source(source, param="remix_target_id", use="remixed")
         params = translate.video_params(resolved, prompt=prompt, style=style, source_task_id=source.id)
     else:
         # A Sora share link names a video soragate never saw; the upstream renders a new one.
