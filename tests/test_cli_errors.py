@@ -226,29 +226,12 @@ def test_what_stops_a_start_is_one_line(
 
 
 def test_a_worker_says_it_runs_and_names_no_api_url(tmp_path: Path) -> None:
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "soragate.cli", "worker", "--data-dir", tmp_path / "data"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=process_env(),
-    )
-    assert worker.stdout is not None
-    lines = []
-    deadline = time.monotonic() + 60
-    while not any(" started " in line for line in lines):
-        assert time.monotonic() < deadline and worker.poll() is None, lines
-        lines.append(worker.stdout.readline())
-    os.kill(worker.pid, signal.SIGINT)
-    rest, _ = worker.communicate(timeout=30)
-
-    said = "".join(lines) + rest
-    assert worker.returncode == 0, said
+    said = _worker_says(tmp_path, {})
     assert "http://" not in said and "ready on" not in said
 
 
 def _worker_says(tmp_path: Path, env: dict[str, str]) -> str:
-    """What a ``soragate worker`` says until it has started (then it is stopped)."""
+    """What a ``soragate worker`` says until it has started (then it is stopped; it must exit cleanly)."""
     worker = subprocess.Popen(
         [sys.executable, "-m", "soragate.cli", "worker", "--data-dir", tmp_path / "data"],
         stdout=subprocess.PIPE,
@@ -264,7 +247,9 @@ def _worker_says(tmp_path: Path, env: dict[str, str]) -> str:
         lines.append(worker.stdout.readline())
     os.kill(worker.pid, signal.SIGINT)
     rest, _ = worker.communicate(timeout=30)
-    return "".join(lines) + rest
+    said = "".join(lines) + rest
+    assert worker.returncode == 0, said
+    return said
 
 
 def test_a_worker_with_upstream_accounts_and_no_public_url_says_what_it_needs(tmp_path: Path) -> None:

@@ -35,19 +35,15 @@ def gateway(tmp_path: Path) -> Iterator[LiveServer]:
 @pytest.fixture
 def known(gateway: LiveServer) -> str:
     """The callback URL of a real Kie account that checks signatures."""
-    with gateway.client() as client:
-        client.post(
-            "/v1/admin/providers",
-            json={
-                "name": "kie-main",
-                "kind": "kie",
-                # Never asked: a callback is only a cue, and no task here has a job upstream.
-                "base_url": "http://127.0.0.1:9",
-                "secret": "kie-test-key",
-                "models": {"sora-2": ""},
-                "options": {"poll_min": 3600, "poll_max": 3600, "callback_signing_key": HMAC_KEY},
-            },
-        ).raise_for_status()
+    gateway.add_provider(
+        name="kie-main",
+        kind="kie",
+        # Never asked: a callback is only a cue, and no task here has a job upstream.
+        base_url="http://127.0.0.1:9",
+        secret="kie-test-key",
+        models={"sora-2": ""},
+        options={"poll_min": 3600, "poll_max": 3600, "callback_signing_key": HMAC_KEY},
+    )
     return f"{gateway.url}/callbacks/kie/kie-main"
 
 
@@ -177,17 +173,9 @@ def test_a_signed_callback_with_a_malformed_record_is_not_a_500(gateway: LiveSer
 
 def test_an_unknown_account_is_answered_like_a_bad_signature(gateway: LiveServer, known: str) -> None:
     # A real account without a signing key, and one of a kind that never calls back.
-    with gateway.client() as client:
-        client.post(
-            "/v1/admin/providers",
-            json={
-                "name": "kie-open",
-                "kind": "kie",
-                "base_url": "http://127.0.0.1:9",
-                "secret": "kie-test-key",
-                "models": {"sora-2": ""},
-            },
-        ).raise_for_status()
+    gateway.add_provider(
+        name="kie-open", kind="kie", base_url="http://127.0.0.1:9", secret="kie-test-key", models={"sora-2": ""}
+    )
     others = [unknown(gateway), f"{gateway.url}/callbacks/kie/kie-open", f"{gateway.url}/callbacks/kie/%00"]
     good = record("task-1")
     requests: list[tuple[bytes, dict[str, str]]] = [
