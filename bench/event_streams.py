@@ -88,6 +88,11 @@ async def one_round(url: str, keys: list[str], streams: int, duration: float, pi
             latencies.append(time.perf_counter() - sent)
             failed += answer.status_code != 200
         cpu = cpu_seconds(pid) - cpu_before
+        # A finished video is a cheaper read: say how many of the round's were still rendering.
+        running = 0
+        for key, video_id in videos:
+            video = await client.get(f"/v1/videos/{video_id}", headers={"Authorization": f"Bearer {key}"})
+            running += video.json()["status"] in ("queued", "in_progress")
         for listener in listeners:
             listener.cancel()
         await asyncio.gather(*listeners, return_exceptions=True)
@@ -96,7 +101,7 @@ async def one_round(url: str, keys: list[str], streams: int, duration: float, pi
     return (
         f"  {streams:>4} streams ({connected} connected): {len(latencies):>5} reads in {duration:g} s,"
         f" p50 {statistics.median(latencies) * 1000:6.1f} ms, p95 {p95 * 1000:7.1f} ms, {failed} failed,"
-        f" server CPU {cpu:.1f} s"
+        f" server CPU {cpu:.1f} s, {running}/{TASKS} videos still rendering at the end"
     )
 
 
