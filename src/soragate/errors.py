@@ -96,6 +96,13 @@ class RateLimited(SoragateError):
         self.retry_after = retry_after
 
 
+class StorageUnavailable(SoragateError):
+    """soragate's own file store cannot take or give files now (full, or not answering)."""
+
+    status_code = 503
+    default_code = "storage_unavailable"
+
+
 class UpstreamError(SoragateError):
     status_code = 502
     error_type = "server_error"
