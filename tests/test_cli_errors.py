@@ -242,7 +242,7 @@ def _worker_says(tmp_path: Path, env: dict[str, str]) -> str:
     assert worker.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + 60
-    while not any(" started " in line for line in lines):
+    while not any("running, no API port" in line for line in lines):  # the last line of its start
         assert time.monotonic() < deadline and worker.poll() is None, lines
         lines.append(worker.stdout.readline())
     os.kill(worker.pid, signal.SIGINT)

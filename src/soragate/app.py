@@ -271,13 +271,13 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
             await worker.start()
             await callbacks.start()
         if role == "worker":
-            log.info("soragate worker %s running, no API port (data in %s)", worker.id, settings.data_dir.resolve())
             if settings.public_url is None and any(r.account.kind != "sandbox" for r in router.runtimes.values()):
                 log.warning(
                     "SORAGATE_PUBLIC_URL is not set: links to uploaded inputs (reference images) this worker"
                     " gives upstreams would point at %s, where nothing answers; set it to the API's public address",
                     settings.base_url,
                 )
+            log.info("soragate worker %s running, no API port (data in %s)", worker.id, settings.data_dir.resolve())
         else:
             log.info("soragate ready on %s (data in %s)", settings.base_url, settings.data_dir.resolve())
         try:
