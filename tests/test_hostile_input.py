@@ -188,6 +188,31 @@ def test_bodies_built_to_be_slow_to_scan_are_answered_at_once(strict: Target) ->
     assert accepted.status_code == 200, accepted.text
 
 
+def test_prompts_built_to_be_slow_to_match_are_answered_at_once(strict: Target) -> None:
+    # Full-length prompts that made a backtracking pattern quadratic on the event loop (about
+    # a minute for one request, every other client waiting): a shot mark never closed, and a
+    # chat message of "http://" run into each other before a video id.
+    unclosed = "[" + "1" * 31_999
+    links = "http://" * 4_560 + " video_" + "0" * 32
+    with strict.server.client(strict.user_key) as client:
+        started = time.monotonic()
+        storyboard = client.post(
+            "/v1/videos/storyboard", json={"prompt": unclosed, "model": "sora2-landscape-10s", "async_mode": True}
+        )
+        chat_shots = client.post(
+            "/v1/chat/completions",
+            json={"model": "sora_video2", "messages": [{"role": "user", "content": "[0s]x " + unclosed[:31_990]}]},
+        )
+        chat_links = client.post(
+            "/v1/chat/completions", json={"model": "sora_video2", "messages": [{"role": "user", "content": links}]}
+        )
+        elapsed = time.monotonic() - started
+    assert_refused(storyboard, "sora2api", "invalid_storyboard", param="prompt")
+    assert_refused(chat_shots, "chat", "invalid_storyboard")
+    assert chat_links.status_code == 404 and chat_links.json()["error"]["code"] == "not_found", chat_links.text
+    assert elapsed < 5
+
+
 def test_surrogate_prompt_is_named_and_not_charged(strict: Target) -> None:
     used = _used_quota(strict)
     with strict.server.client(strict.user_key) as client:

@@ -61,7 +61,9 @@ def optional_bool(value: Any, *, param: str, default: bool = False) -> bool:
 
 SHOT_MARK = re.compile(r"\[(\d+(?:\.\d+)?)s\]")
 # What a client meant as a shot mark but wrote wrong: a sign, spaces, a bare dot, nan or inf.
-_LOOSE_MARK = re.compile(r"\[\s*[-+]?(?:[\d.]*\d[\d.]*(?:e[-+]?\d+)?|nan|inf(?:inity)?)\s*s\s*\]", re.IGNORECASE)
+# The number is written so that each character can be matched one way only (dots, the first
+# digit, then digits and dots): overlapping runs backtrack quadratically on a long "[1111…".
+_LOOSE_MARK = re.compile(r"\[\s*[-+]?(?:\.*\d[\d.]*(?:e[-+]?\d+)?|nan|inf(?:inity)?)\s*s\s*\]", re.IGNORECASE)
 
 
 def has_shots(text: str) -> bool:

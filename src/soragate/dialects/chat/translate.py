@@ -24,7 +24,8 @@ MAX_IMAGES = 4
 MAX_MESSAGES = 1_000
 
 # A Sora share id (alone or in its link) or a soragate video id names the video to remix.
-REMIX_REFERENCE = re.compile(r"(?:https?://\S*?/p/)?\b(?P<share>s_[0-9a-f]{32})\b|\b(?P<video>video_[0-9a-f]{32})\b")
+REMIX_REFERENCE = re.compile(r"\b(?P<share>s_[0-9a-f]{32})\b|\b(?P<video>video_[0-9a-f]{32})\b")
+_WORD_END = re.compile(r"\S*")  # matched on reversed text: the word that ends there
 
 
 @dataclass(frozen=True)
@@ -139,10 +140,27 @@ def remix_reference(text: str) -> RemixReference | None:
     match = REMIX_REFERENCE.search(text)
     if match is None:
         return None
-    prompt = (text[: match.start()] + " " + text[match.end() :]).strip()
+    start = _share_link_start(text, match.start()) if match.group("share") else match.start()
+    prompt = (text[:start] + " " + text[match.end() :]).strip()
     if not prompt:
         raise _bad_messages("Say how to change the video as well as which video to remix.", "missing_prompt")
     return RemixReference(share_id=match.group("share"), video_id=match.group("video"), prompt=prompt)
+
+
+def _share_link_start(text: str, share_at: int) -> int:
+    """Where the share link that ends in the id at ``share_at`` starts (``https://…/p/s_…``),
+    so the link leaves the prompt with its id; ``share_at`` if the id stands alone. Plain
+    string scans: a pattern with a lazy ``\\S*?`` rescans a long run of "http://" from each
+    one, quadratically, on the event loop."""
+    if not text.endswith("/p/", 0, share_at):
+        return share_at
+    word = share_at - len(_WORD_END.match(text[share_at - 1 :: -1]).group())  # type: ignore[union-attr]
+    schemes = [at for at in (text.find("http://", word, share_at), text.find("https://", word, share_at)) if at >= 0]
+    if not schemes:
+        return share_at
+    start = min(schemes)
+    scheme_end = text.index("://", start) + 3
+    return start if scheme_end <= share_at - 3 else share_at
 
 
 def video_params(model: str, resolved: ResolvedVideo, *, prompt: str, family: bool = False, **more: Any) -> TaskParams:
