@@ -5,6 +5,7 @@ stranger learns nothing about what exists."""
 from __future__ import annotations
 
 import io
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -302,3 +303,53 @@ def test_signed_link_to_a_missing_variant_is_404(live: LiveServer, alice: Owner)
     signer = _signer(live)
     for variant in ("image-9", "video", "spritesheet"):
         assert_error(httpx.get(signer.url(alice.image_id, variant)), 404)
+
+
+@pytest.fixture
+def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """Tasks that take 8 s: requests that wait for them are still waiting a few seconds in."""
+    port = free_port()
+    yield from run_server(test_settings(tmp_path_factory.mktemp("slow") / "data", port=port, sandbox_delay=8))
+
+
+def test_waits_and_streams_open_when_their_key_is_revoked_end_with_a_401_and_no_result(slow: LiveServer) -> None:
+    # Each of these holds its request open until the task ends; the key is revoked while they
+    # wait, by another process (straight in the database). Nothing more goes to a revoked key:
+    # no progress, no link, no image.
+    key = slow.create_key("revoked-while-waiting")
+    with slow.client() as admin:
+        listed = admin.get("/v1/admin/keys").json()["data"]
+    key_id = next(k["id"] for k in listed if k["name"] == "revoked-while-waiting")
+    chat = {"model": "sora_video2", "messages": [{"role": "user", "content": "a boat"}]}
+    waits = {
+        "chat stream": ("/v1/chat/completions", {**chat, "stream": True}),
+        "chat": ("/v1/chat/completions", chat),
+        "sora2api stream": ("/v1/videos/generate", {"prompt": "a cat", "stream": True}),
+        "images stream": ("/v1/images/generations", {"prompt": "a pear", "model": "gpt-image-1", "stream": True}),
+        "images": ("/v1/images/generations", {"prompt": "a plum", "model": "gpt-image-1"}),
+    }
+    answers: dict[str, httpx.Response] = {}
+
+    def wait(name: str, path: str, body: dict[str, Any]) -> None:
+        with slow.client(key) as client:
+            answers[name] = client.post(path, json=body, timeout=60)
+
+    threads = [threading.Thread(target=wait, args=(name, *request)) for name, request in waits.items()]
+    for thread in threads:
+        thread.start()
+    with slow.client(key) as client:  # every request is in and waiting
+        deadline = time.monotonic() + 20
+        while len(client.get("/v1/tasks").json()["data"]) < len(waits):
+            assert time.monotonic() < deadline, "the waiting requests did not all make their task"
+            time.sleep(0.1)
+    assert slow.on_db(lambda engine: key_store.revoke_key(engine, key_id=key_id))
+    for thread in threads:
+        thread.join(timeout=60)
+    assert set(answers) == set(waits)
+    for name, answer in answers.items():
+        text = answer.text
+        assert "/files/" not in text and "b64_json" not in text, (name, text[-300:])
+        if name.endswith("stream"):
+            assert answer.status_code == 200 and "invalid_api_key" in text, (name, text[-300:])
+        else:
+            assert_error(answer, 401, code="invalid_api_key")

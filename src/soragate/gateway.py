@@ -27,7 +27,14 @@ from soragate.core.inputs import decode_base64_input, url_or_inline
 from soragate.core.keys import CREDIT_TOLERANCE, ApiKey
 from soragate.core.task import ACTIVE_STATUSES, Asset, Task, TaskKind, TaskParams, TaskStatus, new_id, task_id_for
 from soragate.core.uploads import Character, Upload
-from soragate.errors import Conflict, InsufficientCredits, InvalidRequest, NotFound, PayloadTooLarge
+from soragate.errors import (
+    AuthenticationFailed,
+    Conflict,
+    InsufficientCredits,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+)
 from soragate.events import TaskEvents
 from soragate.netguard import check_url, fetch_capped
 from soragate.ops.metrics import Metrics
@@ -65,6 +72,8 @@ class Gateway:
     metrics: Metrics = field(default_factory=Metrics, repr=False)
     # key hash → (key, when read): see ``authenticate``
     _keys: dict[str, tuple[ApiKey, float]] = field(default_factory=dict, repr=False)
+    # key id → (still in force, when read): see ``key_in_force``
+    _in_force: dict[str, tuple[bool, float]] = field(default_factory=dict, repr=False)
     # task id → its owner's key id, as met (a task never changes hands): see ``changed_tasks``
     _owners: dict[str, str] = field(default_factory=dict, repr=False)
     _owners_read: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
@@ -105,6 +114,26 @@ class Gateway:
     def forget_keys(self) -> None:
         """Read every key afresh next time (this process revoked or changed one)."""
         self._keys.clear()
+        self._in_force.clear()
+
+    async def key_in_force(self, key: ApiKey) -> bool:
+        """Whether ``key`` is still neither revoked nor removed, read at most once per
+        KEY_CACHE_SECONDS: a wait or a stream that outlives a revoke stops, as new requests
+        with the key do."""
+        now = time.monotonic()
+        cached = self._in_force.get(key.id)
+        if cached is not None and now - cached[1] < KEY_CACHE_SECONDS:
+            return cached[0]
+        stored = await key_store.get_key(self.engine, key_id=key.id)
+        in_force = stored is not None and stored.revoked_at is None
+        if len(self._in_force) >= KEY_CACHE_SIZE:
+            self._in_force.clear()
+        self._in_force[key.id] = (in_force, now)
+        return in_force
+
+    async def check_key_in_force(self, key: ApiKey) -> None:
+        if not await self.key_in_force(key):
+            raise AuthenticationFailed("This API key was revoked while the request waited; nothing more is sent to it.")
 
     async def _read_key(self, digest: str, secret: str) -> ApiKey | None:
         if self.reader is not None:
@@ -296,6 +325,7 @@ class Gateway:
         deadline = time.monotonic() + within
         while True:
             task = await self.get_task(owner=owner, task_id=task_id)
+            await self.check_key_in_force(owner)
             left = deadline - time.monotonic()
             if task.status.is_final or left <= 0:
                 return task

@@ -151,6 +151,7 @@ async def follow(gateway: Gateway, *, owner: ApiKey, task: Task, preamble: str =
     try:
         while True:
             task = await gateway.get_task(owner=owner, task_id=task.id)
+            await gateway.check_key_in_force(owner)
             now = time.monotonic()
             if task.status.is_final or now > deadline:
                 break
