@@ -413,6 +413,25 @@ async def test_deleted_result_is_gone(upstream: Any, http: httpx.AsyncClient, tm
     assert error.error.code == ErrorCode.RESULT_UNAVAILABLE
 
 
+@pytest.mark.parametrize("new_api", [False, True])
+@pytest.mark.parametrize("code", [401, 403])
+async def test_a_refused_result_download_is_that_tasks_not_the_accounts(
+    upstream: Any, http: httpx.AsyncClient, tmp_path: Path, new_api: bool, code: int
+) -> None:
+    # The key has just read the job's status; the upstream refusing the file to it (an expired
+    # link on its own host, /content behind a stricter rule) is that result's trouble: no AUTH,
+    # which would take the account out of rotation.
+    fake, base = upstream(new_api=new_api)
+    provider = provider_for(base, http)
+    upstream_id = await provider.submit(make_task(), TaskInputs())
+    report = await run_to_end(provider, upstream_id)
+    fake.faults.add("result", Fault("status", status=code))
+    error = await fails(provider.fetch_result(upstream_id, tmp_path, report))
+    assert error.failure is Failure.GONE and not error.account_fault
+    assert error.error.code == ErrorCode.RESULT_UNAVAILABLE
+    assert f"HTTP {code}" in error.error.message
+
+
 # --- faults --------------------------------------------------------------------------------
 
 

@@ -141,8 +141,8 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
 
 def _link_error(response: httpx.Response) -> ProviderError:
     """A result link that was fetched without the account's key (a signed link on a file host)
-    failing: refused or missing means expired or gone, for this task only; busy or broken is
-    worth another try. Neither says anything about the account."""
+    failing, or refused with it: refused or missing means expired or gone, for this task only;
+    busy or broken is worth another try. Neither says anything about the account."""
     status = response.status_code
     if status == 429 or status >= 500 or status in (408, 425):
         return ProviderError(
@@ -184,7 +184,9 @@ async def download(
                     continue
                 if response.status_code >= 400:
                     await response.aread()
-                    if not headers:
+                    if not headers or response.status_code in (401, 403):
+                        # Refused with the key that just read the job's status: that link
+                        # (expired, or not the key's to fetch), not the account.
                         raise _link_error(response)
                     error = error_for_status(response.status_code, "result download failed", response=response)
                     if error.failure is Failure.GONE:
