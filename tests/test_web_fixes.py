@@ -188,6 +188,57 @@ def test_edit_puts_a_task_back_in_the_form(gate: LiveServer, chromium: object) -
     _close(browsing)
 
 
+# Two Enter key presses in one go, before the first request can be answered.
+_ENTER_TWICE = """(id) => {
+  const prompt = document.getElementById(id);
+  prompt.focus();
+  for (let i = 0; i < 2; i++) {
+    prompt.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true, cancelable: true }));
+  }
+}"""
+
+
+def test_enter_pressed_twice_sends_one_task_and_moving_a_shot_keeps_enter_off_the_form(
+    gate: LiveServer,
+    chromium: object,  # noqa: F811
+) -> None:
+    key = _new_key(gate, "enter-twice")
+    browsing = _page(chromium, 1280, 900)
+    page: Any = browsing.page
+    _studio(page, gate, key)
+
+    def prompts() -> list[str]:
+        with gate.client(key) as client:
+            return [t.get("prompt") or "" for t in client.get("/v1/tasks?limit=100").json()["data"]]
+
+    page.locator("#video-prompt").fill("sent once with enter")
+    page.evaluate(_ENTER_TWICE, "video-prompt")
+    page.locator(".task-card", has_text="sent once with enter").wait_for()
+    page.get_by_role("tab", name="Image", exact=True).click()
+    page.locator("#pic-prompt").fill("a picture sent once")
+    page.evaluate(_ENTER_TWICE, "pic-prompt")
+    page.locator(".task-card", has_text="a picture sent once").wait_for(timeout=FINISH)
+    assert sorted(prompts()) == ["a picture sent once", "sent once with enter"]
+
+    # A shot moved to the top by keyboard keeps focus on a button of that shot, so the next
+    # Enter moves it again rather than sending the storyboard.
+    page.get_by_role("tab", name="Storyboard").click()
+    page.get_by_role("button", name="Add shot").click()
+    page.get_by_label("Shot 1 description").fill("first")
+    page.get_by_label("Shot 2 description").fill("second")
+    page.get_by_role("button", name="Move shot 2 up").focus()
+    page.keyboard.press("Enter")
+    assert page.get_by_label("Shot 1 description").input_value() == "second"
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Move shot 1 down"
+    page.keyboard.press("Enter")
+    assert page.get_by_label("Shot 1 description").input_value() == "first"
+    for _ in range(2):  # removing every shot leaves focus on "Add shot"
+        page.get_by_role("button", name="Remove shot 1").click()
+    assert page.evaluate("document.activeElement.id") == "shot-add"
+    assert len(prompts()) == 2
+    _close(browsing)
+
+
 def test_a_running_task_offers_cancel_and_cancelling_refunds_it(slow: LiveServer, chromium: object) -> None:  # noqa: F811
     key = _new_key(slow, "canceller")
     with slow.client(key) as client:

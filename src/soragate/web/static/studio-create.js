@@ -75,6 +75,7 @@ function submitOnEnter() {
 
 // Run a submit handler with the button busy and the API's error shown in words beside it.
 async function busy(button, errorBox, label, work) {
+  if (button.disabled) return; // already sending: Enter in a prompt submits a form whatever its button says
   const idle = button.textContent;
   button.disabled = true;
   button.textContent = label;

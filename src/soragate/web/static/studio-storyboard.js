@@ -6,7 +6,7 @@ import { el } from "/static/api.js";
 
 export class Storyboard {
   constructor({ list, addButton, total, submit, onChange }) {
-    Object.assign(this, { list, total, submit, onChange });
+    Object.assign(this, { list, total, submit, onChange, addButton });
     this.shots = [];
     this.limit = 0;
     this.nextKey = 1;
@@ -33,10 +33,10 @@ export class Storyboard {
     const [shot] = this.shots.splice(index, 1);
     this.shots.splice(target, 0, shot);
     this.render();
-    // Keep focus on the moved shot's button so keyboard users can keep moving it.
-    const which = by < 0 ? "up" : "down";
-    const button = this.field(target, which);
-    (button && !button.disabled ? button : this.field(target, "prompt"))?.focus();
+    // Keep focus on the moved shot's buttons so keyboard users can keep moving it; at the top
+    // or bottom on the other one, never in its text, where the next Enter would send the form.
+    const buttons = (by < 0 ? ["up", "down", "remove"] : ["down", "up", "remove"]).map((name) => this.field(target, name));
+    buttons.find((button) => button && !button.disabled)?.focus();
   }
 
   remove(index) {
@@ -44,6 +44,7 @@ export class Storyboard {
     this.render();
     const next = Math.min(index, this.shots.length - 1);
     if (next >= 0) this.field(next, "prompt")?.focus();
+    else this.addButton.focus();
   }
 
   field(index, name) {
