@@ -333,6 +333,29 @@ def test_result_download_faults_are_retried(rig: Rig, gateway: LiveServer, kind:
     assert up.fake.faults.hits["result"] >= len(faults) + 1
 
 
+def test_a_finished_job_whose_status_goes_back_after_a_failed_download_still_completes(
+    rig: Rig, gateway: LiveServer
+) -> None:
+    # The upstream said SUCCESS with a link; the download failed once; from then on its status
+    # says the job is running again. The link it gave is tried again (the finished video is
+    # there all along), not the status that went back on it.
+    up = rig("relay_v2", fake={"polls_to_finish": 1})
+    fake = up.fake
+    up.fake.faults.add("result", Fault("status", status=500))
+
+    async def backtracking(scope: Any, receive: Any, send: Any) -> None:
+        await fake(scope, receive, send)
+        if scope["type"] == "http" and scope["path"].startswith("/files/"):
+            for job in fake.jobs.values():
+                job.forced_status = "IN_PROGRESS"
+
+    up.slot.use(backtracking)
+    video = run(gateway, "a result fetched from the link given")
+    assert_completed(gateway, video, up)
+    assert video["progress"] == 100
+    assert up.creates == 1 and fake.faults.hits["result"] == 2
+
+
 # --- failover --------------------------------------------------------------------------------
 
 

@@ -221,6 +221,8 @@ class Task:
     poked_at: float | None = None
     # When the task's next step is due (for a claimed task: when the step in hand was due).
     next_check_at: float | None = None
+    # The upstream's "done" answer while its result is fetched (``worker.runner``), else None.
+    job_done: dict[str, Any] | None = None
 
     def asset(self, variant: str) -> Asset | None:
         return next((a for a in self.assets if a.variant == variant), None)

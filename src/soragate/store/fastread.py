@@ -21,7 +21,7 @@ from soragate.core.task import Task
 from soragate.store.keys import key_from_mapping
 from soragate.store.tasks import task_from_mapping
 
-_JSON_COLUMNS = ("params", "assets", "tried_accounts")
+_JSON_COLUMNS = ("params", "assets", "tried_accounts", "job_done")
 
 
 class FastReader:

@@ -67,6 +67,10 @@ tasks = Table(
     # When the upstream last called back about the task's job: a look whose request went out
     # before then may have missed the end, so the task is due again at once.
     Column("poked_at", Float),
+    # The upstream's answer that the job is done (its result links, what it made), kept while
+    # the result is fetched: a download that fails is tried again from it, and a later status
+    # answer that goes back on it ("processing" again) cannot lose the finished video.
+    Column("job_done", JSON),
 )
 Index("ix_tasks_owner_created", tasks.c.owner_id, tasks.c.created_at)
 # A key's tasks in flight, counted when it creates one.

@@ -71,6 +71,7 @@ def task_from_mapping(m: Any) -> Task:
         callback_url=m["callback_url"],
         poked_at=m.get("poked_at"),
         next_check_at=m.get("next_check_at"),
+        job_done=m.get("job_done"),
     )
 
 
@@ -560,9 +561,11 @@ async def retry_later(
     step_errors: int,
     tried_accounts: Sequence[str] | None = None,
     unsubmit: bool = False,
+    job_done: dict[str, Any] | None = None,
 ) -> bool:
     """A step failed for now: try again at ``at``. ``unsubmit``: the upstream certainly made
-    no job, so the task may be sent again (and gives back its account slot)."""
+    no job, so the task may be sent again (and gives back its account slot). ``job_done``:
+    the upstream's answer that the job is done, whose result could not be fetched yet."""
     values: dict[str, Any] = {
         "next_check_at": at,
         "step_errors": step_errors,
@@ -572,8 +575,10 @@ async def retry_later(
     }
     if tried_accounts is not None:
         values["tried_accounts"] = list(tried_accounts) or None
+    if job_done is not None:
+        values["job_done"] = job_done
     if unsubmit:
-        values.update(submit_state=None, provider=None)
+        values.update(submit_state=None, provider=None, job_done=None)
     async with writing(engine) as conn:
         result = await conn.execute(update(tasks).where(_held(task_id, worker_id)).values(**values))
     return result.rowcount > 0

@@ -285,7 +285,7 @@ class Worker:
             options = runtime.account.opts if runtime else None
             deadline = self.schedule.deadline(task.created_at, self.settings.task_deadline_seconds, options)
             if self.clock() >= deadline:
-                await self._fail(task, timed_out(sent=task.submit_state is not None))
+                await self._fail(task, _unfetched() if task.job_done else timed_out(sent=task.submit_state is not None))
             elif task.submit_state is None:
                 await self._submit(task, deadline)
             elif runtime is None:
@@ -294,6 +294,10 @@ class Worker:
             elif task.submit_state is SubmitState.SUBMITTING:
                 # We crashed during a submit call: ask the upstream before sending it again.
                 await self._reconcile(task, runtime, deadline)
+            elif task.job_done is not None:
+                # The job is done and its result was not fetched yet: fetched again, without
+                # asking a status that may since have gone back on it.
+                await self._finish(task, runtime, _done_status(task.job_done), deadline)
             else:
                 await self._poll(task, runtime, deadline)
         except LeaseLost:
@@ -732,7 +736,7 @@ class Worker:
                 await asyncio.sleep(max(0.0, at - self.clock()))
                 await self._finish(task, runtime, status, deadline, in_process=True)
                 return
-            await self._later(task, at=at, step_errors=attempt)
+            await self._later(task, at=at, step_errors=attempt, job_done=_done_record(status))
             return
         retention = self.settings.retention_hours
         expires = self.clock() + retention * 3600 if retention > 0 else None
@@ -754,9 +758,10 @@ class Worker:
             return
         self.metrics.completion_lag.labels(runtime.name).observe(max(0.0, self.clock() - noticed))
         self.metrics.task_finished(dialect=task.dialect, model=task.params.model, outcome="completed")
-        await self.durations.learn(
-            task, runtime.name, noticed - (task.started_at or task.created_at), options=runtime.account.opts
-        )
+        if task.job_done is None:  # noticed when it ended, not at a later try of its download
+            await self.durations.learn(
+                task, runtime.name, noticed - (task.started_at or task.created_at), options=runtime.account.opts
+            )
         if (
             spritesheet_pending(assets)
             and not self.media.busy
@@ -785,6 +790,7 @@ class Worker:
         step_errors: int,
         tried_accounts: list[str] | None = None,
         unsubmit: bool = False,
+        job_done: dict[str, Any] | None = None,
     ) -> None:
         ok = await asyncio.shield(
             task_store.retry_later(
@@ -795,6 +801,7 @@ class Worker:
                 step_errors=step_errors,
                 tried_accounts=tried_accounts,
                 unsubmit=unsubmit,
+                job_done=job_done,
             )
         )
         if not ok:
@@ -877,6 +884,28 @@ class Worker:
 
 
 _KNOWN_CODES = frozenset({*(c.value for c in ErrorCode), "no_available_upstream", "upstream_task_lost"})
+
+
+def _done_record(status: JobStatus) -> dict[str, Any]:
+    """What a "done" answer says that fetching its result needs, as the task row keeps it."""
+    return {"result_urls": list(status.result_urls), "made": list(status.made) if status.made else None}
+
+
+def _done_status(record: dict[str, Any]) -> JobStatus:
+    made = record.get("made")
+    return JobStatus(
+        JobState.SUCCEEDED,
+        progress=100,
+        result_urls=tuple(record.get("result_urls") or ()),
+        made=(int(made[0]), int(made[1])) if made else None,
+    )
+
+
+def _unfetched() -> TaskError:
+    return TaskError(
+        ErrorCode.RESULT_UNAVAILABLE,
+        "The upstream finished the job, but its result could not be downloaded before the task's deadline.",
+    )
 
 
 def _grown_progress(task: Task, status: JobStatus) -> int | None:
