@@ -375,6 +375,19 @@ def test_failover_when_the_first_account_refuses_every_create(rig: Rig, gateway:
     assert accounts[backup.name]["health"] == "ok"
 
 
+def test_a_task_waits_for_a_resting_account_when_the_other_is_out_of_credits(rig: Rig, gateway: LiveServer) -> None:
+    # The first account is asked to slow down (429, rest 2 s), the second has no credits (402):
+    # the task is not "out of service" — it waits out the rest and completes on the first.
+    resting = rig("relay_v2", slot=0, priority=1)
+    resting.fake.faults.add("create", Fault("status", status=429, retry_after=2))
+    broke = rig("relay_v2", slot=1, priority=2)
+    broke.fake.faults.add("create", Fault("status", status=402), times=1000)
+    video = run(gateway, "waits for the rested account")
+    assert_completed(gateway, video, resting)
+    assert (resting.creates, broke.creates) == (1, 0)
+    assert providers(gateway)[broke.name]["enabled"] is False
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_account_answering_401_is_disabled_and_tasks_complete_on_the_next(
     rig: Rig, gateway: LiveServer, kind: str

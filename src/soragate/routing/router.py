@@ -439,6 +439,15 @@ class Router:
         now = time.time()
         return not [r for r in eligible if r.name not in exclude and r.runtime.account.health(now) == "ok"]
 
+    def any_enabled(self, task: Task, *, source: Task | None) -> bool:
+        """Whether an account that could take the task is still in service, if resting (a
+        429's cooldown): then the task waits for it instead of failing."""
+        try:
+            eligible = self._eligible(task, source)
+        except (NoRoute, SnapRefused):
+            return False
+        return any(r.runtime.account.enabled for r in eligible)
+
     def where(self, public_model: str, base_model: str) -> list[dict[str, Any]]:
         """Where requests for a public model go: its routes, else the accounts whose model
         list has it, else the built-in sandbox."""

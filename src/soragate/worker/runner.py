@@ -453,9 +453,10 @@ class Worker:
         tried.add(runtime.name)
         at = self.clock()  # fail over to the next account at once
         if self.router.all_tried(task, source=source, exclude=tried):
-            if exc.failure in ACCOUNT_FAILURES:
+            if exc.failure in ACCOUNT_FAILURES and not self.router.any_enabled(task, source=source):
                 # The upstream's words (a refused key, no credits) are the operator's business:
-                # the account's record has them.
+                # the account's record has them. (An account that is only resting, after a
+                # 429, is waited for below.)
                 message = f"No available upstream: {out_of_service(task.params.model)}."
                 await self._fail(task, TaskError("no_available_upstream", message))
                 return
