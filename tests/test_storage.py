@@ -488,6 +488,29 @@ def test_a_store_that_is_down_keeps_the_result_waiting_until_it_is_back(tmp_path
         assert any(key.endswith("video.mp4") for key in s3_server.keys(bucket))
 
 
+def test_a_local_store_that_fails_keeps_the_result_waiting_until_it_is_back(tmp_path: Path) -> None:
+    """The files directory is replaced by a plain file (an unmounted or broken disk) when the
+    video is done: as with a bucket that is down, the result waits upstream and is stored once
+    the directory is back; it never fails as an upstream's internal error."""
+    settings = test_settings(tmp_path / "data", port=free_port(), sandbox_delay=0.1, retry_base_seconds=0.05)
+    files = tmp_path / "data" / "files"
+    for server in run_server(settings):
+        with server.client() as client:
+            files.rename(tmp_path / "files-away")
+            files.write_bytes(b"not a directory")
+            made = client.post("/v1/videos", json={"prompt": "stored once the disk is back", "seconds": "4"}).json()
+            deadline = time.monotonic() + 30
+            while server.task(made["id"]).step_errors < 7:  # more than Schedule's five tries
+                assert client.get(f"/v1/videos/{made['id']}").json()["status"] in ("queued", "in_progress")
+                assert time.monotonic() < deadline, "the store was not tried again"
+                time.sleep(0.05)
+            files.unlink()
+            (tmp_path / "files-away").rename(files)
+            video = server.wait_for(made["id"])
+            assert video["status"] == "completed", video
+            assert client.get(f"/v1/videos/{made['id']}/content").content[4:8] == b"ftyp"
+
+
 @pytest.mark.parametrize("wanted", [None, "bytes=10-99"])
 async def test_a_file_removed_between_its_check_and_its_transfer_is_a_404(tmp_path: Path, wanted: str | None) -> None:
     """A task deleted while its content was being answered: a 404, never a 200 (or 206) whose

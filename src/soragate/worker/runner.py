@@ -693,22 +693,30 @@ class Worker:
         assert task.upstream_id is not None
         noticed = self.clock()
         scratch = self.storage.scratch_dir(task.id)
-        scratch.mkdir(parents=True, exist_ok=True)
         try:
-            async with self._results:
-                files = await self._bounded(
-                    runtime.provider.fetch_result(task.upstream_id, scratch, status),
-                    kind="result",
-                    seconds=self._download_time(runtime, deadline),
-                )
-                assets = await store_results(
-                    self.storage,
-                    task_id=task.id,
-                    is_image=task.kind.is_image,
-                    files=files,
-                    scratch=scratch,
-                    pool=self.media,
-                )
+            try:
+                scratch.mkdir(parents=True, exist_ok=True)
+                async with self._results:
+                    files = await self._bounded(
+                        runtime.provider.fetch_result(task.upstream_id, scratch, status),
+                        kind="result",
+                        seconds=self._download_time(runtime, deadline),
+                    )
+                    assets = await store_results(
+                        self.storage,
+                        task_id=task.id,
+                        is_image=task.kind.is_image,
+                        files=files,
+                        scratch=scratch,
+                        pool=self.media,
+                    )
+            except OSError as exc:
+                if isinstance(exc, FileNotFoundError) and await self._deleted(task):
+                    raise  # its directory went with it
+                # soragate's own disk (full, unmounted, replaced): the result waits upstream.
+                why = exc.strerror or type(exc).__name__
+                message = f"The result could not be stored; soragate's file store failed ({why})."
+                raise StoreDown(TaskError(ErrorCode.UPSTREAM_ERROR, message), failure=Failure.RETRYABLE) from exc
         except ProviderError as exc:
             # store_results clears the scratch dir itself; a failed download leaves it to us.
             await asyncio.to_thread(shutil.rmtree, scratch, True)
