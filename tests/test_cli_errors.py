@@ -310,10 +310,36 @@ def test_a_database_that_cannot_be_used_is_one_line(tmp_path: Path, url: str, sa
     ],
 )
 def test_a_bad_setting_is_named_in_one_line(tmp_path: Path, name: str, value: str, says: str) -> None:
-    for command in (("serve",), ("worker",), ("keys", "list")):
+    for command in (("serve",), ("worker",), ("keys", "list"), ("providers", "list"), ("secrets", "encrypt")):
         line = refused(_soragate_with({name: value}, *command, cwd=tmp_path))
         assert line.startswith("error: " + says), (command, line)
         assert "not-hex-at-all" not in line  # values are not echoed
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("SORAGATE_WORKER_CONCURRENCY", "0", "SORAGATE_WORKER_CONCURRENCY: Input should be greater than or equal to 1"),
+        ("SORAGATE_SANDBOX_FPS", "0", "SORAGATE_SANDBOX_FPS: Input should be greater than or equal to 1"),
+        ("SORAGATE_TASK_DEADLINE_SECONDS", "-1", "SORAGATE_TASK_DEADLINE_SECONDS: Input should be greater than 0"),
+        ("SORAGATE_MAX_PROMPT_CHARS", "-1", "SORAGATE_MAX_PROMPT_CHARS: Input should be greater than or equal to 1"),
+        ("SORAGATE_SNAP_POLICY", "bogus", "SORAGATE_SNAP_POLICY: Input should be 'nearest', 'up' or 'refuse'"),
+        ("SORAGATE_PUBLIC_URL", "notaurl", "SORAGATE_PUBLIC_URL: Value error, must be the http(s) URL"),
+        ("SORAGATE_LOG_LEVEL", "LOUD", "SORAGATE_LOG_LEVEL: Value error, must be DEBUG, INFO"),
+        (
+            "SORAGATE_SANDBOX_REVIEW_RULES",
+            '["(unclosed"]',
+            "SORAGATE_SANDBOX_REVIEW_RULES: Value error, '(unclosed' is",
+        ),
+        ("SORAGATE_SANDBOX_REVIEW_RULES", "not-json", "SORAGATE_SANDBOX_REVIEW_RULES: not valid JSON"),
+    ],
+)
+def test_a_setting_out_of_its_range_stops_the_start(tmp_path: Path, name: str, value: str, says: str) -> None:
+    # Each of these started a server that said it was ready, then did nothing or did it wrong
+    # (every task queued forever, stuck at 99 %, refused, failed at once).
+    line = refused(_soragate_with({name: value}, "serve", cwd=tmp_path))
+    assert line.startswith("error: " + says), line
     assert not (tmp_path / "data").exists()
 
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from soragate.cli_data import database_errors, err, named, require_database
+from soragate.cli_data import database_errors, err, load_settings, named, require_database
 from soragate.cli_providers import app as providers_app
 from soragate.cli_secrets import app as secrets_app
 from soragate.cli_secrets import preflight
@@ -44,18 +44,7 @@ DataDir = Annotated[
 
 
 def _settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
-    from pydantic import ValidationError
-
-    if data_dir is not None:
-        overrides["data_dir"] = data_dir
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        # One line per setting, named as it is set (the environment); values are not echoed.
-        for error in exc.errors():
-            name = "SORAGATE_" + "_".join(str(part) for part in error["loc"][:1]).upper()
-            err.print(f"[red]error[/]: {name}: {error['msg']}", soft_wrap=True)
-        raise typer.Exit(2) from None
+    return load_settings(data_dir, **overrides)
 
 
 def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]], *, may_create: bool = False) -> T:
@@ -363,7 +352,7 @@ def keys_revoke(
 @tasks_app.command("list")
 def tasks_list(
     status: Annotated[TaskStatus | None, typer.Option(help="Only tasks in this status.")] = None,
-    limit: Annotated[int, typer.Option(help="How many.")] = 20,
+    limit: Annotated[int, typer.Option(help="How many.", min=1, max=1000)] = 20,
     data_dir: DataDir = None,
 ) -> None:
     """List the newest tasks of every key."""

@@ -4,10 +4,12 @@ server (``--data-dir``, else ``$SORAGATE_DATA_DIR``, else ``./data``), and never
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -16,6 +18,28 @@ from soragate.settings import Settings
 
 # Every CLI module's errors: a message stays one line, whatever the width (a pipe is 80).
 err = Console(stderr=True, soft_wrap=True)
+
+
+def load_settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
+    """The settings, or one line per bad one (named as it is set: the environment) and exit 2;
+    values are not echoed."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "SORAGATE_" + "_".join(str(part) for part in error["loc"][:1]).upper()
+            err.print(f"[red]error[/]: {name}: {error['msg']}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    except SettingsError as exc:  # a list or other structured value that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = "SORAGATE_" + field.group(1).upper() if field else "a SORAGATE_ setting"
+        err.print(f'[red]error[/]: {name}: not valid JSON (a list is written like ["a", "b"])', soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def sqlite_file(settings: Settings) -> Path | None:

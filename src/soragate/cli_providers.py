@@ -16,9 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
-from soragate.cli_data import err, named, require_database
+from soragate.cli_data import err, load_settings, named, require_database
 from soragate.core.accounts import KIND_DESCRIPTIONS
-from soragate.settings import Settings
 
 app = typer.Typer(help="Manage upstream provider accounts.", no_args_is_help=True)
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -41,7 +40,7 @@ def _run(data_dir: Path | None, work: Callable[[Any], Awaitable[T]], *, may_crea
     from soragate.store.cipher import SecretCipher
     from soragate.store.db import create_engine, migrate
 
-    settings = Settings(data_dir=data_dir) if data_dir else Settings()
+    settings = load_settings(data_dir)
     require_database(settings, may_create=may_create)
 
     async def run() -> T:

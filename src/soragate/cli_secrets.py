@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from soragate.cli_data import database_errors, err, require_database
+from soragate.cli_data import database_errors, err, load_settings, require_database
 from soragate.settings import Settings
 
 app = typer.Typer(help="Encrypt stored provider and webhook secrets.", no_args_is_help=True)
@@ -35,7 +35,7 @@ def encrypt(data_dir: DataDir = None) -> None:
     from soragate.store.db import create_engine, migrate
     from soragate.store.sealed import check_secrets, seal_all
 
-    settings = Settings(data_dir=data_dir) if data_dir else Settings()
+    settings = load_settings(data_dir)
     require_database(settings)
 
     async def run() -> tuple[int, int]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,46 +38,74 @@ class Settings(BaseSettings):
     # Redirect content downloads to presigned bucket URLs instead of streaming them through.
     storage_presign: bool = False
 
-    sandbox_delay: float = 5.0
-    sandbox_fps: int = 24
-    sandbox_render_workers: int = 1
+    sandbox_delay: float = Field(default=5.0, ge=0)
+    sandbox_fps: int = Field(default=24, ge=1, le=120)
+    sandbox_render_workers: int = Field(default=1, ge=0)
     # Regexes; a prompt matching one fails as a content-policy violation, the way a real
     # upstream's moderation would. Images are reviewed by their declared filename.
     sandbox_review_rules: list[str] = Field(default_factory=lambda: list(DEFAULT_REVIEW_RULES))
 
     allow_private_urls: bool = False
-    max_prompt_chars: int = 32_000
-    max_upload_bytes: int = 20 * 1024 * 1024
+    max_prompt_chars: int = Field(default=32_000, ge=1)
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
 
     # False: this process serves the API only (``soragate serve --no-worker``).
     worker_enabled: bool = True
-    worker_concurrency: int = 1000
+    worker_concurrency: int = Field(default=1000, ge=1)
     # Processes that check results and make thumbnails and spritesheets (0: a thread of the
     # worker process itself); results downloaded and stored at once (bounds the scratch disk).
-    media_workers: int = 2
-    result_downloads: int = 32
+    media_workers: int = Field(default=2, ge=0)
+    result_downloads: int = Field(default=32, ge=1)
     worker_id: str | None = None
-    lease_seconds: float = 30.0
-    claim_interval: float = 0.5
-    poll_after_ms: int = 2000
-    retention_hours: float = 0.0
+    # A worker heartbeats every third of this; a task it holds is taken over after it.
+    lease_seconds: float = Field(default=30.0, ge=1)
+    claim_interval: float = Field(default=0.5, gt=0)
+    poll_after_ms: int = Field(default=2000, ge=0)
+    retention_hours: float = Field(default=0.0, ge=0)
     # Upstream calls: first retry after about this long, doubling up to a minute.
-    retry_base_seconds: float = 1.0
+    retry_base_seconds: float = Field(default=1.0, gt=0)
     # A task not finished upstream this long after creation fails with a timeout.
-    task_deadline_seconds: float = 1800.0
+    task_deadline_seconds: float = Field(default=1800.0, gt=0)
     # One upstream request (create, status) is over in this long, whatever the upstream does;
     # a result download in the second.
-    upstream_timeout_seconds: float = 60.0
-    download_timeout_seconds: float = 600.0
+    upstream_timeout_seconds: float = Field(default=60.0, gt=0)
+    download_timeout_seconds: float = Field(default=600.0, gt=0)
     # A caller's URL (an input image, a character clip) is fetched whole within this long.
-    fetch_timeout_seconds: float = 30.0
+    fetch_timeout_seconds: float = Field(default=30.0, gt=0)
     providers_file: Path | None = None
     # Extra model profiles (TOML or JSON), on top of the shipped ones.
     profiles_file: Path | None = None
     # How a request snaps to a model profile when a route does not say: nearest | up | refuse.
-    snap_policy: str = "nearest"
+    snap_policy: Literal["nearest", "up", "refuse"] = "nearest"
 
     callback_retry_delays: list[float] = Field(default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 1800.0])
+
+    @field_validator("sandbox_review_rules")
+    @classmethod
+    def _rules_compile(cls, rules: list[str]) -> list[str]:
+        for rule in rules:
+            try:
+                re.compile(rule)
+            except re.error as exc:
+                raise ValueError(f"{rule!r} is not a regular expression: {exc}") from None
+        return rules
+
+    @field_validator("callback_retry_delays")
+    @classmethod
+    def _delays_not_negative(cls, delays: list[float]) -> list[float]:
+        if any(not 0 <= d < float("inf") for d in delays):
+            raise ValueError("each delay must be a number of seconds, 0 or more")
+        return delays
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_a_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be the http(s) URL clients reach soragate at, like https://gate.example.com")
+        return value.strip()
 
     # Hex key for signed result links; every process that serves links must share it. Unset:
     # a key made on first start in the data dir (signing.key, mode 0600).
@@ -113,6 +145,14 @@ class Settings(BaseSettings):
     # ``library_log_level`` and above.
     log_format: str = "text"
     library_log_level: str = "WARNING"
+
+    @field_validator("log_level", "library_log_level")
+    @classmethod
+    def _a_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if not isinstance(logging.getLevelName(level), int):
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
 
     # /metrics: on the main port it needs an admin key or this key (Bearer). With a metrics
     # port it is also served there to anyone who can reach it (bound to ``metrics_host``,
