@@ -209,8 +209,26 @@ NEEDS_ENV = '[[providers]]\nname = "a"\nkind = "openai"\nsecret = "env:SG_NOT_SE
         ({"p.toml": NEEDS_ENV}, {"SORAGATE_PROVIDERS_FILE": "p.toml"}, "needs $SG_NOT_SET, which is not set"),
         ({}, {"SORAGATE_PROVIDERS_FILE": "p.toml"}, "providers file p.toml: No such file or directory"),
         ({}, {"SORAGATE_METRICS_PORT": "BUSY"}, "metrics port 127.0.0.1:BUSY: Address already in use"),
+        ({}, {"SORAGATE_STORAGE_URL": "http://not-s3"}, "SORAGATE_STORAGE_URL http://not-s3: Generic S3 error"),
+        (
+            {},
+            {"SORAGATE_STORAGE_URL": "s3://b/p", "SORAGATE_S3_ACCESS_KEY_ID": "AKIAEXAMPLE"},
+            "needs both an access key id and a secret access key",
+        ),
+        ({}, {"SORAGATE_PROFILES_FILE": "prof.toml"}, "profiles file prof.toml: No such file or directory"),
+        ({"prof.toml": "garbage = ["}, {"SORAGATE_PROFILES_FILE": "prof.toml"}, "profiles file prof.toml: Invalid"),
     ],
-    ids=["data-dir-a-file", "toml-syntax", "env-unset", "file-missing", "metrics-port-busy"],
+    ids=[
+        "data-dir-a-file",
+        "toml-syntax",
+        "env-unset",
+        "file-missing",
+        "metrics-port-busy",
+        "storage-url",
+        "storage-half-credentials",
+        "profiles-missing",
+        "profiles-syntax",
+    ],
 )
 def test_what_stops_a_start_is_one_line(
     command: str, setup: dict[str, str], env: dict[str, str], says: str, tmp_path: Path, busy_port: int
@@ -223,6 +241,7 @@ def test_what_stops_a_start_is_one_line(
 
     line = refused(run)
     assert line.startswith("cannot start: ") and says.replace("BUSY", str(busy_port)) in line, line
+    assert not (tmp_path / "data" / "admin.key").exists()  # refused before anything was made
 
 
 def test_a_worker_says_it_runs_and_names_no_api_url(tmp_path: Path) -> None:

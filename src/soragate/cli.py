@@ -97,6 +97,23 @@ def _start_problem(settings: Settings, *, serving: bool = False) -> str | None:
 
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
         return f"the data directory {settings.data_dir} is a file"
+    if settings.storage_url:
+        from soragate.storage import storage_from_settings
+
+        try:
+            storage_from_settings(settings)
+        except Exception as exc:  # noqa: BLE001 - obstore raises its own kinds for a URL it cannot read
+            why = str(exc).split("\n", 1)[0]  # its first line: the rest is a debug dump
+            return f"SORAGATE_STORAGE_URL {settings.storage_url}: {why}"
+    if settings.profiles_file:
+        from soragate.profiles.registry import ProfileRegistry
+
+        try:
+            ProfileRegistry(extra_file=settings.profiles_file)
+        except OSError as exc:
+            return f"profiles file {settings.profiles_file}: {exc.strerror}"
+        except ValueError as exc:
+            return f"profiles file {exc}"
     if settings.providers_file:
         try:
             read_providers_file(settings.providers_file)
