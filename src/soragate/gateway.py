@@ -507,7 +507,7 @@ class Gateway:
     def _check_size(self, data: bytes, param: str) -> None:
         if len(data) > self.settings.max_upload_bytes:
             raise PayloadTooLarge(
-                f"'{param}' is {len(data)} bytes; the limit is {self.settings.max_upload_bytes}.", param=param
+                f"'{param}' is {_mib(len(data))}; the limit is {_mib(self.settings.max_upload_bytes)}.", param=param
             )
         if not data:
             raise InvalidRequest(f"'{param}' is empty.", param=param)
@@ -541,3 +541,10 @@ class Gateway:
         if character is None:
             raise NotFound(f"No character found with id '{character_id}'.", param="character_id")
         return character
+
+
+def _mib(size: int) -> str:
+    """A size as people read it, and exactly: "20 MiB (20971520 bytes)"."""
+    if size < 2**20:
+        return f"{size} bytes"
+    return f"{size / 2**20:.1f}".removesuffix(".0") + f" MiB ({size} bytes)"
