@@ -102,7 +102,7 @@ def _console(page: Any, server: LiveServer) -> None:
 # --- studio ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("width", "height"), WIDTHS)
+@pytest.mark.parametrize(("width", "height"), [*WIDTHS, (375, 812)])
 def test_studio_cards_and_tabs(gate: LiveServer, chromium: object, width: int, height: int) -> None:  # noqa: F811
     browsing = _page(chromium, width, height)
     page: Any = browsing.page
@@ -236,6 +236,53 @@ def test_enter_pressed_twice_sends_one_task_and_moving_a_shot_keeps_enter_off_th
         page.get_by_role("button", name="Remove shot 1").click()
     assert page.evaluate("document.activeElement.id") == "shot-add"
     assert len(prompts()) == 2
+    _close(browsing)
+
+
+def test_the_studio_says_when_it_is_offline_and_when_its_key_stops_working(
+    gate: LiveServer,
+    chromium: object,  # noqa: F811
+) -> None:
+    key = _new_key(gate, "offline-then-revoked")
+    with gate.client(key) as client:
+        made = client.post("/v1/images/generations", json={"prompt": "a wide picture", "size": "1536x1024"})
+    assert made.status_code == 200, made.text
+    browsing = _page(chromium, 1280, 900)
+    page: Any = browsing.page
+    # The server cannot be reached (as when it is down): the live badge says it is retrying.
+    page.route("**/v1/tasks/events", lambda route: route.abort("connectionrefused"))
+    page.goto(gate.url + "/")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_function("() => document.getElementById('live').textContent === 'Reconnecting…'")
+    live = page.locator("#live")
+    assert "on" not in (live.get_attribute("class") or "")
+    page.unroute("**/v1/tasks/events")
+    page.wait_for_function("() => document.getElementById('live').textContent === 'Live'", timeout=20_000)
+
+    # An image's Edit brings back its model and size with its prompt.
+    card = page.locator(".task-card", has_text="a wide picture")
+    card.get_by_role("button", name="Edit", exact=True).click()
+    assert page.locator("#pic-prompt").input_value() == "a wide picture"
+    assert page.locator("#pic-size").input_value() == "1536x1024"
+
+    # A request that cannot reach the server says so in words, and keeps what was typed.
+    page.route("**/v1/images/generations", lambda route: route.abort("connectionrefused"))
+    page.locator("#pic-prompt").fill("sent while offline")
+    page.get_by_role("button", name="Generate image").click()
+    page.wait_for_function("() => document.getElementById('pic-error').textContent !== ''")
+    assert page.locator("#pic-error").inner_text().startswith("Could not reach the server")
+    assert page.locator("#pic-prompt").input_value() == "sent while offline"
+    page.unroute("**/v1/images/generations")
+
+    # The key revoked meanwhile: the form says the key no longer works, not "Incorrect API key".
+    with gate.client() as admin:
+        key_id = next(
+            k["id"] for k in admin.get("/v1/admin/keys").json()["data"] if k["name"] == "offline-then-revoked"
+        )
+        assert admin.post(f"/v1/admin/keys/{key_id}/revoke").status_code == 200
+    page.get_by_role("button", name="Generate image").click()
+    page.wait_for_function("() => document.getElementById('pic-error').textContent.includes('no longer works')")
     _close(browsing)
 
 

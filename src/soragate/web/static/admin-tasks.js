@@ -38,7 +38,7 @@ function row(task) {
     { dataset: { task: task.id, status: task.status } },
     el("td", {}, open),
     el("td", {}, fmtTime(task.created_at)),
-    el("td", {}, keyLabel(task.key_id)),
+    el("td", { class: "key" }, keyLabel(task.key_id)),
     el("td", {}, task.dialect),
     el("td", {}, task.model),
     el(

@@ -30,24 +30,43 @@ export async function api(path, { method = "GET", json, form, headers = {}, sign
   } else if (form !== undefined) {
     init.body = form; // FormData: the browser sets the multipart boundary
   }
-  const response = await fetch(path, init);
+  const response = await reach(path, init);
   const type = response.headers.get("content-type") || "";
   const body = type.includes("json") ? await response.json() : await response.text();
-  if (!response.ok) throw new ApiError(response.status, typeof body === "string" ? null : body);
+  if (!response.ok) {
+    const error = new ApiError(response.status, typeof body === "string" ? null : body);
+    if (response.status === 401 && session.key) {
+      // Signed in with it a moment ago: the key was revoked since (the forms keep what was typed).
+      error.message = "This key no longer works (was it revoked?): sign out, then sign in with a working key.";
+    }
+    throw error;
+  }
   return body;
+}
+
+// fetch, with a network failure (the server down, the connection lost) said in words rather
+// than the browser's "Failed to fetch"; an abort stays an abort.
+async function reach(path, init) {
+  try {
+    return await fetch(path, init);
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ApiError(0, { error: { message: "Could not reach the server: check the connection, or whether soragate is running.", code: "unreachable" } });
+  }
 }
 
 // Download a protected file (the key cannot ride in a URL) and return an object URL.
 export async function blobUrl(path) {
-  const response = await fetch(path, { headers: { Authorization: `Bearer ${session.key}` } });
+  const response = await reach(path, { headers: { Authorization: `Bearer ${session.key}` } });
   if (!response.ok) throw new ApiError(response.status, null);
   return URL.createObjectURL(await response.blob());
 }
 
 // Server-Sent Events over fetch, so the key goes in a header (EventSource cannot send one).
 // Calls onEvent(name, data) for each event; reconnects with backoff until signal aborts.
-// onOpen (optional) runs on every (re)connection, so a page can catch up on what it missed.
-export async function streamEvents(path, onEvent, signal, onOpen) {
+// onOpen (optional) runs on every (re)connection, so a page can catch up on what it missed;
+// onDrop (optional) each time the connection is lost or cannot be made, while it retries.
+export async function streamEvents(path, onEvent, signal, onOpen, onDrop) {
   let delay = 500;
   while (!signal.aborted) {
     try {
@@ -78,6 +97,8 @@ export async function streamEvents(path, onEvent, signal, onOpen) {
       if (signal.aborted) return;
       if (error instanceof ApiError && error.status === 401) throw error;
     }
+    if (signal.aborted) return;
+    if (onDrop) onDrop();
     await new Promise((resolve) => setTimeout(resolve, delay));
     delay = Math.min(delay * 2, 10000);
   }

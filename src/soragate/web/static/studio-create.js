@@ -14,7 +14,7 @@ export function setupCreate({ catalogue, gallery }) {
   const tabs = [...document.querySelectorAll('[role="tab"]')];
   const video = videoForm(catalogue, gallery, () => mode);
   const board = storyboardForm(catalogue, gallery);
-  pictureForm(catalogue, gallery);
+  const picture = pictureForm(catalogue, gallery);
 
   function select(tab, focus = false) {
     mode = tab.dataset.mode;
@@ -47,8 +47,7 @@ export function setupCreate({ catalogue, gallery }) {
     const task = event.detail;
     if (task.kind === "text_to_image" || task.kind === "image_to_image") {
       select(tabs.find((tab) => tab.dataset.mode === "picture"));
-      $("pic-prompt").value = task.prompt;
-      $("pic-prompt").focus();
+      picture.edit(task);
       return;
     }
     if (task.kind === "storyboard") {
@@ -278,4 +277,14 @@ function pictureForm(catalogue, gallery) {
       prompt.value = "";
     });
   });
+  return {
+    // A finished image's prompt, model and size back in the form.
+    edit(task) {
+      if ([...model.options].some((o) => o.value === task.model)) { model.value = task.model; refresh(); }
+      if (task.size && [...size.options].some((o) => o.value === task.size)) size.value = task.size;
+      prompt.value = task.prompt;
+      error.textContent = "";
+      prompt.focus();
+    },
+  };
 }

@@ -88,7 +88,12 @@ export class Gallery {
       if (name === "task" && task && task.task_id) this.upsert(task);
       if (name === "deleted" && task && task.task_id) this.drop(task.task_id, { moveFocus: false }); // by another tab or client
     };
-    streamEvents("/v1/tasks/events", onEvent, stop.signal, onOpen).catch((error) => {
+    const onDrop = () => {
+      // Cards freeze until the stream is back (then they catch up): say so.
+      this.live.textContent = "Reconnecting…";
+      this.live.classList.remove("on");
+    };
+    streamEvents("/v1/tasks/events", onEvent, stop.signal, onOpen, onDrop).catch((error) => {
       this.live.textContent = "Stopped";
       this.live.classList.remove("on");
       this.error.textContent = error instanceof ApiError && error.status === 401
