@@ -304,7 +304,9 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
                 gateway.reader.close()
             await engine.dispose()
 
-    app = FastAPI(title="soragate", version="0.1.0", lifespan=lifespan)
+    # No /docs or /redoc: FastAPI's pages load their script from a CDN onto this origin, where
+    # the studio keeps its key. The API's description stays at /openapi.json.
+    app = FastAPI(title="soragate", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     # Set when the server begins to shut down (``begin_closing``): endless streams end then.
     app.state.closing = asyncio.Event()
 
