@@ -356,6 +356,31 @@ def test_a_finished_job_whose_status_goes_back_after_a_failed_download_still_com
     assert up.creates == 1 and fake.faults.hits["result"] == 2
 
 
+def test_a_job_id_the_upstream_gives_a_second_time_fails_that_task_and_charges_nothing(
+    rig: Rig, gateway: LiveServer
+) -> None:
+    # The upstream answers a new create with the id of a job it made for an earlier task: that
+    # job's video is the first prompt's, so the second task fails (refunded) instead of being
+    # handed another prompt's video.
+    up = rig("relay_v2", fake={"polls_to_finish": 1})
+    first = run(gateway, "the first prompt")
+    assert_completed(gateway, first, up)
+    [job] = up.fake.jobs.values()
+    up.fake._new_job = lambda body, source: job
+    with gateway.client() as client:
+
+        def used() -> float:
+            keys = client.get("/v1/admin/keys").json()["data"]
+            return float(next(k for k in keys if gateway.admin_key.startswith(k["prefix"]))["credits_used"])
+
+        before = used()
+        second = wait_final(gateway, submit(gateway, "the second prompt"))
+        assert used() == before
+        assert client.get(f"/v1/videos/{first['id']}").json()["status"] == "completed"
+    assert_failed(second, "upstream_error")
+    assert "already given another task" in second["error"]["message"]
+
+
 # --- failover --------------------------------------------------------------------------------
 
 

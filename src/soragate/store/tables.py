@@ -77,6 +77,8 @@ Index("ix_tasks_owner_created", tasks.c.owner_id, tasks.c.created_at)
 Index("ix_tasks_owner_status", tasks.c.owner_id, tasks.c.status)
 Index("ix_tasks_status_check", tasks.c.status, tasks.c.next_check_at)
 Index("ix_tasks_provider_submit", tasks.c.provider, tasks.c.submit_state)
+# A task by its upstream job: an account's callback, and a job id the upstream gives twice.
+Index("ix_tasks_upstream", tasks.c.provider, tasks.c.upstream_id)
 # The retention sweep's question: files not yet removed, expired soonest first.
 Index("ix_tasks_expiry", tasks.c.files_removed_at, tasks.c.expires_at)
 

@@ -538,6 +538,17 @@ async def mark_submitted(
     return result.rowcount > 0
 
 
+async def job_taken(engine: AsyncEngine, *, provider: str, upstream_id: str, by_other_than: str) -> bool:
+    """Whether another task already has this upstream job (an upstream giving one id twice)."""
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            select(tasks.c.id)
+            .where(tasks.c.provider == provider, tasks.c.upstream_id == upstream_id, tasks.c.id != by_other_than)
+            .limit(1)
+        )
+        return found.first() is not None
+
+
 def _grown(progress: int) -> Any:
     """The progress column set to ``progress`` if that is more: progress only grows, whatever
     order answers arrive in."""
