@@ -556,3 +556,18 @@ async def test_a_file_opened_before_its_removal_is_sent_whole(tmp_path: Path) ->
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://soragate.test") as client:
         answer = await client.get("/f")
     assert removed and answer.status_code == 200 and answer.content == DATA
+
+
+def test_a_bucket_error_is_logged_as_its_cause_in_one_line() -> None:
+    """What the operator reads in the log when storing fails: obstore's first line (not its
+    debug dump), and what to set when no credentials were found (obstore then asks the
+    instance metadata address, which is what its error names)."""
+    from obstore.exceptions import GenericError
+
+    from soragate.storage.s3 import _why
+
+    no_keys = GenericError(
+        "Generic S3 error: Error performing PUT http://169.254.169.254/latest/api/token - 403\n\nDebug source:\n{}"
+    )
+    assert _why(no_keys).startswith("no credentials for the bucket: set SORAGATE_S3_ACCESS_KEY_ID")
+    assert _why(GenericError("Generic S3 error: bucket gone\n\nDebug source:\n{}")) == "Generic S3 error: bucket gone"

@@ -43,7 +43,19 @@ def _translated(relpath: str, *, writing: bool = False) -> Iterator[None]:
             raise StorageError(f"could not store {relpath}: no such bucket (or no file to store)") from exc
         raise FileNotFoundError(relpath) from None
     except BaseError as exc:
-        raise StorageError(f"object storage failed on {relpath} ({type(exc).__name__})") from exc
+        raise StorageError(f"object storage failed on {relpath}: {_why(exc)}") from exc
+
+
+def _why(exc: BaseError) -> str:
+    """obstore's error in one line (the rest is a debug dump), with what to do when no
+    credentials were found (it then asks an instance's metadata address for them)."""
+    first = str(exc).split("\n", 1)[0].strip() or type(exc).__name__
+    if "169.254.169.254" in first or "credential" in first.lower():
+        return (
+            "no credentials for the bucket: set SORAGATE_S3_ACCESS_KEY_ID and SORAGATE_S3_SECRET_ACCESS_KEY"
+            f" (or AWS_* variables, or an instance role) [{first[:200]}]"
+        )
+    return first[:300]
 
 
 class S3Storage:

@@ -747,7 +747,7 @@ class Worker:
                 "task %s: %s the result failed (%s); retrying",
                 task.id,
                 step,
-                exc.error.message if ours else exc.failure,
+                f"{exc.error.message} {exc.__cause__ or ''}".strip() if ours else exc.failure,
             )
             at = self.schedule.retry(now=self.clock(), attempt=attempt, retry_after=exc.retry_after, deadline=deadline)
             if isinstance(at, TaskError):
