@@ -407,3 +407,20 @@ def _answers(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_data_directory_on_a_read_only_disk_is_one_line(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    disk = tmp_path / "ro"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        env = {"SORAGATE_DATA_DIR": str(disk / "data")}
+        for command in (("serve",), ("worker",), ("keys", "create", "someone")):
+            line = refused(_soragate_with(env, *command, cwd=tmp_path))
+            assert "the data directory cannot be used: Read-only file system" in line, (command, line)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -95,8 +95,11 @@ def _ready_to_start(settings: Settings, *, serving: bool = False) -> None:
 def _start_problem(settings: Settings, *, serving: bool = False) -> str | None:
     from soragate.routing.providers_file import ProvidersFileError, read_providers_file
 
-    if settings.data_dir.exists() and not settings.data_dir.is_dir():
-        return f"the data directory {settings.data_dir} is a file"
+    try:
+        if settings.data_dir.exists() and not settings.data_dir.is_dir():
+            return f"the data directory {settings.data_dir} is a file"
+    except OSError as exc:
+        return f"the data directory {settings.data_dir}: {exc.strerror}"
     if settings.storage_url:
         from soragate.storage import storage_from_settings
 

@@ -89,6 +89,9 @@ def database_errors(prefix: str) -> Iterator[None]:
         problem = f"the database refused: {str(exc.orig).strip() or type(exc.orig).__name__}"
     except (ConnectionError, TimeoutError, socket.gaierror) as exc:
         problem = f"cannot reach the database: {exc.strerror or exc}"
+    except OSError as exc:  # the data directory (or a file in it) read-only, not ours, gone
+        where = f" ({exc.filename})" if exc.filename else ""
+        problem = f"the data directory cannot be used: {exc.strerror or exc}{where}"
     except Exception as exc:
         # asyncpg raises its own errors (a wrong password, no such database) outside DBAPIError.
         if type(exc).__module__.split(".")[0] != "asyncpg":
