@@ -402,6 +402,48 @@ def test_serve_stops_promptly_and_cleanly_with_an_event_stream_open(tmp_path: Pa
     assert '"level": "error"' not in logged and "Traceback" not in logged, logged[-2000:]
 
 
+def test_a_generation_stream_open_at_shutdown_ends_saying_so_and_holds_nothing(tmp_path: Path) -> None:
+    """A Sora2API stream=true request waits on its task when the server is told to stop: the
+    stream ends at once with an error event that says the task goes on, then [DONE] (a client
+    can tell it from a dropped connection), and the stop is not held for uvicorn's grace."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**process_env(), "SORAGATE_SANDBOX_DELAY": "60"}
+    args = ["serve", "--port", str(port), "--data-dir", str(tmp_path / "data")]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "soragate.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "data" / "admin.key").exists() or not _answers(port):
+            assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+        key = (tmp_path / "data" / "admin.key").read_text().strip()
+        body = {"prompt": "cut by a restart", "model": "sora2-landscape-10s", "stream": True}
+        with (
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}) as client,
+            client.stream("POST", "/v1/videos/generate", json=body, timeout=30) as stream,
+        ):
+            lines = stream.iter_lines()
+            assert next(lines).startswith("data: ")  # the stream is open and the task made
+            stopped = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            rest = [line for line in lines if line.startswith("data: ")]
+        assert rest[-1] == "data: [DONE]", rest
+        assert "server_restarting" in rest[-2] and "goes on" in rest[-2], rest
+        assert server.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert time.monotonic() - stopped < 4.5  # before uvicorn's 5 s grace would cut it
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.communicate()
+
+
 def _answers(port: int) -> bool:
     try:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200

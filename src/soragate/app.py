@@ -218,6 +218,7 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
             reader=FastReader.for_url(settings.db_url),
             router=router,
             metrics=metrics,
+            closing=app.state.closing,
         )
         callbacks = Callbacks(
             engine=engine,

@@ -11,6 +11,8 @@ error body in one handler.
     ├── Conflict                    409     conflict
     ├── PayloadTooLarge             413     payload_too_large
     ├── RateLimited                 429     rate_limit_exceeded
+    ├── StorageUnavailable          503     storage_unavailable / storage_full
+    ├── ServerRestarting            503     server_restarting (a wait cut by a shutdown)
     ├── UpstreamError               502     upstream_error
     │   ├── UpstreamUnavailable     503     no_available_upstream
     │   └── UpstreamTimeout         504     timeout
@@ -101,6 +103,13 @@ class StorageUnavailable(SoragateError):
 
     status_code = 503
     default_code = "storage_unavailable"
+
+
+class ServerRestarting(SoragateError):
+    """The server is shutting down while a request waits on a task; the task goes on."""
+
+    status_code = 503
+    default_code = "server_restarting"
 
 
 class UpstreamError(SoragateError):

@@ -70,6 +70,8 @@ class Gateway:
     reader: FastReader | None = None
     router: Router | None = None
     metrics: Metrics = field(default_factory=Metrics, repr=False)
+    # Set when the server begins to shut down: a request waiting on a task stops waiting.
+    closing: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     # key hash → (key, when read): see ``authenticate``
     _keys: dict[str, tuple[ApiKey, float]] = field(default_factory=dict, repr=False)
     # key id → (still in force, when read): see ``key_in_force``

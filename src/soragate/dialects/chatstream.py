@@ -25,6 +25,7 @@ from soragate.errors import (
     Conflict,
     ContentPolicyViolation,
     InvalidRequest,
+    ServerRestarting,
     SoragateError,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -155,6 +156,11 @@ async def follow(gateway: Gateway, *, owner: ApiKey, task: Task, preamble: str =
             now = time.monotonic()
             if task.status.is_final or now > deadline:
                 break
+            if gateway.closing.is_set():
+                # The task goes on without this stream; a client can read it by its id.
+                raise ServerRestarting(
+                    f"The server is restarting; task {task.id} goes on: read it with GET /v1/tasks/{task.id}."
+                )
             if (task.status, task.progress) != shown:
                 shown = (task.status, task.progress)
                 yield sse(reply.chunk({"reasoning_content": progress_text(task)}))
