@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -402,7 +403,8 @@ def test_serve_stops_promptly_and_cleanly_with_an_event_stream_open(tmp_path: Pa
     assert '"level": "error"' not in logged and "Traceback" not in logged, logged[-2000:]
 
 
-def test_a_generation_stream_open_at_shutdown_ends_saying_so_and_holds_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "wait"])
+def test_a_generation_waiting_at_shutdown_ends_saying_so_and_holds_nothing(tmp_path: Path, stream: bool) -> None:
     """A Sora2API stream=true request waits on its task when the server is told to stop: the
     stream ends at once with an error event that says the task goes on, then [DONE] (a client
     can tell it from a dropped connection), and the stop is not held for uvicorn's grace."""
@@ -424,18 +426,32 @@ def test_a_generation_stream_open_at_shutdown_ends_saying_so_and_holds_nothing(t
             assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
             time.sleep(0.1)
         key = (tmp_path / "data" / "admin.key").read_text().strip()
-        body = {"prompt": "cut by a restart", "model": "sora2-landscape-10s", "stream": True}
-        with (
-            httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}) as client,
-            client.stream("POST", "/v1/videos/generate", json=body, timeout=30) as stream,
-        ):
-            lines = stream.iter_lines()
-            assert next(lines).startswith("data: ")  # the stream is open and the task made
-            stopped = time.monotonic()
-            server.send_signal(signal.SIGTERM)
-            rest = [line for line in lines if line.startswith("data: ")]
-        assert rest[-1] == "data: [DONE]", rest
-        assert "server_restarting" in rest[-2] and "goes on" in rest[-2], rest
+        body = {"prompt": "cut by a restart", "model": "sora2-landscape-10s", "stream": stream}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}) as client:
+            if stream:
+                with client.stream("POST", "/v1/videos/generate", json=body, timeout=30) as answer:
+                    lines = answer.iter_lines()
+                    assert next(lines).startswith("data: ")  # the stream is open and the task made
+                    stopped = time.monotonic()
+                    server.send_signal(signal.SIGTERM)
+                    rest = [line for line in lines if line.startswith("data: ")]
+                assert rest[-1] == "data: [DONE]", rest
+                said = rest[-2]
+            else:  # the answer comes when the task ends: the request waits in a thread
+                answers: list[httpx.Response] = []
+                waiting = threading.Thread(
+                    target=lambda: answers.append(client.post("/v1/videos/generate", json=body, timeout=30))
+                )
+                waiting.start()
+                while not client.get("/v1/tasks").json()["data"]:
+                    time.sleep(0.1)
+                stopped = time.monotonic()
+                server.send_signal(signal.SIGTERM)
+                waiting.join(timeout=30)
+                [answer] = answers
+                assert answer.status_code == 503, answer.text
+                said = answer.text
+        assert "server_restarting" in said and "goes on" in said, said
         assert server.wait(timeout=30) in (0, -signal.SIGTERM)
         assert time.monotonic() - stopped < 4.5  # before uvicorn's 5 s grace would cut it
     finally:

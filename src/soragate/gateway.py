@@ -34,6 +34,7 @@ from soragate.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    ServerRestarting,
 )
 from soragate.events import TaskEvents
 from soragate.netguard import check_url, fetch_capped
@@ -331,6 +332,8 @@ class Gateway:
             left = deadline - time.monotonic()
             if task.status.is_final or left <= 0:
                 return task
+            if self.closing.is_set():
+                raise ServerRestarting(f"The server is restarting; task {task_id} goes on: read it by its id.")
             # Events wake us at once (from other processes too, on Postgres); the timeout covers
             # workers in other processes on SQLite and notifications lost while reconnecting.
             await self.events.wait(task_id, min(left, 2.0))
