@@ -261,7 +261,7 @@ def test_studio_creates_watches_plays_and_retries(slow_server: LiveServer, brows
     page.get_by_label("Name", exact=True).fill("Mochi")
     page.set_input_files("#character-clip", str(tmp_path / "lighthouse.png"))
     page.get_by_role("button", name="Upload character").click()
-    page.locator("#character-error", has_text="not a playable video").wait_for()
+    page.locator("#character-error", has_text="lighthouse.png” is not a video file").wait_for()
     page.set_input_files("#character-clip", str(clip))
     page.get_by_role("button", name="Upload character").click()
     mention = page.locator("#character-list code", has_text="@mochi.")

@@ -38,6 +38,12 @@ export function setupCharacters() {
     if (!name.value.trim()) { error.textContent = "Give the character a name."; name.focus(); return; }
     const file = clip.files && clip.files[0];
     if (!file) { error.textContent = "Choose a short video clip of the character."; clip.focus(); return; }
+    if (file.type && !file.type.startsWith("video/")) {
+      // The picker offers video files, but "All files" lets anything through.
+      error.textContent = `“${file.name}” is not a video file: choose a short clip (MP4, MOV, WebM).`;
+      clip.focus();
+      return;
+    }
     const form = new FormData();
     form.append("name", name.value.trim());
     form.append("video", file, file.name || "clip.mp4");
