@@ -722,3 +722,20 @@ def test_missing_key_is_an_authentication_error(server: LiveServer) -> None:
         response = client.post("/v1/videos/generate", json={"prompt": "x"})
     assert response.status_code == 401
     assert response.json()["error"]["type"] == "authentication_error"
+
+
+def test_any_task_of_the_key_can_be_deleted_by_its_id_and_no_other_keys(server: LiveServer) -> None:
+    # Images too (the OpenAI dialect deletes only videos); a running task is cancelled first.
+    owner, stranger = server.create_key("deleting-any"), server.create_key("deleting-not-mine")
+    with server.client(owner) as client:
+        image = client.post("/v1/images/generations", json={"prompt": "a pear", "response_format": "url"}).json()
+        [image_id] = [t["task_id"] for t in client.get("/v1/tasks").json()["data"]]
+        file = client.get(image["data"][0]["url"])
+        assert file.status_code == 200
+        with server.client(stranger) as other:
+            assert other.delete(f"/v1/tasks/{image_id}").status_code == 404
+        deleted = client.delete(f"/v1/tasks/{image_id}")
+        assert deleted.status_code == 200 and deleted.json() == {"task_id": image_id, "deleted": True}
+        assert client.get(f"/v1/tasks/{image_id}").status_code == 404
+        assert client.get(image["data"][0]["url"]).status_code == 404
+        assert client.delete(f"/v1/tasks/{image_id}").status_code == 404

@@ -265,6 +265,15 @@ def test_the_studio_says_when_it_is_offline_and_when_its_key_stops_working(
     card.get_by_role("button", name="Edit", exact=True).click()
     assert page.locator("#pic-prompt").input_value() == "a wide picture"
     assert page.locator("#pic-size").input_value() == "1536x1024"
+    # ... and Delete (pressed twice, to confirm) removes it, files and all.
+    with gate.client(key) as client:
+        [image_id] = [t["task_id"] for t in client.get("/v1/tasks").json()["data"]]
+    card.get_by_role("button", name="Delete").click()
+    card.get_by_role("button", name="Delete").click()
+    card.wait_for(state="detached")
+    with gate.client(key) as client:
+        assert client.get("/v1/tasks").json()["data"] == []
+        assert client.get(f"/v1/tasks/{image_id}").status_code == 404
 
     # A request that cannot reach the server says so in words, and keeps what was typed.
     page.route("**/v1/images/generations", lambda route: route.abort("connectionrefused"))

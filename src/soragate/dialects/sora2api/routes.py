@@ -237,6 +237,14 @@ async def get_task(task_id: str, gateway: GatewayDep, key: KeyDep) -> dict[str, 
     return translate.task_object(task, gateway.signer.url)
 
 
+@router.delete("/v1/tasks/{task_id}")
+async def delete_task(task_id: str, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
+    """Delete a task of this key, a video or an image, with its files (the OpenAI dialect
+    deletes only videos); one still running is cancelled first, so nothing is charged."""
+    await gateway.delete_task(owner=key, task_id=task_id)
+    return {"task_id": task_id, "deleted": True}
+
+
 @router.post("/v1/tasks/{task_id}/cancel")
 async def cancel_task(task_id: str, gateway: GatewayDep, key: KeyDep) -> dict[str, Any]:
     """Stop a queued or running task of this key (409 once it has ended); nothing is charged."""

@@ -74,7 +74,7 @@ export function edit(task) {
 }
 
 export async function remove(task) {
-  await api(`/v1/videos/${task.task_id}`, { method: "DELETE" });
+  await api(`/v1/tasks/${task.task_id}`, { method: "DELETE" }); // videos and images alike
 }
 
 // Signed file links are absolute (the server's public URL); the page loads them from its own

@@ -109,7 +109,6 @@ export class TaskCard {
   buttons() {
     const t = this.task;
     const bar = el("div", { class: "actions" });
-    const isVideo = !t.kind.endsWith("image");
     const file = t.state === "completed" ? (t.video_url || (t.image_urls || [])[0]) : null;
     if (file) {
       const name = `${t.task_id}.${t.video_url ? "mp4" : "png"}`;
@@ -139,7 +138,7 @@ export class TaskCard {
     }
     if (ACTIVE.has(t.state)) {
       bar.append(this.confirmButton("Cancel", "Cancelling…", "Stops the generation; nothing is charged", () => this.actions.cancel(this.task)));
-    } else if (isVideo) {
+    } else {
       bar.append(this.confirmButton("Delete", "Deleting…", "Deletes the task and its files", () => this.actions.remove(this.task)));
     }
     bar.append(el("p", { class: "error card-error", role: "alert" }));
