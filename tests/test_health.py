@@ -99,9 +99,19 @@ def test_a_database_file_removed_under_the_server_makes_it_unready(server: LiveS
         assert code == 503 and body["failing"] == ["database", "migrations"], body
         assert body["checks"]["database"].startswith("its file was removed or replaced")
         assert str(db) not in str(body)
+        # A task accepted now would vanish at the next start, with the credits it took.
+        with server.client() as client:
+            refused = client.post("/v1/videos", json={"prompt": "into a removed database"})
+            kie = client.post(
+                "/api/v1/jobs/createTask", json={"model": "sora-2-text-to-video", "input": {"prompt": "x"}}
+            )
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "database_unavailable", refused.text
+        assert kie.json()["code"] == 503, kie.text
     finally:
         away.rename(db)
     assert readyz(server)[0] == 200
+    with server.client() as client:
+        assert client.post("/v1/videos", json={"prompt": "back again"}).status_code == 200
 
 
 def test_a_schema_behind_the_code_is_named(server: LiveServer) -> None:

@@ -12,6 +12,7 @@ error body in one handler.
     ├── PayloadTooLarge             413     payload_too_large
     ├── RateLimited                 429     rate_limit_exceeded
     ├── StorageUnavailable          503     storage_unavailable / storage_full
+    ├── DatabaseUnavailable         503     database_unavailable (the SQLite file is gone)
     ├── ServerRestarting            503     server_restarting (a wait cut by a shutdown)
     ├── UpstreamError               502     upstream_error
     │   ├── UpstreamUnavailable     503     no_available_upstream
@@ -103,6 +104,13 @@ class StorageUnavailable(SoragateError):
 
     status_code = 503
     default_code = "storage_unavailable"
+
+
+class DatabaseUnavailable(SoragateError):
+    """soragate's own database cannot take a new task now (its SQLite file is gone)."""
+
+    status_code = 503
+    default_code = "database_unavailable"
 
 
 class ServerRestarting(SoragateError):

@@ -30,6 +30,7 @@ from soragate.core.uploads import Character, Upload
 from soragate.errors import (
     AuthenticationFailed,
     Conflict,
+    DatabaseUnavailable,
     InsufficientCredits,
     InvalidRequest,
     NotFound,
@@ -49,6 +50,7 @@ from soragate.storage.signing import UrlSigner
 from soragate.store import keys as key_store
 from soragate.store import tasks as task_store
 from soragate.store import uploads as upload_store
+from soragate.store.db import DatabaseFile
 from soragate.store.fastread import FastReader
 
 log = logging.getLogger("soragate.tasks")
@@ -88,6 +90,7 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.brakes = Brakes(engine=self.engine, settings=self.settings)
+        self._db_file = DatabaseFile(self.settings.db_url)
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -167,6 +170,11 @@ class Gateway:
         callback_url: str | None = None,
         callback_param: str = "callback_url",
     ) -> Task:
+        if self._db_file.gone:
+            # Accepted now, the task (and the credits it takes) would vanish at the next start.
+            raise DatabaseUnavailable(
+                "The server's database file was removed or replaced; nothing can be stored until it restarts."
+            )
         if cost is None:
             cost = self.price(kind, params)
         if callback_url:

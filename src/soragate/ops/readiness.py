@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alembic.script import ScriptDirectory
-from sqlalchemy import make_url, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.settings import Settings
 from soragate.storage import Storage
-from soragate.store.db import alembic_config
+from soragate.store.db import DatabaseFile, alembic_config
 from soragate.store.tables import workers
 
 CHECK_SECONDS = 3.0  # each check is over by then, answered or not
@@ -57,16 +57,10 @@ class Readiness:
         return answers
 
     def __post_init__(self) -> None:
-        # SQLite: the file this process opened. Removed or replaced under it, the open file
-        # still answers queries, but nothing written to it will be found again.
-        url = make_url(self.settings.db_url)
-        self._db_file = (
-            url.database if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") else None
-        )
-        self._db_identity = _identity(self._db_file) if self._db_file else None
+        self._db_file = DatabaseFile(self.settings.db_url)
 
     async def _database(self) -> dict[str, str]:
-        if self._db_file is not None and _identity(self._db_file) != self._db_identity:
+        if self._db_file.gone:
             gone = "its file was removed or replaced since this process opened it; restart it"
             return {"database": gone, "migrations": gone}
         async with self.engine.connect() as conn:
@@ -95,14 +89,6 @@ class Readiness:
         if age > self.settings.lease_seconds:
             return {"worker": f"last heartbeat {age:.0f} s ago"}
         return {"worker": OK}
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return found.st_dev, found.st_ino
 
 
 async def _bounded(check: Awaitable[dict[str, str]], *names: str) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -140,3 +141,26 @@ def unreachable(exc: BaseException) -> bool:
     if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, ConnectionError)):
         return True
     return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+
+
+class DatabaseFile:
+    """SQLite: the file this process opened. Removed or replaced under it, the open file still
+    answers queries, but nothing written to it will be found again (a restart opens a new one)."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        sqlite = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+        self.path = parsed.database if sqlite else None
+        self._opened = _identity(self.path) if self.path else None
+
+    @property
+    def gone(self) -> bool:
+        return self.path is not None and _identity(self.path) != self._opened
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
