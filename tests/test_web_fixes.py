@@ -574,3 +574,23 @@ def test_admin_tasks_say_what_was_charged(gate: LiveServer) -> None:
     failed, done = by_prompt["blocked-by-review test"], by_prompt["a landscape harbour"]
     assert failed["refunded"] is True and failed["charged"] == 0 and failed["cost"] > 0
     assert done["refunded"] is False and done["charged"] == done["cost"] > 0
+
+
+def test_retrying_a_remix_whose_source_was_deleted_says_so(tmp_path: Path, chromium: object) -> None:  # noqa: F811
+    settings = test_settings(tmp_path / "data", port=free_port(), sandbox_delay=3)
+    for server in run_server(settings):
+        key = _new_key(server, "remixer")
+        with server.client(key) as client:
+            source = client.post("/v1/videos", json={"prompt": "a harbour at dawn", "seconds": "4"}).json()
+            assert server.wait_for(source["id"], key=key)["status"] == "completed"
+            remix = client.post(f"/v1/videos/{source['id']}/remix", json={"prompt": "the harbour at dusk"}).json()
+            assert client.post(f"/v1/tasks/{remix['id']}/cancel").status_code == 200
+            assert client.delete(f"/v1/videos/{source['id']}").status_code == 200
+        browsing = _page(chromium, 1280, 900)
+        page: Any = browsing.page
+        _studio(page, server, key)
+        card = page.locator(".task-card", has_text="the harbour at dusk")
+        card.get_by_role("button", name="Retry").click()
+        card.locator(".card-error", has_text="was made from was deleted").wait_for()
+        assert source["id"] not in card.locator(".card-error").inner_text()
+        _close(browsing)

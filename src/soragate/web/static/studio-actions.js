@@ -45,7 +45,16 @@ export function retryPlan(task) {
 export async function retry(task) {
   const plan = retryPlan(task);
   if (!plan.path) throw new Error(plan.reason);
-  const answer = await api(plan.path, { method: "POST", json: plan.body });
+  let answer;
+  try {
+    answer = await api(plan.path, { method: "POST", json: plan.body });
+  } catch (error) {
+    if (error.status === 404 && task.remixed_from && error.message.includes(task.remixed_from)) {
+      // The video it was made from is gone: say so, rather than name an id the page no longer shows.
+      error.message = `The video this ${task.kind === "extend" ? "extension" : "remix"} was made from was deleted: it cannot be made again.`;
+    }
+    throw error;
+  }
   if (answer.data && !answer.id) return null; // images answer with the files; the stream brings the task
   return answer.id || answer.task_id;
 }
