@@ -482,3 +482,12 @@ def test_a_data_directory_on_a_read_only_disk_is_one_line(tmp_path: Path) -> Non
             assert "the data directory cannot be used: Read-only file system" in line, (command, line)
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_sqlite_file_in_a_directory_that_does_not_exist_is_one_line(tmp_path: Path) -> None:
+    # Said before the driver tries: its thread, failing after the start had ended, printed a
+    # traceback beside the refusal about one start in two.
+    env = {"SORAGATE_DATABASE_URL": "sqlite+aiosqlite:////nonexistent/dir/x.db"}
+    for command in (("serve",), ("worker",)):
+        line = refused(_soragate_with(env, *command, cwd=tmp_path))
+        assert line == "cannot start: SORAGATE_DATABASE_URL: the directory of /nonexistent/dir/x.db does not exist"

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from soragate.cli_data import database_errors, err, load_settings, named, require_database
+from soragate.cli_data import database_errors, err, load_settings, named, require_database, sqlite_file
 from soragate.cli_providers import app as providers_app
 from soragate.cli_secrets import app as secrets_app
 from soragate.cli_secrets import preflight
@@ -100,6 +100,10 @@ def _start_problem(settings: Settings, *, serving: bool = False) -> str | None:
             return f"the data directory {settings.data_dir} is a file"
     except OSError as exc:
         return f"the data directory {settings.data_dir}: {exc.strerror}"
+    database = sqlite_file(settings) if settings.database_url else None
+    if database is not None and not database.parent.is_dir():
+        # Said before the driver tries: its thread would report the failure after the loop ended.
+        return f"SORAGATE_DATABASE_URL: the directory of {database} does not exist"
     if settings.storage_url:
         from soragate.storage import storage_from_settings
 
