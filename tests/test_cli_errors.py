@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -363,20 +364,20 @@ def test_a_setting_out_of_its_range_stops_the_start(tmp_path: Path, name: str, v
     assert not (tmp_path / "data").exists()
 
 
-def test_serve_stops_promptly_and_cleanly_with_an_event_stream_open(tmp_path: Path) -> None:
-    """A deploy stops the API while a studio tab watches: the stream ends cleanly (the tab
-    reconnects elsewhere), the process is gone within seconds, and nothing is logged as an error."""
+@contextmanager
+def _serving(tmp_path: Path, *args: str, **env: str) -> Iterator[tuple[subprocess.Popen[str], httpx.Client]]:
+    """``soragate serve`` as a process of its own (signals go to it), with a client holding its
+    admin key; killed at the end if a test left it running."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**process_env(), "SORAGATE_LOG_FORMAT": "json"}
-    args = ["serve", "--no-worker", "--port", str(port), "--data-dir", str(tmp_path / "data")]
+    command = ["serve", *args, "--port", str(port), "--data-dir", str(tmp_path / "data")]
     server = subprocess.Popen(
-        [sys.executable, "-m", "soragate.cli", *args],
+        [sys.executable, "-m", "soragate.cli", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env={**process_env(), **env},
     )
     try:
         deadline = time.monotonic() + 60
@@ -384,10 +385,18 @@ def test_serve_stops_promptly_and_cleanly_with_an_event_stream_open(tmp_path: Pa
             assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
             time.sleep(0.1)
         key = (tmp_path / "data" / "admin.key").read_text().strip()
-        with (
-            httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}) as client,
-            client.stream("GET", "/v1/tasks/events", timeout=30) as stream,
-        ):
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}) as client:
+            yield server, client
+    finally:
+        if server.poll() is None:
+            server.kill()
+
+
+def test_serve_stops_promptly_and_cleanly_with_an_event_stream_open(tmp_path: Path) -> None:
+    """A deploy stops the API while a studio tab watches: the stream ends cleanly (the tab
+    reconnects elsewhere), the process is gone within seconds, and nothing is logged as an error."""
+    with _serving(tmp_path, "--no-worker", SORAGATE_LOG_FORMAT="json") as (server, client):
+        with client.stream("GET", "/v1/tasks/events", timeout=30) as stream:
             lines = stream.iter_lines()
             assert next(lines) == ": connected"
             stopped = time.monotonic()
@@ -396,68 +405,45 @@ def test_serve_stops_promptly_and_cleanly_with_an_event_stream_open(tmp_path: Pa
         assert all(line in ("", ": keep-alive") for line in rest), rest
         assert server.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it stopped on
         assert time.monotonic() - stopped < 4.5  # before uvicorn's 5 s grace would cancel it
-    finally:
-        if server.poll() is None:
-            server.kill()
     _, logged = server.communicate()
     assert '"level": "error"' not in logged and "Traceback" not in logged, logged[-2000:]
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "wait"])
 def test_a_generation_waiting_at_shutdown_ends_saying_so_and_holds_nothing(tmp_path: Path, stream: bool) -> None:
-    """A Sora2API stream=true request waits on its task when the server is told to stop: the
-    stream ends at once with an error event that says the task goes on, then [DONE] (a client
-    can tell it from a dropped connection), and the stop is not held for uvicorn's grace."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**process_env(), "SORAGATE_SANDBOX_DELAY": "60"}
-    args = ["serve", "--port", str(port), "--data-dir", str(tmp_path / "data")]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "soragate.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "data" / "admin.key").exists() or not _answers(port):
-            assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
-        key = (tmp_path / "data" / "admin.key").read_text().strip()
-        body = {"prompt": "cut by a restart", "model": "sora2-landscape-10s", "stream": stream}
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}) as client:
-            if stream:
-                with client.stream("POST", "/v1/videos/generate", json=body, timeout=30) as answer:
-                    lines = answer.iter_lines()
-                    assert next(lines).startswith("data: ")  # the stream is open and the task made
-                    stopped = time.monotonic()
-                    server.send_signal(signal.SIGTERM)
-                    rest = [line for line in lines if line.startswith("data: ")]
-                assert rest[-1] == "data: [DONE]", rest
-                said = rest[-2]
-            else:  # the answer comes when the task ends: the request waits in a thread
-                answers: list[httpx.Response] = []
-                waiting = threading.Thread(
-                    target=lambda: answers.append(client.post("/v1/videos/generate", json=body, timeout=30))
-                )
-                waiting.start()
-                while not client.get("/v1/tasks").json()["data"]:
-                    time.sleep(0.1)
+    """A Sora2API request waits on its task (a stream, or an answer that comes at its end) when
+    the server is told to stop: it ends at once saying the task goes on — a stream with an
+    error event then [DONE] (a client can tell it from a dropped connection), a wait with a
+    503 — and the stop is not held for uvicorn's grace."""
+    body = {"prompt": "cut by a restart", "model": "sora2-landscape-10s", "stream": stream}
+    with _serving(tmp_path, SORAGATE_SANDBOX_DELAY="60") as (server, client):
+        if stream:
+            with client.stream("POST", "/v1/videos/generate", json=body, timeout=30) as answer:
+                lines = answer.iter_lines()
+                assert next(lines).startswith("data: ")  # the stream is open and the task made
                 stopped = time.monotonic()
                 server.send_signal(signal.SIGTERM)
-                waiting.join(timeout=30)
-                [answer] = answers
-                assert answer.status_code == 503, answer.text
-                said = answer.text
+                rest = [line for line in lines if line.startswith("data: ")]
+            assert rest[-1] == "data: [DONE]", rest
+            said = rest[-2]
+        else:  # the answer comes when the task ends: the request waits in a thread
+            answers: list[httpx.Response] = []
+            waiting = threading.Thread(
+                target=lambda: answers.append(client.post("/v1/videos/generate", json=body, timeout=30))
+            )
+            waiting.start()
+            while not client.get("/v1/tasks").json()["data"]:
+                time.sleep(0.1)
+            stopped = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            waiting.join(timeout=30)
+            [answer] = answers
+            assert answer.status_code == 503, answer.text
+            said = answer.text
         assert "server_restarting" in said and "goes on" in said, said
         assert server.wait(timeout=30) in (0, -signal.SIGTERM)
         assert time.monotonic() - stopped < 4.5  # before uvicorn's 5 s grace would cut it
-    finally:
-        if server.poll() is None:
-            server.kill()
-        server.communicate()
+    server.communicate()
 
 
 def _answers(port: int) -> bool:
