@@ -926,7 +926,7 @@ def _done_status(record: dict[str, Any]) -> JobStatus:
 def _unfetched() -> TaskError:
     return TaskError(
         ErrorCode.RESULT_UNAVAILABLE,
-        "The upstream finished the job, but its result could not be downloaded before the task's deadline.",
+        "The upstream finished the job, but its result could not be fetched and stored before the task's deadline.",
     )
 
 
