@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -379,6 +380,28 @@ def test_a_job_id_the_upstream_gives_a_second_time_fails_that_task_and_charges_n
         assert client.get(f"/v1/videos/{first['id']}").json()["status"] == "completed"
     assert_failed(second, "upstream_error")
     assert "already given another task" in second["error"]["message"]
+
+
+def test_one_job_id_given_to_tasks_submitted_together_goes_to_one_of_them(rig: Rig, gateway: LiveServer) -> None:
+    # Every create of a burst answered with the same job id, the submits in flight together:
+    # one task keeps the job, the others fail rather than share its video.
+    up = rig("relay_v2", fake={"polls_to_finish": 1})
+    made: list[Any] = []
+    make = up.fake._new_job
+
+    def same_job(body: dict[str, Any], source: str | None) -> Any:
+        if not made:
+            made.append(make(body, source))
+        return made[0]
+
+    up.fake._new_job = same_job
+    with ThreadPoolExecutor(4) as burst:  # created together, so claimed and submitted together
+        ids = list(burst.map(lambda i: submit(gateway, f"one of a burst {i}"), range(4)))
+    ended = [wait_final(gateway, video_id) for video_id in ids]
+    assert sorted(v["status"] for v in ended) == ["completed", "failed", "failed", "failed"], ended
+    for video in ended:
+        if video["status"] == "failed":
+            assert "already given another task" in video["error"]["message"]
 
 
 # --- failover --------------------------------------------------------------------------------

@@ -514,12 +514,29 @@ async def mark_submitted(
     next_check_at: float,
     started_at: float | None = None,
     keep_lease: bool = False,
-) -> bool:
+    provider: str | None = None,
+) -> bool | None:
     """The upstream made the job; ``started_at``: when (best known), else now. ``keep_lease``:
-    the worker goes on with the task (a job only it can read), so no other may claim it."""
+    the worker goes on with the task (a job only it can read), so no other may claim it.
+    With ``provider`` (the account), None if another task of that account already has this
+    job id (an upstream giving one id twice): the task is left as it was. False when the task
+    changed elsewhere."""
     now = time.time()
     lease = {} if keep_lease else {"lease_owner": None, "lease_until": None}
     async with writing(engine) as conn:
+        if provider is not None:
+            if engine.dialect.name == "postgresql":
+                # The account row's lock: two submits given one id at the same moment take turns.
+                await conn.execute(
+                    select(provider_accounts.c.id).where(provider_accounts.c.name == provider).with_for_update()
+                )
+            taken = await conn.execute(
+                select(tasks.c.id)
+                .where(tasks.c.provider == provider, tasks.c.upstream_id == upstream_id, tasks.c.id != task_id)
+                .limit(1)
+            )
+            if taken.first() is not None:
+                return None
         result = await conn.execute(
             update(tasks)
             .where(_held(task_id, worker_id))
@@ -536,17 +553,6 @@ async def mark_submitted(
             )
         )
     return result.rowcount > 0
-
-
-async def job_taken(engine: AsyncEngine, *, provider: str, upstream_id: str, by_other_than: str) -> bool:
-    """Whether another task already has this upstream job (an upstream giving one id twice)."""
-    async with engine.connect() as conn:
-        found = await conn.execute(
-            select(tasks.c.id)
-            .where(tasks.c.provider == provider, tasks.c.upstream_id == upstream_id, tasks.c.id != by_other_than)
-            .limit(1)
-        )
-        return found.first() is not None
 
 
 def _grown(progress: int) -> Any:

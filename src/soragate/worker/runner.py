@@ -513,19 +513,6 @@ class Worker:
         *,
         keep_lease: bool = False,
     ) -> None:
-        if await task_store.job_taken(
-            self.engine, provider=runtime.name, upstream_id=upstream_id, by_other_than=task.id
-        ):
-            # Its result would be another task's video, made from another prompt.
-            log.warning(
-                "task %s: %s gave job id %s, which another task already has", task.id, runtime.name, upstream_id
-            )
-            message = (
-                f"The upstream answered with job id {upstream_id}, which it had already given another task:"
-                " this task's own job cannot be told apart."
-            )
-            await self._fail(task, TaskError(ErrorCode.UPSTREAM_ERROR, message))
-            return
         # A job just submitted is not done yet: the first look comes after the shortest interval.
         first = self.schedule.first_poll(
             now=self.clock(),
@@ -542,8 +529,21 @@ class Worker:
                 next_check_at=first,
                 started_at=started_at,
                 keep_lease=keep_lease,
+                provider=runtime.name,
             )
         )
+        if ok is None:
+            # Another task of the account has this job: its result would be that task's video,
+            # made from another prompt.
+            log.warning(
+                "task %s: %s gave job id %s, which another task already has", task.id, runtime.name, upstream_id
+            )
+            message = (
+                f"The upstream answered with job id {upstream_id}, which it had already given another task:"
+                " this task's own job cannot be told apart."
+            )
+            await self._fail(task, TaskError(ErrorCode.UPSTREAM_ERROR, message))
+            return
         if not ok:
             raise LeaseLost
         log.info("task %s submitted to %s as %s", task.id, runtime.name, upstream_id)
