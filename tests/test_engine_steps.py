@@ -510,6 +510,28 @@ async def test_a_trickling_result_download_ends_by_the_deadline(rig: Rig) -> Non
     assert "finished the job" in row["error_message"] and "deadline" in row["error_message"]
 
 
+async def test_a_finished_jobs_download_is_tried_for_longer_than_other_steps(rig: Rig) -> None:
+    """The job is done (paid for): a file host failing for a while is tried again, backing off,
+    for longer than the five tries other steps get (until the deadline: see the trickling test
+    for the end), and the video is stored once it answers."""
+    await rig.account("only")
+    task = await rig.task()
+    worker = rig.worker()
+    await worker.run_due()  # submitted
+    rig.fakes["only"].faults.add("result", Fault("status", status=500), times=1000)
+    for _ in range(12):
+        rig.clock.now = (await rig.row(task.id))["next_check_at"]
+        await worker.run_due()
+        row = await rig.row(task.id)
+        assert row["status"] == "in_progress", row
+    assert rig.fakes["only"].faults.hits["result"] > 6  # more than five tries
+    assert row["job_done"] is not None
+    rig.fakes["only"].faults.clear()
+    rig.clock.now = row["next_check_at"]
+    await worker.run_due()
+    assert (await rig.row(task.id))["status"] == "completed"
+
+
 async def test_a_database_that_cannot_be_written_for_a_while_fails_no_task(rig: Rig) -> None:
     """Another writer holds SQLite's lock past the busy timeout while a step saves what it
     learned: the step gives up (the database's trouble, not the task's), and the task goes

@@ -738,8 +738,9 @@ class Worker:
                 # The account's record shows it (one job's trouble: it does not cool the account down).
                 await self.health.failed(runtime, exc, task_id=task.id, job=True)
             attempt = task.step_errors + 1
-            # Our own store down: the result waits upstream, tried again until the deadline.
-            if exc.final or (not ours and self.schedule.exhausted(attempt)):
+            # The job is done and paid for: a passing failure (the file host's, or our own
+            # store's) is tried again, backing off, until the deadline.
+            if exc.final:
                 await self._fail(task, exc.error)
                 return
             step = "storing" if ours else "downloading"
@@ -751,7 +752,7 @@ class Worker:
             )
             at = self.schedule.retry(now=self.clock(), attempt=attempt, retry_after=exc.retry_after, deadline=deadline)
             if isinstance(at, TaskError):
-                await self._fail(task, at)
+                await self._fail(task, _unfetched(exc.error.message))
                 return
             if in_process:
                 task.step_errors = attempt
@@ -923,10 +924,12 @@ def _done_status(record: dict[str, Any]) -> JobStatus:
     )
 
 
-def _unfetched() -> TaskError:
+def _unfetched(last: str | None = None) -> TaskError:
+    why = f" (last: {last})" if last else ""
     return TaskError(
         ErrorCode.RESULT_UNAVAILABLE,
-        "The upstream finished the job, but its result could not be fetched and stored before the task's deadline.",
+        "The upstream finished the job, but its result could not be fetched and stored before the task's deadline"
+        f"{why}.",
     )
 
 
