@@ -463,7 +463,12 @@ def test_a_data_directory_on_a_read_only_disk_is_one_line(tmp_path: Path) -> Non
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
         env = {"SORAGATE_DATA_DIR": str(disk / "data")}
-        for command in (("serve",), ("worker",), ("keys", "create", "someone")):
+        for command in (
+            ("serve",),
+            ("worker",),
+            ("keys", "create", "someone"),
+            ("providers", "add", "here", "--kind", "sandbox"),
+        ):
             line = refused(_soragate_with(env, *command, cwd=tmp_path))
             assert "the data directory cannot be used: Read-only file system" in line, (command, line)
     finally:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
-from soragate.cli_data import err, load_settings, named, require_database
+from soragate.cli_data import database_errors, err, load_settings, named, require_database
 from soragate.core.accounts import KIND_DESCRIPTIONS
 
 app = typer.Typer(help="Manage upstream provider accounts.", no_args_is_help=True)
@@ -64,7 +64,8 @@ def _run(data_dir: Path | None, work: Callable[[Any], Awaitable[T]], *, may_crea
             await engine.dispose()
 
     try:
-        return asyncio.run(run())
+        with database_errors("error"):
+            return asyncio.run(run())
     except SoragateError as exc:
         err.print(f"[red]error[/]: {escape(exc.message)}", soft_wrap=True)
         raise typer.Exit(1) from None
