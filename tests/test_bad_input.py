@@ -704,3 +704,17 @@ def test_a_refused_request_leaves_none_of_its_images_stored(live: LiveServer, ca
     assert kept.status_code == 200, kept.text
     assert len(live.stored_files("uploads")) == len(files) + 1
     assert count_uploads() == rows + 1
+
+
+@pytest.mark.parametrize(
+    ("size", "said"),
+    [
+        (5_000, "5000 bytes"),
+        (20 * 2**20, "20 MiB (20971520 bytes)"),
+        (21_000_000, "20.03 MiB (21000000 bytes)"),  # just over a 20 MiB limit: not "20 MiB" again
+    ],
+)
+def test_sizes_in_refusals_read_as_people_read_them(size: int, said: str) -> None:
+    from soragate.core.text import size_in_words
+
+    assert size_in_words(size) == said

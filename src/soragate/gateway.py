@@ -26,6 +26,7 @@ from soragate.core.catalogue import Catalogue
 from soragate.core.inputs import decode_base64_input, url_or_inline
 from soragate.core.keys import CREDIT_TOLERANCE, ApiKey
 from soragate.core.task import ACTIVE_STATUSES, Asset, Task, TaskKind, TaskParams, TaskStatus, new_id, task_id_for
+from soragate.core.text import size_in_words
 from soragate.core.uploads import Character, Upload
 from soragate.errors import (
     AuthenticationFailed,
@@ -518,9 +519,11 @@ class Gateway:
             raise gone from None
 
     def _check_size(self, data: bytes, param: str) -> None:
-        if len(data) > self.settings.max_upload_bytes:
+        limit = self.settings.max_upload_bytes
+        if len(data) > limit:
             raise PayloadTooLarge(
-                f"'{param}' is {_mib(len(data))}; the limit is {_mib(self.settings.max_upload_bytes)}.", param=param
+                f"'{param}' is {size_in_words(len(data))}; the limit is {size_in_words(limit)}.",
+                param=param,
             )
         if not data:
             raise InvalidRequest(f"'{param}' is empty.", param=param)
@@ -554,10 +557,3 @@ class Gateway:
         if character is None:
             raise NotFound(f"No character found with id '{character_id}'.", param="character_id")
         return character
-
-
-def _mib(size: int) -> str:
-    """A size as people read it, and exactly: "20 MiB (20971520 bytes)"."""
-    if size < 2**20:
-        return f"{size} bytes"
-    return f"{size / 2**20:.1f}".removesuffix(".0") + f" MiB ({size} bytes)"

@@ -68,3 +68,11 @@ def _cleaned(value: Any) -> Any:
     if isinstance(value, list):
         return [_cleaned(v) for v in value]
     return value
+
+
+def size_in_words(size: int) -> str:
+    """A size as people read it, and exactly: "20 MiB (20971520 bytes)", "20.03 MiB (21000000 bytes)"."""
+    if size < 2**20:
+        return f"{size} bytes"
+    mib = f"{size / 2**20:.2f}".rstrip("0").rstrip(".")
+    return f"{mib} MiB ({size} bytes)"

@@ -19,7 +19,7 @@ from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 
-from soragate.core.text import text_problem
+from soragate.core.text import size_in_words, text_problem
 from soragate.errors import InvalidRequest, PayloadTooLarge
 
 MAX_DEPTH = 32
@@ -39,7 +39,7 @@ async def read_body(request: Request, *, limit: int) -> bytes:
     if declared is not None:
         try:
             if int(declared) > limit:
-                raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+                raise PayloadTooLarge(_too_large(limit))
         except ValueError:
             raise InvalidRequest("Invalid Content-Length header.") from None
     chunks: list[bytes] = []
@@ -47,7 +47,7 @@ async def read_body(request: Request, *, limit: int) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+            raise PayloadTooLarge(_too_large(limit))
         chunks.append(chunk)
     body = b"".join(chunks)
     # Starlette's form parser reads the cached body instead of the spent stream.
@@ -302,3 +302,7 @@ class Link:
             "operationRef": f"#/paths/{escaped}/{self.method}",
             "parameters": {self.parameter: f"$response.body#{self.value}"},
         }
+
+
+def _too_large(limit: int) -> str:
+    return f"The request body is larger than the {size_in_words(limit)} one request may carry."
