@@ -83,3 +83,20 @@ def test_a_file_store_that_does_not_answer_is_a_503_to_retry(tmp_path: Path, s3_
         assert openai_answer.json()["error"]["code"] == "storage_unavailable"
         assert relay_answer.status_code == 503 and relay_answer.json()["code"] == "storage_unavailable"
         assert listed == []
+
+
+def test_a_files_directory_that_cannot_be_written_is_a_503_to_retry(tmp_path: Path) -> None:
+    """The local files directory replaced by a file (a disk unmounted under it, say): an
+    upload is told to come back later, in the caller's dialect, not a 500; nothing is made."""
+    port = free_port()
+    for live in run_server(test_settings(tmp_path / "data", port=port, worker_enabled=False)):
+        files = tmp_path / "data" / "files"
+        files.rename(tmp_path / "files-away")
+        files.write_bytes(b"not a directory")
+        image = _data_url(_noise_png(2_000))
+        with live.client() as client:
+            answer = client.post("/v1/videos", json={"prompt": "x", "input_reference": {"image_url": image}})
+            listed = client.get("/v1/videos").json()["data"]
+        assert answer.status_code == 503 and answer.headers["Retry-After"], answer.text
+        assert answer.json()["error"]["code"] == "storage_unavailable"
+        assert listed == []

@@ -10,7 +10,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from soragate.storage.base import check_relpath, task_dir
+from soragate.storage.base import StorageError, check_relpath, task_dir
 from soragate.storage.ranges import not_modified, well_formed
 
 
@@ -45,10 +45,12 @@ class LocalStorage:
         return self._path(f"{task_dir(task_id)}/.{purpose}")
 
     async def put_file(self, source: Path, relpath: str, *, mime: str) -> None:
-        await asyncio.to_thread(self._move_in, source, self._path(relpath))
+        with _unwritable(relpath):
+            await asyncio.to_thread(self._move_in, source, self._path(relpath))
 
     async def put_bytes(self, relpath: str, data: bytes, *, mime: str) -> None:
-        await asyncio.to_thread(self._write, self._path(relpath), data)
+        with _unwritable(relpath):
+            await asyncio.to_thread(self._write, self._path(relpath), data)
 
     async def read_bytes(self, relpath: str) -> bytes:
         return await asyncio.to_thread(self._path(relpath).read_bytes)
@@ -146,3 +148,16 @@ class OpenedFileResponse(FileResponse):
         # the one handle in turn) seeks as Starlette does.
         assert self._opened is not None
         yield self._opened
+
+
+@contextlib.contextmanager
+def _unwritable(relpath: str) -> Iterator[None]:
+    """The files directory refusing a write (replaced by a file, read-only, not ours) as the
+    storage protocol's error: 503 to a caller, tried again by the worker. A full disk stays
+    itself (answered 503 storage_full)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) or isinstance(exc, FileNotFoundError):
+            raise
+        raise StorageError(f"could not store {relpath}: {exc.strerror or exc}") from exc
