@@ -49,11 +49,16 @@ def test_replicas_share_account_limits_and_survive_a_killed_worker(tmp_path: Pat
 
         counts = cluster.wait_final(TASKS, timeout=240, on_tick=kill_once)
         assert killed
-        assert counts.get("completed") == TASKS, counts
+        # A create the kill cut off mid-request may have made its job or not, and a relay cannot
+        # be asked by our id: such a task fails as uncertain (refunded), never sent twice. Any
+        # other failure is a fault.
+        failures = cluster.failures()
+        uncertain = sum(n for (code, _), n in failures.items() if code == "upstream_submission_uncertain")
+        assert counts.get("completed") == TASKS - uncertain and uncertain <= 2, (counts, failures)
 
         stats = cluster.relay_stats()
         # Nothing created twice, and no account ever over its caps, whoever drove its tasks.
-        assert len(stats["jobs"]) == TASKS and stats["duplicate_prompts"] == 0
+        assert TASKS - uncertain <= len(stats["jobs"]) <= TASKS and stats["duplicate_prompts"] == 0
         assert len(stats["accounts"]) == 3
         for account in stats["accounts"].values():
             assert account["peak_in_flight"] <= CAP, stats["accounts"]
