@@ -110,6 +110,11 @@ class Gateway:
         ):
             return cached[0]
         key = await self._read_key(digest, secret)
+        if key is None and self._db_file.gone:
+            # No key can be found in a database file that is gone: say that, not "wrong key".
+            raise DatabaseUnavailable(
+                "The server's database file was removed or replaced; nothing can be stored until it restarts."
+            )
         if key is None:
             self._keys.pop(digest, None)
         else:
