@@ -35,7 +35,7 @@ from soragate.dialects import relay as relay_dialect
 from soragate.dialects import sora2api as sora2api_dialect
 from soragate.dialects import upstream_callbacks
 from soragate.dialects.common import DIALECT_SCOPE_KEY
-from soragate.errors import InvalidRequest, NotFound, SecretKeyError, SoragateError, StorageUnavailable
+from soragate.errors import InvalidRequest, NotFound, SecretKeyError, ServiceUnavailable, SoragateError
 from soragate.events import events_for
 from soragate.gateway import Gateway
 from soragate.ops import routes as ops_routes
@@ -328,7 +328,7 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
         log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return formatter(request)(
-                StorageUnavailable("The server's storage is full; try again later.", code="storage_full")
+                ServiceUnavailable("The server's storage is full; try again later.", code="storage_full")
             )
         return formatter(request)(SoragateError(FAILED))
 
@@ -336,7 +336,9 @@ def create_app(settings: Settings | None = None, *, role: str = "serve") -> Fast
     async def storage_down(request: Request, exc: StorageError) -> Response:
         """The file store (a bucket) is not answering: worth another try later, as readiness says."""
         log.error("%s %s failed: %s", request.method, request.url.path, exc)
-        return formatter(request)(StorageUnavailable("The server's file store is not answering; try again later."))
+        return formatter(request)(
+            ServiceUnavailable("The server's file store is not answering; try again later.", code="storage_unavailable")
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

@@ -11,9 +11,8 @@ error body in one handler.
     ├── Conflict                    409     conflict
     ├── PayloadTooLarge             413     payload_too_large
     ├── RateLimited                 429     rate_limit_exceeded
-    ├── StorageUnavailable          503     storage_unavailable / storage_full
-    ├── DatabaseUnavailable         503     database_unavailable (the SQLite file is gone)
-    ├── ServerRestarting            503     server_restarting (a wait cut by a shutdown)
+    ├── ServiceUnavailable          503     storage_full / storage_unavailable / database_unavailable /
+    │                                       server_restarting (soragate's own trouble, not an upstream's)
     ├── UpstreamError               502     upstream_error
     │   ├── UpstreamUnavailable     503     no_available_upstream
     │   └── UpstreamTimeout         504     timeout
@@ -99,25 +98,14 @@ class RateLimited(SoragateError):
         self.retry_after = retry_after
 
 
-class StorageUnavailable(SoragateError):
-    """soragate's own file store cannot take or give files now (full, or not answering)."""
+class ServiceUnavailable(SoragateError):
+    """soragate itself cannot do this now, for a reason its code names: its file store full
+    (``storage_full``) or not answering (``storage_unavailable``), its SQLite file gone
+    (``database_unavailable``), the server stopping while a request waits on a task
+    (``server_restarting``; the task goes on). Worth trying again: it says when."""
 
     status_code = 503
-    default_code = "storage_unavailable"
-
-
-class DatabaseUnavailable(SoragateError):
-    """soragate's own database cannot take a new task now (its SQLite file is gone)."""
-
-    status_code = 503
-    default_code = "database_unavailable"
-
-
-class ServerRestarting(SoragateError):
-    """The server is shutting down while a request waits on a task; the task goes on."""
-
-    status_code = 503
-    default_code = "server_restarting"
+    default_code = "service_unavailable"
 
 
 class UpstreamError(SoragateError):

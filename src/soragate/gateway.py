@@ -31,12 +31,11 @@ from soragate.core.uploads import Character, Upload
 from soragate.errors import (
     AuthenticationFailed,
     Conflict,
-    DatabaseUnavailable,
     InsufficientCredits,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
-    ServerRestarting,
+    ServiceUnavailable,
 )
 from soragate.events import TaskEvents
 from soragate.netguard import check_url, fetch_capped
@@ -110,18 +109,21 @@ class Gateway:
         ):
             return cached[0]
         key = await self._read_key(digest, secret)
-        if key is None and self._db_file.gone:
-            # No key can be found in a database file that is gone: say that, not "wrong key".
-            raise DatabaseUnavailable(
-                "The server's database file was removed or replaced; nothing can be stored until it restarts."
-            )
         if key is None:
+            self._check_database_file()  # no key is found in a file that is gone: say that, not "wrong key"
             self._keys.pop(digest, None)
         else:
             if len(self._keys) >= KEY_CACHE_SIZE:
                 self._keys.clear()
             self._keys[digest] = (key, now)
         return key
+
+    def _check_database_file(self) -> None:
+        if self._db_file.gone:
+            raise ServiceUnavailable(
+                "The server's database file was removed or replaced; nothing can be stored until it restarts.",
+                code="database_unavailable",
+            )
 
     def forget_keys(self) -> None:
         """Read every key afresh next time (this process revoked or changed one)."""
@@ -143,9 +145,19 @@ class Gateway:
         self._in_force[key.id] = (in_force, now)
         return in_force
 
-    async def check_key_in_force(self, key: ApiKey) -> None:
-        if not await self.key_in_force(key):
+    async def watch(self, *, owner: ApiKey, task_id: str) -> Task:
+        """The task as it is now, for a request that waits on it (a wait, a stream): 401 once
+        its key is revoked (nothing more is sent to it), 503 ``server_restarting`` once the
+        server is stopping and the task has not ended (the task goes on without the request)."""
+        task = await self.get_task(owner=owner, task_id=task_id)
+        if not await self.key_in_force(owner):
             raise AuthenticationFailed("This API key was revoked while the request waited; nothing more is sent to it.")
+        if self.closing.is_set() and not task.status.is_final:
+            raise ServiceUnavailable(
+                f"The server is restarting; task {task_id} goes on: read it with GET /v1/tasks/{task_id}.",
+                code="server_restarting",
+            )
+        return task
 
     async def _read_key(self, digest: str, secret: str) -> ApiKey | None:
         if self.reader is not None:
@@ -176,11 +188,7 @@ class Gateway:
         callback_url: str | None = None,
         callback_param: str = "callback_url",
     ) -> Task:
-        if self._db_file.gone:
-            # Accepted now, the task (and the credits it takes) would vanish at the next start.
-            raise DatabaseUnavailable(
-                "The server's database file was removed or replaced; nothing can be stored until it restarts."
-            )
+        self._check_database_file()  # accepted now, the task and its credits would vanish at the next start
         if cost is None:
             cost = self.price(kind, params)
         if callback_url:
@@ -341,13 +349,10 @@ class Gateway:
         """Wait until the task ends (or ``within`` seconds pass); the task never depends on the waiter."""
         deadline = time.monotonic() + within
         while True:
-            task = await self.get_task(owner=owner, task_id=task_id)
-            await self.check_key_in_force(owner)
+            task = await self.watch(owner=owner, task_id=task_id)
             left = deadline - time.monotonic()
             if task.status.is_final or left <= 0:
                 return task
-            if self.closing.is_set():
-                raise ServerRestarting(f"The server is restarting; task {task_id} goes on: read it by its id.")
             # Events wake us at once (from other processes too, on Postgres); the timeout covers
             # workers in other processes on SQLite and notifications lost while reconnecting.
             await self.events.wait(task_id, min(left, 2.0))

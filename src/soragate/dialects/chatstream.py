@@ -25,7 +25,6 @@ from soragate.errors import (
     Conflict,
     ContentPolicyViolation,
     InvalidRequest,
-    ServerRestarting,
     SoragateError,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -151,16 +150,10 @@ async def follow(gateway: Gateway, *, owner: ApiKey, task: Task, preamble: str =
     last_sent = time.monotonic()
     try:
         while True:
-            task = await gateway.get_task(owner=owner, task_id=task.id)
-            await gateway.check_key_in_force(owner)
+            task = await gateway.watch(owner=owner, task_id=task.id)
             now = time.monotonic()
             if task.status.is_final or now > deadline:
                 break
-            if gateway.closing.is_set():
-                # The task goes on without this stream; a client can read it by its id.
-                raise ServerRestarting(
-                    f"The server is restarting; task {task.id} goes on: read it with GET /v1/tasks/{task.id}."
-                )
             if (task.status, task.progress) != shown:
                 shown = (task.status, task.progress)
                 yield sse(reply.chunk({"reasoning_content": progress_text(task)}))
