@@ -298,10 +298,7 @@ def _app(
             try:
                 status, body = asyncio.run_coroutine_threadsafe(probe(), loop).result(timeout=PROBE_SECONDS)
             except Exception:  # noqa: BLE001 - a process that cannot answer is not ready
-                status, body = (
-                    503,
-                    {"status": "unavailable", "failing": ["process"], "checks": {"process": "no answer"}},
-                )
+                status, body = 503, NO_ANSWER
             return answer(start_response, status, body)
         return answer(start_response, 404, {"error": f"no such path: {path[:100]}"})
 

@@ -126,14 +126,7 @@ class OpenedFileResponse(FileResponse):
         try:
             self._opened = await anyio.open_file(self.path, mode="rb")
         except FileNotFoundError:
-            gone = {
-                "error": {
-                    "message": "This file no longer exists.",
-                    "type": "invalid_request_error",
-                    "code": "not_found",
-                }
-            }
-            await JSONResponse(gone, status_code=404)(scope, receive, send)
+            await JSONResponse(GONE, status_code=404)(scope, receive, send)
             return
         try:
             await super().__call__(scope, receive, send)
