@@ -173,48 +173,62 @@ class Router:
         """Reload accounts, routes and profiles from the database: at once when any process
         changed them (a cheap fingerprint, looked at every ``CHECK_SECONDS``), and every
         ``refresh_seconds`` anyway for health other processes recorded (cooldowns)."""
-        now = time.monotonic()
-        if not force:
-            if now - self._checked_at < CHECK_SECONDS:
-                return
-            self._checked_at = now
-            if now - self._loaded_at < self.refresh_seconds:
-                if await route_store.config_version(self.engine) == self._version:
-                    return
+        if not force and self._recent() and not self._lock.locked():
+            return
+        # A caller that comes while another looks or reloads waits for that answer: returning at
+        # once would route on what was there before (an account since removed, or none yet).
         async with self._lock:
-            self._version = await route_store.config_version(self.engine)
-            accounts, unreadable = await account_store.readable_accounts(self.engine, cipher=self.cipher)
-            for name, why in unreadable.items():
-                self._left_out(name, why)
-            seen = set()
-            for account in accounts:
-                current = self.runtimes.get(account.name)
-                if current is None or _connection_changed(current.account, account):
-                    provider = self._build(account)
-                    if provider is None:
-                        continue
-                    if current is not None:
-                        await self._release(current.provider)
-                    self.runtimes[account.name] = AccountRuntime(account, provider)
-                else:
-                    current.account = account
-                seen.add(account.name)
-            for name in set(self.runtimes) - seen:
-                await self._release(self.runtimes.pop(name).provider)
-            present = {account.name for account in accounts} | set(unreadable)
-            self._unusable = {name: why for name, why in self._unusable.items() if name in present}
-            self.routes = await route_store.all_routes(self.engine)
-            stored = []
-            for data in await route_store.stored_profiles(self.engine):
-                try:
-                    stored.append(parse_profile(data, source="api"))
-                except ProfileError:
-                    log.warning("stored profile %s no longer parses; skipped", data.get("id"))
-            if self.profiles.replace_stored(stored) and self.on_profiles is not None:
-                self.on_profiles(self.profiles)
-            if self.on_routes is not None:
-                self.on_routes({model: self._route_price(rows) for model, rows in self.routes.items()})
-            self._loaded_at = time.monotonic()
+            now = time.monotonic()
+            if not force:
+                if self._recent():
+                    return  # looked at while this call waited
+                self._checked_at = now
+                if now - self._loaded_at < self.refresh_seconds:
+                    if await route_store.config_version(self.engine) == self._version:
+                        return
+            await self._reload()
+
+    def _recent(self) -> bool:
+        """Whether the last look is fresh enough to route on. With no account loaded every
+        caller looks: the built-in sandbox must never stand in for an account another process
+        has just added (a paid request would get a stand-in video)."""
+        return bool(self.runtimes) and time.monotonic() - self._checked_at < CHECK_SECONDS
+
+    async def _reload(self) -> None:
+        """Load accounts, routes and profiles (the caller holds ``_lock``)."""
+        self._version = await route_store.config_version(self.engine)
+        accounts, unreadable = await account_store.readable_accounts(self.engine, cipher=self.cipher)
+        for name, why in unreadable.items():
+            self._left_out(name, why)
+        seen = set()
+        for account in accounts:
+            current = self.runtimes.get(account.name)
+            if current is None or _connection_changed(current.account, account):
+                provider = self._build(account)
+                if provider is None:
+                    continue
+                if current is not None:
+                    await self._release(current.provider)
+                self.runtimes[account.name] = AccountRuntime(account, provider)
+            else:
+                current.account = account
+            seen.add(account.name)
+        for name in set(self.runtimes) - seen:
+            await self._release(self.runtimes.pop(name).provider)
+        present = {account.name for account in accounts} | set(unreadable)
+        self._unusable = {name: why for name, why in self._unusable.items() if name in present}
+        self.routes = await route_store.all_routes(self.engine)
+        stored = []
+        for data in await route_store.stored_profiles(self.engine):
+            try:
+                stored.append(parse_profile(data, source="api"))
+            except ProfileError:
+                log.warning("stored profile %s no longer parses; skipped", data.get("id"))
+        if self.profiles.replace_stored(stored) and self.on_profiles is not None:
+            self.on_profiles(self.profiles)
+        if self.on_routes is not None:
+            self.on_routes({model: self._route_price(rows) for model, rows in self.routes.items()})
+        self._loaded_at = self._checked_at = time.monotonic()
 
     def _route_price(self, rows: list[RouteRow]) -> float:
         profile = self.profiles.get(rows[0].profile_id) if rows and rows[0].profile_id else None
