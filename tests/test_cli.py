@@ -176,7 +176,7 @@ def test_tasks_list_show_and_cancel(slow_server: LiveServer) -> None:
 
 
 def test_tasks_show_unknown_id_exits_1(server: LiveServer) -> None:
-    run = soragate("tasks", "show", "video_nope", "--data-dir", server.settings.data_dir)
+    run = soragate("tasks", "show", "video_nope", "--data-dir", server.settings.data_dir, settings=server.settings)
 
     assert run.returncode == 1
     assert "no task video_nope" in run.stderr

@@ -89,7 +89,8 @@ def test_a_files_directory_that_cannot_be_written_is_a_503_to_retry(tmp_path: Pa
     """The local files directory replaced by a file (a disk unmounted under it, say): an
     upload is told to come back later, in the caller's dialect, not a 500; nothing is made."""
     port = free_port()
-    for live in run_server(test_settings(tmp_path / "data", port=port, worker_enabled=False)):
+    settings = test_settings(tmp_path / "data", port=port, storage_url=None, worker_enabled=False)
+    for live in run_server(settings):
         files = tmp_path / "data" / "files"
         files.rename(tmp_path / "files-away")
         files.write_bytes(b"not a directory")

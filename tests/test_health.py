@@ -57,6 +57,13 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
     yield from start(tmp_path, lease_seconds=6)
 
 
+@pytest.fixture
+def local_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """On SQLite and local files whatever backends the suite runs on: the tests that break
+    the database file or the files directory by hand."""
+    yield from start(tmp_path, lease_seconds=6, database_url=None, storage_url=None)
+
+
 def test_healthz_and_readyz_answer_without_a_key(server: LiveServer) -> None:
     response = httpx.get(server.url + "/healthz", timeout=10)
     assert response.status_code == 200 and response.json() == {"status": "ok"}
@@ -69,13 +76,13 @@ def test_healthz_and_readyz_answer_without_a_key(server: LiveServer) -> None:
     }
 
 
-def test_storage_that_cannot_be_written_makes_the_server_unready(server: LiveServer) -> None:
-    files = server.settings.files_dir
+def test_storage_that_cannot_be_written_makes_the_server_unready(local_server: LiveServer) -> None:
+    files = local_server.settings.files_dir
     moved = files.with_name("files-away")
     files.rename(moved)
     files.write_text("a file where the storage directory was")
     try:
-        code, body = readyz(server)
+        code, body = readyz(local_server)
         assert code == 503
         assert body["status"] == "unavailable" and body["failing"] == ["storage"]
         assert body["checks"]["storage"].startswith("unavailable")
@@ -84,7 +91,7 @@ def test_storage_that_cannot_be_written_makes_the_server_unready(server: LiveSer
     finally:
         files.unlink()
         moved.rename(files)
-    assert readyz(server)[0] == 200
+    assert readyz(local_server)[0] == 200
 
 
 def test_a_database_file_removed_under_the_server_makes_it_unready(server: LiveServer) -> None:
@@ -114,34 +121,34 @@ def test_a_database_file_removed_under_the_server_makes_it_unready(server: LiveS
         assert client.post("/v1/videos", json={"prompt": "back again"}).status_code == 200
 
 
-def test_a_schema_behind_the_code_is_named(server: LiveServer) -> None:
-    db = sqlite3.connect(server.settings.data_dir / "soragate.db")
+def test_a_schema_behind_the_code_is_named(local_server: LiveServer) -> None:
+    db = sqlite3.connect(local_server.settings.data_dir / "soragate.db")
     (head,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
     with db:
         db.execute("UPDATE alembic_version SET version_num = '0001'")
     try:
-        code, body = readyz(server)
+        code, body = readyz(local_server)
         assert code == 503 and body["failing"] == ["migrations"]
         assert body["checks"]["migrations"] == f"schema at 0001; this version needs {head}"
     finally:
         with db:
             db.execute("UPDATE alembic_version SET version_num = ?", (head,))
         db.close()
-    assert readyz(server)[0] == 200
+    assert readyz(local_server)[0] == 200
 
 
-def test_a_stale_worker_heartbeat_is_named_until_the_worker_beats_again(server: LiveServer) -> None:
-    db = sqlite3.connect(server.settings.data_dir / "soragate.db", timeout=10)
+def test_a_stale_worker_heartbeat_is_named_until_the_worker_beats_again(local_server: LiveServer) -> None:
+    db = sqlite3.connect(local_server.settings.data_dir / "soragate.db", timeout=10)
     for _ in range(3):  # a beat landing between the update and the check makes it fresh again
         with db:
             db.execute("UPDATE workers SET heartbeat_at = heartbeat_at - 3600")
-        code, body = readyz(server)
+        code, body = readyz(local_server)
         if code == 503:
             break
     db.close()
     assert code == 503 and body["failing"] == ["worker"], body
     assert body["checks"]["worker"].startswith("last heartbeat")
-    eventually(server, 200)  # the next beat (every lease_seconds / 3) clears it
+    eventually(local_server, 200)  # the next beat (every lease_seconds / 3) clears it
 
 
 def test_an_api_only_process_has_no_worker_check(tmp_path: Path) -> None:

@@ -492,7 +492,9 @@ def test_a_local_store_that_fails_keeps_the_result_waiting_until_it_is_back(tmp_
     """The files directory is replaced by a plain file (an unmounted or broken disk) when the
     video is done: as with a bucket that is down, the result waits upstream and is stored once
     the directory is back; it never fails as an upstream's internal error."""
-    settings = test_settings(tmp_path / "data", port=free_port(), sandbox_delay=0.1, retry_base_seconds=0.05)
+    settings = test_settings(
+        tmp_path / "data", port=free_port(), storage_url=None, sandbox_delay=0.1, retry_base_seconds=0.05
+    )
     files = tmp_path / "data" / "files"
     for server in run_server(settings):
         with server.client() as client:
