@@ -5,6 +5,7 @@ changing an account of kind sandbox leaves the built-in sandbox working."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.conftest import LiveServer
+from tests.fakes.relay_v2 import RelayV2Fake
+from tests.fakes.server import serve
 from tests.test_providers_config import _cli
 
 SECRET = "sk-admin-api-UvWxYzQrStPqLm-7788"
@@ -169,6 +172,33 @@ def test_the_sandbox_renders_after_a_sandbox_account_is_changed_or_removed(serve
     assert [first.status, changed.status, removed.status] == ["completed"] * 3, (changed.error, removed.error)
     assert server.task(changed.id).provider == "free"
     assert server.task(removed.id).provider == "sandbox"
+
+
+def test_tasks_accepted_for_an_account_are_never_made_by_the_sandbox_after_it_is_removed(
+    server: LiveServer,
+) -> None:
+    """The only account is removed while tasks wait for its job slot: they fail as an outage
+    (refunded), never completed with the built-in sandbox's stand-in videos; what is asked for
+    after that, with no account at all, is the sandbox's as on a fresh install."""
+    relay = RelayV2Fake(key="sk-relay-gone", polls_to_finish=1_000_000)  # its jobs never end
+    with serve(relay) as url, server.client() as client:
+        account = {"name": "only", "kind": "relay_v2", "base_url": url, "secret": "sk-relay-gone"}
+        added = client.post("/v1/admin/providers", json=account | {"models": {"sora-2": ""}, "max_concurrency": 1})
+        assert added.status_code == 200, added.text
+        made = [client.post("/v1/videos", json={"prompt": f"take {n}", "seconds": "4"}).json()["id"] for n in range(3)]
+        deadline = time.monotonic() + 30
+        while relay.creates < 1 or client.get(f"/v1/videos/{made[0]}").json()["status"] == "queued":
+            assert time.monotonic() < deadline, "the first task was not sent"
+            time.sleep(0.05)
+        assert client.delete("/v1/admin/providers/only").status_code == 200
+        ended = [server.wait_for(video_id) for video_id in made]
+        after = server.sdk().videos.create_and_poll(prompt="with no account at all", seconds="4")
+
+    assert relay.creates == 1  # the other two waited for its one job slot
+    assert [v["status"] for v in ended] == ["failed"] * 3, ended
+    assert {v["error"]["code"] for v in ended[1:]} == {"no_available_upstream"}
+    assert all(server.task(v["id"]).provider != "sandbox" for v in ended)
+    assert after.status == "completed" and server.task(after.id).provider == "sandbox"
 
 
 def deleted_tasks_stay_in_usage(server: LiveServer) -> None:

@@ -42,7 +42,7 @@ from soragate.netguard import check_url, fetch_capped
 from soragate.ops.metrics import Metrics
 from soragate.profiles.snap import SnapRefused
 from soragate.result_files import MediaPool
-from soragate.routing.router import Router
+from soragate.routing.router import FOR_AN_ACCOUNT, Router
 from soragate.settings import Settings
 from soragate.spritesheets import make_spritesheet
 from soragate.storage import Storage
@@ -243,7 +243,12 @@ class Gateway:
         if task.params.source_task_id:
             source = await task_store.get_task(self.engine, task_id=task.params.source_task_id)
         try:
+            task.params.extra.pop(FOR_AN_ACCOUNT, None)  # a retry's params say what was, not what is
             route = self.router.plan(task, source)
+            if route.runtime is not self.router.builtin:
+                # Accepted for an upstream account: never made by the built-in sandbox's stand-ins,
+                # even if every account is removed before it is sent.
+                task.params.extra[FOR_AN_ACCOUNT] = True
             snapped = route.snap(task)
         except SnapRefused as exc:
             raise InvalidRequest(f"This model's route cannot serve the request: {exc}.", param="model") from None

@@ -39,6 +39,8 @@ from soragate.store.routes import RouteRow
 log = logging.getLogger("soragate.router")
 
 BUILTIN_SANDBOX = "sandbox"
+# Marks (in a task's params.extra) a task accepted while upstream accounts existed.
+FOR_AN_ACCOUNT = "for_an_account"
 SOURCE_KINDS = (TaskKind.REMIX, TaskKind.EXTEND, TaskKind.EDIT)
 
 ProviderFactory = Callable[[ProviderAccount], Provider]
@@ -338,6 +340,10 @@ class Router:
             if self._unusable:
                 # Accounts exist but none can be used: an outage, never the sandbox's stand-ins.
                 log.warning("no usable account serves %s (%s)", task.params.model, "; ".join(self._unusable))
+                raise NoRoute(out_of_service(task.params.model))
+            if task.params.extra.get(FOR_AN_ACCOUNT):
+                # Accepted while accounts existed, and every one was removed since.
+                log.warning("task %s was accepted for an account, and none is left", task.id)
                 raise NoRoute(out_of_service(task.params.model))
             return [Route(self.builtin)]
         family = self._family_routes(task)
