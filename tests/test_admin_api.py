@@ -201,6 +201,35 @@ def test_tasks_accepted_for_an_account_are_never_made_by_the_sandbox_after_it_is
     assert after.status == "completed" and server.task(after.id).provider == "sandbox"
 
 
+def test_an_account_is_renamed_only_while_nothing_refers_to_it_by_name(server: LiveServer) -> None:
+    """Tasks (running, or the source of a later remix) and routes name their account: a
+    rename would strand them, so it is refused once there are any; a fresh account's typo
+    can still be mended."""
+    with server.client() as client:
+        for name in ("used", "routed", "typo"):
+            added = client.post("/v1/admin/providers", json={"name": name, "kind": "sandbox", "models": {"*": ""}})
+            assert added.status_code == 200, added.text
+        client.put("/v1/admin/routes/sora-2-pro", json={"routes": [{"account": "routed"}]}).raise_for_status()
+        made = server.sdk().videos.create_and_poll(prompt="made on the first account", seconds="4")
+        assert server.task(made.id).provider == "used"
+
+        refused = {
+            name: client.patch(f"/v1/admin/providers/{name}", json={"name": "new"}) for name in ("used", "routed")
+        }
+        mended = client.patch("/v1/admin/providers/typo", json={"name": "fixed"})
+        remix = server.sdk().videos.remix(made.id, prompt="the same, at night")
+        names = sorted(p["name"] for p in client.get("/v1/admin/providers").json()["data"])
+
+    for name, answer in refused.items():
+        assert answer.status_code == 409, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "account_in_use" and error["param"] == "name"
+        assert f"'{name}' cannot be renamed" in error["message"]
+    assert mended.status_code == 200 and mended.json()["name"] == "fixed"
+    assert names == ["fixed", "routed", "used"]
+    assert server.wait_for(remix.id)["status"] == "completed"
+
+
 def deleted_tasks_stay_in_usage(server: LiveServer) -> None:
     """A tenant deletes what it made: the usage charts still count it, as its key's credits do."""
     user_key = server.create_key("usage-deleter")

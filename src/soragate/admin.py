@@ -149,6 +149,12 @@ class AdminService:
             await account_store.update_account(self.engine, account_id=current.id, values=values, cipher=self.cipher)
         except account_store.NameTaken:
             raise _name_taken(values.get("name", current.name)) from None
+        except account_store.InUse:
+            message = (
+                f"The provider account '{current.name}' cannot be renamed: its tasks and routes refer to it "
+                "by name. Add an account with the new name instead."
+            )
+            raise Conflict(message, param="name", code="account_in_use") from None
         log.info("provider account %s updated (%s)", current.name, ", ".join(sorted(values)))
         await self.router.refresh(force=True)
         return await self.get_provider(current.id)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Row, and_, case, delete, false, insert, or_, select, true, update
+from sqlalchemy import Row, and_, case, delete, exists, false, insert, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,13 +17,17 @@ from soragate.core.accounts import ProviderAccount
 from soragate.errors import SecretKeyError
 from soragate.store.cipher import SecretCipher
 from soragate.store.db import writing
-from soragate.store.tables import provider_accounts
+from soragate.store.tables import model_routes, provider_accounts, tasks
 
 _FIELDS = {f.name for f in fields(ProviderAccount)}
 
 
 class NameTaken(LookupError):
     """Another account has that name (names are unique)."""
+
+
+class InUse(LookupError):
+    """The account's name is what tasks or routes refer to it by: it cannot change."""
 
 
 def _to_account(row: Any, cipher: SecretCipher) -> ProviderAccount:
@@ -91,8 +95,12 @@ async def create_account(engine: AsyncEngine, *, values: dict[str, Any], cipher:
 
 
 async def update_account(engine: AsyncEngine, *, account_id: str, values: dict[str, Any], cipher: SecretCipher) -> bool:
+    """Raises InUse for a new name once tasks or routes refer to the account by its name
+    (in-flight jobs, remix sources, its job count, an admin's routes would all lose it)."""
     try:
         async with writing(engine) as conn:
+            if "name" in values:
+                await _check_rename(conn, account_id, values["name"])
             result = await conn.execute(
                 update(provider_accounts)
                 .where(provider_accounts.c.id == account_id)
@@ -101,6 +109,18 @@ async def update_account(engine: AsyncEngine, *, account_id: str, values: dict[s
     except IntegrityError:
         raise NameTaken(values.get("name")) from None  # the one unique column besides the id
     return result.rowcount > 0
+
+
+async def _check_rename(conn: Any, account_id: str, name: str) -> None:
+    # The row lock keeps a worker from giving the old name to a task meanwhile (it takes it
+    # to count the account's jobs); SQLite has one writer at a time anyway.
+    query = select(provider_accounts.c.name).where(provider_accounts.c.id == account_id)
+    current = (await conn.execute(query.with_for_update())).scalar()
+    if current is None or current == name:
+        return
+    referred = select(exists().where(tasks.c.provider == current) | exists().where(model_routes.c.account == current))
+    if (await conn.execute(referred)).scalar():
+        raise InUse(current)
 
 
 async def delete_account(engine: AsyncEngine, *, account_id: str) -> bool:
