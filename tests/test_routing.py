@@ -237,6 +237,28 @@ def test_polling_is_shared_and_capped_per_account(gateway: LiveServer) -> None:
     assert busiest <= rate, busiest
 
 
+def test_a_raised_poll_rate_applies_to_the_status_requests_already_waiting(
+    gateway: LiveServer, relay: tuple[RelayV2Fake, str]
+) -> None:
+    """An account set to one status request every half minute has a queue of waiting looks;
+    the admin raises its rate, and they go at the new rate, not at the old one's slots."""
+    fake, url = relay
+    fake.polls_to_finish = 1
+    account = add_relay(gateway, url, poll_rate=0.05, options={"poll_min": 0.2, "poll_max": 1.0})
+    with gateway.client() as client:
+        ids = [client.post("/v1/videos", json={"prompt": f"slow {i}", "seconds": "4"}).json()["id"] for i in range(6)]
+        deadline = time.monotonic() + 30
+        while fake.creates < 6:
+            assert time.monotonic() < deadline, "the tasks were not sent"
+            time.sleep(0.05)
+        time.sleep(1)
+        assert [gateway.task(i).status for i in ids].count("completed") <= 2  # one look per 28 s
+        raised = client.patch(f"/v1/admin/providers/{account['id']}", json={"poll_rate": 5})
+        assert raised.status_code == 200, raised.text
+    # At the old rate the last would wait about 2.5 minutes more.
+    assert [gateway.wait_for(i, timeout=15)["status"] for i in ids] == ["completed"] * 6
+
+
 def test_secret_never_leaves_in_responses_or_logs(
     gateway: LiveServer, relay: tuple[RelayV2Fake, str], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -20,11 +20,15 @@ import asyncio
 import math
 import time
 from collections import defaultdict, deque
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.accounts import ProviderAccount
 from soragate.store import accounts as account_store
+
+if TYPE_CHECKING:
+    from soragate.routing.router import AccountRuntime
 
 # Requests leave at 70% of the rate: the spare share absorbs the jitter (a busy event loop
 # on either side, the network) that would otherwise bunch a few together on arrival. At 80%
@@ -40,6 +44,8 @@ HEADROOM = 0.7
 LATE = 0.05
 # One reservation covers at most this many seconds of an account's rate.
 BATCH_SECONDS = 1.0
+# A request waiting for its slot looks this often whether the account's rate was changed.
+RATE_RECHECK = 1.0
 
 
 class PollGate:
@@ -57,12 +63,21 @@ class PollGate:
     def interval(account: ProviderAccount) -> float:
         return 1.0 / max(account.poll_rate * HEADROOM, 0.001)
 
-    async def wait(self, account: ProviderAccount) -> None:
+    async def wait(self, runtime: AccountRuntime) -> None:
+        """Until this process's turn on the runtime's account. An admin's new ``poll_rate``
+        (the runtime's account is replaced when the router reloads) applies to the requests
+        already waiting: slots reserved at the old rate are given up and taken again."""
         while True:
+            account = runtime.account
             slot = await self._reserve(account)
-            delay = slot - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            # Until the slot, looking every RATE_RECHECK whether the rate was changed.
+            for _ in range(math.ceil(max(0.0, slot - time.time()) / RATE_RECHECK)):
+                if runtime.account.poll_rate != account.poll_rate:
+                    break
+                await asyncio.sleep(max(0.0, min(RATE_RECHECK, slot - time.time())))
+            if runtime.account.poll_rate != account.poll_rate:
+                self._slots.pop(account.name, None)
+                continue
             # A busy event loop may wake us well after the slot: going then would crowd the
             # next slot (perhaps another process's), so take a fresh one instead.
             if time.time() - slot <= LATE or account.source == "builtin":

@@ -101,6 +101,11 @@ async def update_account(engine: AsyncEngine, *, account_id: str, values: dict[s
         async with writing(engine) as conn:
             if "name" in values:
                 await _check_rename(conn, account_id, values["name"])
+            if "poll_rate" in values:
+                # Slots reserved at an old rate are given up (``PollGate.wait``): a new rate
+                # counts from now, not from the end of the old rate's queue.
+                changed = provider_accounts.c.poll_rate != values["poll_rate"]
+                values = {**values, "poll_next_at": case((changed, 0.0), else_=provider_accounts.c.poll_next_at)}
             result = await conn.execute(
                 update(provider_accounts)
                 .where(provider_accounts.c.id == account_id)

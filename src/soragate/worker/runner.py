@@ -616,7 +616,7 @@ class Worker:
     async def _look(self, task: Task, runtime: AccountRuntime, deadline: float, *, unknown: bool = False) -> None:
         """Ask the upstream about a running job, and act on the answer."""
         assert task.upstream_id is not None
-        await self.gate.wait(runtime.account)
+        await self.gate.wait(runtime)
         if unknown and await self._put_off_look(task, runtime, deadline):
             return
         asked = self.clock()
