@@ -277,6 +277,18 @@ def test_status_429_waits_at_least_retry_after(rig: Rig, gateway: LiveServer, ki
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_a_retry_after_that_is_neither_seconds_nor_a_date_is_ignored(rig: Rig, gateway: LiveServer, kind: str) -> None:
+    """A 503 is retried with the usual backoff whatever its Retry-After says, on the create,
+    the status and the result download alike."""
+    up = rig(kind)
+    up.fake.faults.add("create", Fault("status", status=503, retry_after="soon-ish"))
+    up.fake.faults.add("status", Fault("status", status=503, retry_after="Wed, 99 Foo 2026 25:00:00 GMT"))
+    video = run(gateway, f"unreadable Retry-After via {kind}")
+    assert_completed(gateway, video, up)
+    assert up.creates == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_text_plain_json_is_read(rig: Rig, gateway: LiveServer, kind: str) -> None:
     up = rig(kind)
     if kind == "sora2api":

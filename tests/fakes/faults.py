@@ -26,7 +26,7 @@ class Fault:
     # answer 504 (the upstream did the work but the answer is lost).
     kind: str
     status: int = 503
-    retry_after: float | None = None
+    retry_after: float | str | None = None  # a str is sent as it is ("soon", an HTTP date)
     seconds: float = 0.0
 
 
@@ -61,7 +61,8 @@ async def before(fault: Fault | None) -> Response | None:
         return None
     if fault.kind == "status":
         await asyncio.sleep(fault.seconds)
-        headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
+        wait = fault.retry_after
+        headers = {"Retry-After": wait if isinstance(wait, str) else f"{wait:g}"} if wait is not None else None
         return JSONResponse({"error": {"message": f"injected {fault.status}"}}, fault.status, headers=headers)
     if fault.kind == "malformed":
         return Response("{not json", media_type="application/json")
