@@ -1045,3 +1045,46 @@ async def test_an_account_with_no_history_learns_from_the_others(rig: Rig) -> No
     row = await rig.row(second.id)
     assert row["provider"] == "b"
     assert row["next_check_at"] - rig.clock.now == pytest.approx(took * 0.8, rel=0.01)
+
+
+async def test_a_task_queued_behind_a_resting_account_fails_at_that_accounts_deadline(rig: Rig) -> None:
+    # The only account rests for five minutes (a 429 asked so), and its jobs must end within
+    # 60 s of a task's creation: a task made meanwhile cannot be sent in time.
+    await rig.account("only", options={"timeout": 5, "poll_min": 1.0, "deadline": 60}, cooldown_until=time.time() + 300)
+    task = await rig.task()
+    worker = rig.worker()
+    for _ in range(30):  # the clock going on, as the worker's claim rounds see it
+        await worker.run_due()
+        row = await rig.row(task.id)
+        if row["status"] != "queued":
+            break
+        rig.clock.now += 2.5
+    assert (row["status"], row["error_code"]) == ("failed", ErrorCode.TIMEOUT), row
+    assert row["error_message"] == "No upstream account could take the task before its deadline."
+    assert rig.clock.now - task.created_at <= 60 + 5  # its deadline and one request timeout
+    assert rig.fakes["only"].creates == 0
+
+
+async def test_a_queued_task_waits_for_a_resting_account_that_can_still_finish_it(rig: Rig) -> None:
+    # One account rests for five minutes and allows a task 60 s; the other is full and allows
+    # the server's deadline: the task waits for the second, not failed at the first's 60 s.
+    await rig.account("short", options={"deadline": 60}, cooldown_until=time.time() + 300)
+    await rig.account("long", max_concurrency=0)
+    task = await rig.task()
+    rig.clock.now += 120
+    row = await rig.step_until(rig.worker(), task, lambda row: row["status"] != "queued", steps=3)
+    assert row["status"] == "queued" and row["next_check_at"] <= rig.clock.now + 1, row
+
+
+async def test_a_streak_of_failures_does_not_cut_short_the_rest_a_429_asked_for(rig: Rig) -> None:
+    await rig.account("only")
+    fake = rig.fakes["only"]
+    fake.faults.add("create", Fault("status", status=429, retry_after=300))
+    fake.faults.add("create", Fault("status", status=503), times=2)  # three in a row: 30 s of rest
+    for i in range(3):
+        await rig.task(f"task {i}")
+    await rig.worker().run_due()
+    assert fake.faults.hits["create"] == 3
+    account = await account_store.get_account(rig.engine, ident="only", cipher=SecretCipher())
+    assert account is not None and account.cooldown_until is not None
+    assert account.cooldown_until - time.time() > 290, account.cooldown_until - time.time()

@@ -462,11 +462,15 @@ class Router:
     def any_enabled(self, task: Task, *, source: Task | None) -> bool:
         """Whether an account that could take the task is still in service, if resting (a
         429's cooldown): then the task waits for it instead of failing."""
+        return bool(self.able_accounts(task, source=source))
+
+    def able_accounts(self, task: Task, *, source: Task | None) -> list[AccountRuntime]:
+        """The accounts in service that could take the task, resting or full ones included."""
         try:
             eligible = self._eligible(task, source)
         except (NoRoute, SnapRefused):
-            return False
-        return any(r.runtime.account.enabled for r in eligible)
+            return []
+        return [r.runtime for r in eligible if r.runtime.account.enabled]
 
     def where(self, public_model: str, base_model: str) -> list[dict[str, Any]]:
         """Where requests for a public model go: its routes, else the accounts whose model

@@ -171,13 +171,18 @@ async def record_outcome(
             counts = or_(c.last_failed_task.is_(None), c.last_failed_task != task_id)
         failures = case((counts, c.consecutive_failures + 1), else_=c.consecutive_failures)
         values["consecutive_failures"] = failures
-        # Only a failure that counts starts a cooldown (one that does not must not extend one).
+
+        # Only a failure that counts starts a cooldown (one that does not must not extend one),
+        # and none cuts short a longer rest already asked for (a 429's Retry-After).
+        def later(until: float) -> Any:
+            return case((c.cooldown_until > until, c.cooldown_until), else_=until)
+
         values["cooldown_until"] = case(
-            (and_(counts, c.consecutive_failures + 1 >= cooldown_after), time.time() + cooldown_seconds),
+            (and_(counts, c.consecutive_failures + 1 >= cooldown_after), later(time.time() + cooldown_seconds)),
             else_=c.cooldown_until,
         )
         if cooldown_until is not None:
-            values["cooldown_until"] = cooldown_until
+            values["cooldown_until"] = later(cooldown_until)
         if disable_reason is not None:
             values.update(enabled=False, disabled_reason=disable_reason)
     async with writing(engine) as conn:

@@ -199,10 +199,18 @@ class Worker:
             worker_id=self.id,
             limit=limit,
             queued_limit=await self._submit_room(limit),
-            created_before=self._claimed_at - self.settings.task_deadline_seconds,
+            # Queued tasks older than any account could still finish are taken, room or not,
+            # to be failed (which ones exactly each task's accounts say, in ``_submit``).
+            created_before=self._claimed_at - self._longest_deadline(),
             lease_seconds=self.settings.lease_seconds,
             now=self._claimed_at,
         )
+
+    def _longest_deadline(self) -> float:
+        """The most seconds from creation that any enabled account allows a task."""
+        server = self.settings.task_deadline_seconds
+        runtimes = [r for r in self.router.runtimes.values() if r.account.enabled]
+        return max((self.schedule.deadline(0.0, server, r.account.opts) for r in runtimes), default=server)
 
     async def _idle(self) -> None:
         """Sleep until the next due time this process knows of, a wake-up (a new task, a
@@ -364,16 +372,12 @@ class Worker:
         except (NoRoute, SnapRefused) as exc:
             await self._fail(task, TaskError("no_available_upstream", f"No available upstream: {exc}."))
             return
-        late = 0
         for route in routes:
             # A queued task is bound to no account, so its deadline so far was the server's:
             # an account's own (shorter) deadline counts from the task's creation too, and no
             # job is sent to an account that could not finish it in time.
-            route_deadline = self.schedule.deadline(
-                task.created_at, self.settings.task_deadline_seconds, route.runtime.account.opts
-            )
+            route_deadline = self._deadline_on(task, route.runtime)
             if self.clock() >= route_deadline:
-                late += 1
                 continue
             try:
                 snapped = route.snap(task)
@@ -397,11 +401,14 @@ class Worker:
             deadline = route_deadline
             break
         else:
-            if late and late == len(routes):
+            # Every able account is full, resting or too late: wait for one that could still
+            # finish the task (its deadline counts from the task's creation), or fail now.
+            able = self.router.able_accounts(task, source=source)
+            latest = max((self._deadline_on(task, runtime) for runtime in able), default=deadline)
+            if self.clock() >= latest:
                 await self._fail(task, timed_out(sent=False))
                 return
-            # Every able account is full or cooling down: look again shortly (or when a slot frees).
-            await self._later(task, at=min(self.clock() + BUSY_RETRY, deadline), step_errors=task.step_errors)
+            await self._later(task, at=min(self.clock() + BUSY_RETRY, latest), step_errors=task.step_errors)
             return
         runtime = route.runtime
         # Reference images are read only now that an account has room: a task waiting for a
@@ -435,6 +442,9 @@ class Worker:
         )
         if in_process:
             await self._follow(task, runtime, upstream_id, deadline)
+
+    def _deadline_on(self, task: Task, runtime: AccountRuntime) -> float:
+        return self.schedule.deadline(task.created_at, self.settings.task_deadline_seconds, runtime.account.opts)
 
     async def _submit_failed(
         self,
