@@ -237,11 +237,13 @@ def test_polling_is_shared_and_capped_per_account(gateway: LiveServer) -> None:
     assert busiest <= rate, busiest
 
 
+@pytest.mark.parametrize("with_options", [False, True], ids=["rate", "rate-and-options"])
 def test_a_raised_poll_rate_applies_to_the_status_requests_already_waiting(
-    gateway: LiveServer, relay: tuple[RelayV2Fake, str]
+    gateway: LiveServer, relay: tuple[RelayV2Fake, str], with_options: bool
 ) -> None:
     """An account set to one status request every half minute has a queue of waiting looks;
-    the admin raises its rate, and they go at the new rate, not at the old one's slots."""
+    the admin raises its rate, and they go at the new rate, not at the old one's slots (also
+    when the same change rebuilds the account's connection, as new options do)."""
     fake, url = relay
     fake.polls_to_finish = 1
     account = add_relay(gateway, url, poll_rate=0.05, options={"poll_min": 0.2, "poll_max": 1.0})
@@ -253,7 +255,10 @@ def test_a_raised_poll_rate_applies_to_the_status_requests_already_waiting(
             time.sleep(0.05)
         time.sleep(1)
         assert [gateway.task(i).status for i in ids].count("completed") <= 2  # one look per 28 s
-        raised = client.patch(f"/v1/admin/providers/{account['id']}", json={"poll_rate": 5})
+        change: dict[str, Any] = {"poll_rate": 5}
+        if with_options:
+            change["options"] = {"poll_min": 0.2, "poll_max": 2.0}
+        raised = client.patch(f"/v1/admin/providers/{account['id']}", json=change)
         assert raised.status_code == 200, raised.text
     # At the old rate the last would wait about 2.5 minutes more.
     assert [gateway.wait_for(i, timeout=15)["status"] for i in ids] == ["completed"] * 6

@@ -20,15 +20,12 @@ import asyncio
 import math
 import time
 from collections import defaultdict, deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.accounts import ProviderAccount
 from soragate.store import accounts as account_store
-
-if TYPE_CHECKING:
-    from soragate.routing.router import AccountRuntime
 
 # Requests leave at 70% of the rate: the spare share absorbs the jitter (a busy event loop
 # on either side, the network) that would otherwise bunch a few together on arrival. At 80%
@@ -53,7 +50,8 @@ class PollGate:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._slots: dict[str, deque[float]] = defaultdict(deque)
+        # Per account, the slots this process reserved and the interval they are spaced by.
+        self._slots: dict[str, tuple[float, deque[float]]] = {}
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._waiting: dict[str, int] = defaultdict(int)
         # Accounts with no row (the built-in sandbox) are spaced in memory.
@@ -63,20 +61,19 @@ class PollGate:
     def interval(account: ProviderAccount) -> float:
         return 1.0 / max(account.poll_rate * HEADROOM, 0.001)
 
-    async def wait(self, runtime: AccountRuntime) -> None:
-        """Until this process's turn on the runtime's account. An admin's new ``poll_rate``
-        (the runtime's account is replaced when the router reloads) applies to the requests
-        already waiting: slots reserved at the old rate are given up and taken again."""
+    async def wait(self, current: Callable[[], ProviderAccount]) -> None:
+        """Until this process's turn on an account; ``current`` gives the account as the
+        router knows it now. An admin's new ``poll_rate`` applies to the requests already
+        waiting: slots reserved at the old rate are given up and taken again."""
         while True:
-            account = runtime.account
+            account = current()
             slot = await self._reserve(account)
             # Until the slot, looking every RATE_RECHECK whether the rate was changed.
             for _ in range(math.ceil(max(0.0, slot - time.time()) / RATE_RECHECK)):
-                if runtime.account.poll_rate != account.poll_rate:
+                if current().poll_rate != account.poll_rate:
                     break
                 await asyncio.sleep(max(0.0, min(RATE_RECHECK, slot - time.time())))
-            if runtime.account.poll_rate != account.poll_rate:
-                self._slots.pop(account.name, None)
+            if current().poll_rate != account.poll_rate:
                 continue
             # A busy event loop may wake us well after the slot: going then would crowd the
             # next slot (perhaps another process's), so take a fresh one instead.
@@ -93,7 +90,10 @@ class PollGate:
         self._waiting[name] += 1
         try:
             async with self._locks[name]:
-                slots = self._slots[name]
+                spaced, slots = self._slots.get(name, (interval, deque()))
+                if spaced != interval:
+                    slots = deque()  # reserved at a rate since changed
+                self._slots[name] = (interval, slots)
                 while True:
                     now = time.time()
                     while slots and slots[0] < now - LATE:

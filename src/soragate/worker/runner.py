@@ -626,7 +626,7 @@ class Worker:
     async def _look(self, task: Task, runtime: AccountRuntime, deadline: float, *, unknown: bool = False) -> None:
         """Ask the upstream about a running job, and act on the answer."""
         assert task.upstream_id is not None
-        await self.gate.wait(runtime)
+        await self.gate.wait(lambda: (self.router.runtime(runtime.name) or runtime).account)
         if unknown and await self._put_off_look(task, runtime, deadline):
             return
         asked = self.clock()
