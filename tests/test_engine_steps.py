@@ -1088,3 +1088,26 @@ async def test_a_streak_of_failures_does_not_cut_short_the_rest_a_429_asked_for(
     account = await account_store.get_account(rig.engine, ident="only", cipher=SecretCipher())
     assert account is not None and account.cooldown_until is not None
     assert account.cooldown_until - time.time() > 290, account.cooldown_until - time.time()
+
+
+async def test_a_task_routed_on_a_name_another_process_just_changed_is_routed_again(rig: Rig) -> None:
+    """An admin renames an account (through another process) in the moment between this
+    worker's choice of it and its job slot: no job is sent under a name nothing has any more
+    (the task would then fail as 'removed' with its job made and paid); the task waits for
+    the worker's next look and goes to the account under its new name."""
+    await rig.account("before")
+    task = await rig.task()
+    account = await account_store.get_account(rig.engine, ident="before", cipher=SecretCipher())
+    assert account is not None
+    await account_store.update_account(
+        rig.engine, account_id=account.id, values={"name": "after"}, cipher=SecretCipher()
+    )
+    worker = rig.worker()
+    await worker.run_due()  # on the view from before the rename
+    row = await rig.row(task.id)
+    assert (row["status"], row["provider"], rig.fakes["before"].creates) == ("queued", None, 0), row
+
+    await rig.router.refresh(force=True)
+    row = await rig.step_until(worker, task, lambda row: row["status"] != "queued")
+    assert (row["status"], row["provider"]) == ("in_progress", "after"), row
+    assert rig.fakes["before"].creates == 1  # the same upstream, under the account's new name

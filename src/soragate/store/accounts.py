@@ -117,8 +117,8 @@ async def update_account(engine: AsyncEngine, *, account_id: str, values: dict[s
 
 
 async def _check_rename(conn: Any, account_id: str, name: str) -> None:
-    # The row lock keeps a worker from giving the old name to a task meanwhile (it takes it
-    # to count the account's jobs); SQLite has one writer at a time anyway.
+    # A worker takes the same row lock to give a task the account's name, and finds no row
+    # by the old name once this commits (``tasks.mark_submitting``); SQLite has one writer.
     query = select(provider_accounts.c.name).where(provider_accounts.c.id == account_id)
     current = (await conn.execute(query.with_for_update())).scalar()
     if current is None or current == name:

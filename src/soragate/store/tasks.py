@@ -467,15 +467,17 @@ async def mark_submitting(
     crash mid-call is seen as an uncertain submission rather than a task never sent.
     ``refit``: the params fitted to this account's model profile and their cost, stored with
     it (the owner's credits move by the difference). Returns None when the account already
-    holds ``max_in_flight`` tasks (counted across every process), False when the task
-    changed elsewhere, True when the slot is ours."""
+    holds ``max_in_flight`` tasks (counted across every process) or no longer exists under
+    that name, False when the task changed elsewhere, True when the slot is ours."""
     async with writing(engine) as conn:
         if max_in_flight is not None:
+            account = select(provider_accounts.c.id).where(provider_accounts.c.name == provider)
             if engine.dialect.name == "postgresql":
                 # The account row's lock makes count-then-take atomic across replicas.
-                await conn.execute(
-                    select(provider_accounts.c.id).where(provider_accounts.c.name == provider).with_for_update()
-                )
+                account = account.with_for_update()
+            if (await conn.execute(account)).first() is None:
+                # Renamed or removed since this process looked: routed again once it has.
+                return None
             held = (await conn.execute(select(func.count()).where(in_flight_clause(provider)))).scalar() or 0
             if held >= max_in_flight:
                 return None
