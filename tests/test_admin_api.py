@@ -230,6 +230,26 @@ def test_an_account_is_renamed_only_while_nothing_refers_to_it_by_name(server: L
     assert server.wait_for(remix.id)["status"] == "completed"
 
 
+def test_only_a_sandbox_account_may_be_named_sandbox(server: LiveServer) -> None:
+    """The built-in sandbox's tasks carry the name 'sandbox': an upstream account taking it
+    would be asked about jobs only the sandbox knows (they failed as lost)."""
+    relay = {"kind": "relay_v2", "base_url": "http://127.0.0.1:9", "secret": "sk-x", "models": {"sora-2": ""}}
+    with server.client() as client:
+        made = server.sdk().videos.create(prompt="made by the built-in sandbox", seconds="4")
+        added = client.post("/v1/admin/providers", json={"name": "sandbox", **relay})
+        client.post("/v1/admin/providers", json={"name": "spare", **relay}).raise_for_status()
+        renamed = client.patch("/v1/admin/providers/spare", json={"name": "sandbox"})
+        client.delete("/v1/admin/providers/spare").raise_for_status()
+        own = client.post("/v1/admin/providers", json={"name": "sandbox", "kind": "sandbox", "models": {"*": ""}})
+
+    for answer in (added, renamed):
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        assert error["param"] == "name" and "built-in sandbox's" in error["message"]
+    assert own.status_code == 200, own.text
+    assert server.wait_for(made.id)["status"] == "completed"
+
+
 def deleted_tasks_stay_in_usage(server: LiveServer) -> None:
     """A tenant deletes what it made: the usage charts still count it, as its key's credits do."""
     user_key = server.create_key("usage-deleter")

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.admin_usage import summarize
 from soragate.core.account_options import InvalidOptions, parse_options, secret_option_names
-from soragate.core.accounts import InvalidAccount, ProviderAccount, account_fields
+from soragate.core.accounts import InvalidAccount, ProviderAccount, account_fields, check_name_and_kind
 from soragate.core.keys import LIMITS, ApiKey, InvalidLimit, parse_limits
 from soragate.core.masks import mask
 from soragate.core.task import ErrorCode, Task, TaskError, TaskStatus
@@ -285,6 +285,8 @@ def _checked(data: dict[str, Any], *, current: ProviderAccount | None = None) ->
     """The fields to store for a new account, or for an update of ``current``."""
     try:
         values = account_fields(data, partial=current is not None)
+        if current is not None and ("name" in values or "kind" in values):
+            check_name_and_kind(values.get("name", current.name), values.get("kind", current.kind))
         if current is not None and ("kind" in values or "options" in values):
             parse_options(values.get("kind", current.kind), values.get("options", current.options))
     except ValueError as exc:

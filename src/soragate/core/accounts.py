@@ -29,6 +29,9 @@ KIND_DESCRIPTIONS = {
     "sandbox": "offline renders on this machine, no upstream",
 }
 KINDS = tuple(KIND_DESCRIPTIONS)
+# The built-in sandbox's name, which its tasks carry as their account: only an account of
+# kind sandbox (which renders the same way) may take it.
+SANDBOX_NAME = "sandbox"
 
 
 def kind_help(kind: str) -> str:
@@ -176,6 +179,14 @@ class InvalidAccount(ValueError):
         self.param = param
 
 
+def check_name_and_kind(name: str, kind: str) -> None:
+    if name == SANDBOX_NAME and kind != "sandbox":
+        raise InvalidAccount(
+            f"the name '{SANDBOX_NAME}' is the built-in sandbox's; only an account of kind sandbox may take it",
+            param="name",
+        )
+
+
 def account_fields(data: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
     """Check an account definition (admin API, CLI or providers file); returns the fields
     to store. Raises InvalidAccount naming the first bad field. A partial update's options are
@@ -207,6 +218,8 @@ def account_fields(data: dict[str, Any], *, partial: bool = False) -> dict[str, 
             raise InvalidAccount(f"'{name}' is out of range", param=name)
     if "kind" in values and values["kind"] not in KINDS:
         raise InvalidAccount(f"'kind' must be one of {', '.join(KINDS)}", param="kind")
+    if not partial:
+        check_name_and_kind(values["name"], values["kind"])
     if values.get("base_url"):
         _check_base_url(values["base_url"])
     if "models" in values:

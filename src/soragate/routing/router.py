@@ -21,7 +21,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from soragate.core.account_options import InvalidOptions
-from soragate.core.accounts import ProviderAccount
+from soragate.core.accounts import SANDBOX_NAME, ProviderAccount
 from soragate.core.task import Task, TaskKind
 from soragate.errors import UpstreamUnavailable
 from soragate.netguard import GuardedTransport
@@ -38,7 +38,7 @@ from soragate.store.routes import RouteRow
 
 log = logging.getLogger("soragate.router")
 
-BUILTIN_SANDBOX = "sandbox"
+BUILTIN_SANDBOX = SANDBOX_NAME
 # Marks (in a task's params.extra) a task accepted while upstream accounts existed.
 FOR_AN_ACCOUNT = "for_an_account"
 SOURCE_KINDS = (TaskKind.REMIX, TaskKind.EXTEND, TaskKind.EDIT)
