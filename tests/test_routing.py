@@ -264,6 +264,33 @@ def test_a_raised_poll_rate_applies_to_the_status_requests_already_waiting(
     assert [gateway.wait_for(i, timeout=15)["status"] for i in ids] == ["completed"] * 6
 
 
+def test_a_lowered_poll_rate_is_never_exceeded_once_it_applies(gateway: LiveServer) -> None:
+    """Jobs that run on while the admin lowers the account's rate from 5 to 1 per second: the
+    upstream never sees more than the old cap in any second, nor more than the new one from a
+    couple of seconds after the change (each process has seen it by then)."""
+    fake = RelayV2Fake(key=SECRET, polls_to_finish=1_000_000)
+    timed = Timed(fake)
+    with serve(timed) as url:
+        account = add_relay(gateway, url, max_concurrency=20, poll_rate=5, options={"poll_min": 0.2, "poll_max": 0.5})
+        with gateway.client() as client:
+            for i in range(12):
+                client.post("/v1/videos", json={"prompt": f"long {i}", "seconds": "4"}).raise_for_status()
+            time.sleep(3)
+            lowered = client.patch(f"/v1/admin/providers/{account['id']}", json={"poll_rate": 1})
+            assert lowered.status_code == 200, lowered.text
+            changed = time.monotonic()
+            time.sleep(6)
+    polls = timed.count("GET /v2/videos/generations/")
+    after = [t for t in polls if t >= changed]
+
+    def busiest(times: list[float], since: float) -> int:
+        return max((sum(1 for t in times if start <= t < start + 1.0) for start in times if start >= since), default=0)
+
+    assert busiest(polls, 0) <= 5
+    assert len(after) >= 3  # the jobs are still looked at
+    assert busiest(after, changed + 2.0) <= 1, [round(t - changed, 2) for t in after]
+
+
 def test_secret_never_leaves_in_responses_or_logs(
     gateway: LiveServer, relay: tuple[RelayV2Fake, str], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -103,9 +103,15 @@ async def update_account(engine: AsyncEngine, *, account_id: str, values: dict[s
                 await _check_rename(conn, account_id, values["name"])
             if "poll_rate" in values:
                 # Slots reserved at an old rate are given up (``PollGate.wait``): a new rate
-                # counts from now, not from the end of the old rate's queue.
-                changed = provider_accounts.c.poll_rate != values["poll_rate"]
-                values = {**values, "poll_next_at": case((changed, 0.0), else_=provider_accounts.c.poll_next_at)}
+                # counts from a second from now (old slots within it may still be used until each
+                # process has seen the change), not from the end of the old rate's queue.
+                c = provider_accounts.c
+                soon = time.time() + 1.0
+                cut = case((c.poll_next_at > soon, soon), else_=c.poll_next_at)
+                values = {
+                    **values,
+                    "poll_next_at": case((c.poll_rate != values["poll_rate"], cut), else_=c.poll_next_at),
+                }
             result = await conn.execute(
                 update(provider_accounts)
                 .where(provider_accounts.c.id == account_id)
