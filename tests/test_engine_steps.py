@@ -1111,3 +1111,21 @@ async def test_a_task_routed_on_a_name_another_process_just_changed_is_routed_ag
     row = await rig.step_until(worker, task, lambda row: row["status"] != "queued")
     assert (row["status"], row["provider"]) == ("in_progress", "after"), row
     assert rig.fakes["before"].creates == 1  # the same upstream, under the account's new name
+
+
+async def test_a_task_queued_behind_resting_accounts_fails_at_its_own_models_deadline(rig: Rig) -> None:
+    # Both accounts rest; the one for this task's model allows 60 s, another model's allows the
+    # server's deadline: the other model's account does not hold this task past its 60 s.
+    rest = time.time() + 300
+    await rig.account("short", options={"timeout": 5, "deadline": 60}, cooldown_until=rest)
+    await rig.account("other", models={"sora-2-pro": ""}, cooldown_until=rest)
+    task = await rig.task()
+    worker = rig.worker()
+    for _ in range(40):
+        await worker.run_due()
+        row = await rig.row(task.id)
+        if row["status"] != "queued":
+            break
+        rig.clock.now += 2.5
+    assert (row["status"], row["error_code"]) == ("failed", ErrorCode.TIMEOUT), row
+    assert rig.clock.now - task.created_at <= 60 + 5

@@ -345,13 +345,15 @@ async def claim_due(
     lease_seconds: float,
     queued_limit: int | None = None,
     created_before: float | None = None,
+    created_before_by_model: dict[str, float] | None = None,
     now: float | None = None,
 ) -> list[Task]:
     """Lease active tasks that are due and that nobody holds (or whose holder's lease ran
     out), oldest due first: up to ``limit`` already sent upstream, and up to
     ``queued_limit`` still to be sent (when every account is full there is no point
-    taking more of those), plus those created before ``created_before`` (past their
-    deadline: they are claimed to be failed, room or not)."""
+    taking more of those), plus those created before ``created_before`` (or, for a model
+    in ``created_before_by_model``, before its bound): past their deadline, they are
+    claimed to be failed, room or not."""
     now = now or time.time()
     due = and_(tasks.c.status.in_(_ACTIVE), tasks.c.next_check_at <= now, _free(now))
     queued_limit = limit if queued_limit is None else min(limit, queued_limit)
@@ -366,9 +368,14 @@ async def claim_due(
             .limit(queued_limit)
         )
     if created_before is not None:
+        too_old = [tasks.c.created_at < created_before]
+        too_old += [
+            and_(tasks.c.model == model, tasks.c.created_at < before)
+            for model, before in (created_before_by_model or {}).items()
+        ]
         parts.append(
             select(tasks.c.id)
-            .where(due, tasks.c.submit_state.is_(None), tasks.c.created_at < created_before)
+            .where(due, tasks.c.submit_state.is_(None), or_(*too_old))
             .order_by(tasks.c.created_at)
             .limit(limit)
         )

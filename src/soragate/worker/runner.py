@@ -199,18 +199,37 @@ class Worker:
             worker_id=self.id,
             limit=limit,
             queued_limit=await self._submit_room(limit),
-            # Queued tasks older than any account could still finish are taken, room or not,
+            # Queued tasks older than their accounts could still finish are taken, room or not,
             # to be failed (which ones exactly each task's accounts say, in ``_submit``).
-            created_before=self._claimed_at - self._longest_deadline(),
+            **self._too_old_to_wait(),
             lease_seconds=self.settings.lease_seconds,
             now=self._claimed_at,
         )
 
-    def _longest_deadline(self) -> float:
-        """The most seconds from creation that any enabled account allows a task."""
+    def _too_old_to_wait(self) -> dict[str, Any]:
+        """``claim_due``'s bounds for queued tasks past every deadline their accounts allow:
+        the most seconds from creation any enabled account allows, and a shorter bound for
+        each model whose accounts (named in their model lists, or routed to) all allow less."""
         server = self.settings.task_deadline_seconds
         runtimes = [r for r in self.router.runtimes.values() if r.account.enabled]
-        return max((self.schedule.deadline(0.0, server, r.account.opts) for r in runtimes), default=server)
+        allows = {r.name: self.schedule.deadline(0.0, server, r.account.opts) for r in runtimes}
+        longest = max(allows.values(), default=server)
+        anywhere = max((allows[r.name] for r in runtimes if "*" in r.account.models), default=0.0)
+        by_model: dict[str, float] = {}
+        for runtime in runtimes:
+            for model in runtime.account.models:
+                by_model[model] = max(by_model.get(model, anywhere), allows[runtime.name])
+        for model, rows in self.router.routes.items():
+            for row in rows:
+                by_model[model] = max(by_model.get(model, anywhere), allows.get(row.account, longest))
+        return {
+            "created_before": self._claimed_at - longest,
+            "created_before_by_model": {
+                model: self._claimed_at - seconds
+                for model, seconds in by_model.items()
+                if model != "*" and seconds < longest
+            },
+        }
 
     async def _idle(self) -> None:
         """Sleep until the next due time this process knows of, a wake-up (a new task, a
