@@ -44,10 +44,9 @@ def load_settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
 
 def sqlite_file(settings: Settings) -> Path | None:
     """The SQLite database file the settings point at; None for a database server."""
-    url = settings.db_url
-    if not url.startswith("sqlite") or ":///" not in url:
-        return None  # a database server, or SQLite in memory
-    return Path(url.split(":///", 1)[1])
+    from soragate.store.db import sqlite_path  # here: the CLI starts without SQLAlchemy
+
+    return sqlite_path(settings.db_url)
 
 
 def named(data_dir: Path | None) -> bool:

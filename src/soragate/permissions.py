@@ -21,9 +21,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from soragate.settings import Settings
+from soragate.store.db import sqlite_path
 
 log = logging.getLogger("soragate.permissions")
 
@@ -35,10 +34,8 @@ SQLITE_SIDECARS = ("", "-wal", "-shm", "-journal")
 
 def sqlite_files(db_url: str) -> list[Path]:
     """The database file and its WAL, shared-memory and journal files (SQLite only)."""
-    url = make_url(db_url)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return []
-    return [Path(url.database + suffix) for suffix in SQLITE_SIDECARS]
+    path = sqlite_path(db_url)
+    return [Path(f"{path}{suffix}") for suffix in SQLITE_SIDECARS] if path else []
 
 
 def _tighten(path: Path) -> bool:

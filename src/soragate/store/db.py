@@ -143,14 +143,23 @@ def unreachable(exc: BaseException) -> bool:
     return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The SQLite database file ``url`` names; None for a database server or SQLite in memory."""
+    try:
+        parsed = make_url(url)
+    except sa_exc.ArgumentError:
+        return None  # not a URL at all: said when it is used
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
 class DatabaseFile:
     """SQLite: the file this process opened. Removed or replaced under it, the open file still
     answers queries, but nothing written to it will be found again (a restart opens a new one)."""
 
     def __init__(self, url: str) -> None:
-        parsed = make_url(url)
-        sqlite = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
-        self.path = parsed.database if sqlite else None
+        self.path = sqlite_path(url)
         self._opened = _identity(self.path) if self.path else None
 
     @property
@@ -158,7 +167,7 @@ class DatabaseFile:
         return self.path is not None and _identity(self.path) != self._opened
 
 
-def _identity(path: str) -> tuple[int, int] | None:
+def _identity(path: Path) -> tuple[int, int] | None:
     try:
         found = os.stat(path)
     except OSError:
