@@ -478,13 +478,9 @@ async def mark_submitting(
     that name, False when the task changed elsewhere, True when the slot is ours."""
     async with writing(engine) as conn:
         if max_in_flight is not None:
-            account = select(provider_accounts.c.id).where(provider_accounts.c.name == provider)
-            if engine.dialect.name == "postgresql":
-                # The account row's lock makes count-then-take atomic across replicas.
-                account = account.with_for_update()
-            if (await conn.execute(account)).first() is None:
-                # Renamed or removed since this process looked: routed again once it has.
-                return None
+            # The account row's lock makes count-then-take atomic across replicas.
+            if not await _lock_account(conn, engine, provider):
+                return None  # renamed or removed since this process looked: routed again once it has
             held = (await conn.execute(select(func.count()).where(in_flight_clause(provider)))).scalar() or 0
             if held >= max_in_flight:
                 return None
@@ -501,6 +497,15 @@ async def mark_submitting(
         if result.rowcount and refit is not None:
             await _store_refit(conn, task_id, *refit)
     return result.rowcount > 0
+
+
+async def _lock_account(conn: Any, engine: AsyncEngine, name: str) -> bool:
+    """Lock the row of the account named ``name`` until the transaction ends (Postgres; SQLite
+    has one writer at a time); whether an account has that name."""
+    query = select(provider_accounts.c.id).where(provider_accounts.c.name == name)
+    if engine.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return (await conn.execute(query)).first() is not None
 
 
 async def _store_refit(conn: Any, task_id: str, params: TaskParams, cost: float) -> None:
@@ -534,11 +539,8 @@ async def mark_submitted(
     lease = {} if keep_lease else {"lease_owner": None, "lease_until": None}
     async with writing(engine) as conn:
         if provider is not None:
-            if engine.dialect.name == "postgresql":
-                # The account row's lock: two submits given one id at the same moment take turns.
-                await conn.execute(
-                    select(provider_accounts.c.id).where(provider_accounts.c.name == provider).with_for_update()
-                )
+            # The account row's lock: two submits given one id at the same moment take turns.
+            await _lock_account(conn, engine, provider)
             taken = await conn.execute(
                 select(tasks.c.id)
                 .where(tasks.c.provider == provider, tasks.c.upstream_id == upstream_id, tasks.c.id != task_id)
