@@ -472,6 +472,21 @@ class Router:
             return []
         return [r.runtime for r in eligible if r.runtime.account.enabled]
 
+    def accounts_by_model(self) -> dict[str, list[AccountRuntime]]:
+        """For each public model an enabled account names in its model list or an admin routed,
+        the enabled accounts that may take its tasks: those naming it or ``*``, and those
+        routed to for it. (A task whose model is named nowhere may go to any.)"""
+        enabled = [r for r in self.runtimes.values() if r.account.enabled]
+        anywhere = [r for r in enabled if "*" in r.account.models]
+        served: dict[str, list[AccountRuntime]] = {}
+        for runtime in enabled:
+            for model in runtime.account.models.keys() - {"*"}:
+                served.setdefault(model, list(anywhere)).append(runtime)
+        for model, rows in self.routes.items():
+            routed = [self.runtimes.get(row.account) for row in rows]
+            served.setdefault(model, list(anywhere)).extend(r for r in routed if r and r.account.enabled)
+        return served
+
     def where(self, public_model: str, base_model: str) -> list[dict[str, Any]]:
         """Where requests for a public model go: its routes, else the accounts whose model
         list has it, else the built-in sandbox."""

@@ -209,26 +209,18 @@ class Worker:
     def _too_old_to_wait(self) -> dict[str, Any]:
         """``claim_due``'s bounds for queued tasks past every deadline their accounts allow:
         the most seconds from creation any enabled account allows, and a shorter bound for
-        each model whose accounts (named in their model lists, or routed to) all allow less."""
+        each model whose accounts all allow less."""
         server = self.settings.task_deadline_seconds
-        runtimes = [r for r in self.router.runtimes.values() if r.account.enabled]
-        allows = {r.name: self.schedule.deadline(0.0, server, r.account.opts) for r in runtimes}
-        longest = max(allows.values(), default=server)
-        anywhere = max((allows[r.name] for r in runtimes if "*" in r.account.models), default=0.0)
-        by_model: dict[str, float] = {}
-        for runtime in runtimes:
-            for model in runtime.account.models:
-                by_model[model] = max(by_model.get(model, anywhere), allows[runtime.name])
-        for model, rows in self.router.routes.items():
-            for row in rows:
-                by_model[model] = max(by_model.get(model, anywhere), allows.get(row.account, longest))
+
+        def allows(runtime: AccountRuntime) -> float:
+            return self.schedule.deadline(0.0, server, runtime.account.opts)
+
+        enabled = [r for r in self.router.runtimes.values() if r.account.enabled]
+        longest = max(map(allows, enabled), default=server)
+        by_model = {m: max(map(allows, rs), default=longest) for m, rs in self.router.accounts_by_model().items()}
         return {
             "created_before": self._claimed_at - longest,
-            "created_before_by_model": {
-                model: self._claimed_at - seconds
-                for model, seconds in by_model.items()
-                if model != "*" and seconds < longest
-            },
+            "created_before_by_model": {m: self._claimed_at - t for m, t in by_model.items() if t < longest},
         }
 
     async def _idle(self) -> None:
