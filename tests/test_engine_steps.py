@@ -139,16 +139,23 @@ class Rig:
         return dict(row._mapping)
 
     async def step_until(
-        self, worker: Worker, task: Task, done: Callable[[dict[str, Any]], bool], *, steps: int = 5
+        self,
+        worker: Worker,
+        task: Task,
+        done: Callable[[dict[str, Any]], bool],
+        *,
+        steps: int = 5,
+        tick: float | None = None,
     ) -> dict[str, Any]:
-        """Run ``task``'s due steps, moving the clock to each next due time, until ``done``
+        """Run ``task``'s due steps, moving the clock to each next due time (or on by ``tick``
+        seconds a round: a task no claim takes has no due time to move to), until ``done``
         holds of its row (or ``steps`` ran); the row then."""
         for _ in range(steps):
             await worker.run_due()
             row = await self.row(task.id)
             if done(row):
                 break
-            self.clock.now = max(self.clock.now, row["next_check_at"])
+            self.clock.now = self.clock.now + tick if tick else max(self.clock.now, row["next_check_at"])
         return row
 
     async def run_to_completion(self, worker: Worker, task: Task) -> float:
@@ -1052,13 +1059,8 @@ async def test_a_task_queued_behind_a_resting_account_fails_at_that_accounts_dea
     # 60 s of a task's creation: a task made meanwhile cannot be sent in time.
     await rig.account("only", options={"timeout": 5, "poll_min": 1.0, "deadline": 60}, cooldown_until=time.time() + 300)
     task = await rig.task()
-    worker = rig.worker()
-    for _ in range(30):  # the clock going on, as the worker's claim rounds see it
-        await worker.run_due()
-        row = await rig.row(task.id)
-        if row["status"] != "queued":
-            break
-        rig.clock.now += 2.5
+    # The clock going on, as the worker's claim rounds see it.
+    row = await rig.step_until(rig.worker(), task, lambda row: row["status"] != "queued", steps=30, tick=2.5)
     assert (row["status"], row["error_code"]) == ("failed", ErrorCode.TIMEOUT), row
     assert row["error_message"] == "No upstream account could take the task before its deadline."
     assert rig.clock.now - task.created_at <= 60 + 5  # its deadline and one request timeout
@@ -1120,12 +1122,7 @@ async def test_a_task_queued_behind_resting_accounts_fails_at_its_own_models_dea
     await rig.account("short", options={"timeout": 5, "deadline": 60}, cooldown_until=rest)
     await rig.account("other", models={"sora-2-pro": ""}, cooldown_until=rest)
     task = await rig.task()
-    worker = rig.worker()
-    for _ in range(40):
-        await worker.run_due()
-        row = await rig.row(task.id)
-        if row["status"] != "queued":
-            break
-        rig.clock.now += 2.5
+    # The clock going on, as the worker's claim rounds see it.
+    row = await rig.step_until(rig.worker(), task, lambda row: row["status"] != "queued", steps=40, tick=2.5)
     assert (row["status"], row["error_code"]) == ("failed", ErrorCode.TIMEOUT), row
     assert rig.clock.now - task.created_at <= 60 + 5
